@@ -1,0 +1,235 @@
+import type { Kysely } from 'kysely';
+import { AppError, invalidRequest } from '../errors.js';
+import { importedApiKey, importedClientKey, newApiKey, newClientKey, newSigningSecret, apiKeyIsLive } from '../auth/keys.js';
+import type { Clock } from '../lib/clock.js';
+import { iso } from '../lib/clock.js';
+import { digest } from '../lib/secrets.js';
+import { AppsRepo, type ApiKeyRow, type AppRow } from '../store/apps-repo.js';
+import { isUniqueViolation } from '../store/database.js';
+import type { Database } from '../store/schema.js';
+
+export interface NewApp {
+  id?: string;
+  name: string;
+  domains?: string[];
+  rateLimitPerMinute?: number | null;
+}
+
+export interface CreatedApp {
+  id: string;
+  name: string;
+  domains: string[];
+  apiKey: string;
+  clientKey: string;
+}
+
+export interface AppSummary {
+  id: string;
+  name: string;
+  domains: string[];
+  rateLimitPerMinute: number | null;
+  createdAt: string;
+  apiKeys: Array<{ id: string; last4: string; status: 'live' | 'expiring' | 'expired' | 'revoked'; createdAt: string; expiresAt: string | null; revokedAt: string | null }>;
+  clientKey: { id: string; last4: string; issued: boolean; createdAt: string } | null;
+}
+
+const APP_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * Applications (tenants) and their keys. Used by the CLI today and by the dashboard later; every secret it
+ * returns is returned once, from the call that created it.
+ */
+export class AppsService {
+  private readonly repo: AppsRepo;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+  ) {
+    this.repo = new AppsRepo(db);
+  }
+
+  async create(input: NewApp): Promise<CreatedApp> {
+    const name = input.name.trim();
+    if (!name || name.length > 200) throw invalidRequest('name must be 1-200 characters');
+    const domains = normalizeDomains(input.domains ?? []);
+    const id = input.id ?? (await this.freeIdFor(name));
+    if (!APP_ID.test(id)) throw invalidRequest('id must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
+    const now = this.clock.now();
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const repo = new AppsRepo(trx);
+        if (await repo.getApp(id)) throw new AppError('APP_EXISTS', `Application ${id} already exists`);
+        for (const d of domains) {
+          const owner = await repo.appOfDomain(d);
+          if (owner) throw new AppError('DOMAIN_TAKEN', `Domain ${d} already belongs to application ${owner}`);
+        }
+        const app: AppRow = { id, name, rate_limit_per_minute: input.rateLimitPerMinute ?? null, signing_secret: newSigningSecret(), created_at: now, updated_at: now };
+        await repo.insertApp(app);
+        await repo.insertDomains(id, domains);
+        const apiKey = newApiKey(id, now);
+        await repo.insertApiKey(apiKey.row);
+        const clientKey = await newClientKey(app, now);
+        await repo.insertClientKey(clientKey.row);
+        return { id, name, domains, apiKey: apiKey.secret, clientKey: clientKey.secret };
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('APP_EXISTS', `Application ${id} or one of its domains already exists`);
+      throw err;
+    }
+  }
+
+  async list(): Promise<AppSummary[]> {
+    const [apps, domains] = await Promise.all([this.repo.listApps(), this.repo.domainsByApp()]);
+    return Promise.all(apps.map((a) => this.summarize(a, domains.get(a.id) ?? [])));
+  }
+
+  async describe(app: AppRow): Promise<AppSummary> {
+    return this.summarize(app, await this.repo.domainsOf(app.id));
+  }
+
+  /** Finds an application by id, or by name when exactly one has that name. */
+  async resolve(idOrName: string): Promise<AppRow> {
+    const byId = await this.repo.getApp(idOrName);
+    if (byId) return byId;
+    const byName = await this.repo.findAppsByName(idOrName);
+    if (byName.length === 1) return byName[0]!;
+    if (byName.length > 1) throw new AppError('APP_NOT_FOUND', `Several applications are named ${idOrName}; use the id`);
+    throw new AppError('APP_NOT_FOUND', `No application ${idOrName}`);
+  }
+
+  /**
+   * Adds a new API key. Keys that were live keep working for `expireOldInMs` more (0 = revoked now), so
+   * services can switch over without downtime.
+   */
+  async rotateApiKey(app: AppRow, expireOldInMs: number): Promise<{ apiKey: string; last4: string; oldKeysExpireAt: string | null }> {
+    const now = this.clock.now();
+    const until = now + expireOldInMs;
+    return this.db.transaction().execute(async (trx) => {
+      const repo = new AppsRepo(trx);
+      for (const key of await repo.listApiKeys(app.id)) {
+        if (!apiKeyIsLive(key, now)) continue;
+        if (expireOldInMs === 0) await repo.updateApiKey(key.id, { revoked_at: now });
+        else if (key.expires_at === null || key.expires_at > until) await repo.updateApiKey(key.id, { expires_at: until });
+      }
+      const fresh = newApiKey(app.id, now);
+      await repo.insertApiKey(fresh.row);
+      return { apiKey: fresh.secret, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
+    });
+  }
+
+  async revokeApiKey(app: AppRow, keyLast4: string): Promise<{ id: string; last4: string; revokedAt: string }> {
+    const now = this.clock.now();
+    const matches = (await this.repo.listApiKeys(app.id)).filter((k) => k.last4 === keyLast4 && k.revoked_at === null);
+    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No unrevoked API key ending in ${keyLast4} in application ${app.id}`);
+    if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several API keys end in ${keyLast4}; rotate instead`);
+    const key = matches[0]!;
+    await this.repo.updateApiKey(key.id, { revoked_at: now });
+    return { id: key.id, last4: key.last4, revokedAt: iso(now) };
+  }
+
+  /** One client key per application: the new one replaces the old at once. */
+  async rotateClientKey(app: AppRow): Promise<{ clientKey: string; last4: string }> {
+    const now = this.clock.now();
+    const fresh = await newClientKey(app, now);
+    await this.db.transaction().execute(async (trx) => {
+      const repo = new AppsRepo(trx);
+      await repo.revokeClientKeys(app.id, now);
+      await repo.insertClientKey(fresh.row);
+    });
+    return { clientKey: fresh.secret, last4: fresh.row.last4 };
+  }
+
+  /**
+   * For scripted deployments (IMKIT_APP_ID / IMKIT_API_KEY / IMKIT_CLIENT_KEY): makes sure the application
+   * exists and the given keys work exactly as given. Other live API keys are left alone (so a rotation done
+   * with the CLI survives a restart); the given client key becomes the application's only client key.
+   */
+  async ensureFromEnv(appId: string, apiKey: string | undefined, clientKey: string | undefined): Promise<{ created: boolean; generated: Partial<CreatedApp> }> {
+    const now = this.clock.now();
+    return this.db.transaction().execute(async (trx) => {
+      const repo = new AppsRepo(trx);
+      let app = await repo.getApp(appId);
+      const created = !app;
+      const generated: Partial<CreatedApp> = {};
+      if (!app) {
+        app = { id: appId, name: appId, rate_limit_per_minute: null, signing_secret: newSigningSecret(), created_at: now, updated_at: now };
+        await repo.insertApp(app);
+      }
+      if (apiKey) {
+        const existing = await repo.findApiKeyByDigest(digest(apiKey));
+        if (existing && existing.app_id !== appId) throw invalidRequest('IMKIT_API_KEY is already a key of another application');
+        if (!existing) await repo.insertApiKey(importedApiKey(appId, apiKey, now));
+        else if (!apiKeyIsLive(existing, now)) await repo.updateApiKey(existing.id, { revoked_at: null, expires_at: null });
+      } else if (created) {
+        const fresh = newApiKey(appId, now);
+        await repo.insertApiKey(fresh.row);
+        generated.apiKey = fresh.secret;
+      }
+      if (clientKey) {
+        const existing = await repo.findClientKeyByDigest(digest(clientKey));
+        if (existing && existing.app_id !== appId) throw invalidRequest('IMKIT_CLIENT_KEY is already the client key of another application');
+        await repo.revokeClientKeys(appId, now);
+        if (existing) await repo.unrevokeClientKey(existing.id);
+        else await repo.insertClientKey(importedClientKey(appId, clientKey, now));
+      } else if (created) {
+        const fresh = await newClientKey(app, now);
+        await repo.insertClientKey(fresh.row);
+        generated.clientKey = fresh.secret;
+      }
+      return { created, generated };
+    });
+  }
+
+  async isEmpty(): Promise<boolean> {
+    return (await this.repo.countApps()) === 0;
+  }
+
+  private async freeIdFor(name: string): Promise<string> {
+    const slug = name.toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/^[-_.]+|[-]+$/g, '').slice(0, 48) || 'app';
+    if (!(await this.repo.getApp(slug))) return slug;
+    for (;;) {
+      const candidate = `${slug}-${Math.random().toString(16).slice(2, 6)}`;
+      if (!(await this.repo.getApp(candidate))) return candidate;
+    }
+  }
+
+  private async summarize(app: AppRow, domains: string[]): Promise<AppSummary> {
+    const now = this.clock.now();
+    const keys = await this.repo.listApiKeys(app.id);
+    const client = await this.repo.liveClientKey(app.id);
+    return {
+      id: app.id,
+      name: app.name,
+      domains,
+      rateLimitPerMinute: app.rate_limit_per_minute,
+      createdAt: iso(app.created_at),
+      apiKeys: keys.map((k) => ({
+        id: k.id,
+        last4: k.last4,
+        status: keyStatus(k, now),
+        createdAt: iso(k.created_at),
+        expiresAt: k.expires_at === null ? null : iso(k.expires_at),
+        revokedAt: k.revoked_at === null ? null : iso(k.revoked_at),
+      })),
+      clientKey: client ? { id: client.id, last4: client.last4, issued: client.issued === 1, createdAt: iso(client.created_at) } : null,
+    };
+  }
+}
+
+function keyStatus(k: ApiKeyRow, now: number): AppSummary['apiKeys'][number]['status'] {
+  if (k.revoked_at !== null) return 'revoked';
+  if (k.expires_at === null) return 'live';
+  return k.expires_at > now ? 'expiring' : 'expired';
+}
+
+export function normalizeDomains(domains: string[]): string[] {
+  const out = new Set<string>();
+  for (const raw of domains) {
+    const d = raw.trim().toLowerCase().replace(/\.$/, '');
+    if (!DOMAIN.test(d) || d.length > 253) throw invalidRequest(`domain "${raw}" is not a host name (example: chat.example.com or *.example.com)`);
+    out.add(d);
+  }
+  return [...out];
+}

@@ -1,0 +1,166 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config.js';
+import { AppError, CREDENTIAL_FAILURE_CODES, CredentialErrors, invalidRequest } from '../errors.js';
+import type { Clock } from '../lib/clock.js';
+import { digest } from '../lib/secrets.js';
+import { AppsRepo, type AppRow } from '../store/apps-repo.js';
+import type { Database } from '../store/schema.js';
+import { UsersRepo } from '../store/users-repo.js';
+import { apiKeyIsLive, clientKeySignatureValid } from './keys.js';
+import type { RateDecision, RateLimitStore } from './rate-limit.js';
+
+/**
+ * Who may call a route: `admin` needs the API key; `user` needs a user (a client key + token, or the API key
+ * naming the user in IM-CLIENT-ID); `either` takes a user or the API key alone (platform administrator).
+ */
+export type AuthMode = 'admin' | 'user' | 'either';
+
+export type Actor =
+  | { kind: 'admin'; app: AppRow; apiKeyId: string; userId: string | undefined }
+  | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string };
+
+/** What a transport hands over: the request headers (lower-case names) and the caller's IP. */
+export interface CredentialInput {
+  headers: Record<string, string | string[] | undefined>;
+  ip: string;
+}
+
+export interface AuthResult {
+  actor: Actor;
+  rate: RateDecision;
+}
+
+const MINUTE = 60_000;
+
+/**
+ * The one auth guard, shared by HTTP routes and (later) socket handshakes: headers in, Actor out, or one
+ * of the seed documents' errors. Every lookup goes to the store, so a revocation (also one made by the CLI
+ * in another process) takes effect on the very next request.
+ */
+export class Guard {
+  private readonly apps: AppsRepo;
+  private readonly users: UsersRepo;
+
+  constructor(
+    db: Kysely<Database>,
+    private readonly rates: RateLimitStore,
+    private readonly clock: Clock,
+    private readonly config: Pick<Config, 'rateLimitPerMinute' | 'userRateLimitPerMinute' | 'authFailuresPerMinute'>,
+  ) {
+    this.apps = new AppsRepo(db);
+    this.users = new UsersRepo(db);
+  }
+
+  async authenticate(input: CredentialInput, mode: AuthMode): Promise<AuthResult> {
+    const now = this.clock.now();
+    const failKey = `fail:${input.ip}`;
+    const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
+    if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
+    try {
+      return await this.resolve(input, mode, now);
+    } catch (err) {
+      if (err instanceof AppError && CREDENTIAL_FAILURE_CODES.has(err.code)) {
+        await this.rates.hit(failKey, this.config.authFailuresPerMinute, MINUTE, now);
+      }
+      throw err;
+    }
+  }
+
+  private async resolve(input: CredentialInput, mode: AuthMode, now: number): Promise<AuthResult> {
+    const h = (name: string) => header(input.headers, name);
+    const apiKey = h('im-api-key') ?? h('api_key');
+    const asUser = h('im-client-id');
+
+    if (apiKey !== undefined) {
+      const key = await this.apps.findApiKeyByDigest(digest(apiKey));
+      if (!key || !apiKeyIsLive(key, now)) throw CredentialErrors.invalidApiKey();
+      const app = await this.apps.getApp(key.app_id);
+      if (!app) throw CredentialErrors.invalidApiKey();
+      const rate = await this.count(`api:${key.id}`, app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, now);
+      if (mode === 'user' && !asUser) {
+        throw invalidRequest('IM-CLIENT-ID header is required to call a user route with the API key (it names the user to act as)');
+      }
+      return { actor: { kind: 'admin', app, apiKeyId: key.id, userId: asUser || undefined }, rate };
+    }
+
+    const clientKey = h('im-client-key') ?? h('client_key');
+    if (clientKey === undefined) {
+      throw mode === 'admin' ? CredentialErrors.missingApiKey() : CredentialErrors.missingClientKey();
+    }
+    const ck = await this.apps.findClientKeyByDigest(digest(clientKey));
+    if (!ck || ck.revoked_at !== null) throw CredentialErrors.invalidClientKey();
+    const app = await this.apps.getApp(ck.app_id);
+    if (!app) throw CredentialErrors.invalidClientKey();
+    if (ck.issued === 1 && !(await clientKeySignatureValid(clientKey, ck, app))) throw CredentialErrors.invalidClientKey();
+    await this.checkDomain(app, input.headers);
+
+    const rawToken = h('im-authorization') ?? h('authorization');
+    const token = rawToken?.replace(/^Bearer\s+/i, '').trim();
+    if (!token) throw CredentialErrors.invalidToken('A user token is required in the IM-Authorization header');
+    const tokenDigest = digest(token);
+    const row = await this.users.findToken(app.id, tokenDigest);
+    if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
+    if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
+    const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
+    if (asUser && asUser !== row.user_id) {
+      throw CredentialErrors.insufficientPermissions('IM-CLIENT-ID does not match the user of the token');
+    }
+    if (mode === 'admin') {
+      throw CredentialErrors.insufficientPermissions('A client key and user token cannot perform this operation; it requires the API key');
+    }
+    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest }, rate };
+  }
+
+  private async count(key: string, limit: number, now: number): Promise<RateDecision> {
+    const d = await this.rates.hit(key, limit, MINUTE, now);
+    if (!d.allowed) throw CredentialErrors.rateLimited(d.retryAfter, d);
+    return d;
+  }
+
+  /**
+   * Domain binding. The Host says which server name the caller used, a browser's Origin which site it runs
+   * on. If either belongs to another application the key is refused; if this application lists domains,
+   * the Host or the Origin must be one of them. The most specific entry wins (chat.example.com over
+   * *.example.com).
+   */
+  private async checkDomain(app: AppRow, headers: CredentialInput['headers']): Promise<void> {
+    const names = [hostnameOf(header(headers, 'origin'), true), hostnameOf(header(headers, 'host'), false)].filter(
+      (n): n is string => n !== undefined,
+    );
+    const owners = await this.apps.ownersOfDomains([...new Set(names.flatMap(patternsFor))]);
+    let ownMatch = false;
+    for (const name of names) {
+      const owner = patternsFor(name)
+        .map((p) => owners.find((o) => o.domain === p))
+        .find((o) => o !== undefined);
+      if (!owner) continue;
+      if (owner.app_id !== app.id) throw CredentialErrors.clientKeyMismatch();
+      ownMatch = true;
+    }
+    if (!ownMatch && (await this.apps.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
+  }
+}
+
+export function header(headers: CredentialInput['headers'], name: string): string | undefined {
+  const v = headers[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return s === undefined || s === '' ? undefined : s;
+}
+
+/** "a.b.example.com" -> ["a.b.example.com", "*.b.example.com", "*.example.com", "*.com"], most specific first. */
+function patternsFor(host: string): string[] {
+  const parts = host.split('.');
+  const out = [host];
+  for (let i = 1; i < parts.length; i++) out.push(`*.${parts.slice(i).join('.')}`);
+  return out;
+}
+
+function hostnameOf(value: string | undefined, isOrigin: boolean): string | undefined {
+  if (!value || value === 'null') return undefined;
+  try {
+    const url = new URL(isOrigin ? value : `http://${value}`);
+    return url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase() || undefined;
+  } catch {
+    return undefined;
+  }
+}

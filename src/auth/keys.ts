@@ -1,0 +1,75 @@
+import { SignJWT, jwtVerify } from 'jose';
+import { digest, generateApiKey, last4, randomHex } from '../lib/secrets.js';
+import type { ApiKeyRow, AppRow, ClientKeyRow } from '../store/apps-repo.js';
+
+/**
+ * Making and checking the application credentials. Nothing here stores anything: callers put the rows
+ * these functions build into the store.
+ */
+export function newSigningSecret(): string {
+  return randomHex(32);
+}
+
+export function newApiKey(appId: string, now: number): { secret: string; row: ApiKeyRow } {
+  const secret = generateApiKey();
+  return {
+    secret,
+    row: { id: `ak_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), created_at: now, expires_at: null, revoked_at: null },
+  };
+}
+
+/** An API key the operator chose (IMKIT_API_KEY): kept byte for byte, stored as its digest. */
+export function importedApiKey(appId: string, secret: string, now: number): ApiKeyRow {
+  return { id: `ak_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), created_at: now, expires_at: null, revoked_at: null };
+}
+
+export function apiKeyIsLive(row: ApiKeyRow, now: number): boolean {
+  return row.revoked_at === null && (row.expires_at === null || row.expires_at > now);
+}
+
+/**
+ * The client key is a JWT (HS256) signed with the application's own secret. Its claims name the
+ * application, the key id and the creation time; it carries no secret (unlike the vendor's example, which
+ * embedded the API key).
+ */
+export async function newClientKey(app: Pick<AppRow, 'id' | 'signing_secret'>, now: number): Promise<{ secret: string; row: ClientKeyRow }> {
+  const kid = `ck_${randomHex(8)}`;
+  const secret = await new SignJWT({ appID: app.id, kid, createAt: now })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid })
+    .sign(secretBytes(app.signing_secret));
+  return {
+    secret,
+    row: { id: kid, app_id: app.id, digest: digest(secret), last4: last4(secret), issued: 1, created_at: now, revoked_at: null },
+  };
+}
+
+export function importedClientKey(appId: string, secret: string, now: number): ClientKeyRow {
+  return { id: `ck_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), issued: 0, created_at: now, revoked_at: null };
+}
+
+/** For an issued key, the digest match is checked by the caller; this also proves this server signed it. */
+export async function clientKeySignatureValid(secret: string, row: ClientKeyRow, app: AppRow): Promise<boolean> {
+  try {
+    const { payload, protectedHeader } = await jwtVerify(secret, secretBytes(app.signing_secret), { algorithms: ['HS256'] });
+    return payload.appID === app.id && protectedHeader.kid === row.id;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Server-issued user tokens are JWTs too: the IMKIT Vue SDK reads the user id from the `id` claim. They are
+ * still checked by digest (so revocation is immediate); the signature only proves where they came from.
+ */
+export async function newUserToken(app: Pick<AppRow, 'id' | 'signing_secret'>, userId: string, now: number, expiresAt: number): Promise<string> {
+  return new SignJWT({ id: userId, _id: userId, appID: app.id })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt(Math.floor(now / 1000))
+    .setExpirationTime(Math.floor(expiresAt / 1000))
+    .setJti(randomHex(12))
+    .sign(secretBytes(app.signing_secret));
+}
+
+function secretBytes(hex: string): Uint8Array {
+  return Buffer.from(hex, 'hex');
+}

@@ -1,0 +1,84 @@
+/**
+ * Rate-limit counters behind one interface, so cluster mode can swap in a Redis store shared by every node.
+ * The limit is a sliding window log: a request is allowed when fewer than `limit` requests were allowed in the
+ * last `windowMs`, so the 1001st request inside any 60 seconds is refused, exactly. Refused requests are not
+ * recorded (a client that keeps retrying is not locked out for longer).
+ */
+export interface RateDecision {
+  allowed: boolean;
+  limit: number;
+  remaining: number;
+  /** Epoch ms when the oldest counted request leaves the window (one more slot frees up then). */
+  resetAt: number;
+  /** Whole seconds to wait before a retry can succeed (0 when allowed). */
+  retryAfter: number;
+}
+
+export interface RateLimitStore {
+  /** Counts a request if it is allowed. */
+  hit(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision>;
+  /** Answers whether a request would be allowed, counting nothing. */
+  peek(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision>;
+  close(): Promise<void>;
+}
+
+interface Log {
+  times: Float64Array;
+  head: number;
+  size: number;
+}
+
+/** In-process store: one ring buffer of timestamps per key (8 bytes per allowed request in the window). */
+export class MemoryRateLimitStore implements RateLimitStore {
+  private readonly logs = new Map<string, Log>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly sweepEveryMs = 60_000) {
+    this.sweeper = setInterval(() => this.sweep(Date.now()), this.sweepEveryMs);
+    this.sweeper.unref();
+  }
+
+  async hit(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision> {
+    return this.decide(key, limit, windowMs, now, true);
+  }
+
+  async peek(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision> {
+    return this.decide(key, limit, windowMs, now, false);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.logs.clear();
+  }
+
+  private decide(key: string, limit: number, windowMs: number, now: number, record: boolean): RateDecision {
+    let log = this.logs.get(key);
+    if (!log || log.times.length !== limit) {
+      if (!record) return { allowed: true, limit, remaining: limit, resetAt: now + windowMs, retryAfter: 0 };
+      log = { times: new Float64Array(limit), head: 0, size: 0 };
+      this.logs.set(key, log);
+    }
+    while (log.size > 0 && log.times[log.head]! <= now - windowMs) {
+      log.head = (log.head + 1) % limit;
+      log.size--;
+    }
+    if (log.size >= limit) {
+      const resetAt = log.times[log.head]! + windowMs;
+      return { allowed: false, limit, remaining: 0, resetAt, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
+    }
+    if (record) {
+      log.times[(log.head + log.size) % limit] = now;
+      log.size++;
+    }
+    const resetAt = (log.size > 0 ? log.times[log.head]! : now) + windowMs;
+    return { allowed: true, limit, remaining: limit - log.size, resetAt, retryAfter: 0 };
+  }
+
+  private sweep(now: number): void {
+    for (const [key, log] of this.logs) {
+      const newest = log.size > 0 ? log.times[(log.head + log.size - 1) % log.times.length]! : 0;
+      // Keys are swept by wall time; a test clock far in the past or future only delays their removal.
+      if (newest < now - 10 * 60_000) this.logs.delete(key);
+    }
+  }
+}

@@ -1,0 +1,294 @@
+import type { Kysely } from 'kysely';
+import type { Actor } from '../auth/guard.js';
+import { newUserToken } from '../auth/keys.js';
+import { AppError, invalidRequest } from '../errors.js';
+import type { Clock } from '../lib/clock.js';
+import { iso } from '../lib/clock.js';
+import { digest, last4 } from '../lib/secrets.js';
+import type { AppRow } from '../store/apps-repo.js';
+import { isUniqueViolation } from '../store/database.js';
+import type { Dialect } from '../store/database.js';
+import type { Database } from '../store/schema.js';
+import { UsersRepo, type UserRow } from '../store/users-repo.js';
+import { compileUserQuery } from './user-query.js';
+
+/** Profile fields with columns of their own; everything else a caller sends is kept as a custom field. */
+export interface ProfileInput {
+  nickname?: string;
+  avatarUrl?: string;
+  description?: string;
+  isRobot?: boolean;
+  custom: Record<string, unknown>;
+}
+
+export interface UpsertInput extends ProfileInput {
+  id: string;
+  issueAccessToken?: boolean;
+  token?: string;
+  expirationDate?: string | number;
+}
+
+/** Wire names that are computed or belong to the credential, never stored as custom fields. */
+const RESERVED = new Set([
+  '_id', 'id', 'appID', '__v', 'nickname', 'avatarUrl', 'description', 'isRobot', 'mute', 'address', 'userAgent',
+  'lastLoginTime', 'lastLoginTimeMS', 'createdAt', 'createdAtMS', 'updatedAt', 'updatedAtMS', 'token',
+  'issueAccessToken', 'expirationDate', 'notificationEnabled', 'isSocketConnected', '__proto__', 'constructor', 'prototype',
+]);
+const MAX_CUSTOM_BYTES = 16 * 1024;
+export const MAX_USERS_PER_PAGE = 100;
+export const MAX_BATCH_USERS = 1000;
+
+/** Users and their tokens. Knows nothing of HTTP; every method is scoped to one application. */
+export class UsersService {
+  private readonly repo: UsersRepo;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: Dialect,
+    private readonly clock: Clock,
+    private readonly tokenTtlMs: number,
+  ) {
+    this.repo = new UsersRepo(db);
+  }
+
+  /** Splits a request body into profile fields and custom fields. */
+  static profileFrom(body: Record<string, unknown>): ProfileInput {
+    const custom: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(body)) if (!RESERVED.has(k)) custom[k] = v;
+    return {
+      nickname: body.nickname as string | undefined,
+      avatarUrl: body.avatarUrl as string | undefined,
+      description: body.description as string | undefined,
+      isRobot: body.isRobot as boolean | undefined,
+      custom,
+    };
+  }
+
+  /**
+   * POST /admin/clients: create or update (omitted fields are kept), and optionally issue a server token
+   * (replacing the user's previous issued token) or bind a custom one (replacing the previous custom token).
+   */
+  async upsert(app: AppRow, input: UpsertInput): Promise<Record<string, unknown>> {
+    const now = this.clock.now();
+    const expiresAt = this.expiryFrom(input.expirationDate, now, input.issueAccessToken === true);
+    if (input.issueAccessToken !== true && input.expirationDate !== undefined && input.token === undefined) {
+      throw invalidRequest('Missing required field: token (expirationDate applies to a token)');
+    }
+    const issued = input.issueAccessToken === true ? await newUserToken(app, input.id, now, expiresAt!) : undefined;
+    const run = () =>
+      this.db.transaction().execute(async (trx) => {
+        const repo = new UsersRepo(trx);
+        const row = await this.write(repo, app.id, input.id, input, now);
+        if (issued) {
+          await repo.deleteTokens(app.id, input.id, { kind: 'issued' });
+          await repo.insertToken({ app_id: app.id, digest: digest(issued), user_id: input.id, kind: 'issued', last4: last4(issued), created_at: now, expires_at: expiresAt });
+        } else if (input.token !== undefined) {
+          await this.bindCustom(repo, app.id, input.id, input.token, expiresAt, now);
+        }
+        return row;
+      });
+    const row = await retryOnceOnConflict(run);
+    const out = renderUser(row);
+    if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
+    else if (input.token !== undefined) Object.assign(out, { token: input.token, expirationDate: expiresAt === null ? null : iso(expiresAt) });
+    return out;
+  }
+
+  /** POST /admin/clients/list: upsert many profiles in one transaction; never issues tokens. */
+  async upsertMany(app: AppRow, items: Array<{ id: string } & ProfileInput>): Promise<{ count: number }> {
+    if (items.length > MAX_BATCH_USERS) throw invalidRequest(`data may hold at most ${MAX_BATCH_USERS} users per call`);
+    const now = this.clock.now();
+    await retryOnceOnConflict(() =>
+      this.db.transaction().execute(async (trx) => {
+        const repo = new UsersRepo(trx);
+        for (const item of items) await this.write(repo, app.id, item.id, item, now);
+      }),
+    );
+    return { count: items.length };
+  }
+
+  async list(app: AppRow, q: string | undefined, limit: number, skip: number): Promise<{ totalCount: number; data: Record<string, unknown>[] }> {
+    if (limit > MAX_USERS_PER_PAGE) {
+      throw new AppError('RESULT_TOO_LARGE', `limit may be at most ${MAX_USERS_PER_PAGE}; use a more specific query or a smaller limit`);
+    }
+    let filter;
+    if (q !== undefined && q !== '') {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(q);
+      } catch {
+        throw new AppError('INVALID_QUERY', 'q must be a JSON object (a MongoDB-style filter)');
+      }
+      filter = compileUserQuery(parsed, this.dialect);
+    }
+    const { rows, total } = await this.repo.list(app.id, filter, limit, skip);
+    return { totalCount: total, data: rows.map((r) => renderUser(r)) };
+  }
+
+  /** The user an actor acts as; the API key names it with IM-CLIENT-ID. */
+  async me(actor: Actor, connection?: { ip: string; userAgent: string | undefined }): Promise<Record<string, unknown>> {
+    const userId = actingUser(actor);
+    const row = await this.repo.get(actor.app.id, userId);
+    if (!row) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
+    if (actor.kind === 'user' && connection) {
+      // The SDKs call GET /me right after logging in, so this is the login the IMKIT pages report.
+      const now = this.clock.now();
+      const patch = { last_login_at: now, address: JSON.stringify(addressOf(connection.ip)), user_agent: connection.userAgent ?? null };
+      await this.repo.update(actor.app.id, userId, patch);
+      Object.assign(row, patch);
+    }
+    return { ...renderUser(row), notificationEnabled: true };
+  }
+
+  /** POST /me: a user changes their own profile (not isRobot, not tokens). */
+  async updateMe(actor: Actor, input: ProfileInput): Promise<Record<string, unknown>> {
+    const userId = actingUser(actor);
+    const now = this.clock.now();
+    const row = await this.db.transaction().execute(async (trx) => {
+      const repo = new UsersRepo(trx);
+      if (!(await repo.get(actor.app.id, userId))) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
+      return this.write(repo, actor.app.id, userId, { ...input, isRobot: undefined }, now);
+    });
+    return renderUser(row);
+  }
+
+  /** PUT /admin/clients/:id/token: replaces the user's custom token. */
+  async replaceToken(app: AppRow, userId: string, token: string, expirationDate: string | number | undefined): Promise<Record<string, unknown>> {
+    const now = this.clock.now();
+    const expiresAt = this.expiryFrom(expirationDate, now, false);
+    const row = await this.db.transaction().execute(async (trx) => {
+      const repo = new UsersRepo(trx);
+      const user = await repo.get(app.id, userId);
+      if (!user) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
+      await this.bindCustom(repo, app.id, userId, token, expiresAt, now);
+      await repo.update(app.id, userId, { updated_at: now });
+      return { ...user, updated_at: now };
+    });
+    return {
+      _id: row.id,
+      id: row.id,
+      nickname: row.nickname ?? undefined,
+      avatarUrl: row.avatar_url ?? undefined,
+      issueAccessToken: false,
+      token,
+      expirationDate: expiresAt === null ? null : iso(expiresAt),
+      updatedAt: iso(now),
+      updatedAtMS: now,
+    };
+  }
+
+  /** DELETE /admin/clients/:id/token: revokes one token, or every token of the user. */
+  async revokeTokens(app: AppRow, userId: string, token: string | undefined): Promise<{ success: true; message: string; revokedTokens: number }> {
+    return this.db.transaction().execute(async (trx) => {
+      const repo = new UsersRepo(trx);
+      if (!(await repo.get(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
+      if (token !== undefined) {
+        const n = await repo.deleteTokens(app.id, userId, { digest: digest(token) });
+        if (n === 0) throw new AppError('TOKEN_NOT_FOUND', 'That token is not a token of this client');
+        return { success: true as const, message: 'Token revoked successfully', revokedTokens: n };
+      }
+      const n = await repo.deleteTokens(app.id, userId);
+      return { success: true as const, message: 'All tokens revoked successfully', revokedTokens: n };
+    });
+  }
+
+  /** DELETE /admin/clients/:id: the user and every token of theirs. */
+  async delete(app: AppRow, userId: string): Promise<{ _id: string; deleted: true }> {
+    await this.db.transaction().execute(async (trx) => {
+      const repo = new UsersRepo(trx);
+      await repo.deleteTokens(app.id, userId);
+      if (!(await repo.delete(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
+    });
+    return { _id: userId, deleted: true };
+  }
+
+  private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {
+    const existing = await repo.get(appId, id);
+    const custom = { ...(existing ? (JSON.parse(existing.extra) as Record<string, unknown>) : {}), ...input.custom };
+    for (const [k, v] of Object.entries(custom)) if (v === null) delete custom[k];
+    const extra = JSON.stringify(custom);
+    if (Buffer.byteLength(extra) > MAX_CUSTOM_BYTES) throw invalidRequest(`custom fields may hold at most ${MAX_CUSTOM_BYTES} bytes of JSON`);
+    const row: UserRow = {
+      app_id: appId,
+      id,
+      nickname: input.nickname ?? existing?.nickname ?? null,
+      avatar_url: input.avatarUrl ?? existing?.avatar_url ?? null,
+      description: input.description ?? existing?.description ?? null,
+      is_robot: input.isRobot === undefined ? (existing?.is_robot ?? 0) : input.isRobot ? 1 : 0,
+      extra,
+      address: existing?.address ?? null,
+      user_agent: existing?.user_agent ?? null,
+      last_login_at: existing?.last_login_at ?? null,
+      created_at: existing?.created_at ?? now,
+      updated_at: now,
+    };
+    if (existing) {
+      const { app_id: _a, id: _i, created_at: _c, ...patch } = row;
+      await repo.update(appId, id, patch);
+    } else {
+      await repo.insert(row);
+    }
+    return row;
+  }
+
+  private async bindCustom(repo: UsersRepo, appId: string, userId: string, token: string, expiresAt: number | null, now: number): Promise<void> {
+    const d = digest(token);
+    const existing = await repo.findToken(appId, d);
+    if (existing && existing.user_id !== userId) throw new AppError('TOKEN_CONFLICT', 'This token is already bound to another client');
+    if (existing) {
+      await repo.updateTokenExpiry(appId, d, expiresAt);
+      return;
+    }
+    await repo.deleteTokens(appId, userId, { kind: 'custom' });
+    await repo.insertToken({ app_id: appId, digest: d, user_id: userId, kind: 'custom', last4: last4(token), created_at: now, expires_at: expiresAt });
+  }
+
+  /** ISO-8601 or epoch ms; must lie in the future. Issued tokens default to the configured lifetime. */
+  private expiryFrom(value: string | number | undefined, now: number, issuing: boolean): number | null {
+    if (value === undefined) return issuing ? now + this.tokenTtlMs : null;
+    const ms = typeof value === 'number' ? value : /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+    if (!Number.isFinite(ms)) throw invalidRequest('Invalid expirationDate format (use ISO-8601, e.g. 2026-01-01T00:00:00Z)');
+    if (ms <= now) throw invalidRequest('expirationDate must be in the future');
+    return ms;
+  }
+}
+
+export function actingUser(actor: Actor): string {
+  if (actor.kind === 'user') return actor.userId;
+  if (!actor.userId) throw invalidRequest('IM-CLIENT-ID header is required to act as a user with the API key');
+  return actor.userId;
+}
+
+/** The Client object of the IMKIT pages: `_id` and `id`, ISO times with `...MS` twins, custom fields inline. */
+export function renderUser(row: UserRow): Record<string, unknown> {
+  const custom = JSON.parse(row.extra) as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...custom, _id: row.id, id: row.id, appID: row.app_id, __v: 0 };
+  if (row.nickname !== null) out.nickname = row.nickname;
+  if (row.avatar_url !== null) out.avatarUrl = row.avatar_url;
+  if (row.description !== null) out.description = row.description;
+  out.isRobot = row.is_robot === 1;
+  out.mute = [];
+  if (row.address !== null) out.address = JSON.parse(row.address);
+  if (row.user_agent !== null) out.userAgent = row.user_agent;
+  if (row.last_login_at !== null) out.lastLoginTime = iso(row.last_login_at);
+  out.lastLoginTimeMS = row.last_login_at ?? 0;
+  out.createdAt = iso(row.created_at);
+  out.createdAtMS = row.created_at;
+  out.updatedAt = iso(row.updated_at);
+  out.updatedAtMS = row.updated_at;
+  return out;
+}
+
+function addressOf(ip: string): { address: string; family: string } {
+  return { address: ip, family: ip.includes(':') ? 'IPv6' : 'IPv4' };
+}
+
+async function retryOnceOnConflict<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    // Two first writes of the same new user raced; the loser runs again and now updates.
+    if (isUniqueViolation(err)) return run();
+    throw err;
+  }
+}

@@ -1,0 +1,136 @@
+import { AppsService } from '../apps/apps-service.js';
+import { ConfigError } from '../config.js';
+import { parseDuration } from '../lib/duration.js';
+import { systemClock } from '../lib/clock.js';
+import { openStore } from '../store/database.js';
+import { parseSettings, readConfig } from './args.js';
+
+export const APP_HELP = `imkit-server app: manage applications on the same data directory or database as the server
+(safe while the server runs; changes take effect on the server's next request)
+
+  app create --name NAME [--id ID] [--domain HOST]... [--rate-limit-per-minute N] [--json]
+        create an application; prints its API key and client key once
+  app list [--json]
+        applications, their domains and keys (last 4 characters only)
+  app rotate-api-key APP [--expire-old-in 0|1h|24h|7d] [--json]
+        add a new API key (printed once); the live old keys stop working after the given time (default 24h; 0 = now)
+  app revoke-api-key APP KEY_LAST4 [--json]
+        revoke the API key ending in KEY_LAST4, from the next request on
+  app rotate-client-key APP [--json]
+        replace the client key at once (printed once)
+
+APP is an application id, or its name when exactly one application has it. Every command takes the
+settings flags of "imkit-server --help" (--data-dir, --database-url, ...). With --json each command prints one
+JSON object; new secrets are under "apiKey" / "clientKey".
+`;
+
+const EXPIRY_CHOICES = ['0', '1h', '24h', '7d'];
+
+export async function runAppCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    process.stdout.write(APP_HELP);
+    return sub === undefined ? 1 : 0;
+  }
+  const { values, positionals } = parseSettings(rest, {
+    json: { type: 'boolean' },
+    name: { type: 'string' },
+    id: { type: 'string' },
+    domain: { type: 'string', multiple: true },
+    'rate-limit-per-minute': { type: 'string' },
+    'expire-old-in': { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(APP_HELP);
+    return 0;
+  }
+  const json = values.json === true;
+  const config = readConfig(values);
+  const store = openStore(config);
+  try {
+    await store.migrate();
+    const apps = new AppsService(store.db, systemClock);
+    const print = (obj: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify(obj)}\n` : `${text}\n`);
+    const appArg = () => {
+      const v = positionals[0];
+      if (!v) throw new ConfigError(`app ${sub} needs the application id (APP)`);
+      return apps.resolve(v);
+    };
+
+    switch (sub) {
+      case 'create': {
+        if (typeof values.name !== 'string') throw new ConfigError('app create needs --name NAME');
+        const rate = values['rate-limit-per-minute'];
+        let rateLimitPerMinute: number | undefined;
+        if (typeof rate === 'string') {
+          rateLimitPerMinute = Number(rate);
+          if (!/^\d+$/.test(rate) || rateLimitPerMinute < 1) throw new ConfigError('--rate-limit-per-minute must be a whole number above 0');
+        }
+        const created = await apps.create({
+          name: values.name,
+          id: typeof values.id === 'string' ? values.id : undefined,
+          domains: (values.domain as string[] | undefined) ?? [],
+          rateLimitPerMinute,
+        });
+        print(
+          { id: created.id, name: created.name, domains: created.domains, apiKey: created.apiKey, clientKey: created.clientKey },
+          [
+            `Created application "${created.id}" (${created.name})${created.domains.length ? ` for ${created.domains.join(', ')}` : ''}.`,
+            `  API key (IM-API-KEY):       ${created.apiKey}`,
+            `  Client key (IM-CLIENT-KEY): ${created.clientKey}`,
+            'These keys will not be shown again.',
+          ].join('\n'),
+        );
+        return 0;
+      }
+      case 'list': {
+        const list = await apps.list();
+        const text = list
+          .map((a) => {
+            const keys = a.apiKeys.map((k) => `    api key ...${k.last4}  ${k.status}${k.expiresAt ? ` (until ${k.expiresAt})` : ''}  created ${k.createdAt}`);
+            const ck = a.clientKey ? `    client key ...${a.clientKey.last4}  ${a.clientKey.issued ? 'issued' : 'imported'}  created ${a.clientKey.createdAt}` : '    no client key';
+            return [`${a.id}  "${a.name}"  domains: ${a.domains.join(', ') || '(any)'}`, ...keys, ck].join('\n');
+          })
+          .join('\n');
+        print({ apps: list }, text || 'No applications.');
+        return 0;
+      }
+      case 'rotate-api-key': {
+        const app = await appArg();
+        const expiry = typeof values['expire-old-in'] === 'string' ? values['expire-old-in'] : '24h';
+        if (!EXPIRY_CHOICES.includes(expiry)) throw new ConfigError(`--expire-old-in must be one of ${EXPIRY_CHOICES.join(', ')}`);
+        const r = await apps.rotateApiKey(app, parseDuration(expiry)!);
+        print(
+          { id: app.id, apiKey: r.apiKey, last4: r.last4, oldKeysExpireAt: r.oldKeysExpireAt },
+          [
+            `New API key for "${app.id}": ${r.apiKey}`,
+            r.oldKeysExpireAt ? `The previous keys keep working until ${r.oldKeysExpireAt}.` : 'The previous keys are revoked.',
+            'This key will not be shown again.',
+          ].join('\n'),
+        );
+        return 0;
+      }
+      case 'revoke-api-key': {
+        const app = await appArg();
+        const last4 = positionals[1];
+        if (!last4) throw new ConfigError('app revoke-api-key needs KEY_LAST4 (the last 4 characters of the key)');
+        const r = await apps.revokeApiKey(app, last4);
+        print({ id: app.id, revoked: r }, `Revoked API key ...${r.last4} of "${app.id}".`);
+        return 0;
+      }
+      case 'rotate-client-key': {
+        const app = await appArg();
+        const r = await apps.rotateClientKey(app);
+        print(
+          { id: app.id, clientKey: r.clientKey, last4: r.last4 },
+          `New client key for "${app.id}": ${r.clientKey}\nThe previous client key no longer works.`,
+        );
+        return 0;
+      }
+      default:
+        throw new ConfigError(`Unknown app command "${sub}". Run imkit-server app --help.`);
+    }
+  } finally {
+    await store.close();
+  }
+}

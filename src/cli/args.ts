@@ -1,0 +1,21 @@
+import { parseArgs } from 'node:util';
+import { type Config, ConfigError, loadConfig, SETTINGS } from '../config.js';
+
+type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean };
+
+/** Parses the settings flags of every command plus the command's own options; unknown flags are errors. */
+export function parseSettings(args: string[], extra: Record<string, OptionSpec> = {}) {
+  const options: Record<string, OptionSpec> = { help: { type: 'boolean' }, ...extra };
+  for (const s of SETTINGS) options[s.flag] = { type: 'string' };
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+export function readConfig(values: Record<string, unknown>): Config {
+  const flags: Record<string, string | undefined> = {};
+  for (const s of SETTINGS) if (typeof values[s.flag] === 'string') flags[s.flag] = values[s.flag] as string;
+  return loadConfig(flags, process.env);
+}

@@ -1,0 +1,189 @@
+import path from 'node:path';
+import { parseDuration } from './lib/duration.js';
+
+/**
+ * Every setting of the server, in one table: its environment variable, its flag, its default and how it is
+ * checked. `--help`, docs/configuration.md and the parser all read this table, so they cannot drift apart.
+ */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databaseSchema: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  appId: string | undefined;
+  apiKey: string | undefined;
+  clientKey: string | undefined;
+  rateLimitPerMinute: number;
+  userRateLimitPerMinute: number;
+  authFailuresPerMinute: number;
+  tokenTtlMs: number;
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+}
+
+interface Setting {
+  key: keyof Config;
+  env: string;
+  flag: string;
+  default: string | undefined;
+  help: string;
+  secret?: boolean;
+  parse(raw: string): unknown;
+}
+
+class ConfigError extends Error {}
+
+const integer = (min: number, max: number) => (raw: string) => {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`must be a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return n;
+};
+const text = (raw: string) => raw;
+const nonEmpty = (raw: string) => {
+  if (raw.trim() === '') throw new ConfigError('must not be empty');
+  return raw;
+};
+const duration = (raw: string) => {
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms <= 0) throw new ConfigError(`must be a duration such as 30m, 12h or 7d, got "${raw}"`);
+  return ms;
+};
+const bytes = (raw: string) => {
+  const m = /^(\d+)\s*(b|kb|mb)?$/i.exec(raw.trim());
+  if (!m) throw new ConfigError(`must be a size such as 512kb or 1mb, got "${raw}"`);
+  const n = Number(m[1]) * ({ b: 1, kb: 1024, mb: 1024 * 1024 }[(m[2] ?? 'b').toLowerCase() as 'b'] ?? 1);
+  if (n < 1024 || n > 64 * 1024 * 1024) throw new ConfigError('must be between 1kb and 64mb');
+  return n;
+};
+const bool = (raw: string) => {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  throw new ConfigError(`must be true or false, got "${raw}"`);
+};
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export const SETTINGS: Setting[] = [
+  { key: 'port', env: 'PORT', flag: 'port', default: '3000', help: 'HTTP port to listen on', parse: integer(0, 65535) },
+  { key: 'host', env: 'HOST', flag: 'host', default: '0.0.0.0', help: 'address to listen on', parse: nonEmpty },
+  {
+    key: 'dataDir', env: 'IMKIT_DATA_DIR', flag: 'data-dir', default: './data',
+    help: 'directory holding the embedded SQLite database (imkit.sqlite)', parse: nonEmpty,
+  },
+  {
+    key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', default: undefined, secret: true,
+    help: 'postgres://user:pass@host:5432/db to use PostgreSQL instead of SQLite',
+    parse: (raw) => {
+      if (!/^postgres(ql)?:\/\//.test(raw)) throw new ConfigError('must start with postgres:// or postgresql://');
+      return raw;
+    },
+  },
+  {
+    key: 'databaseSchema', env: 'IMKIT_DATABASE_SCHEMA', flag: 'database-schema', default: undefined,
+    help: 'PostgreSQL schema to keep the tables in (default: the search_path, usually public)',
+    parse: (raw) => {
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError('must be a lower-case SQL identifier');
+      return raw;
+    },
+  },
+  {
+    key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', help: LOG_LEVELS.join('|'),
+    parse: (raw) => {
+      if (!LOG_LEVELS.includes(raw)) throw new ConfigError(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return raw;
+    },
+  },
+  {
+    key: 'appId', env: 'IMKIT_APP_ID', flag: 'app-id', default: undefined,
+    help: 'with IMKIT_API_KEY/IMKIT_CLIENT_KEY: the application to create or update at start (default "default")',
+    parse: (raw) => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(raw)) throw new ConfigError('must be 1-64 letters, digits, "_", "." or "-"');
+      return raw;
+    },
+  },
+  {
+    key: 'apiKey', env: 'IMKIT_API_KEY', flag: 'api-key', default: undefined, secret: true,
+    help: 'make sure this API key is live for IMKIT_APP_ID (stored as a digest)',
+    parse: (raw) => {
+      if (raw.length < 16) throw new ConfigError('must be at least 16 characters');
+      return raw;
+    },
+  },
+  {
+    key: 'clientKey', env: 'IMKIT_CLIENT_KEY', flag: 'client-key', default: undefined, secret: true,
+    help: "make this the client key of IMKIT_APP_ID (replaces the application's client key)",
+    parse: (raw) => {
+      if (raw.length < 16) throw new ConfigError('must be at least 16 characters');
+      return raw;
+    },
+  },
+  {
+    key: 'rateLimitPerMinute', env: 'IMKIT_RATE_LIMIT', flag: 'rate-limit', default: '1000',
+    help: 'requests per sliding minute per API key (an application may override it)', parse: integer(1, 10_000_000),
+  },
+  {
+    key: 'userRateLimitPerMinute', env: 'IMKIT_USER_RATE_LIMIT', flag: 'user-rate-limit', default: '1000',
+    help: 'requests per sliding minute per user token', parse: integer(1, 10_000_000),
+  },
+  {
+    key: 'authFailuresPerMinute', env: 'IMKIT_AUTH_FAILURE_LIMIT', flag: 'auth-failure-limit', default: '60',
+    help: 'failed credential checks per sliding minute per client IP before that IP gets 429', parse: integer(1, 10_000_000),
+  },
+  {
+    key: 'tokenTtlMs', env: 'IMKIT_TOKEN_TTL', flag: 'token-ttl', default: '7d',
+    help: 'lifetime of user tokens issued by POST /admin/clients (e.g. 12h, 7d, 30d)', parse: duration,
+  },
+  {
+    key: 'bodyLimitBytes', env: 'IMKIT_BODY_LIMIT', flag: 'body-limit', default: '1mb',
+    help: 'largest request body accepted (larger gets 413)', parse: bytes,
+  },
+  {
+    key: 'trustProxy', env: 'IMKIT_TRUST_PROXY', flag: 'trust-proxy', default: 'false',
+    help: 'take the client IP from X-Forwarded-For (set when behind a load balancer)', parse: bool,
+  },
+];
+
+export { ConfigError };
+
+/**
+ * Builds the Config from flags, then the environment (which dotenv has filled from ./.env without
+ * overriding real variables), then defaults. Throws ConfigError with one line naming the setting.
+ */
+export function loadConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): Config {
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const fromFlag = flags[s.flag];
+    const fromEnv = env[s.env];
+    const raw = fromFlag ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined) ?? s.default;
+    if (raw === undefined) {
+      out[s.key] = undefined;
+      continue;
+    }
+    try {
+      out[s.key] = s.parse(raw);
+    } catch (err) {
+      const source = fromFlag !== undefined ? `--${s.flag}` : fromEnv !== undefined ? s.env : `default of ${s.env}`;
+      throw new ConfigError(`Invalid ${source}: ${(err as Error).message}`);
+    }
+  }
+  const config = out as unknown as Config;
+  config.dataDir = path.resolve(config.dataDir);
+  return config;
+}
+
+/** A config for tests and embedding: defaults, overridden by the given values. */
+export function defaultConfig(overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({}, {}), ...overrides };
+}
+
+export function settingsHelp(): string {
+  const rows = SETTINGS.map((s) => {
+    const def = s.default !== undefined ? ` (default ${s.default})` : '';
+    return `  --${s.flag.padEnd(20)} ${s.env.padEnd(26)} ${s.help}${def}`;
+  });
+  return ['Settings (flag, environment variable; a .env file in the working directory is read too):', ...rows].join('\n');
+}

@@ -1,0 +1,89 @@
+/**
+ * The one error type. Services throw it; both transports (HTTP now, sockets later) render it as
+ * {"RC":status,"RM":message,"error":code,"message":message}. RC equals the HTTP status on the wire, so the
+ * status is part of the error's meaning and lives in this table, once.
+ */
+export const ERROR_STATUS = {
+  // credentials (texts of the seed documents, word for word, are in CredentialErrors below)
+  MISSING_API_KEY: 401,
+  INVALID_API_KEY: 401,
+  RATE_LIMIT_EXCEEDED: 429,
+  INSUFFICIENT_PERMISSIONS: 403,
+  MISSING_CLIENT_KEY: 401,
+  INVALID_CLIENT_KEY: 403,
+  CLIENT_KEY_MISMATCH: 403,
+  INVALID_TOKEN: 401,
+  // requests
+  INVALID_REQUEST: 400,
+  INVALID_JSON: 400,
+  INVALID_QUERY: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  RESULT_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  // users and tokens
+  CLIENT_NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
+  TOKEN_NOT_FOUND: 404,
+  TOKEN_CONFLICT: 409,
+  // applications
+  APP_NOT_FOUND: 404,
+  APP_EXISTS: 409,
+  DOMAIN_TAKEN: 409,
+  KEY_NOT_FOUND: 404,
+  KEY_AMBIGUOUS: 409,
+  // anything unexpected
+  SERVICE_UNAVAILABLE: 503,
+  INTERNAL_ERROR: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class AppError extends Error {
+  readonly status: number;
+  /** Set on RATE_LIMIT_EXCEEDED so a transport can send the X-RateLimit-* headers. */
+  rate?: { limit: number; remaining: number; resetAt: number };
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+    this.status = ERROR_STATUS[code];
+  }
+
+  toBody(): Record<string, unknown> {
+    return { RC: this.status, RM: this.message, error: this.code, message: this.message, ...this.extra };
+  }
+}
+
+/** The credential errors of the seed documents; their texts must stay word for word. */
+export const CredentialErrors = {
+  missingApiKey: () => new AppError('MISSING_API_KEY', 'IM-API-KEY header is required'),
+  invalidApiKey: () => new AppError('INVALID_API_KEY', 'The provided API key is invalid or expired'),
+  rateLimited: (retryAfter: number, rate?: AppError['rate']) => {
+    const err = new AppError('RATE_LIMIT_EXCEEDED', 'Too many requests, please try again later', { retryAfter });
+    err.rate = rate;
+    return err;
+  },
+  insufficientPermissions: (message = 'API key does not have permission for this operation') =>
+    new AppError('INSUFFICIENT_PERMISSIONS', message),
+  missingClientKey: () => new AppError('MISSING_CLIENT_KEY', 'Client key is required for SDK initialization'),
+  invalidClientKey: () => new AppError('INVALID_CLIENT_KEY', 'The provided client key is invalid or expired'),
+  clientKeyMismatch: () => new AppError('CLIENT_KEY_MISMATCH', 'Client key does not match the specified domain'),
+  invalidToken: (message: string) => new AppError('INVALID_TOKEN', message),
+};
+
+/** Codes that mean "this credential was wrong": counted against the caller's IP for brute-force protection. */
+export const CREDENTIAL_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'INVALID_API_KEY',
+  'INVALID_CLIENT_KEY',
+  'CLIENT_KEY_MISMATCH',
+  'INVALID_TOKEN',
+]);
+
+export function invalidRequest(message: string, extra: Record<string, unknown> = {}): AppError {
+  return new AppError('INVALID_REQUEST', message, extra);
+}

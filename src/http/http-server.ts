@@ -1,0 +1,136 @@
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Actor, Guard } from '../auth/guard.js';
+import type { RateDecision } from '../auth/rate-limit.js';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { RouteDef } from './route.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the auth hook on every route that is not public. */
+    actor?: Actor;
+  }
+}
+
+/**
+ * Builds the Fastify instance: one error handler, one envelope, one auth hook, and the routes it is given.
+ * Knows no business rules.
+ */
+export function buildHttp(opts: {
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy'>;
+  logger: Logger;
+  guard: Guard;
+  routes: RouteDef[];
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    bodyLimit: opts.config.bodyLimitBytes,
+    trustProxy: opts.config.trustProxy,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    return503OnClosing: true,
+  });
+
+  // Bodies are validated strictly (a number is not a string); query strings and path params arrive as text
+  // and are coerced to the declared types.
+  const base: AjvOptions = { allErrors: false, removeAdditional: false, useDefaults: true, strict: false };
+  const strictAjv = new Ajv({ ...base, coerceTypes: false });
+  const coercingAjv = new Ajv({ ...base, coerceTypes: 'array' });
+  // The API speaks JSON only: any other content type is 415, not a string handed to the JSON schemas.
+  app.removeContentTypeParser('text/plain');
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema));
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const appErr = toAppError(err);
+    if (appErr.status >= 500) request.log.error({ err }, 'request failed');
+    if (appErr.rate) setRateHeaders(reply, appErr.rate);
+    if (appErr.code === 'RATE_LIMIT_EXCEEDED') reply.header('Retry-After', String(appErr.extra.retryAfter));
+    void reply.status(appErr.status).send(appErr.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const err = new AppError('NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`);
+    void reply.status(404).send(err.toBody());
+  });
+
+  for (const def of opts.routes) {
+    app.route({
+      method: def.method,
+      url: def.url,
+      schema: def.schema,
+      preHandler:
+        def.auth === 'public'
+          ? undefined
+          : async (request: FastifyRequest, reply: FastifyReply) => {
+              const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin');
+              request.actor = actor;
+              setRateHeaders(reply, rate);
+            },
+      handler: async (request) => {
+        const result = await def.handler({
+          actor: request.actor as Actor,
+          body: request.body ?? undefined,
+          query: request.query,
+          params: request.params,
+          ip: request.ip,
+          headers: request.headers,
+        });
+        return ok(result);
+      },
+    });
+  }
+  return app;
+}
+
+/** The success envelope of every response. */
+export function ok(result: unknown, message = 'OK'): { RC: 0; RM: string; result: unknown } {
+  return { RC: 0, RM: message, result: result ?? {} };
+}
+
+function setRateHeaders(reply: FastifyReply, rate: Pick<RateDecision, 'limit' | 'remaining' | 'resetAt'>): void {
+  reply.header('X-RateLimit-Limit', String(rate.limit));
+  reply.header('X-RateLimit-Remaining', String(rate.remaining));
+  reply.header('X-RateLimit-Reset', String(Math.ceil(rate.resetAt / 1000)));
+}
+
+/** Maps anything thrown while serving a request to the one error type. */
+function toAppError(err: FastifyError | AppError | Error): AppError {
+  if (err instanceof AppError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation && fe.validation.length > 0) return new AppError('INVALID_REQUEST', validationMessage(fe));
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('PAYLOAD_TOO_LARGE', 'Request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError('INVALID_JSON', 'Body is empty but Content-Type is application/json');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError('INVALID_JSON', 'Body is not valid JSON');
+  }
+  if (err instanceof SyntaxError && /prototype property/.test(err.message)) {
+    return new AppError('INVALID_JSON', 'Body may not contain "__proto__" or "constructor" keys');
+  }
+  if (err instanceof SyntaxError || fe.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') {
+    return new AppError('INVALID_JSON', 'Body is not valid JSON');
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new AppError(fe.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : fe.statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'INVALID_REQUEST', fe.message);
+  }
+  if (fe.statusCode === 503) return new AppError('SERVICE_UNAVAILABLE', 'Server is shutting down');
+  return new AppError('INTERNAL_ERROR', 'Internal server error');
+}
+
+/** "Missing required field: _id" / "Invalid field nickname: must be string": the field is always named. */
+function validationMessage(err: FastifyError): string {
+  const v = err.validation![0]!;
+  const part = err.validationContext === 'querystring' ? 'query parameter' : err.validationContext === 'params' ? 'path parameter' : 'field';
+  if (v.keyword === 'required') {
+    const missing = (v.params as { missingProperty?: string }).missingProperty ?? '';
+    const parent = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+    return `Missing required ${part}: ${parent ? `${parent}.` : ''}${missing}`;
+  }
+  const field = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  if (!field) return `Request ${err.validationContext ?? 'body'} ${v.message ?? 'is invalid'}`;
+  return `Invalid ${part} ${field}: ${v.message ?? 'is invalid'}`;
+}

@@ -1,0 +1,30 @@
+import type { Actor, AuthMode } from '../auth/guard.js';
+
+/**
+ * A route as this project declares it: who may call it, its JSON schemas (validation and docs from one
+ * source) and a handler that calls a service and returns the `result` of the success envelope.
+ */
+export interface RouteDef {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  url: string;
+  auth: AuthMode | 'public';
+  summary: string;
+  /** A one-line curl example for docs/api.md ($BASE, $API_KEY, $CLIENT_KEY, $TOKEN are substituted by the reader). */
+  example?: string;
+  schema?: { body?: object; querystring?: object; params?: object };
+  handler(req: RouteRequest): Promise<unknown>;
+}
+
+export interface RouteRequest {
+  /** Undefined only on public routes. */
+  actor: Actor;
+  body: any;
+  query: any;
+  params: any;
+  ip: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export function defineRoutes(routes: RouteDef[]): RouteDef[] {
+  return routes;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import dotenv from 'dotenv';
+import { runAppCommand } from './cli/app-commands.js';
+import { parseSettings, readConfig } from './cli/args.js';
+import { ConfigError, type Config, settingsHelp } from './config.js';
+import { AppError } from './errors.js';
+import { createServer } from './server.js';
+import { openStore } from './store/database.js';
+
+const HELP = `imkit-server: a self-hostable chat server speaking the IMKIT Platform API
+
+Usage:
+  imkit-server start [settings]      migrate the store, then serve HTTP (npm start does this)
+  imkit-server migrate [settings]    apply database migrations and exit
+  imkit-server app <command> ...     manage applications and their keys (see "imkit-server app --help")
+  imkit-server --help                this text
+
+${settingsHelp()}
+
+Flags win over environment variables, which win over .env, which wins over defaults.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  dotenv.config({ quiet: true });
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP);
+    return command === undefined ? 1 : 0;
+  }
+  if (command === 'app') return runAppCommand(rest);
+  if (command !== 'start' && command !== 'migrate') {
+    process.stderr.write(`Unknown command "${command}". Run imkit-server --help.\n`);
+    return 2;
+  }
+  const { values } = parseSettings(rest);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = readConfig(values);
+  if (command === 'migrate') {
+    const store = openStore(config);
+    try {
+      await store.migrate();
+      process.stdout.write(`Migrated ${store.describe}\n`);
+    } finally {
+      await store.close();
+    }
+    return 0;
+  }
+  return start(config);
+}
+
+async function start(config: Config): Promise<number> {
+  const server = await createServer(config);
+  const url = await server.listen();
+  const { createdDefault, fromEnv } = server.bootstrap;
+  const keys = createdDefault ?? (fromEnv?.generated.apiKey ? { id: fromEnv.appId, ...fromEnv.generated } : undefined);
+  if (keys) {
+    // Deliberately printed to the terminal, not the log: this is the one time these secrets are shown.
+    process.stdout.write(
+      [
+        '',
+        `Created application "${keys.id}".`,
+        `  API key (IM-API-KEY):       ${keys.apiKey}`,
+        `  Client key (IM-CLIENT-KEY): ${keys.clientKey}`,
+        'These keys will not be shown again. Store them now (new ones: imkit-server app rotate-api-key / rotate-client-key).',
+        '',
+      ].join('\n') + '\n',
+    );
+  }
+  server.logger.info({ url, store: server.store.describe }, 'imkit-server listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        server.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => {});
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) process.stderr.write(`imkit-server: ${err.message}\n`);
+    else if (err instanceof AppError) process.stderr.write(`imkit-server: ${err.message}\n`);
+    else process.stderr.write(`imkit-server: ${(err as Error)?.message ?? String(err)}\n`);
+    process.exitCode = err instanceof ConfigError ? 2 : 1;
+  },
+);

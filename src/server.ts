@@ -1,0 +1,102 @@
+import type { FastifyInstance } from 'fastify';
+import type { DestinationStream, Logger } from 'pino';
+import type { CreatedApp } from './apps/apps-service.js';
+import { Guard } from './auth/guard.js';
+import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
+import type { Config } from './config.js';
+import { buildHttp } from './http/http-server.js';
+import type { RouteDef } from './http/route.js';
+import { routeTable } from './http/routes/index.js';
+import { type Clock, systemClock } from './lib/clock.js';
+import { createLogger } from './logger.js';
+import { createServices, type Services } from './services.js';
+import { openStore, type Store } from './store/database.js';
+
+export interface ServerOptions {
+  clock?: Clock;
+  /** Where log lines go (default stdout); tests pass a stream to read them. */
+  logDestination?: DestinationStream;
+  rateLimitStore?: RateLimitStore;
+}
+
+/** What start-up did to the applications, for the CLI to report (it holds secrets only on first start). */
+export interface Bootstrap {
+  /** Set when this start created the `default` application: its keys, shown this once. */
+  createdDefault?: CreatedApp;
+  /** Set when IMKIT_APP_ID/IMKIT_API_KEY/IMKIT_CLIENT_KEY were applied. */
+  fromEnv?: { appId: string; created: boolean; generated: { apiKey?: string; clientKey?: string } };
+}
+
+export interface ImkitServer {
+  config: Config;
+  http: FastifyInstance;
+  store: Store;
+  services: Services;
+  logger: Logger;
+  bootstrap: Bootstrap;
+  routes: RouteDef[];
+  /** Listens on config.port/host; resolves to the base URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the store, migrates it, makes sure an application exists, and builds the HTTP server. Holds no
+ * module-level state, so tests run several servers in one process.
+ */
+export async function createServer(config: Config, options: ServerOptions = {}): Promise<ImkitServer> {
+  const clock = options.clock ?? systemClock;
+  const logger = createLogger(config, options.logDestination);
+  const store = openStore(config);
+  try {
+    await store.migrate();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const services = createServices(store.db, store.dialect, clock, config);
+  const bootstrap = await bootstrapApps(services, config);
+  const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
+  const guard = new Guard(store.db, rates, clock, config);
+
+  let ready = true;
+  const routes = routeTable(services, () => ready);
+  const http = buildHttp({ config, logger, guard, routes });
+  await http.ready();
+
+  let closed: Promise<void> | undefined;
+  return {
+    config,
+    http,
+    store,
+    services,
+    logger,
+    bootstrap,
+    routes,
+    async listen() {
+      const address = await http.listen({ port: config.port, host: config.host });
+      return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
+    },
+    close() {
+      closed ??= (async () => {
+        ready = false;
+        await http.close();
+        await rates.close();
+        await store.close();
+      })();
+      return closed;
+    },
+  };
+}
+
+async function bootstrapApps(services: Services, config: Config): Promise<Bootstrap> {
+  if (config.apiKey || config.clientKey || config.appId) {
+    const appId = config.appId ?? 'default';
+    const { created, generated } = await services.apps.ensureFromEnv(appId, config.apiKey, config.clientKey);
+    return { fromEnv: { appId, created, generated } };
+  }
+  if (await services.apps.isEmpty()) {
+    return { createdDefault: await services.apps.create({ id: 'default', name: 'default' }) };
+  }
+  return {};
+}

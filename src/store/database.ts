@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Sqlite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import { migrationProvider } from './migrations/index.js';
+import type { Database } from './schema.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Store {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  /** Where the data lives, for start-up messages; never contains a password. */
+  describe: string;
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const SQLITE_FILE = 'imkit.sqlite';
+
+/** Opens the store chosen by the config: PostgreSQL when DATABASE_URL is set, else SQLite in the data dir. */
+export function openStore(config: Pick<Config, 'databaseUrl' | 'databaseSchema' | 'dataDir'>): Store {
+  return config.databaseUrl ? openPostgres(config.databaseUrl, config.databaseSchema) : openSqlite(config.dataDir);
+}
+
+function openSqlite(dataDir: string): Store {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const file = path.join(dataDir, SQLITE_FILE);
+  const conn = new Sqlite(file);
+  // WAL lets the CLI read and write while the server runs; busy_timeout makes the two wait for each other.
+  conn.pragma('journal_mode = WAL');
+  conn.pragma('busy_timeout = 5000');
+  conn.pragma('foreign_keys = ON');
+  conn.pragma('synchronous = NORMAL');
+  // SQLite has no regular expressions of its own; the user query compiler (chat/user-query.ts) calls this.
+  conn.function('imkit_regexp', { deterministic: true }, imkitRegexp);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
+  return {
+    db,
+    dialect: 'sqlite',
+    describe: `SQLite ${file}`,
+    migrate: () => runMigrations(db),
+    close: () => db.destroy(),
+  };
+}
+
+const regexCache = new Map<string, RegExp>();
+
+/** imkit_regexp(pattern, flags, value): 1 when the JavaScript RegExp matches the text value, else 0 (NULL -> 0). */
+function imkitRegexp(pattern: unknown, flags: unknown, value: unknown): number {
+  if (typeof value !== 'string') return 0;
+  const key = `${String(flags)}/${String(pattern)}`;
+  let re = regexCache.get(key);
+  if (!re) {
+    re = new RegExp(String(pattern), String(flags).replace(/[gy]/g, '')); // test() must not keep state
+    if (regexCache.size >= 100) regexCache.delete(regexCache.keys().next().value!);
+    regexCache.set(key, re);
+  }
+  return re.test(value) ? 1 : 0;
+}
+
+function openPostgres(url: string, schema: string | undefined): Store {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    // BIGINT (epoch ms) comes back as a JS number, as it does from SQLite.
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const where = new URL(url);
+  return {
+    db,
+    dialect: 'postgres',
+    describe: `PostgreSQL ${where.hostname}:${where.port || 5432}${where.pathname}${schema ? ` schema ${schema}` : ''}`,
+    migrate: async () => {
+      if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+      await runMigrations(db);
+    },
+    close: () => db.destroy(),
+  };
+}
+
+async function runMigrations(db: Kysely<Database>): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`);
+  }
+}
+
+/** True when an insert failed on a unique or primary key, on either dialect. */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE';
+}

@@ -1,0 +1,232 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SETTINGS } from '../src/config.js';
+import { DIALECTS, isolatedStore } from './helpers.js';
+
+/**
+ * The CLI and the server as a user runs them: real processes (the built bin), real HTTP over a real port,
+ * the CLI changing keys on the same store while the server runs.
+ */
+const MAIN = path.resolve('dist/main.js');
+const run = promisify(execFile);
+
+function cli(args: string[], env: Record<string, string | undefined>) {
+  return run(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env } as NodeJS.ProcessEnv }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+    });
+    req.on('error', reject);
+  });
+}
+
+interface Running {
+  proc: ChildProcess;
+  out: () => string;
+  base: string;
+}
+
+async function startProcess(env: Record<string, string | undefined>, cwd = process.cwd()): Promise<Running> {
+  const port = await freePort();
+  let out = '';
+  const proc = spawn(process.execPath, [MAIN, 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, cwd });
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`server exited: ${out}`);
+    try {
+      if ((await fetch(`${base}/healthz`)).status === 200) return { proc, out: () => out, base };
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server did not become ready: ${out}`);
+}
+
+async function stop(r: Running): Promise<number | null> {
+  if (r.proc.exitCode !== null) return r.proc.exitCode;
+  const exited = new Promise<number | null>((resolve) => r.proc.once('exit', (code) => resolve(code)));
+  r.proc.kill('SIGTERM');
+  return exited;
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(MAIN)) throw new Error('dist/main.js is missing: run "npm run build" (npm test does it first)');
+});
+
+describe('--help and configuration errors', () => {
+  it('--help lists every setting with its flag and environment variable', async () => {
+    const r = await cli(['--help'], {});
+    expect(r.code).toBe(0);
+    for (const s of SETTINGS) {
+      expect(r.stdout).toContain(`--${s.flag}`);
+      expect(r.stdout).toContain(s.env);
+    }
+    expect(r.stdout).toContain('imkit-server app');
+    const app = await cli(['app', '--help'], {});
+    for (const sub of ['create', 'list', 'rotate-api-key', 'revoke-api-key', 'rotate-client-key', '--expire-old-in']) expect(app.stdout).toContain(sub);
+  });
+
+  it('bad configuration stops start-up with one line naming the setting', async () => {
+    for (const [env, args, name] of [
+      [{ PORT: 'eighty' }, [], 'PORT'],
+      [{}, ['--port', '99999'], '--port'],
+      [{ DATABASE_URL: 'mysql://x' }, [], 'DATABASE_URL'],
+      [{ IMKIT_TOKEN_TTL: 'forever' }, [], 'IMKIT_TOKEN_TTL'],
+      [{ LOG_LEVEL: 'loud' }, [], 'LOG_LEVEL'],
+      [{}, ['--no-such-flag'], 'no-such-flag'],
+    ] as Array<[Record<string, string>, string[], string]>) {
+      const r = await cli(['start', ...args], { ...env, IMKIT_DATA_DIR: '/nonexistent-should-not-be-created' });
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(name);
+      expect(r.stdout).toBe('');
+    }
+    expect(fs.existsSync('/nonexistent-should-not-be-created')).toBe(false);
+  });
+});
+
+describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => {
+  const store = isolatedStore(dialect);
+  const env = { IMKIT_DATA_DIR: store.dataDir, DATABASE_URL: store.databaseUrl, IMKIT_DATABASE_SCHEMA: store.databaseSchema, LOG_LEVEL: 'info' };
+  let server: Running;
+  let apiKey: string;
+  let clientKey: string;
+
+  beforeAll(async () => {
+    server = await startProcess(env);
+  });
+  afterAll(async () => {
+    if (server) await stop(server);
+    await store.drop();
+  });
+
+  it('first start prints the default keys once, with a warning; curl flow of the README works', async () => {
+    const out = server.out();
+    apiKey = /API key \(IM-API-KEY\):\s+(\S+)/.exec(out)![1]!;
+    clientKey = /Client key \(IM-CLIENT-KEY\):\s+(\S+)/.exec(out)![1]!;
+    expect(out).toContain('will not be shown again');
+    // the README's curl: create a user with a token, then GET /me with the client key
+    const created = await fetch(`${server.base}/admin/clients`, {
+      method: 'POST',
+      headers: { 'IM-API-KEY': apiKey, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ _id: 'u1', issueAccessToken: true }),
+    });
+    const token = ((await created.json()) as any).result.token;
+    const me = await fetch(`${server.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': token } });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as any).result._id).toBe('u1');
+    // log lines are JSON and hold no secret
+    const logLines = out.split('\n').filter((l) => l.startsWith('{'));
+    expect(logLines.length).toBeGreaterThan(2);
+    for (const l of logLines) {
+      expect(() => JSON.parse(l)).not.toThrow();
+      for (const s of [apiKey, clientKey, token]) expect(l).not.toContain(s);
+    }
+  });
+
+  it('app create/list/rotate/revoke work on the same store while the server runs', async () => {
+    const created = await cli(['app', 'create', '--name', 'My Shop', '--domain', 'chat.myshop.example', '--json'], env);
+    expect(created.code).toBe(0);
+    const lines = created.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const app = JSON.parse(lines[0]!);
+    expect(Object.keys(app)).toEqual(expect.arrayContaining(['id', 'name', 'apiKey', 'clientKey']));
+    expect(app).toMatchObject({ id: 'my-shop', name: 'My Shop' });
+
+    const call = (key: string) => fetch(`${server.base}/admin/clients`, { headers: { 'IM-API-KEY': key } });
+    expect((await call(app.apiKey)).status).toBe(200);
+
+    const list = await cli(['app', 'list', '--json'], env);
+    const apps = JSON.parse(list.stdout).apps;
+    expect(apps.map((a: any) => a.id)).toEqual(['default', 'my-shop']);
+    expect(list.stdout).not.toContain(app.apiKey);
+    expect(list.stdout).not.toContain(apiKey);
+
+    const rotated = JSON.parse((await cli(['app', 'rotate-api-key', 'my-shop', '--expire-old-in', '0', '--json'], env)).stdout);
+    expect(rotated.apiKey).toBeTruthy();
+    expect((await call(app.apiKey)).status).toBe(401);
+    expect((await call(rotated.apiKey)).status).toBe(200);
+
+    const graceful = JSON.parse((await cli(['app', 'rotate-api-key', 'My Shop', '--expire-old-in', '1h', '--json'], env)).stdout);
+    expect((await call(rotated.apiKey)).status).toBe(200); // still inside its hour
+    expect((await call(graceful.apiKey)).status).toBe(200);
+
+    const revoked = await cli(['app', 'revoke-api-key', 'my-shop', graceful.apiKey.slice(-4), '--json'], env);
+    expect(revoked.code).toBe(0);
+    expect((await call(graceful.apiKey)).status).toBe(401);
+
+    const token = (await (await fetch(`${server.base}/admin/clients`, { method: 'POST', headers: { 'IM-API-KEY': rotated.apiKey, 'Content-Type': 'application/json' }, body: JSON.stringify({ _id: 'z', issueAccessToken: true }) })).json() as any).result.token;
+    // fetch() may not set Host, so this call goes through node:http
+    const me = (ck: string) => rawGet(`${server.base}/me`, { 'IM-CLIENT-KEY': ck, 'IM-Authorization': token, Host: 'chat.myshop.example' });
+    expect((await me(app.clientKey)).status).toBe(200);
+    expect((await rawGet(`${server.base}/me`, { 'IM-CLIENT-KEY': app.clientKey, 'IM-Authorization': token })).status).toBe(403);
+    const ck = JSON.parse((await cli(['app', 'rotate-client-key', 'my-shop', '--json'], env)).stdout);
+    expect((await me(app.clientKey)).status).toBe(403);
+    expect((await me(ck.clientKey)).status).toBe(200);
+
+    const bad = await cli(['app', 'rotate-api-key', 'nope', '--json'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('No application nope');
+    const badExpiry = await cli(['app', 'rotate-api-key', 'my-shop', '--expire-old-in', '3d'], env);
+    expect(badExpiry.code).toBe(2);
+  });
+
+  it('a restart does not print keys again, keeps the data, and SIGTERM shuts down cleanly', async () => {
+    expect(await stop(server)).toBe(0);
+    server = await startProcess(env);
+    expect(server.out()).not.toContain('IM-API-KEY');
+    const res = await fetch(`${server.base}/admin/clients`, { headers: { 'IM-API-KEY': apiKey } });
+    expect(((await res.json()) as any).result.data.map((u: any) => u._id)).toContain('u1');
+  });
+});
+
+describe('keys given by the environment (IMKIT_APP_ID, IMKIT_API_KEY, IMKIT_CLIENT_KEY, .env)', () => {
+  it('makes sure the application exists with exactly those keys, read from a .env file', async () => {
+    const store = isolatedStore('sqlite');
+    const cwd = store.dataDir;
+    const apiKey = 'MjJZcFlIRGFRbElRbERTdlZMQ0xMbzJNUHpGZlZtOWpZcHh3MnZ1QnJtaz0=';
+    const clientKey = 'fangho_imkit_0412_2018_001_clientkey';
+    fs.writeFileSync(path.join(cwd, '.env'), `IMKIT_APP_ID=SampleApp\nIMKIT_API_KEY=${apiKey}\nIMKIT_CLIENT_KEY=${clientKey}\nIMKIT_DATA_DIR=${path.join(cwd, 'data')}\n`);
+    const env = { IMKIT_APP_ID: undefined, IMKIT_API_KEY: undefined, IMKIT_CLIENT_KEY: undefined, IMKIT_DATA_DIR: undefined, DATABASE_URL: undefined };
+    let r = await startProcess(env, cwd);
+    try {
+      expect(r.out()).not.toContain(apiKey);
+      const created = await fetch(`${r.base}/admin/clients`, { method: 'POST', headers: { 'IM-API-KEY': apiKey, 'Content-Type': 'application/json' }, body: JSON.stringify({ _id: 'sam', token: 'sam-token-1' }) });
+      expect(((await created.json()) as any).result.appID).toBe('SampleApp');
+      const me = await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-token-1' } });
+      expect(me.status).toBe(200);
+      await stop(r);
+      r = await startProcess(env, cwd); // idempotent on restart
+      expect((await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-token-1' } })).status).toBe(200);
+      expect(fs.existsSync(path.join(cwd, 'data', 'imkit.sqlite'))).toBe(true);
+    } finally {
+      await stop(r);
+      await store.drop();
+    }
+  });
+});
