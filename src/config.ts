@@ -21,6 +21,8 @@ export interface Config {
   tokenTtlMs: number;
   bodyLimitBytes: number;
   trustProxy: boolean;
+  maxMessageBytes: number;
+  maxRoomMembers: number;
 }
 
 interface Setting {
@@ -140,6 +142,14 @@ export const SETTINGS: Setting[] = [
   {
     key: 'bodyLimitBytes', env: 'IMKIT_BODY_LIMIT', flag: 'body-limit', default: '1mb',
     help: 'largest request body accepted (larger gets 413)', parse: bytes,
+  },
+  {
+    key: 'maxMessageBytes', env: 'IMKIT_MAX_MESSAGE_BYTES', flag: 'max-message-bytes', default: '65536',
+    help: 'largest message (its JSON, media fields included) a room accepts; larger gets 413 MESSAGE_TOO_LARGE', parse: integer(256, 16 * 1024 * 1024),
+  },
+  {
+    key: 'maxRoomMembers', env: 'IMKIT_MAX_ROOM_MEMBERS', flag: 'max-room-members', default: '1000',
+    help: 'most members one room may have (400 TOO_MANY_MEMBERS beyond)', parse: integer(2, 1_000_000),
   },
   {
     key: 'trustProxy', env: 'IMKIT_TRUST_PROXY', flag: 'trust-proxy', default: 'false',

@@ -4,6 +4,7 @@ import type { CreatedApp } from './apps/apps-service.js';
 import { Guard } from './auth/guard.js';
 import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
 import type { Config } from './config.js';
+import { EventBus } from './events/bus.js';
 import { buildHttp } from './http/http-server.js';
 import type { RouteDef } from './http/route.js';
 import { routeTable } from './http/routes/index.js';
@@ -54,7 +55,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     await store.close();
     throw err;
   }
-  const services = createServices(store.db, store.dialect, clock, config);
+  const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
+  const services = createServices(store.db, store.dialect, clock, bus, config);
   const bootstrap = await bootstrapApps(services, config);
   const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
   const guard = new Guard(store.db, rates, clock, config);

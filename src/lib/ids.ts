@@ -1,18 +1,34 @@
 import { randomBytes } from 'node:crypto';
 
 /**
- * The one id generator: 24-hex, ObjectId-shaped (4 bytes of seconds, 5 random bytes fixed per process,
- * 3 bytes of counter), so ids sort by creation time like the ids IMKIT clients already see.
+ * The one id generator: 24 hex characters, ObjectId-shaped (the first 8 are the Unix seconds, as clients and
+ * `ObjectId(ts)` comparisons expect), then 3 for the milliseconds, 7 random per process, 6 of counter.
+ * Within one process every id is strictly greater than the one before, as string and in time, so clients
+ * can order messages by comparing ids.
  */
-const processPart = randomBytes(5).toString('hex');
-let counter = randomBytes(3).readUIntBE(0, 3);
+const processPart = randomBytes(4).toString('hex').slice(0, 7);
+let counter = 0;
+let last = '';
 
 export function newObjectId(nowMs: number = Date.now()): string {
   counter = (counter + 1) % 0x1000000;
   const seconds = Math.floor(nowMs / 1000).toString(16).padStart(8, '0');
-  return seconds + processPart + counter.toString(16).padStart(6, '0');
+  const millis = (nowMs % 1000).toString(16).padStart(3, '0');
+  let id = seconds + millis + processPart + counter.toString(16).padStart(6, '0');
+  if (id <= last) id = increment(last);
+  last = id;
+  return id;
 }
 
 export function isObjectId(value: string): boolean {
   return /^[0-9a-f]{24}$/.test(value);
+}
+
+/** The smallest id of a given time, for range queries ("everything after ts"). */
+export function objectIdFloor(ms: number): string {
+  return Math.floor(ms / 1000).toString(16).padStart(8, '0') + (ms % 1000).toString(16).padStart(3, '0') + '0'.repeat(13);
+}
+
+function increment(id: string): string {
+  return (BigInt(`0x${id}`) + 1n).toString(16).padStart(24, '0');
 }

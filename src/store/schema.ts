@@ -66,6 +66,111 @@ export interface UserTokensTable {
   expires_at: Ms | null;
 }
 
+export interface RoomsTable {
+  app_id: string;
+  id: string;
+  name: string | null;
+  cover: string | null;
+  description: string | null;
+  /** 'direct' or 'group'. */
+  room_type: string;
+  room_tags: string;
+  webhook: string | null;
+  bot_mode: number;
+  bot_state: string | null;
+  encrypted: number;
+  ext_params: string | null;
+  /** 1 active, 0 frozen. */
+  status: number;
+  /** 1 open for join and invitations, 0 closed. */
+  opening: number;
+  owner: string | null;
+  extra: string;
+  last_message_id: string | null;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface RoomTagsTable {
+  app_id: string;
+  room_id: string;
+  tag: string;
+}
+
+export interface RoomMembersTable {
+  app_id: string;
+  room_id: string;
+  user_id: string;
+  /** 'admin' (a manager) or 'member'; the owner is rooms.owner. */
+  role: string;
+  badge: number;
+  last_read: string | null;
+  properties: string;
+  joined_at: Ms;
+}
+
+export interface MessagesTable {
+  app_id: string;
+  id: string;
+  room_id: string;
+  sender_id: string | null;
+  message_type: string;
+  /** The message value as JSON (any JSON value). */
+  message: string;
+  /** Every other field the sender sent (media, extra, mentions, member...), JSON object text. */
+  fields: string;
+  reply_id: string | null;
+  pinned: number;
+  edited_at: Ms | null;
+  message_time: Ms;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface MessageReactionsTable {
+  app_id: string;
+  message_id: string;
+  user_id: string;
+  reaction: string;
+  created_at: Ms;
+}
+
+export interface UserDeletedMessagesTable {
+  app_id: string;
+  user_id: string;
+  room_id: string;
+  message_id: string;
+  created_at: Ms;
+}
+
+export interface RoomPrefsTable {
+  app_id: string;
+  user_id: string;
+  room_id: string;
+  /** '' for the room's own preference, or a room tag for /roomPrefs/:id/group/:tag. */
+  scope: string;
+  /** {tags, tagColors, folder, hidden, sticky} as JSON. */
+  data: string;
+  muted: number;
+  updated_at: Ms;
+}
+
+export interface UserPrefsTable {
+  app_id: string;
+  user_id: string;
+  key: string;
+  data: string;
+  updated_at: Ms;
+}
+
+export interface InvitationsTable {
+  app_id: string;
+  room_id: string;
+  invitee: string;
+  inviter: string | null;
+  created_at: Ms;
+}
+
 export interface Database {
   apps: AppsTable;
   app_domains: AppDomainsTable;
@@ -73,6 +178,15 @@ export interface Database {
   client_keys: ClientKeysTable;
   users: UsersTable;
   user_tokens: UserTokensTable;
+  rooms: RoomsTable;
+  room_tags: RoomTagsTable;
+  room_members: RoomMembersTable;
+  messages: MessagesTable;
+  message_reactions: MessageReactionsTable;
+  user_deleted_messages: UserDeletedMessagesTable;
+  room_prefs: RoomPrefsTable;
+  user_prefs: UserPrefsTable;
+  invitations: InvitationsTable;
 }
 
 // Re-exported so repositories can name generated columns if a later table needs them.

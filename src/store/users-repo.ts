@@ -13,6 +13,11 @@ export class UsersRepo {
     return this.db.selectFrom('users').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
   }
 
+  getMany(appId: string, ids: string[]): Promise<UserRow[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('users').selectAll().where('app_id', '=', appId).where('id', 'in', [...new Set(ids)]).execute();
+  }
+
   async insert(row: UserRow): Promise<void> {
     await this.db.insertInto('users').values(row).execute();
   }

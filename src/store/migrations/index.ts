@@ -81,6 +81,132 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('user_tokens_user').on('user_tokens').columns(['app_id', 'user_id']).execute();
     },
   },
+  '0002_chat': {
+    async up(db: Kysely<any>) {
+      const app = (c: any) => c.notNull().references('apps.id').onDelete('cascade');
+      await db.schema
+        .createTable('rooms')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('cover', 'text')
+        .addColumn('description', 'text')
+        .addColumn('room_type', 'varchar(16)', (c) => c.notNull())
+        .addColumn('room_tags', 'text', (c) => c.notNull().defaultTo('[]'))
+        .addColumn('webhook', 'text')
+        .addColumn('bot_mode', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('bot_state', 'text')
+        .addColumn('encrypted', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('ext_params', 'text')
+        .addColumn('status', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('opening', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('owner', 'varchar(128)')
+        .addColumn('extra', 'text', (c) => c.notNull().defaultTo('{}'))
+        .addColumn('last_message_id', 'varchar(32)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('rooms_pk', ['app_id', 'id'])
+        .execute();
+
+      // rooms.room_tags keeps the list as sent (for display); this table answers "rooms with tag X".
+      await db.schema
+        .createTable('room_tags')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('tag', 'varchar(256)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('room_tags_pk', ['app_id', 'room_id', 'tag'])
+        .execute();
+      await db.schema.createIndex('room_tags_tag').on('room_tags').columns(['app_id', 'tag']).execute();
+
+      await db.schema
+        .createTable('room_members')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('role', 'varchar(16)', (c) => c.notNull().defaultTo('member'))
+        .addColumn('badge', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('last_read', 'varchar(32)')
+        .addColumn('properties', 'text', (c) => c.notNull().defaultTo('{}'))
+        .addColumn('joined_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('room_members_pk', ['app_id', 'room_id', 'user_id'])
+        .execute();
+      await db.schema.createIndex('room_members_user').on('room_members').columns(['app_id', 'user_id']).execute();
+
+      await db.schema
+        .createTable('messages')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('id', 'varchar(32)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('sender_id', 'varchar(128)')
+        .addColumn('message_type', 'varchar(64)', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('fields', 'text', (c) => c.notNull().defaultTo('{}'))
+        .addColumn('reply_id', 'varchar(32)')
+        .addColumn('pinned', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('edited_at', 'bigint')
+        .addColumn('message_time', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('messages_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema.createIndex('messages_room_id').on('messages').columns(['app_id', 'room_id', 'id']).execute();
+      await db.schema.createIndex('messages_room_updated').on('messages').columns(['app_id', 'room_id', 'updated_at']).execute();
+
+      await db.schema
+        .createTable('message_reactions')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('message_id', 'varchar(32)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('reaction', 'varchar(64)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('message_reactions_pk', ['app_id', 'message_id', 'user_id', 'reaction'])
+        .execute();
+
+      await db.schema
+        .createTable('user_deleted_messages')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('message_id', 'varchar(32)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('user_deleted_messages_pk', ['app_id', 'user_id', 'message_id'])
+        .execute();
+      await db.schema.createIndex('user_deleted_room').on('user_deleted_messages').columns(['app_id', 'user_id', 'room_id']).execute();
+
+      await db.schema
+        .createTable('room_prefs')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('scope', 'varchar(128)', (c) => c.notNull().defaultTo(''))
+        .addColumn('data', 'text', (c) => c.notNull().defaultTo('{}'))
+        .addColumn('muted', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('room_prefs_pk', ['app_id', 'user_id', 'room_id', 'scope'])
+        .execute();
+
+      await db.schema
+        .createTable('user_prefs')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('key', 'varchar(256)', (c) => c.notNull())
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('user_prefs_pk', ['app_id', 'user_id', 'key'])
+        .execute();
+
+      await db.schema
+        .createTable('invitations')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('invitee', 'varchar(128)', (c) => c.notNull())
+        .addColumn('inviter', 'varchar(128)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('invitations_pk', ['app_id', 'room_id', 'invitee'])
+        .execute();
+      await db.schema.createIndex('invitations_invitee').on('invitations').columns(['app_id', 'invitee']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

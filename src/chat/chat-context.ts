@@ -1,0 +1,30 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config.js';
+import type { EventBus } from '../events/bus.js';
+import type { Clock } from '../lib/clock.js';
+import type { Dialect } from '../store/database.js';
+import type { Database } from '../store/schema.js';
+import { ChatRenderer } from './render.js';
+
+/** What every chat service is built from. */
+export interface ChatContext {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  clock: Clock;
+  bus: EventBus;
+  limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers'>;
+  render: ChatRenderer;
+}
+
+export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits']): ChatContext {
+  return { db, dialect, clock, bus, limits, render: new ChatRenderer(db) };
+}
+
+/** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */
+export function parseTime(value: unknown): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
+  if (typeof value === 'string') return Date.parse(value);
+  return Number.NaN;
+}

@@ -1,0 +1,249 @@
+import { AppError, invalidRequest } from '../errors.js';
+import type { DomainEvent } from '../events/bus.js';
+import { iso } from '../lib/clock.js';
+import { isObjectId } from '../lib/ids.js';
+import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
+import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
+import type { ChatContext } from './chat-context.js';
+import { parseTime } from './chat-context.js';
+import { appendMessage } from './message-writer.js';
+import { authorize, type Caller, type RoomRole } from './policy.js';
+import type { RoomsService } from './rooms-service.js';
+
+type Json = Record<string, unknown>;
+
+/** Body keys with a meaning of their own; every other key of a sent message is stored and returned as sent. */
+const CONTROL_KEYS = new Set([
+  '_id', 'id', 'room', 'roomId', 'roomID', 'sender', 'message', 'messageType', 'reply', 'push', 'skipTotalBadge', 'appID',
+  'messageTime', 'messageTimeMS', 'createdAt', 'createdAtMS', 'updatedAt', 'updatedAtMS', 'editedAt', 'editedAtMS',
+  'pinned', 'reactions', 'reactionCount', 'isDeleted', '__v', '__proto__', 'constructor', 'prototype',
+]);
+
+export interface HistoryInput {
+  beforeMessage?: string;
+  afterMessage?: string;
+  afterTime?: string;
+  timeRangeField?: 'updatedAt' | 'createdAt' | 'messageTime';
+  sortOrder?: 'asc' | 'desc';
+  limit?: number;
+}
+
+export const DEFAULT_PAGE = 20;
+export const MAX_PAGE = 200;
+
+/** Sending, editing, recalling, reading, deleting and pinning messages. */
+export class MessagesService {
+  constructor(
+    private readonly ctx: ChatContext,
+    private readonly rooms: RoomsService,
+  ) {}
+
+  /**
+   * `POST /rooms/:id/message` and socket `chat message`: a new message from the caller; with an existing `_id` an
+   * edit (the stored type is kept, `editedAt` set); with `messageType: "recall"` a recall.
+   */
+  async send(caller: Caller, roomId: string, body: Json): Promise<Json> {
+    const id = typeof body._id === 'string' ? body._id : undefined;
+    if (body.messageType === 'recall') {
+      if (!id) throw invalidRequest('Missing required field: _id (the message to recall)');
+      return this.recall(caller, roomId, id);
+    }
+    if (id !== undefined) return this.edit(caller, roomId, id, body);
+    return this.create(caller, roomId, caller.userId, body);
+  }
+
+  /** `POST /messages`: the platform sends as anyone (`sender`), even to a room the sender is not in. */
+  async adminSend(caller: Caller, body: Json): Promise<Json> {
+    const roomId = body.room as string;
+    const msg = await this.create({ ...caller, platform: true }, roomId, (body.sender as string | undefined) ?? null, body);
+    // The documented response of this endpoint carries the sender as an id, not an object.
+    return { ...msg, sender: body.sender ?? null };
+  }
+
+  private async create(caller: Caller, roomId: string, senderId: string | null, body: Json): Promise<Json> {
+    const now = this.ctx.clock.now();
+    const { room } = await this.rooms.access(caller, roomId, 'send');
+    if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: no new messages can be sent');
+    const messageType = body.messageType === undefined ? 'text' : body.messageType;
+    if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > 64) throw invalidRequest('Invalid field messageType: must be a string of 1-64 characters');
+    const fields = this.fieldsOf(body);
+    const replyId = await this.replyTarget(caller.appId, room, body.reply);
+    this.checkSize(body.message, fields);
+    const row = await this.ctx.db.transaction().execute((trx) =>
+      appendMessage(trx, { appId: caller.appId, roomId, senderId, messageType, message: body.message ?? '', fields, replyId, now }),
+    );
+    this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false });
+    return this.ctx.render.renderMessage(caller.appId, row);
+  }
+
+  private async edit(caller: Caller, roomId: string, messageId: string, body: Json): Promise<Json> {
+    const now = this.ctx.clock.now();
+    const { room, msg } = await this.ownMessage(caller, roomId, messageId);
+    if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: messages cannot be changed');
+    if (msg.message_type === 'recall') throw invalidRequest('A recalled message cannot be edited');
+    const fields = { ...(JSON.parse(msg.fields) as Json), ...this.fieldsOf(body) };
+    const message = 'message' in body ? body.message : JSON.parse(msg.message);
+    this.checkSize(message, fields);
+    const replyId = 'reply' in body ? await this.replyTarget(caller.appId, room, body.reply) : msg.reply_id;
+    await new MessagesRepo(this.ctx.db).update(caller.appId, messageId, {
+      message: JSON.stringify(message ?? ''),
+      fields: JSON.stringify(fields),
+      reply_id: replyId,
+      edited_at: now,
+      updated_at: now,
+    });
+    this.emit({ type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'edit' });
+    return this.render(caller.appId, messageId);
+  }
+
+  private async recall(caller: Caller, roomId: string, messageId: string): Promise<Json> {
+    const now = this.ctx.clock.now();
+    await this.ownMessage(caller, roomId, messageId);
+    // Recall removes the content for everyone; what remains says who sent what kind of message, when.
+    await new MessagesRepo(this.ctx.db).update(caller.appId, messageId, { message: '""', message_type: 'recall', fields: '{}', reply_id: null, pinned: 0, updated_at: now });
+    this.emit({ type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'recall' });
+    return this.render(caller.appId, messageId);
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** `GET /rooms/:id/messages/v3`. */
+  async history(caller: Caller, roomId: string, q: HistoryInput): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
+    await this.rooms.access(caller, roomId, 'read');
+    const limit = q.limit ?? DEFAULT_PAGE;
+    const order = q.sortOrder ?? 'desc';
+    const repo = new MessagesRepo(this.ctx.db);
+    for (const [name, v] of [['beforeMessage', q.beforeMessage], ['afterMessage', q.afterMessage]] as const) {
+      if (v !== undefined && !isObjectId(v)) throw invalidRequest(`Invalid query parameter ${name}: must be a message id`);
+    }
+    const afterTime = parseTime(q.afterTime);
+    if (afterTime !== undefined && Number.isNaN(afterTime)) throw invalidRequest('Invalid query parameter afterTime: use ISO-8601 or epoch milliseconds');
+    const timeField = ({ updatedAt: 'updated_at', createdAt: 'created_at', messageTime: 'message_time' } as const)[q.timeRangeField ?? 'updatedAt'];
+    // Forward anchors (sync) take the messages right after the anchor; otherwise the newest before it.
+    const forward = q.afterMessage !== undefined || afterTime !== undefined;
+    const rows = await repo.history(caller.appId, {
+      roomId,
+      beforeId: q.beforeMessage,
+      afterId: q.afterMessage,
+      afterTime,
+      timeField,
+      order: forward ? 'asc' : 'desc',
+      limit,
+    });
+    if ((forward ? 'asc' : 'desc') !== order) rows.reverse();
+    const [totalCount, hidden] = await Promise.all([
+      repo.count(caller.appId, roomId),
+      caller.userId ? repo.hiddenIds(caller.appId, caller.userId, roomId) : Promise.resolve([]),
+    ]);
+    return { totalCount, data: await this.ctx.render.renderMessages(caller.appId, rows), userDeletedIDs: hidden };
+  }
+
+  /** `GET /rooms/:id/messages` (legacy): newest first, `beforeMessage` pages back. */
+  async legacyHistory(caller: Caller, roomId: string, q: { beforeMessage?: string; limit?: number }): Promise<{ totalCount: number; data: Json[] }> {
+    const { totalCount, data } = await this.history(caller, roomId, { beforeMessage: q.beforeMessage, limit: q.limit, sortOrder: 'desc' });
+    return { totalCount, data };
+  }
+
+  /** `GET /rooms/:id/messages/:messageId`: the message with up to `before` older and `after` newer ones, oldest first. */
+  async around(caller: Caller, roomId: string, messageId: string, before: number, after: number): Promise<{ totalCount: number; data: Json[] }> {
+    await this.rooms.access(caller, roomId, 'read');
+    const repo = new MessagesRepo(this.ctx.db);
+    const anchor = await repo.get(caller.appId, messageId);
+    if (!anchor || anchor.room_id !== roomId) throw messageNotFound(messageId);
+    const base = { roomId, timeField: 'updated_at' as const };
+    const older = before > 0 ? await repo.history(caller.appId, { ...base, beforeId: messageId, order: 'desc', limit: before }) : [];
+    const newer = after > 0 ? await repo.history(caller.appId, { ...base, afterId: messageId, order: 'asc', limit: after }) : [];
+    const rows = [...older.reverse(), anchor, ...newer];
+    return { totalCount: await repo.count(caller.appId, roomId), data: await this.ctx.render.renderMessages(caller.appId, rows) };
+  }
+
+  // ---------------------------------------------------------------- deleting and pinning
+
+  /** `DELETE /rooms/:id/messages/:messageId` (or `_all`): gone for everyone. */
+  async delete(caller: Caller, roomId: string, messageId: string): Promise<Json> {
+    const now = this.ctx.clock.now();
+    const { room, role } = await this.rooms.access(caller, roomId, 'read');
+    authorize(role, 'deleteMessages', room);
+    const all = messageId === '_all';
+    let deletedCount = 0;
+    await this.ctx.db.transaction().execute(async (trx) => {
+      const repo = new MessagesRepo(trx);
+      if (!all) {
+        const msg = await repo.get(caller.appId, messageId);
+        if (!msg || msg.room_id !== roomId) throw messageNotFound(messageId);
+      }
+      deletedCount = await repo.delete(caller.appId, roomId, all ? 'all' : [messageId]);
+      const latest = await repo.latest(caller.appId, roomId);
+      await new RoomsRepo(trx).update(caller.appId, roomId, { last_message_id: latest?.id ?? null, updated_at: now });
+    });
+    this.emit({ type: 'messages.deleted', appId: caller.appId, roomId, messageIds: all ? 'all' : [messageId], actorId: caller.userId });
+    return { deletedCount, roomID: roomId, messageID: messageId, deletedBy: caller.userId ?? 'admin', deletedAt: iso(now) };
+  }
+
+  /** `POST`/`DELETE /messages/:id/pin`: one pinned message per room. */
+  async pin(caller: Caller, messageId: string, pinned: boolean): Promise<Json> {
+    const now = this.ctx.clock.now();
+    const msg = await new MessagesRepo(this.ctx.db).get(caller.appId, messageId);
+    if (!msg) throw messageNotFound(messageId);
+    const { room, role } = await this.rooms.access(caller, msg.room_id, 'read');
+    authorize(role, 'pin', room);
+    await this.ctx.db.transaction().execute(async (trx) => {
+      const repo = new MessagesRepo(trx);
+      if (pinned) await repo.unpinRoom(caller.appId, room.id, now);
+      await repo.update(caller.appId, messageId, { pinned: pinned ? 1 : 0, updated_at: now });
+    });
+    this.emit({ type: 'message.updated', appId: caller.appId, roomId: room.id, messageId, actorId: caller.userId, change: pinned ? 'pin' : 'unpin' });
+    return this.render(caller.appId, messageId);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Loads a message of a room that the caller may change: their own, or any for managers and up. */
+  private async ownMessage(caller: Caller, roomId: string, messageId: string): Promise<{ room: RoomRow; role: RoomRole; msg: MessageRow }> {
+    const { room, role } = await this.rooms.access(caller, roomId, 'read');
+    const msg = await new MessagesRepo(this.ctx.db).get(caller.appId, messageId);
+    if (!msg || msg.room_id !== roomId) throw messageNotFound(messageId);
+    if (msg.sender_id === null || msg.sender_id !== caller.userId) authorize(role, 'moderateMessages', room);
+    return { room, role, msg };
+  }
+
+  private fieldsOf(body: Json): Json {
+    const out: Json = {};
+    for (const [k, v] of Object.entries(body)) if (!CONTROL_KEYS.has(k)) out[k] = v;
+    if (out.mentions !== undefined && (!Array.isArray(out.mentions) || !out.mentions.every((m) => typeof m === 'string'))) {
+      throw invalidRequest('Invalid field mentions: must be an array of user ids');
+    }
+    return out;
+  }
+
+  private checkSize(message: unknown, fields: Json): void {
+    const bytes = Buffer.byteLength(JSON.stringify(message ?? '')) + Buffer.byteLength(JSON.stringify(fields));
+    if (bytes > this.ctx.limits.maxMessageBytes) {
+      throw new AppError('MESSAGE_TOO_LARGE', `A message may be at most ${this.ctx.limits.maxMessageBytes} bytes of JSON; this one is ${bytes}`);
+    }
+  }
+
+  private async replyTarget(appId: string, room: RoomRow, reply: unknown): Promise<string | null> {
+    if (reply === undefined || reply === null || reply === '') return null;
+    const id = typeof reply === 'string' ? reply : typeof reply === 'object' && typeof (reply as Json)._id === 'string' ? ((reply as Json)._id as string) : undefined;
+    if (id === undefined) throw invalidRequest('Invalid field reply: must be a message id');
+    const target = await new MessagesRepo(this.ctx.db).get(appId, id);
+    if (!target || target.room_id !== room.id) throw new AppError('MESSAGE_NOT_FOUND', `Reply target ${id} is not a message of this room`);
+    return id;
+  }
+
+  private async render(appId: string, messageId: string): Promise<Json> {
+    const row = await new MessagesRepo(this.ctx.db).get(appId, messageId);
+    if (!row) throw messageNotFound(messageId);
+    return this.ctx.render.renderMessage(appId, row);
+  }
+
+  private emit(e: DomainEvent): void {
+    this.ctx.bus.emit(e);
+  }
+}
+
+export function messageNotFound(id: string): AppError {
+  return new AppError('MESSAGE_NOT_FOUND', `Message ${id} not found`);
+}
+

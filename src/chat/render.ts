@@ -1,0 +1,169 @@
+import type { Kysely } from 'kysely';
+import { iso } from '../lib/clock.js';
+import type { Database } from '../store/schema.js';
+import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
+import { PrefsRepo } from '../store/prefs-repo.js';
+import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
+import { UsersRepo, type UserRow } from '../store/users-repo.js';
+import { isSuperuser, type RoomRole } from './policy.js';
+
+type Json = Record<string, unknown>;
+
+/**
+ * Turns stored rows into the objects the IMKIT clients read (spec realtime §4): `_id` and `id`, ISO times with
+ * `...MS` twins, populated senders, members, replies and last messages. Loads what it needs in batches.
+ */
+export class ChatRenderer {
+  private readonly users: UsersRepo;
+  private readonly messages: MessagesRepo;
+  private readonly rooms: RoomsRepo;
+  private readonly prefs: PrefsRepo;
+
+  constructor(db: Kysely<Database>) {
+    this.users = new UsersRepo(db);
+    this.messages = new MessagesRepo(db);
+    this.rooms = new RoomsRepo(db);
+    this.prefs = new PrefsRepo(db);
+  }
+
+  async userMap(appId: string, ids: Array<string | null>): Promise<Map<string, UserRow>> {
+    const rows = await this.users.getMany(appId, ids.filter((i): i is string => i !== null));
+    return new Map(rows.map((u) => [u.id, u]));
+  }
+
+  /** Messages with sender, reply and reactions populated. */
+  async renderMessages(appId: string, rows: MessageRow[]): Promise<Json[]> {
+    if (rows.length === 0) return [];
+    const replyIds = rows.map((r) => r.reply_id).filter((x): x is string => x !== null);
+    const replies = new Map((await this.messages.getMany(appId, replyIds)).map((m) => [m.id, m]));
+    const users = await this.userMap(appId, [...rows, ...replies.values()].map((r) => r.sender_id));
+    const reactions = await this.messages.reactionsOf(appId, rows.map((r) => r.id));
+    const byMessage = new Map<string, Array<{ client: string; reaction: string }>>();
+    for (const r of reactions) byMessage.set(r.message_id, [...(byMessage.get(r.message_id) ?? []), { client: r.user_id, reaction: r.reaction }]);
+    return rows.map((row) => {
+      const out = messageObject(row, users, byMessage.get(row.id) ?? []);
+      const reply = row.reply_id ? replies.get(row.reply_id) : undefined;
+      if (reply) out.reply = messageObject(reply, users, []);
+      return out;
+    });
+  }
+
+  async renderMessage(appId: string, row: MessageRow): Promise<Json> {
+    return (await this.renderMessages(appId, [row]))[0]!;
+  }
+
+  /**
+   * Rooms as one caller sees them: members populated, memberProperties, lastMessage, and the caller's own
+   * unread, muted, pref and isSuperuser.
+   */
+  async renderRooms(appId: string, rooms: RoomRow[], viewer: { userId: string | null; roles: Map<string, RoomRole> }): Promise<Json[]> {
+    if (rooms.length === 0) return [];
+    const ids = rooms.map((r) => r.id);
+    const members = await this.rooms.membersOfRooms(appId, ids);
+    const byRoom = new Map<string, MemberRow[]>();
+    for (const m of members) byRoom.set(m.room_id, [...(byRoom.get(m.room_id) ?? []), m]);
+    const users = await this.userMap(appId, members.map((m) => m.user_id));
+    const lastRows = await this.messages.getMany(appId, rooms.map((r) => r.last_message_id).filter((x): x is string => x !== null));
+    const last = new Map((await this.renderMessages(appId, lastRows)).map((m) => [m._id as string, m]));
+    const prefs = viewer.userId ? await this.prefs.roomPrefs(appId, viewer.userId, ids) : [];
+    const prefByRoom = new Map(prefs.map((p) => [p.room_id, p]));
+
+    return rooms.map((room) => {
+      const ms = byRoom.get(room.id) ?? [];
+      const mine = viewer.userId ? ms.find((m) => m.user_id === viewer.userId) : undefined;
+      const pref = prefByRoom.get(room.id);
+      const prefData = pref ? (JSON.parse(pref.data) as Json) : {};
+      const out: Json = {
+        ...(JSON.parse(room.extra) as Json),
+        _id: room.id,
+        id: room.id,
+        appID: room.app_id,
+        roomType: room.room_type,
+        roomTags: JSON.parse(room.room_tags),
+        status: room.status,
+        opening: room.opening,
+        botMode: room.bot_mode === 1,
+        encrypted: room.encrypted === 1,
+        serviceStatus: 0,
+      };
+      if (room.name !== null) out.name = room.name;
+      if (room.cover !== null) out.cover = room.cover;
+      if (room.description !== null) out.description = room.description;
+      if (room.webhook !== null) out.webhook = room.webhook;
+      if (room.bot_state !== null) out.botState = room.bot_state;
+      if (room.ext_params !== null) out.extParams = room.ext_params;
+      if (room.owner !== null) out.owner = room.owner;
+      out.managers = ms.filter((m) => m.role === 'admin').map((m) => m.user_id);
+      out.members = ms.map((m) => memberSummary(m.user_id, users.get(m.user_id)));
+      out.memberProperties = ms.map((m) => memberProperty(m, room));
+      if (room.last_message_id && last.has(room.last_message_id)) out.lastMessage = last.get(room.last_message_id);
+      out.createdTime = iso(room.created_at);
+      out.createdTimeMS = room.created_at;
+      out.updatedAt = iso(room.updated_at);
+      out.updatedAtMS = room.updated_at;
+      out.unread = mine?.badge ?? 0;
+      out.muted = pref?.muted === 1;
+      out.isMentioned = false;
+      out.pref = { tags: [], tagColors: {}, hidden: false, sticky: false, ...prefData, muted: pref?.muted === 1 };
+      out.isSuperuser = isSuperuser(viewer.roles.get(room.id) ?? 'none');
+      return out;
+    });
+  }
+
+  async renderRoom(appId: string, room: RoomRow, viewer: { userId: string | null; role: RoomRole }): Promise<Json> {
+    return (await this.renderRooms(appId, [room], { userId: viewer.userId, roles: new Map([[room.id, viewer.role]]) }))[0]!;
+  }
+}
+
+/** The Member / Client summary embedded in rooms and messages. A deleted user keeps its id. */
+export function memberSummary(id: string, user: UserRow | undefined): Json {
+  const out: Json = { _id: id, id, clientType: 'user' };
+  if (!user) return { ...out, nickname: id, isRobot: false, lastLoginTimeMS: 0 };
+  const custom = JSON.parse(user.extra) as Json;
+  if (user.nickname !== null) out.nickname = user.nickname;
+  if (user.avatar_url !== null) out.avatarUrl = user.avatar_url;
+  if (user.description !== null) out.description = user.description;
+  if (typeof custom.publicKey === 'string') out.publicKey = custom.publicKey;
+  out.isRobot = user.is_robot === 1;
+  if (user.last_login_at !== null) out.lastLoginTime = iso(user.last_login_at);
+  out.lastLoginTimeMS = user.last_login_at ?? 0;
+  return out;
+}
+
+export function memberProperty(m: MemberRow, room: RoomRow): Json {
+  const out: Json = { ...(JSON.parse(m.properties) as Json), client: m.user_id, badge: m.badge, role: m.role };
+  if (m.last_read !== null) out.lastRead = m.last_read;
+  if (room.owner === m.user_id) out.isSuperuser = true;
+  else if (m.role === 'admin') out.isSuperuser = true;
+  return out;
+}
+
+function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: Array<{ client: string; reaction: string }>): Json {
+  const fields = JSON.parse(row.fields) as Json;
+  const out: Json = {
+    ...fields,
+    _id: row.id,
+    id: row.id,
+    appID: row.app_id,
+    room: row.room_id,
+    messageType: row.message_type,
+    message: JSON.parse(row.message),
+    sender: row.sender_id === null ? null : memberSummary(row.sender_id, users.get(row.sender_id)),
+    messageTime: iso(row.message_time),
+    messageTimeMS: row.message_time,
+    createdAt: iso(row.created_at),
+    createdAtMS: row.created_at,
+    updatedAt: iso(row.updated_at),
+    updatedAtMS: row.updated_at,
+    pinned: row.pinned === 1,
+    reactions,
+    reactionCount: reactions.length,
+    isDeleted: false,
+  };
+  if (row.reply_id !== null) out.reply = row.reply_id;
+  if (row.edited_at !== null) {
+    out.editedAt = iso(row.edited_at);
+    out.editedAtMS = row.edited_at;
+  }
+  return out;
+}

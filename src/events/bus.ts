@@ -1,0 +1,46 @@
+/**
+ * Typed domain events. A service emits one after its change is committed; the realtime layer turns them into
+ * socket events and webhooks will consume them too. Listeners run synchronously and must not throw into the
+ * service: a failing listener is reported to `onError` and the others still run.
+ */
+export type DomainEvent =
+  | { type: 'room.created'; appId: string; roomId: string; actorId: string | null; members: string[] }
+  | { type: 'room.updated'; appId: string; roomId: string; actorId: string | null; changes: string[] }
+  | { type: 'room.deleted'; appId: string; roomId: string; actorId: string | null; members: string[] }
+  | { type: 'members.added'; appId: string; roomId: string; actorId: string | null; userIds: string[]; joined: boolean }
+  | { type: 'members.removed'; appId: string; roomId: string; actorId: string | null; userIds: string[] }
+  | { type: 'member.updated'; appId: string; roomId: string; actorId: string | null; userId: string; property: string }
+  | { type: 'invitation.created'; appId: string; roomId: string; actorId: string | null; invitees: string[] }
+  | { type: 'invitation.cancelled'; appId: string; roomId: string; actorId: string | null; invitees: string[]; accepted: boolean }
+  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean }
+  | { type: 'message.updated'; appId: string; roomId: string; messageId: string; actorId: string | null; change: 'edit' | 'recall' | 'pin' | 'unpin' | 'reaction' }
+  | { type: 'messages.deleted'; appId: string; roomId: string; messageIds: string[] | 'all'; actorId: string | null }
+  | { type: 'messages.userDeleted'; appId: string; roomId: string; userId: string; messageIds: string[] | 'all' }
+  | { type: 'read'; appId: string; roomId: string; userId: string; messageId: string }
+  | { type: 'typing'; appId: string; roomId: string; userId: string; message: unknown }
+  | { type: 'roomPref.changed'; appId: string; roomId: string; userId: string; scope: string }
+  | { type: 'userPref.changed'; appId: string; userId: string; key: string; deleted: boolean };
+
+export type DomainEventType = DomainEvent['type'];
+type Listener = (event: DomainEvent) => void;
+
+export class EventBus {
+  private readonly listeners = new Set<Listener>();
+
+  constructor(private readonly onError: (err: unknown, event: DomainEvent) => void = () => {}) {}
+
+  on(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit(event: DomainEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.onError(err, event);
+      }
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, MessagesTable } from './schema.js';
+
+export type MessageRow = Selectable<MessagesTable>;
+
+export interface HistoryQuery {
+  roomId: string;
+  /** Strictly older/newer than this message id (ids are time-ordered). */
+  beforeId?: string;
+  afterId?: string;
+  /** Strictly after this time on `timeField`. */
+  afterTime?: number;
+  timeField: 'updated_at' | 'created_at' | 'message_time';
+  order: 'asc' | 'desc';
+  limit: number;
+}
+
+/** Messages, reactions and per-user hidden messages, scoped by application. */
+export class MessagesRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  get(appId: string, id: string): Promise<MessageRow | undefined> {
+    return this.db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+  }
+
+  getMany(appId: string, ids: string[]): Promise<MessageRow[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('id', 'in', ids).execute();
+  }
+
+  async insert(row: MessageRow): Promise<void> {
+    await this.db.insertInto('messages').values(row).execute();
+  }
+
+  async update(appId: string, id: string, patch: Partial<Omit<MessageRow, 'app_id' | 'id' | 'room_id'>>): Promise<void> {
+    await this.db.updateTable('messages').set(patch).where('app_id', '=', appId).where('id', '=', id).execute();
+  }
+
+  async unpinRoom(appId: string, roomId: string, now: number): Promise<string[]> {
+    const pinned = await this.db.selectFrom('messages').select('id').where('app_id', '=', appId).where('room_id', '=', roomId).where('pinned', '=', 1).execute();
+    if (pinned.length) {
+      await this.db.updateTable('messages').set({ pinned: 0, updated_at: now }).where('app_id', '=', appId).where('room_id', '=', roomId).where('pinned', '=', 1).execute();
+    }
+    return pinned.map((p) => p.id);
+  }
+
+  /** One page of a room's history. Ordering is by id (= send order), which ties break nowhere. */
+  async history(appId: string, q: HistoryQuery): Promise<MessageRow[]> {
+    let sel = this.db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('room_id', '=', q.roomId);
+    if (q.beforeId !== undefined) sel = sel.where('id', '<', q.beforeId);
+    if (q.afterId !== undefined) sel = sel.where('id', '>', q.afterId);
+    if (q.afterTime !== undefined) sel = sel.where(q.timeField, '>', q.afterTime);
+    return sel.orderBy('id', q.order).limit(q.limit).execute();
+  }
+
+  async count(appId: string, roomId: string, afterTime?: number): Promise<number> {
+    let q = this.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('app_id', '=', appId).where('room_id', '=', roomId);
+    if (afterTime !== undefined) q = q.where('message_time', '>', afterTime);
+    return Number((await q.executeTakeFirstOrThrow()).n);
+  }
+
+  /** Messages after `afterId` (exclusive), for unread recounts. */
+  async countAfter(appId: string, roomId: string, afterId: string | null, exceptSender: string): Promise<number> {
+    let q = this.db
+      .selectFrom('messages')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('app_id', '=', appId)
+      .where('room_id', '=', roomId)
+      .where((eb) => eb.or([eb('sender_id', 'is', null), eb('sender_id', '<>', exceptSender)]));
+    if (afterId !== null) q = q.where('id', '>', afterId);
+    return Number((await q.executeTakeFirstOrThrow()).n);
+  }
+
+  async latest(appId: string, roomId: string): Promise<MessageRow | undefined> {
+    return this.db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('room_id', '=', roomId).orderBy('id', 'desc').limit(1).executeTakeFirst();
+  }
+
+  async delete(appId: string, roomId: string, ids: string[] | 'all'): Promise<number> {
+    let reactions = this.db.deleteFrom('message_reactions').where('app_id', '=', appId);
+    let hidden = this.db.deleteFrom('user_deleted_messages').where('app_id', '=', appId).where('room_id', '=', roomId);
+    let msgs = this.db.deleteFrom('messages').where('app_id', '=', appId).where('room_id', '=', roomId);
+    if (ids === 'all') {
+      reactions = reactions.where('message_id', 'in', this.db.selectFrom('messages').select('id').where('app_id', '=', appId).where('room_id', '=', roomId));
+    } else {
+      reactions = reactions.where('message_id', 'in', ids);
+      hidden = hidden.where('message_id', 'in', ids);
+      msgs = msgs.where('id', 'in', ids);
+    }
+    await reactions.execute();
+    await hidden.execute();
+    const res = await msgs.executeTakeFirst();
+    return Number(res.numDeletedRows);
+  }
+
+  // --- reactions
+
+  reactionsOf(appId: string, messageIds: string[]): Promise<Array<{ message_id: string; user_id: string; reaction: string }>> {
+    if (messageIds.length === 0) return Promise.resolve([]);
+    return this.db
+      .selectFrom('message_reactions')
+      .select(['message_id', 'user_id', 'reaction'])
+      .where('app_id', '=', appId)
+      .where('message_id', 'in', messageIds)
+      .orderBy('created_at')
+      .orderBy('user_id')
+      .execute();
+  }
+
+  async addReaction(appId: string, messageId: string, userId: string, reaction: string, now: number): Promise<void> {
+    await this.db
+      .insertInto('message_reactions')
+      .values({ app_id: appId, message_id: messageId, user_id: userId, reaction, created_at: now })
+      .onConflict((oc) => oc.columns(['app_id', 'message_id', 'user_id', 'reaction']).doNothing())
+      .execute();
+  }
+
+  async removeReactions(appId: string, messageId: string, userId: string, reaction?: string): Promise<number> {
+    let q = this.db.deleteFrom('message_reactions').where('app_id', '=', appId).where('message_id', '=', messageId).where('user_id', '=', userId);
+    if (reaction !== undefined) q = q.where('reaction', '=', reaction);
+    return Number((await q.executeTakeFirst()).numDeletedRows);
+  }
+
+  // --- messages a user hid for themself
+
+  async hide(appId: string, userId: string, roomId: string, messageIds: string[], now: number): Promise<void> {
+    if (messageIds.length === 0) return;
+    await this.db
+      .insertInto('user_deleted_messages')
+      .values(messageIds.map((message_id) => ({ app_id: appId, user_id: userId, room_id: roomId, message_id, created_at: now })))
+      .onConflict((oc) => oc.columns(['app_id', 'user_id', 'message_id']).doNothing())
+      .execute();
+  }
+
+  async hiddenIds(appId: string, userId: string, roomId: string | undefined): Promise<string[]> {
+    let q = this.db.selectFrom('user_deleted_messages').select('message_id').where('app_id', '=', appId).where('user_id', '=', userId);
+    if (roomId !== undefined) q = q.where('room_id', '=', roomId);
+    return (await q.orderBy('message_id').execute()).map((r) => r.message_id);
+  }
+
+  roomMessageIds(appId: string, roomId: string): Promise<string[]> {
+    return this.db.selectFrom('messages').select('id').where('app_id', '=', appId).where('room_id', '=', roomId).orderBy('id').execute().then((r) => r.map((x) => x.id));
+  }
+}
