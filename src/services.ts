@@ -1,7 +1,11 @@
 import type { Kysely } from 'kysely';
 import { AppsService } from './apps/apps-service.js';
+import { createChatContext } from './chat/chat-context.js';
+import { MessagesService } from './chat/messages-service.js';
+import { RoomsService } from './chat/rooms-service.js';
 import { UsersService } from './chat/users-service.js';
 import type { Config } from './config.js';
+import type { EventBus } from './events/bus.js';
 import type { Clock } from './lib/clock.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
@@ -10,11 +14,25 @@ import type { Database } from './store/schema.js';
 export interface Services {
   apps: AppsService;
   users: UsersService;
+  rooms: RoomsService;
+  messages: MessagesService;
+  bus: EventBus;
 }
 
-export function createServices(db: Kysely<Database>, dialect: Dialect, clock: Clock, config: Pick<Config, 'tokenTtlMs'>): Services {
+export function createServices(
+  db: Kysely<Database>,
+  dialect: Dialect,
+  clock: Clock,
+  bus: EventBus,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers'>,
+): Services {
+  const chat = createChatContext(db, dialect, clock, bus, config);
+  const rooms = new RoomsService(chat);
   return {
     apps: new AppsService(db, clock),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs),
+    rooms,
+    messages: new MessagesService(chat, rooms),
+    bus,
   };
 }

@@ -15,7 +15,8 @@ import type { UserFilter } from '../store/users-repo.js';
  *
  * `$regex` takes JavaScript syntax. SQLite runs it with the JS engine (`imkit_regexp`, see store/database.ts);
  * for Postgres it is translated to an equivalent ARE. Constructs that cannot be translated faithfully, or that
- * could make either engine blow up (backreferences, nested quantifiers, counts above 255), are refused.
+ * could make either engine blow up (backreferences, nested quantifiers, alternation inside a repeated group, counts
+ * above 255), are refused.
  */
 export function compileUserQuery(q: unknown, dialect: Dialect): UserFilter {
   const expr = new Compiler(dialect).filter(q, 1, 'q');
@@ -305,7 +306,7 @@ class Compiler {
   private pgType(key: string): RawBuilder<unknown> {
     return sql`jsonb_typeof(${this.pgJson(key)})`;
   }
-  /** A predicate that the custom field is a string (t = 'string') or a number, for typed comparisons. */
+  /** The custom field holds a JSON string (or number): the guard of every typed comparison, as in MongoDB. */
   private customIs(key: string, type: 'string' | 'number'): Pred {
     if (this.dialect === 'postgres') return sql<SqlBool>`${this.pgType(key)} = ${sql.lit(type)}`;
     return type === 'string'
@@ -540,6 +541,8 @@ interface Atom {
   weight: number;
   /** A quantifier occurs inside (for groups). */
   quantified: boolean;
+  /** An alternation occurs inside (for groups). */
+  alternation: boolean;
   /** A quantifier may follow (not after anchors and lookarounds). */
   repeatable: boolean;
 }
@@ -547,6 +550,7 @@ interface Atom {
 interface Frame {
   weight: number;
   quantified: boolean;
+  alternation: boolean;
   lookaround: boolean;
   last: Atom | null;
 }
@@ -568,14 +572,14 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
   let pg = '';
   let js = '';
   let i = 0;
-  const stack: Frame[] = [{ weight: 0, quantified: false, lookaround: false, last: null }];
+  const stack: Frame[] = [{ weight: 0, quantified: false, alternation: false, lookaround: false, last: null }];
   const top = () => stack[stack.length - 1]!;
   const atom = (pgText: string, jsText: string, repeatable = true) => {
     pg += pgText;
     js += jsText;
     const f = top();
     f.weight += 1;
-    f.last = { weight: 1, quantified: false, repeatable };
+    f.last = { weight: 1, quantified: false, alternation: false, repeatable };
   };
   /** The code point at i, consumed. */
   const nextCodePoint = () => {
@@ -707,7 +711,9 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
     if (min > USER_QUERY_LIMITS.maxRegexCount || (Number.isFinite(max) && max > USER_QUERY_LIMITS.maxRegexCount)) {
       bad(`repetition count above ${USER_QUERY_LIMITS.maxRegexCount}`);
     }
+    // The two shapes that make a backtracking engine (SQLite runs V8's) take exponential time, e.g. (a+)+ or (a|a)*.
     if (max > 1 && last.quantified) bad('nested quantifier (a repeated group that contains a quantifier)');
+    if (max > 1 && last.alternation) bad('alternation inside a repeated group (use a character class such as [ab] where you can)');
     if (src[i] === '?') {
       i++;
       text += '?';
@@ -762,7 +768,7 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         }
         pg += open;
         js += open;
-        stack.push({ weight: 0, quantified: false, lookaround: open !== '(' && open !== '(?:', last: null });
+        stack.push({ weight: 0, quantified: false, alternation: false, lookaround: open !== '(' && open !== '(?:', last: null });
         break;
       }
       case ')': {
@@ -774,13 +780,15 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         const parent = top();
         parent.weight += f.weight + 1;
         parent.quantified ||= f.quantified;
-        parent.last = { weight: f.weight + 1, quantified: f.quantified, repeatable: !f.lookaround };
+        parent.alternation ||= f.alternation;
+        parent.last = { weight: f.weight + 1, quantified: f.quantified, alternation: f.alternation, repeatable: !f.lookaround };
         break;
       }
       case '|':
         i++;
         pg += '|';
         js += '|';
+        top().alternation = true;
         top().last = null;
         break;
       case '*':
