@@ -23,6 +23,10 @@ export interface Config {
   trustProxy: boolean;
   maxMessageBytes: number;
   maxRoomMembers: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  legacySocketAuth: boolean;
+  socketEventsPer10s: number;
 }
 
 interface Setting {
@@ -150,6 +154,22 @@ export const SETTINGS: Setting[] = [
   {
     key: 'maxRoomMembers', env: 'IMKIT_MAX_ROOM_MEMBERS', flag: 'max-room-members', default: '1000',
     help: 'most members one room may have (400 TOO_MANY_MEMBERS beyond)', parse: integer(2, 1_000_000),
+  },
+  {
+    key: 'pingIntervalMs', env: 'IMKIT_PING_INTERVAL', flag: 'ping-interval', default: '10s',
+    help: 'Socket.IO ping interval (5s or less keeps legacy EIO 3 clients from flapping)', parse: duration,
+  },
+  {
+    key: 'pingTimeoutMs', env: 'IMKIT_PING_TIMEOUT', flag: 'ping-timeout', default: '10s',
+    help: 'Socket.IO ping timeout: a socket silent this long after a ping is closed', parse: duration,
+  },
+  {
+    key: 'legacySocketAuth', env: 'IMKIT_LEGACY_SOCKET_AUTH', flag: 'legacy-socket-auth', default: 'true',
+    help: 'accept the legacy socket `auth` event, which sends a user token without a client key', parse: bool,
+  },
+  {
+    key: 'socketEventsPer10s', env: 'IMKIT_SOCKET_EVENT_LIMIT', flag: 'socket-event-limit', default: '100',
+    help: 'events one socket may send per 10 seconds; beyond: error acks, then a disconnect', parse: integer(1, 1_000_000),
   },
   {
     key: 'trustProxy', env: 'IMKIT_TRUST_PROXY', flag: 'trust-proxy', default: 'false',

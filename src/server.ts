@@ -8,6 +8,7 @@ import { EventBus } from './events/bus.js';
 import { buildHttp } from './http/http-server.js';
 import type { RouteDef } from './http/route.js';
 import { routeTable } from './http/routes/index.js';
+import { Realtime } from './realtime/gateway.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { createLogger } from './logger.js';
 import { createServices, type Services } from './services.js';
@@ -36,6 +37,7 @@ export interface ImkitServer {
   logger: Logger;
   bootstrap: Bootstrap;
   routes: RouteDef[];
+  realtime: Realtime;
   /** Listens on config.port/host; resolves to the base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
@@ -62,8 +64,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const guard = new Guard(store.db, rates, clock, config);
 
   let ready = true;
-  const routes = routeTable(services, () => ready);
+  let realtime: Realtime | undefined;
+  const routes = routeTable(services, () => ready, () => realtime);
   const http = buildHttp({ config, logger, guard, routes });
+  realtime = new Realtime(http.server, { config, guard, services, store, clock, logger });
   await http.ready();
 
   let closed: Promise<void> | undefined;
@@ -75,6 +79,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     logger,
     bootstrap,
     routes,
+    realtime,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -82,6 +87,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     close() {
       closed ??= (async () => {
         ready = false;
+        await realtime!.close();
         await http.close();
         await rates.close();
         await store.close();

@@ -2,7 +2,11 @@ import type { Kysely } from 'kysely';
 import { AppsService } from './apps/apps-service.js';
 import { createChatContext } from './chat/chat-context.js';
 import { MessagesService } from './chat/messages-service.js';
+import { HiddenMessagesService } from './chat/hidden-messages-service.js';
+import { PrefsService } from './chat/prefs-service.js';
+import { ReactionsService } from './chat/reactions-service.js';
 import { RoomsService } from './chat/rooms-service.js';
+import { SearchService } from './chat/search-service.js';
 import { UsersService } from './chat/users-service.js';
 import type { Config } from './config.js';
 import type { EventBus } from './events/bus.js';
@@ -16,6 +20,10 @@ export interface Services {
   users: UsersService;
   rooms: RoomsService;
   messages: MessagesService;
+  prefs: PrefsService;
+  search: SearchService;
+  reactions: ReactionsService;
+  hiddenMessages: HiddenMessagesService;
   bus: EventBus;
 }
 
@@ -30,9 +38,13 @@ export function createServices(
   const rooms = new RoomsService(chat);
   return {
     apps: new AppsService(db, clock),
-    users: new UsersService(db, dialect, clock, config.tokenTtlMs),
+    users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus),
     rooms,
     messages: new MessagesService(chat, rooms),
+    prefs: new PrefsService(chat, rooms),
+    search: new SearchService(chat, rooms),
+    reactions: new ReactionsService(chat, rooms),
+    hiddenMessages: new HiddenMessagesService(chat, rooms),
     bus,
   };
 }

@@ -113,16 +113,17 @@ export class AppsService {
         if (expireOldInMs === 0) await repo.updateApiKey(key.id, { revoked_at: now });
         else if (key.expires_at === null || key.expires_at > until) await repo.updateApiKey(key.id, { expires_at: until });
       }
-      const fresh = newApiKey(app.id, now);
+      const fresh = await distinctApiKey(repo, app.id, now);
       await repo.insertApiKey(fresh.row);
       return { apiKey: fresh.secret, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
     });
   }
 
+  /** Revokes the unrevoked key ending in `keyLast4` (or with that key id, as `app list` shows it). */
   async revokeApiKey(app: AppRow, keyLast4: string): Promise<{ id: string; last4: string; revokedAt: string }> {
     const now = this.clock.now();
-    const matches = (await this.repo.listApiKeys(app.id)).filter((k) => k.last4 === keyLast4 && k.revoked_at === null);
-    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No unrevoked API key ending in ${keyLast4} in application ${app.id}`);
+    const matches = (await this.repo.listApiKeys(app.id)).filter((k) => (k.last4 === keyLast4 || k.id === keyLast4) && apiKeyIsLive(k, now));
+    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No live API key ending in ${keyLast4} in application ${app.id}`);
     if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several API keys end in ${keyLast4}; rotate instead`);
     const key = matches[0]!;
     await this.repo.updateApiKey(key.id, { revoked_at: now });
@@ -216,6 +217,20 @@ export class AppsService {
       clientKey: client ? { id: client.id, last4: client.last4, issued: client.issued === 1, createdAt: iso(client.created_at) } : null,
     };
   }
+}
+
+/**
+ * A new API key whose last 4 characters differ from every unrevoked key of the application, so "revoke by last
+ * 4" stays unambiguous. The seed's format (Base64 of a padded Base64 text) leaves those 4 characters only 16
+ * possible values, so an application holds at most 16 live keys at once.
+ */
+async function distinctApiKey(repo: AppsRepo, appId: string, now: number): Promise<ReturnType<typeof newApiKey>> {
+  const used = new Set((await repo.listApiKeys(appId)).filter((k) => apiKeyIsLive(k, now)).map((k) => k.last4));
+  for (let i = 0; i < 200; i++) {
+    const key = newApiKey(appId, now);
+    if (!used.has(key.row.last4)) return key;
+  }
+  throw new AppError('KEY_AMBIGUOUS', 'This application has too many live API keys; revoke some first');
 }
 
 function keyStatus(k: ApiKeyRow, now: number): AppSummary['apiKeys'][number]['status'] {

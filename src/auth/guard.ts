@@ -17,7 +17,7 @@ export type AuthMode = 'admin' | 'user' | 'either';
 
 export type Actor =
   | { kind: 'admin'; app: AppRow; apiKeyId: string; userId: string | undefined }
-  | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string };
+  | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string; clientKeyId: string | null };
 
 /** What a transport hands over: the request headers (lower-case names) and the caller's IP. */
 export interface CredentialInput {
@@ -66,6 +66,31 @@ export class Guard {
     }
   }
 
+  /**
+   * Legacy socket `auth` carries only a token, no client key: the token alone names its application when it is
+   * unique across applications. Same failure accounting and rate limits as `authenticate`.
+   */
+  async authenticateTokenOnly(token: string, ip: string): Promise<AuthResult> {
+    const now = this.clock.now();
+    const failKey = `fail:${ip}`;
+    const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
+    if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
+    try {
+      const tokenDigest = digest(token.replace(/^Bearer\s+/i, '').trim());
+      const rows = await this.users.findTokensAnyApp(tokenDigest);
+      const row = rows.length === 1 ? rows[0]! : undefined;
+      if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
+      if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
+      const app = await this.apps.getApp(row.app_id);
+      if (!app) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
+      const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
+      return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: null }, rate };
+    } catch (err) {
+      if (err instanceof AppError && CREDENTIAL_FAILURE_CODES.has(err.code)) await this.rates.hit(failKey, this.config.authFailuresPerMinute, MINUTE, now);
+      throw err;
+    }
+  }
+
   private async resolve(input: CredentialInput, mode: AuthMode, now: number): Promise<AuthResult> {
     const h = (name: string) => header(input.headers, name);
     const apiKey = h('im-api-key') ?? h('api_key');
@@ -108,7 +133,7 @@ export class Guard {
     if (mode === 'admin') {
       throw CredentialErrors.insufficientPermissions('A client key and user token cannot perform this operation; it requires the API key');
     }
-    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest }, rate };
+    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: ck.id }, rate };
   }
 
   private async count(key: string, limit: number, now: number): Promise<RateDecision> {

@@ -8,6 +8,8 @@ import { digest, last4 } from '../lib/secrets.js';
 import type { AppRow } from '../store/apps-repo.js';
 import { isUniqueViolation } from '../store/database.js';
 import type { Dialect } from '../store/database.js';
+import type { EventBus } from '../events/bus.js';
+import { PrefsRepo } from '../store/prefs-repo.js';
 import type { Database } from '../store/schema.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import { compileUserQuery } from './user-query.js';
@@ -47,6 +49,7 @@ export class UsersService {
     private readonly dialect: Dialect,
     private readonly clock: Clock,
     private readonly tokenTtlMs: number,
+    private readonly bus?: EventBus,
   ) {
     this.repo = new UsersRepo(db);
   }
@@ -75,10 +78,12 @@ export class UsersService {
       throw invalidRequest('Missing required field: token (expirationDate applies to a token)');
     }
     const issued = input.issueAccessToken === true ? await newUserToken(app, input.id, now, expiresAt!) : undefined;
+    let replacedDigests: string[] = [];
     const run = () =>
       this.db.transaction().execute(async (trx) => {
         const repo = new UsersRepo(trx);
         const row = await this.write(repo, app.id, input.id, input, now);
+        replacedDigests = (await repo.tokensOf(app.id, input.id, issued ? 'issued' : 'custom')).map((t) => t.digest).filter((d) => d !== (input.token !== undefined ? digest(input.token) : ''));
         if (issued) {
           await repo.deleteTokens(app.id, input.id, { kind: 'issued' });
           await repo.insertToken({ app_id: app.id, digest: digest(issued), user_id: input.id, kind: 'issued', last4: last4(issued), created_at: now, expires_at: expiresAt });
@@ -88,6 +93,7 @@ export class UsersService {
         return row;
       });
     const row = await retryOnceOnConflict(run);
+    if (issued || input.token !== undefined) this.revoked(app.id, input.id, replacedDigests);
     const out = renderUser(row);
     if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
     else if (input.token !== undefined) Object.assign(out, { token: input.token, expirationDate: expiresAt === null ? null : iso(expiresAt) });
@@ -137,7 +143,8 @@ export class UsersService {
       await this.repo.update(actor.app.id, userId, patch);
       Object.assign(row, patch);
     }
-    return { ...renderUser(row), notificationEnabled: true };
+    const mute = await new PrefsRepo(this.db).mutedRooms(actor.app.id, userId);
+    return { ...renderUser(row, mute), notificationEnabled: true };
   }
 
   /** POST /me: a user changes their own profile (not isRobot, not tokens). */
@@ -149,21 +156,24 @@ export class UsersService {
       if (!(await repo.get(actor.app.id, userId))) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
       return this.write(repo, actor.app.id, userId, { ...input, isRobot: undefined }, now);
     });
-    return renderUser(row);
+    return renderUser(row, await new PrefsRepo(this.db).mutedRooms(actor.app.id, userId));
   }
 
   /** PUT /admin/clients/:id/token: replaces the user's custom token. */
   async replaceToken(app: AppRow, userId: string, token: string, expirationDate: string | number | undefined): Promise<Record<string, unknown>> {
     const now = this.clock.now();
     const expiresAt = this.expiryFrom(expirationDate, now, false);
+    let replaced: string[] = [];
     const row = await this.db.transaction().execute(async (trx) => {
       const repo = new UsersRepo(trx);
       const user = await repo.get(app.id, userId);
       if (!user) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
+      replaced = (await repo.tokensOf(app.id, userId, 'custom')).map((t) => t.digest).filter((d) => d !== digest(token));
       await this.bindCustom(repo, app.id, userId, token, expiresAt, now);
       await repo.update(app.id, userId, { updated_at: now });
       return { ...user, updated_at: now };
     });
+    this.revoked(app.id, userId, replaced);
     return {
       _id: row.id,
       id: row.id,
@@ -179,7 +189,7 @@ export class UsersService {
 
   /** DELETE /admin/clients/:id/token: revokes one token, or every token of the user. */
   async revokeTokens(app: AppRow, userId: string, token: string | undefined): Promise<{ success: true; message: string; revokedTokens: number }> {
-    return this.db.transaction().execute(async (trx) => {
+    const result = await this.db.transaction().execute(async (trx) => {
       const repo = new UsersRepo(trx);
       if (!(await repo.get(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
       if (token !== undefined) {
@@ -190,6 +200,8 @@ export class UsersService {
       const n = await repo.deleteTokens(app.id, userId);
       return { success: true as const, message: 'All tokens revoked successfully', revokedTokens: n };
     });
+    this.revoked(app.id, userId, token === undefined ? 'all' : [digest(token)]);
+    return result;
   }
 
   /** DELETE /admin/clients/:id: the user and every token of theirs. */
@@ -199,7 +211,13 @@ export class UsersService {
       await repo.deleteTokens(app.id, userId);
       if (!(await repo.delete(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
     });
+    this.revoked(app.id, userId, 'all');
     return { _id: userId, deleted: true };
+  }
+
+  private revoked(appId: string, userId: string, tokenDigests: string[] | 'all'): void {
+    if (tokenDigests !== 'all' && tokenDigests.length === 0) return;
+    this.bus?.emit({ type: 'credentials.revoked', appId, userId, tokenDigests });
   }
 
   private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {
@@ -259,15 +277,18 @@ export function actingUser(actor: Actor): string {
   return actor.userId;
 }
 
-/** The Client object of the IMKIT pages: `_id` and `id`, ISO times with `...MS` twins, custom fields inline. */
-export function renderUser(row: UserRow): Record<string, unknown> {
+/**
+ * The Client object of the IMKIT pages: `_id` and `id`, ISO times with `...MS` twins, custom fields inline;
+ * `mute` lists the rooms the user muted (callers that did not load them show []).
+ */
+export function renderUser(row: UserRow, mute: string[] = []): Record<string, unknown> {
   const custom = JSON.parse(row.extra) as Record<string, unknown>;
   const out: Record<string, unknown> = { ...custom, _id: row.id, id: row.id, appID: row.app_id, __v: 0 };
   if (row.nickname !== null) out.nickname = row.nickname;
   if (row.avatar_url !== null) out.avatarUrl = row.avatar_url;
   if (row.description !== null) out.description = row.description;
   out.isRobot = row.is_robot === 1;
-  out.mute = [];
+  out.mute = mute;
   if (row.address !== null) out.address = JSON.parse(row.address);
   if (row.user_agent !== null) out.userAgent = row.user_agent;
   if (row.last_login_at !== null) out.lastLoginTime = iso(row.last_login_at);

@@ -15,7 +15,7 @@ export const APP_HELP = `imkit-server app: manage applications on the same data 
   app rotate-api-key APP [--expire-old-in 0|1h|24h|7d] [--json]
         add a new API key (printed once); the live old keys stop working after the given time (default 24h; 0 = now)
   app revoke-api-key APP KEY_LAST4 [--json]
-        revoke the API key ending in KEY_LAST4, from the next request on
+        revoke the live API key ending in KEY_LAST4 (or with the key id "app list" shows), from the next request on
   app rotate-client-key APP [--json]
         replace the client key at once (printed once)
 

@@ -19,7 +19,9 @@ export type DomainEvent =
   | { type: 'read'; appId: string; roomId: string; userId: string; messageId: string }
   | { type: 'typing'; appId: string; roomId: string; userId: string; message: unknown }
   | { type: 'roomPref.changed'; appId: string; roomId: string; userId: string; scope: string }
-  | { type: 'userPref.changed'; appId: string; userId: string; key: string; deleted: boolean };
+  | { type: 'userPref.changed'; appId: string; userId: string; key: string; deleted: boolean }
+  /** Tokens of a user stopped working (revoked, replaced, or the user was deleted): drop their sockets. */
+  | { type: 'credentials.revoked'; appId: string; userId: string; tokenDigests: string[] | 'all' };
 
 export type DomainEventType = DomainEvent['type'];
 type Listener = (event: DomainEvent) => void;

@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -37,6 +38,10 @@ export function buildHttp(opts: {
   const base: AjvOptions = { allErrors: false, removeAdditional: false, useDefaults: true, strict: false };
   const strictAjv = new Ajv({ ...base, coerceTypes: false });
   const coercingAjv = new Ajv({ ...base, coerceTypes: 'array' });
+  // Browsers (the Web SDK) call from other origins with custom headers (IM-CLIENT-KEY, CLIENT_KEY, ...):
+  // preflights reflect the requested headers; domain binding is enforced by the guard, not by CORS.
+  void app.register(cors, { origin: true, exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After'], maxAge: 600 });
+
   // The API speaks JSON only: any other content type is 415, not a string handed to the JSON schemas.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema));
@@ -58,7 +63,8 @@ export function buildHttp(opts: {
       method: def.method,
       url: def.url,
       schema: def.schema,
-      preHandler:
+      // Credentials are checked before the body is validated: a stranger learns nothing about the schema.
+      preValidation:
         def.auth === 'public'
           ? undefined
           : async (request: FastifyRequest, reply: FastifyReply) => {
@@ -66,7 +72,7 @@ export function buildHttp(opts: {
               request.actor = actor;
               setRateHeaders(reply, rate);
             },
-      handler: async (request) => {
+      handler: async (request, reply) => {
         const result = await def.handler({
           actor: request.actor as Actor,
           body: request.body ?? undefined,
@@ -75,6 +81,10 @@ export function buildHttp(opts: {
           ip: request.ip,
           headers: request.headers,
         });
+        if (def.raw) {
+          void reply.type(def.raw.contentType);
+          return result;
+        }
         return ok(result);
       },
     });

@@ -12,6 +12,8 @@ export interface RouteDef {
   /** A one-line curl example for docs/api.md ($BASE, $API_KEY, $CLIENT_KEY, $TOKEN are substituted by the reader). */
   example?: string;
   schema?: { body?: object; querystring?: object; params?: object };
+  /** Send the handler's return value as is (no success envelope) with this content type. */
+  raw?: { contentType: string };
   handler(req: RouteRequest): Promise<unknown>;
 }
 

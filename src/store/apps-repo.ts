@@ -104,6 +104,11 @@ export class AppsRepo {
     await this.db.updateTable('client_keys').set({ revoked_at: now }).where('app_id', '=', appId).where('revoked_at', 'is', null).execute();
   }
 
+  async clientKeysRevokedSince(since: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('client_keys').select('id').where('revoked_at', '>', since).execute();
+    return rows.map((r) => r.id);
+  }
+
   async unrevokeClientKey(id: string): Promise<void> {
     await this.db.updateTable('client_keys').set({ revoked_at: null }).where('id', '=', id).execute();
   }

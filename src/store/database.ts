@@ -82,14 +82,16 @@ function openPostgres(url: string, schema: string | undefined): Store {
     describe: `PostgreSQL ${where.hostname}:${where.port || 5432}${where.pathname}${schema ? ` schema ${schema}` : ''}`,
     migrate: async () => {
       if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-      await runMigrations(db);
+      await runMigrations(db, schema);
     },
     close: () => db.destroy(),
   };
 }
 
-async function runMigrations(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
+async function runMigrations(db: Kysely<Database>, schema?: string): Promise<void> {
+  // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
+  // kysely_migration tables through introspection and skip creating ours.
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');

@@ -47,6 +47,16 @@ export class UsersRepo {
     return this.db.selectFrom('user_tokens').selectAll().where('app_id', '=', appId).where('digest', '=', digest).executeTakeFirst();
   }
 
+  tokensOf(appId: string, userId: string, kind?: string): Promise<UserTokenRow[]> {
+    let q = this.db.selectFrom('user_tokens').selectAll().where('app_id', '=', appId).where('user_id', '=', userId);
+    if (kind) q = q.where('kind', '=', kind);
+    return q.execute();
+  }
+
+  findTokensAnyApp(digest: string): Promise<UserTokenRow[]> {
+    return this.db.selectFrom('user_tokens').selectAll().where('digest', '=', digest).limit(2).execute();
+  }
+
   async insertToken(row: UserTokenRow): Promise<void> {
     await this.db.insertInto('user_tokens').values(row).execute();
   }

@@ -1,11 +1,17 @@
 import type { Services } from '../../services.js';
 import type { RouteDef } from '../route.js';
+import { docsRoutes } from './docs.js';
 import { healthRoutes } from './health.js';
 import { messageRoutes } from './messages.js';
+import { monitoringRoutes, type Presence } from './monitoring.js';
+import { prefRoutes } from './prefs.js';
 import { roomRoutes } from './rooms.js';
+import { searchRoutes } from './search.js';
 import { userRoutes } from './users.js';
 
 /** Every route the server serves, in the order docs/api.md lists them. */
-export function routeTable(services: Services, isReady: () => boolean = () => true): RouteDef[] {
-  return [...healthRoutes(isReady), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services)];
+export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined): RouteDef[] {
+  // The docs routes describe the whole table, themselves included.
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...monitoringRoutes(presence)];
+  return routes;
 }

@@ -207,6 +207,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('invitations_invitee').on('invitations').columns(['app_id', 'invitee']).execute();
     },
   },
+  '0003_token_digest_index': {
+    async up(db: Kysely<any>) {
+      // Legacy socket `auth` sends a token without a client key: find its application by the digest alone.
+      await db.schema.createIndex('user_tokens_digest').on('user_tokens').column('digest').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

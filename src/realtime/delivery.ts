@@ -1,0 +1,149 @@
+import type { Logger } from 'pino';
+import type { Server } from 'socket.io';
+import type { DomainEvent } from '../events/bus.js';
+import type { Services } from '../services.js';
+import type { Store } from '../store/database.js';
+import { MessagesRepo } from '../store/messages-repo.js';
+import { PrefsRepo } from '../store/prefs-repo.js';
+import { RoomsRepo } from '../store/rooms-repo.js';
+import { UsersRepo } from '../store/users-repo.js';
+import { ChatRenderer, memberSummary } from '../chat/render.js';
+import { encode, type Encoding } from './codec.js';
+
+/** Each user has one channel per encoding, so one emit reaches all of their sockets in the form each expects. */
+export function userChannel(appId: string, userId: string, encoding: Encoding): string {
+  return `u:${encoding}:${appId}:${userId}`;
+}
+
+/**
+ * Turns committed domain events into the server->client events of realtime spec §3.2. Recipients are read from
+ * the store when the event is delivered, so membership changes take effect at once. Events of one room are
+ * delivered in the order they were committed.
+ */
+export class Delivery {
+  private readonly queues = new Map<string, Promise<void>>();
+  private readonly off: () => void;
+  private stopped = false;
+  private readonly render: ChatRenderer;
+
+  constructor(
+    private readonly io: Server,
+    private readonly services: Services,
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly dropSockets: (appId: string, userId: string, digests: string[] | 'all') => void,
+  ) {
+    this.render = new ChatRenderer(store.db);
+    this.off = services.bus.on((e) => this.enqueue(e));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.off();
+  }
+
+  /** Waits until everything enqueued so far has been delivered (tests and shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.queues.values()]);
+  }
+
+  private enqueue(e: DomainEvent): void {
+    if (this.stopped) return;
+    const key = 'roomId' in e ? `${e.appId}:${e.roomId}` : `${e.appId}:user:${'userId' in e ? e.userId : ''}`;
+    const prev = this.queues.get(key) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.deliver(e))
+      .catch((err) => this.logger.error({ err, event: e.type }, 'realtime delivery failed'))
+      .finally(() => {
+        if (this.queues.get(key) === next) this.queues.delete(key);
+      });
+    this.queues.set(key, next);
+  }
+
+  private async deliver(e: DomainEvent): Promise<void> {
+    const db = this.store.db;
+    switch (e.type) {
+      case 'message.created':
+      case 'message.updated': {
+        const row = await new MessagesRepo(db).get(e.appId, e.messageId);
+        if (!row) return;
+        const message = await this.render.renderMessage(e.appId, row);
+        this.toUsers(e.appId, await this.memberIds(e.appId, e.roomId), 'chat message', message);
+        return;
+      }
+      case 'room.created':
+      case 'room.updated':
+      case 'members.added':
+      case 'member.updated':
+      case 'members.removed': {
+        for (const uid of await this.memberIds(e.appId, e.roomId)) {
+          const room = await this.services.rooms.viewAs(e.appId, e.roomId, uid);
+          if (room) this.toUsers(e.appId, [uid], 'room', room);
+        }
+        return;
+      }
+      case 'read':
+        this.toUsers(e.appId, await this.memberIds(e.appId, e.roomId), 'lastRead', { roomID: e.roomId, memberID: e.userId, messageID: e.messageId });
+        return;
+      case 'typing': {
+        const others = (await this.memberIds(e.appId, e.roomId)).filter((u) => u !== e.userId);
+        const [user] = await new UsersRepo(db).getMany(e.appId, [e.userId]);
+        const s = memberSummary(e.userId, user);
+        const payload: Record<string, unknown> = { room: e.roomId, sender: e.userId, senderInfo: { _id: s._id, id: s.id, nickname: s.nickname, avatarUrl: s.avatarUrl, isRobot: s.isRobot } };
+        if (e.message !== undefined && e.message !== null && e.message !== '') payload.message = e.message;
+        this.toUsers(e.appId, others, 'typing', payload);
+        return;
+      }
+      case 'roomPref.changed': {
+        const [pref] = await new PrefsRepo(db).roomPrefs(e.appId, e.userId, [e.roomId], e.scope);
+        const data = pref ? (JSON.parse(pref.data) as Record<string, unknown>) : {};
+        this.toUsers(e.appId, [e.userId], 'roomPref', { room: e.roomId, ...data, muted: pref?.muted === 1, ...(e.scope ? { roomTag: e.scope } : {}) });
+        return;
+      }
+      case 'userPref.changed': {
+        if (e.deleted) {
+          this.toUsers(e.appId, [e.userId], 'myPrefDelete', e.key);
+          return;
+        }
+        const pref = (await new PrefsRepo(db).userPrefs(e.appId, e.userId)).find((p) => p.key === e.key);
+        if (pref) this.toUsers(e.appId, [e.userId], 'myPrefChange', { key: e.key, data: JSON.parse(pref.data) });
+        return;
+      }
+      case 'invitation.created': {
+        const room = await this.services.rooms.viewAs(e.appId, e.roomId, e.invitees[0] ?? '');
+        const [inviter] = e.actorId ? await new UsersRepo(db).getMany(e.appId, [e.actorId]) : [];
+        const now = Date.now();
+        const payload = { room, inviter: e.actorId ? memberSummary(e.actorId, inviter) : null, createdTimeMS: now, updatedTimeMS: now };
+        this.toUsers(e.appId, e.invitees, 'invitation', payload);
+        return;
+      }
+      case 'invitation.cancelled':
+        if (!e.accepted) this.toUsers(e.appId, e.invitees, 'cancelInvitation', { room: e.roomId });
+        return;
+      case 'messages.userDeleted': {
+        const ids = e.messageIds === 'all' ? await new MessagesRepo(db).hiddenIds(e.appId, e.userId, e.roomId) : e.messageIds;
+        this.toUsers(e.appId, [e.userId], 'userDeleteMessages', { room: e.roomId, messages: ids });
+        return;
+      }
+      case 'credentials.revoked':
+        this.dropSockets(e.appId, e.userId, e.tokenDigests);
+        return;
+      case 'room.deleted':
+      case 'messages.deleted':
+        // No IMKIT client event exists for these; clients see them on their next REST resync.
+        return;
+    }
+  }
+
+  private async memberIds(appId: string, roomId: string): Promise<string[]> {
+    return (await new RoomsRepo(this.store.db).members(appId, roomId)).map((m) => m.user_id);
+  }
+
+  /** Emits to every socket of the given users, base64 or plain as each socket chose. */
+  private toUsers(appId: string, userIds: string[], event: string, payload: unknown): void {
+    if (userIds.length === 0) return;
+    for (const enc of ['base64', 'plain'] as const) {
+      this.io.to(userIds.map((u) => userChannel(appId, u, enc))).emit(event, encode(payload, enc));
+    }
+  }
+}
