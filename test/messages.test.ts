@@ -116,23 +116,25 @@ describe.each(DIALECTS)('messages (%s)', (dialect) => {
     const first = await v3('ann', 'hist', '?limit=3');
     expect(first.body.result.totalCount).toBe(7);
     expect(first.body.result.data.map((m: any) => m.message)).toEqual(['m6', 'm5', 'm4']);
+    // anchored pages include the anchor as element 0 (realtime spec §7: Vue drops it, Flutter de-duplicates)
     const second = await v3('ann', 'hist', `?limit=3&beforeMessage=${ids[4]}`);
-    expect(second.body.result.data.map((m: any) => m.message)).toEqual(['m3', 'm2', 'm1']);
+    expect(second.body.result.data.map((m: any) => m.message)).toEqual(['m4', 'm3', 'm2']);
     const last = await v3('ann', 'hist', `?limit=3&beforeMessage=${ids[1]}`);
-    expect(last.body.result.data.map((m: any) => m.message)).toEqual(['m0']);
-    const none = await v3('ann', 'hist', `?limit=3&beforeMessage=${ids[0]}`);
-    expect(none.body.result.data).toEqual([]);
+    expect(last.body.result.data.map((m: any) => m.message)).toEqual(['m1', 'm0']);
+    const oldest = await v3('ann', 'hist', `?limit=3&beforeMessage=${ids[0]}`);
+    expect(oldest.body.result.data.map((m: any) => m.message)).toEqual(['m0']);
 
-    const after = await v3('ann', 'hist', `?limit=2&afterMessage=${ids[2]}&sortOrder=asc`);
-    expect(after.body.result.data.map((m: any) => m.message)).toEqual(['m3', 'm4']);
-    const afterDesc = await v3('ann', 'hist', `?limit=2&afterMessage=${ids[2]}`);
-    expect(afterDesc.body.result.data.map((m: any) => m.message)).toEqual(['m4', 'm3']);
+    const after = await v3('ann', 'hist', `?limit=3&afterMessage=${ids[2]}&sortOrder=asc`);
+    expect(after.body.result.data.map((m: any) => m.message)).toEqual(['m2', 'm3', 'm4']);
+    const afterDesc = await v3('ann', 'hist', `?limit=3&afterMessage=${ids[2]}`);
+    expect(afterDesc.body.result.data.map((m: any) => m.message)).toEqual(['m4', 'm3', 'm2']);
     const tail = await v3('ann', 'hist', `?afterMessage=${ids[6]}`);
-    expect(tail.body.result.data).toEqual([]);
+    expect(tail.body.result.data.map((m: any) => m.message)).toEqual(['m6']);
     const asc = await v3('ann', 'hist', '?limit=2&sortOrder=asc');
     expect(asc.body.result.data.map((m: any) => m.message)).toEqual(['m6', 'm5'].reverse());
 
-    const m3 = (await v3('ann', 'hist', `?limit=1&afterMessage=${ids[2]}`)).body.result.data[0];
+    const m3 = (await v3('ann', 'hist', `?limit=1&afterMessage=${ids[3]}`)).body.result.data[0];
+    expect(m3.message).toBe('m3');
     const sinceTime = await v3('ann', 'hist', `?afterTime=${m3.updatedAtMS}&sortOrder=asc`);
     expect(sinceTime.body.result.data.map((m: any) => m.message)).toEqual(['m4', 'm5', 'm6']);
     const sinceIso = await v3('ann', 'hist', `?afterTime=${encodeURIComponent(new Date(m3.updatedAtMS).toISOString())}&sortOrder=asc`);

@@ -108,7 +108,11 @@ export class MessagesService {
   // ---------------------------------------------------------------- reading
 
   /** `GET /rooms/:id/messages/v3`. */
-  async history(caller: Caller, roomId: string, q: HistoryInput): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
+  /**
+   * The anchor of `beforeMessage`/`afterMessage` is part of the page, as its first element (the Vue SDK drops
+   * element 0 of every anchored page; Flutter de-duplicates by id). The legacy route excludes it.
+   */
+  async history(caller: Caller, roomId: string, q: HistoryInput, inclusive = true): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
     await this.rooms.access(caller, roomId, 'read');
     const limit = q.limit ?? DEFAULT_PAGE;
     const order = q.sortOrder ?? 'desc';
@@ -125,6 +129,7 @@ export class MessagesService {
       roomId,
       beforeId: q.beforeMessage,
       afterId: q.afterMessage,
+      inclusive,
       afterTime,
       timeField,
       order: forward ? 'asc' : 'desc',
@@ -140,7 +145,7 @@ export class MessagesService {
 
   /** `GET /rooms/:id/messages` (legacy): newest first, `beforeMessage` pages back. */
   async legacyHistory(caller: Caller, roomId: string, q: { beforeMessage?: string; limit?: number }): Promise<{ totalCount: number; data: Json[] }> {
-    const { totalCount, data } = await this.history(caller, roomId, { beforeMessage: q.beforeMessage, limit: q.limit, sortOrder: 'desc' });
+    const { totalCount, data } = await this.history(caller, roomId, { beforeMessage: q.beforeMessage, limit: q.limit, sortOrder: 'desc' }, false);
     return { totalCount, data };
   }
 

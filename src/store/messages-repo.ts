@@ -5,9 +5,10 @@ export type MessageRow = Selectable<MessagesTable>;
 
 export interface HistoryQuery {
   roomId: string;
-  /** Strictly older/newer than this message id (ids are time-ordered). */
+  /** Older/newer than this message id (ids are time-ordered); the anchor itself only when `inclusive`. */
   beforeId?: string;
   afterId?: string;
+  inclusive?: boolean;
   /** Strictly after this time on `timeField`. */
   afterTime?: number;
   timeField: 'updated_at' | 'created_at' | 'message_time';
@@ -47,8 +48,8 @@ export class MessagesRepo {
   /** One page of a room's history. Ordering is by id (= send order), which ties break nowhere. */
   async history(appId: string, q: HistoryQuery): Promise<MessageRow[]> {
     let sel = this.db.selectFrom('messages').selectAll().where('app_id', '=', appId).where('room_id', '=', q.roomId);
-    if (q.beforeId !== undefined) sel = sel.where('id', '<', q.beforeId);
-    if (q.afterId !== undefined) sel = sel.where('id', '>', q.afterId);
+    if (q.beforeId !== undefined) sel = sel.where('id', q.inclusive ? '<=' : '<', q.beforeId);
+    if (q.afterId !== undefined) sel = sel.where('id', q.inclusive ? '>=' : '>', q.afterId);
     if (q.afterTime !== undefined) sel = sel.where(q.timeField, '>', q.afterTime);
     return sel.orderBy('id', q.order).limit(q.limit).execute();
   }
