@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { AppsService } from './apps/apps-service.js';
-import { createChatContext } from './chat/chat-context.js';
+import { createChatContext, type PresenceSource } from './chat/chat-context.js';
 import { MessagesService } from './chat/messages-service.js';
 import { HiddenMessagesService } from './chat/hidden-messages-service.js';
 import { PrefsService } from './chat/prefs-service.js';
@@ -25,6 +25,8 @@ export interface Services {
   reactions: ReactionsService;
   hiddenMessages: HiddenMessagesService;
   bus: EventBus;
+  /** Replaced by the realtime layer with its view of who is connected. */
+  presence: PresenceSource;
 }
 
 export function createServices(
@@ -34,7 +36,8 @@ export function createServices(
   bus: EventBus,
   config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers'>,
 ): Services {
-  const chat = createChatContext(db, dialect, clock, bus, config);
+  const presence: PresenceSource = { online: () => false };
+  const chat = createChatContext(db, dialect, clock, bus, config, presence);
   const rooms = new RoomsService(chat);
   return {
     apps: new AppsService(db, clock),
@@ -46,5 +49,6 @@ export function createServices(
     reactions: new ReactionsService(chat, rooms),
     hiddenMessages: new HiddenMessagesService(chat, rooms),
     bus,
+    presence,
   };
 }

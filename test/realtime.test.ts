@@ -178,11 +178,16 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
     await connect('flutter', 'bo');
     await connect('bundle'); // unauthenticated: not counted
     expect((await t.request({ method: 'GET', url: '/admin/connection-count', headers: admin })).body.result).toEqual({ count: before + 2 });
+    const members = (await t.request({ method: 'GET', url: '/rooms/lobby', headers: admin })).body.result.members;
+    expect(Object.fromEntries(members.map((m: any) => [m._id, m.isSocketConnected]))).toMatchObject({ amy: true, bo: true, cy: false });
+    expect(members.find((m: any) => m._id === 'amy').lastLoginTimeMS).toBeGreaterThan(0);
     const other = await t.server.services.apps.create({ name: 'Elsewhere' });
     expect((await t.request({ method: 'GET', url: '/admin/connection-count', headers: { 'IM-API-KEY': other.apiKey } })).body.result).toEqual({ count: 0 });
     a.close();
     await new Promise((r) => setTimeout(r, 100));
     expect((await t.request({ method: 'GET', url: '/admin/connection-count', headers: admin })).body.result.count).toBe(before + 1);
+    const after = (await t.request({ method: 'GET', url: '/rooms/lobby', headers: admin })).body.result.members;
+    expect(after.find((m: any) => m._id === 'amy').isSocketConnected).toBe(false);
   });
 
   it('revoking a token, deleting a user, or rotating the client key disconnects the affected sockets', async () => {

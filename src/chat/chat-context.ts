@@ -14,10 +14,16 @@ export interface ChatContext {
   bus: EventBus;
   limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers'>;
   render: ChatRenderer;
+  presence: PresenceSource;
 }
 
-export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits']): ChatContext {
-  return { db, dialect, clock, bus, limits, render: new ChatRenderer(db) };
+/** Who has a live authenticated socket; the realtime layer fills it in once it runs (nobody is online before). */
+export interface PresenceSource {
+  online(appId: string, userId: string): boolean;
+}
+
+export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits'], presence: PresenceSource): ChatContext {
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

@@ -5,6 +5,7 @@ import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
+import type { PresenceSource } from './chat-context.js';
 import { isSuperuser, type RoomRole } from './policy.js';
 
 type Json = Record<string, unknown>;
@@ -19,7 +20,10 @@ export class ChatRenderer {
   private readonly rooms: RoomsRepo;
   private readonly prefs: PrefsRepo;
 
-  constructor(db: Kysely<Database>) {
+  constructor(
+    db: Kysely<Database>,
+    private readonly presence: PresenceSource = { online: () => false },
+  ) {
     this.users = new UsersRepo(db);
     this.messages = new MessagesRepo(db);
     this.rooms = new RoomsRepo(db);
@@ -94,7 +98,7 @@ export class ChatRenderer {
       if (room.ext_params !== null) out.extParams = room.ext_params;
       if (room.owner !== null) out.owner = room.owner;
       out.managers = ms.filter((m) => m.role === 'admin').map((m) => m.user_id);
-      out.members = ms.map((m) => memberSummary(m.user_id, users.get(m.user_id)));
+      out.members = ms.map((m) => ({ ...memberSummary(m.user_id, users.get(m.user_id)), isSocketConnected: this.presence.online(appId, m.user_id) }));
       out.memberProperties = ms.map((m) => memberProperty(m, room));
       if (room.last_message_id && last.has(room.last_message_id)) out.lastMessage = last.get(room.last_message_id);
       out.createdTime = iso(room.created_at);

@@ -56,6 +56,7 @@ export class Realtime {
     });
     this.delivery = new Delivery(this.io, deps.services, deps.store, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
+    deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
     this.lastRevocationCheck = deps.clock.now();
     // Client keys can be rotated by the CLI in another process; notice within a second and drop their sockets.
     this.revocationPoll = setInterval(() => void this.pollRevokedClientKeys(), 1000);
@@ -67,20 +68,18 @@ export class Realtime {
     return (await this.io.in(`app:${appId}`).fetchSockets()).length;
   }
 
-  async isConnected(appId: string, userIds: string[]): Promise<Set<string>> {
-    const online = new Set<string>();
-    for (const s of await this.io.in(`app:${appId}`).fetchSockets()) {
-      const uid = (s.data as SocketState).userId;
-      if (uid && userIds.includes(uid)) online.add(uid);
-    }
-    return online;
+  /** Whether a user has an authenticated socket on this node (cluster mode will answer for every node). */
+  isOnline(appId: string, userId: string): boolean {
+    const rooms = this.io.sockets.adapter.rooms;
+    return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0) > 0;
   }
 
   async close(): Promise<void> {
     clearInterval(this.revocationPoll);
     this.delivery.stop();
     await this.eventRates.close();
-    this.io.disconnectSockets(true);
+    // Closing the engine drops the transports without a DISCONNECT packet, so clients reconnect by themselves
+    // (to this server after a restart, or to another node).
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
   }
 
