@@ -55,6 +55,19 @@ describe.each(DIALECTS)('key lifecycle (%s)', (dialect) => {
     t.apiKey = second;
   });
 
+  it('live API keys of an application always differ in their last 4 characters; revoke also takes the key id', async () => {
+    const app = await t.server.services.apps.resolve('default');
+    const keys = [];
+    for (let i = 0; i < 8; i++) keys.push((await t.server.services.apps.rotateApiKey(app, 86_400_000)).apiKey);
+    const live = (await t.server.services.apps.describe(app)).apiKeys.filter((k) => k.status === 'live' || k.status === 'expiring');
+    expect(new Set(live.map((k) => k.last4)).size).toBe(live.length);
+    const last = live.find((k) => k.last4 === keys[keys.length - 1]!.slice(-4))!;
+    await t.server.services.apps.revokeApiKey(app, last.id);
+    expect((await list(keys[keys.length - 1]!)).status).toBe(401);
+    t.apiKey = keys[keys.length - 2]!;
+    expect((await list(t.apiKey)).status).toBe(200);
+  });
+
   it('client key rotation replaces the old key at once', async () => {
     const token = await createUser(t, 'erin');
     const app = await t.server.services.apps.resolve('default');

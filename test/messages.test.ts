@@ -198,10 +198,12 @@ describe.each(DIALECTS)('messages (%s)', (dialect) => {
     expect(denied.status).toBe(403);
     const one = await t.request({ method: 'DELETE', url: `/rooms/pins/messages/${a._id}`, headers: as('ann') });
     expect(one.body.result).toMatchObject({ deletedCount: 1, roomID: 'pins', messageID: a._id, deletedBy: 'ann' });
+    expect(one.body).toMatchObject({ RC: 0, RM: 'Message deleted successfully' });
     expect((await t.request({ method: 'DELETE', url: `/rooms/pins/messages/${a._id}`, headers: as('ann') })).status).toBe(404);
     await send('ben', 'pins', { messageType: 'text', message: 'c' });
     const all = await t.request({ method: 'DELETE', url: '/rooms/pins/messages/_all', headers: admin });
     expect(all.body.result).toMatchObject({ deletedCount: 2, messageID: '_all' });
+    expect(all.body.RM).toBe('All messages deleted successfully');
     expect((await v3('ann', 'pins')).body.result.totalCount).toBe(0);
     expect((await t.request({ method: 'GET', url: '/rooms/pins', headers: as('ann') })).body.result.lastMessage).toBeUndefined();
   });

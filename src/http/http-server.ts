@@ -6,7 +6,7 @@ import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import type { RouteDef } from './route.js';
+import { Described, type RouteDef } from './route.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -85,7 +85,7 @@ export function buildHttp(opts: {
           void reply.type(def.raw.contentType);
           return result;
         }
-        return ok(result);
+        return result instanceof Described ? ok(result.result, result.message) : ok(result);
       },
     });
   }

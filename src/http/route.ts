@@ -27,6 +27,17 @@ export interface RouteRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
+/**
+ * A result whose envelope carries a sentence instead of "OK" as RM (the IMKIT pages do this for deletions:
+ * "Message deleted successfully").
+ */
+export class Described {
+  constructor(
+    readonly message: string,
+    readonly result: unknown,
+  ) {}
+}
+
 export function defineRoutes(routes: RouteDef[]): RouteDef[] {
   return routes;
 }

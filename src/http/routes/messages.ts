@@ -1,7 +1,7 @@
 import { callerOf } from '../../chat/policy.js';
 import { MAX_PAGE } from '../../chat/messages-service.js';
 import type { Services } from '../../services.js';
-import { defineRoutes } from '../route.js';
+import { Described, defineRoutes } from '../route.js';
 
 const id = { type: 'string', minLength: 1, maxLength: 128 };
 const messageId = { type: 'string', pattern: '^[0-9a-f]{24}$' };
@@ -90,7 +90,11 @@ export function messageRoutes({ messages }: Services) {
       summary: 'Delete one message, or every message with `_all` (owner, managers, platform)',
       example: `curl -X DELETE $BASE/rooms/demo/messages/_all -H "IM-API-KEY: $API_KEY"`,
       schema: { params: { type: 'object', required: ['id', 'messageId'], properties: { id, messageId: { type: 'string', pattern: '^([0-9a-f]{24}|_all)$' } } } },
-      handler: async ({ actor, params }) => messages.delete(callerOf(actor), params.id, params.messageId),
+      handler: async ({ actor, params }) =>
+        new Described(
+          params.messageId === '_all' ? 'All messages deleted successfully' : 'Message deleted successfully',
+          await messages.delete(callerOf(actor), params.id, params.messageId),
+        ),
     },
     {
       method: 'POST',
