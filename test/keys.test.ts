@@ -57,7 +57,7 @@ describe.each(DIALECTS)('key lifecycle (%s)', (dialect) => {
 
   it('live API keys of an application always differ in their last 4 characters; revoke also takes the key id', async () => {
     const app = await t.server.services.apps.resolve('default');
-    const keys = [];
+    const keys: string[] = [];
     for (let i = 0; i < 8; i++) keys.push((await t.server.services.apps.rotateApiKey(app, 86_400_000)).apiKey);
     const live = (await t.server.services.apps.describe(app)).apiKeys.filter((k) => k.status === 'live' || k.status === 'expiring');
     expect(new Set(live.map((k) => k.last4)).size).toBe(live.length);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileUserQuery, USER_QUERY_LIMITS } from '../src/chat/user-query.js';
+import { compileUserQuery, USER_QUERY_LIMITS } from '../src/store/user-query.js';
 import { AppError } from '../src/errors.js';
 import { type Dialect, openStore, type Store } from '../src/store/database.js';
 import { type UserRow, UsersRepo } from '../src/store/users-repo.js';

@@ -12,7 +12,7 @@ import type { EventBus } from '../events/bus.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import type { Database } from '../store/schema.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
-import { compileUserQuery } from './user-query.js';
+import { compileUserQuery } from '../store/user-query.js';
 
 /** Profile fields with columns of their own; everything else a caller sends is kept as a custom field. */
 export interface ProfileInput {

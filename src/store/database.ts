@@ -34,7 +34,7 @@ function openSqlite(dataDir: string): Store {
   conn.pragma('busy_timeout = 5000');
   conn.pragma('foreign_keys = ON');
   conn.pragma('synchronous = NORMAL');
-  // SQLite has no regular expressions of its own; the user query compiler (chat/user-query.ts) calls this.
+  // SQLite has no regular expressions of its own; the user query compiler (store/user-query.ts) calls this.
   conn.function('imkit_regexp', { deterministic: true }, imkitRegexp);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
   return {

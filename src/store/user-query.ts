@@ -1,7 +1,7 @@
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
 import { AppError } from '../errors.js';
-import type { Dialect } from '../store/database.js';
-import type { UserFilter } from '../store/users-repo.js';
+import type { Dialect } from './database.js';
+import type { UserFilter } from './users-repo.js';
 
 /**
  * Compiles the MongoDB-style filter of `GET /admin/clients?q=` into a Kysely where-expression on `users`.
