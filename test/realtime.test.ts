@@ -163,6 +163,20 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
     expect(await amy.next('myPrefDelete')).toBe('folders-meta');
   });
 
+  it('userDeleteMessages reaches the hiding user only; reactions and pins arrive as chat message updates', async () => {
+    const amy = await connect('bundle', 'amy');
+    const bo = await connect('bundle', 'bo');
+    const m = (await t.request({ method: 'POST', url: '/rooms/lobby/message', headers: as('bo'), body: { messageType: 'text', message: 'hide me' } })).body.result;
+    await amy.next('chat message', (x) => x._id === m._id);
+    await t.request({ method: 'POST', url: '/messages/user-delete', headers: as('amy'), body: { room: 'lobby', messages: [m._id] } });
+    expect(await amy.next('userDeleteMessages')).toEqual({ room: 'lobby', messages: [m._id] });
+    await bo.none('userDeleteMessages');
+    await t.request({ method: 'POST', url: `/messages/${m._id}/reaction`, headers: as('amy'), body: { reaction: 'like' } });
+    expect((await bo.next('chat message', (x) => x._id === m._id && x.reactionCount === 1)).reactions).toEqual([{ client: 'amy', reaction: 'like' }]);
+    await t.request({ method: 'POST', url: `/messages/${m._id}/pin`, headers: as('amy') });
+    expect((await bo.next('chat message', (x) => x._id === m._id && x.pinned === true)).pinned).toBe(true);
+  });
+
   it('re-auth on the same socket re-binds it to the new user', async () => {
     const c = await connect('bundle', 'di');
     const ack = c.decode((await c.emitAck('auth2', tok.amy, { CLIENT_KEY: t.clientKey, Authorization: tok.amy }))[0]);
