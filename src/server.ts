@@ -4,6 +4,7 @@ import type { CreatedApp } from './apps/apps-service.js';
 import { Guard } from './auth/guard.js';
 import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
 import type { Config } from './config.js';
+import { BatchWorker } from './chat/batch-service.js';
 import { EventBus } from './events/bus.js';
 import { buildHttp } from './http/http-server.js';
 import type { RouteDef } from './http/route.js';
@@ -69,6 +70,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const http = buildHttp({ config, logger, guard, routes });
   realtime = new Realtime(http.server, { config, guard, services, store, clock, logger });
   await http.ready();
+  const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
+  batchWorker.start();
 
   let closed: Promise<void> | undefined;
   return {
@@ -87,6 +90,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     close() {
       closed ??= (async () => {
         ready = false;
+        await batchWorker.stop();
         await realtime!.close();
         await http.close();
         await rates.close();

@@ -1,8 +1,11 @@
 import type { Kysely } from 'kysely';
 import { AppsService } from './apps/apps-service.js';
-import { createChatContext, type PresenceSource } from './chat/chat-context.js';
+import { BatchService } from './chat/batch-service.js';
+import { type ChatContext, createChatContext, type PresenceSource } from './chat/chat-context.js';
+import { AppConfigService } from './chat/config-service.js';
 import { MessagesService } from './chat/messages-service.js';
 import { HiddenMessagesService } from './chat/hidden-messages-service.js';
+import { ModerationService } from './chat/moderation-service.js';
 import { PrefsService } from './chat/prefs-service.js';
 import { ReactionsService } from './chat/reactions-service.js';
 import { RoomsService } from './chat/rooms-service.js';
@@ -20,11 +23,16 @@ export interface Services {
   users: UsersService;
   rooms: RoomsService;
   messages: MessagesService;
+  batch: BatchService;
   prefs: PrefsService;
   search: SearchService;
   reactions: ReactionsService;
   hiddenMessages: HiddenMessagesService;
+  config: AppConfigService;
+  moderation: ModerationService;
   bus: EventBus;
+  /** The context the chat services share (the batch worker runs on it). */
+  chat: ChatContext;
   /** Replaced by the realtime layer with its view of who is connected. */
   presence: PresenceSource;
 }
@@ -39,16 +47,23 @@ export function createServices(
   const presence: PresenceSource = { online: () => false };
   const chat = createChatContext(db, dialect, clock, bus, config, presence);
   const rooms = new RoomsService(chat);
+  const appConfig = new AppConfigService(chat);
+  const messages = new MessagesService(chat, rooms, appConfig);
+  const prefs = new PrefsService(chat, rooms);
   return {
     apps: new AppsService(db, clock),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus),
     rooms,
-    messages: new MessagesService(chat, rooms),
-    prefs: new PrefsService(chat, rooms),
+    messages,
+    batch: new BatchService(chat, messages),
+    prefs,
     search: new SearchService(chat, rooms),
     reactions: new ReactionsService(chat, rooms),
     hiddenMessages: new HiddenMessagesService(chat, rooms),
+    config: appConfig,
+    moderation: new ModerationService(chat, rooms, prefs),
     bus,
     presence,
+    chat,
   };
 }

@@ -6,7 +6,9 @@ import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { ChatContext } from './chat-context.js';
 import { parseTime } from './chat-context.js';
+import type { AppConfigService } from './config-service.js';
 import { appendMessage } from './message-writer.js';
+import { assertMayRead, assertMaySend } from './moderation-rules.js';
 import { authorize, type Caller, type RoomRole } from './policy.js';
 import type { RoomsService } from './rooms-service.js';
 
@@ -36,6 +38,7 @@ export class MessagesService {
   constructor(
     private readonly ctx: ChatContext,
     private readonly rooms: RoomsService,
+    private readonly config: AppConfigService,
   ) {}
 
   /**
@@ -66,11 +69,13 @@ export class MessagesService {
     if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: no new messages can be sent');
     const messageType = body.messageType === undefined ? 'text' : body.messageType;
     if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > 64) throw invalidRequest('Invalid field messageType: must be a string of 1-64 characters');
+    await assertMaySend(this.ctx.db, caller.appId, room, senderId, now);
     const fields = this.fieldsOf(body);
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
-    this.checkSize(body.message, fields);
+    const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
+    this.checkSize(message, fields);
     const row = await this.ctx.db.transaction().execute((trx) =>
-      appendMessage(trx, { appId: caller.appId, roomId, senderId, messageType, message: body.message ?? '', fields, replyId, now }),
+      appendMessage(trx, { appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now }),
     );
     this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false });
     return this.ctx.render.renderMessage(caller.appId, row);
@@ -81,8 +86,9 @@ export class MessagesService {
     const { room, msg } = await this.ownMessage(caller, roomId, messageId);
     if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: messages cannot be changed');
     if (msg.message_type === 'recall') throw invalidRequest('A recalled message cannot be edited');
+    await assertMaySend(this.ctx.db, caller.appId, room, caller.userId, now);
     const fields = { ...(JSON.parse(msg.fields) as Json), ...this.fieldsOf(body) };
-    const message = 'message' in body ? body.message : JSON.parse(msg.message);
+    const message = 'message' in body ? await this.config.censorMessage(caller.appId, msg.message_type, body.message) : JSON.parse(msg.message);
     this.checkSize(message, fields);
     const replyId = 'reply' in body ? await this.replyTarget(caller.appId, room, body.reply) : msg.reply_id;
     await new MessagesRepo(this.ctx.db).update(caller.appId, messageId, {
@@ -114,6 +120,7 @@ export class MessagesService {
    */
   async history(caller: Caller, roomId: string, q: HistoryInput, inclusive = true): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
     await this.rooms.access(caller, roomId, 'read');
+    await assertMayRead(this.ctx.db, caller.appId, roomId, caller.userId, this.ctx.clock.now());
     const limit = q.limit ?? DEFAULT_PAGE;
     const order = q.sortOrder ?? 'desc';
     const repo = new MessagesRepo(this.ctx.db);
@@ -152,6 +159,7 @@ export class MessagesService {
   /** `GET /rooms/:id/messages/:messageId`: the message with up to `before` older and `after` newer ones, oldest first. */
   async around(caller: Caller, roomId: string, messageId: string, before: number, after: number): Promise<{ totalCount: number; data: Json[] }> {
     await this.rooms.access(caller, roomId, 'read');
+    await assertMayRead(this.ctx.db, caller.appId, roomId, caller.userId, this.ctx.clock.now());
     const repo = new MessagesRepo(this.ctx.db);
     const anchor = await repo.get(caller.appId, messageId);
     if (!anchor || anchor.room_id !== roomId) throw messageNotFound(messageId);
@@ -199,6 +207,24 @@ export class MessagesService {
     });
     this.emit({ type: 'message.updated', appId: caller.appId, roomId: room.id, messageId, actorId: caller.userId, change: pinned ? 'pin' : 'unpin' });
     return this.render(caller.appId, messageId);
+  }
+
+  // ---------------------------------------------------------------- batch send
+
+  /** Checks a batch template once, when the batch is accepted, before any recipient is queued. */
+  checkBatchTemplate(template: Json): void {
+    if (typeof template.messageType !== 'string' || template.messageType.length === 0 || template.messageType.length > 64) {
+      throw invalidRequest('Invalid field messageType: must be a string of 1-64 characters');
+    }
+    this.checkSize(template.message, this.fieldsOf(template));
+  }
+
+  /** The stored form of one batch recipient's message, under the same rules as any other send. */
+  async prepareBatchMessage(appId: string, body: Json): Promise<{ messageType: string; message: unknown; fields: Json; replyId: null }> {
+    const fields = this.fieldsOf(body);
+    const message = await this.config.censorMessage(appId, body.messageType as string, body.message);
+    this.checkSize(message, fields);
+    return { messageType: body.messageType as string, message, fields, replyId: null };
   }
 
   // ---------------------------------------------------------------- helpers

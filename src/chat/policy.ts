@@ -29,7 +29,8 @@ export type RoomAction =
   | 'setMemberProperty' // of another member
   | 'pin'
   | 'deleteMessages'
-  | 'moderateMessages'; // recall/edit messages of others
+  | 'moderateMessages' // recall/edit messages of others
+  | 'ban'; // ban and unban users, see the ban list
 
 const RANK: Record<RoomRole, number> = { platform: 4, owner: 3, manager: 2, member: 1, none: 0 };
 
@@ -47,6 +48,7 @@ const NEEDS: Record<RoomAction, RoomRole> = {
   pin: 'manager',
   deleteMessages: 'manager',
   moderateMessages: 'manager',
+  ban: 'manager',
 };
 
 export function callerOf(actor: Actor): Caller {
@@ -76,6 +78,11 @@ export function authorize(role: RoomRole, action: RoomAction, room: RoomRow): vo
   throw new AppError('INSUFFICIENT_PERMISSIONS', `Only the room owner${NEEDS[action] === 'owner' ? '' : ', a manager'} or the platform administrator can ${DESCRIBE[action]}`);
 }
 
+/** True when `a` is a strictly stronger role than `b` (who may ban whom). */
+export function outranks(a: RoomRole, b: RoomRole): boolean {
+  return RANK[a] > RANK[b];
+}
+
 export function isSuperuser(role: RoomRole): boolean {
   return RANK[role] >= RANK.manager;
 }
@@ -94,4 +101,5 @@ const DESCRIBE: Record<RoomAction, string> = {
   pin: 'pin or unpin messages',
   deleteMessages: 'delete messages',
   moderateMessages: "change other members' messages",
+  ban: 'ban or unban users in this room',
 };

@@ -4,12 +4,14 @@ import { AppError, invalidRequest } from '../errors.js';
 import type { DomainEvent } from '../events/bus.js';
 import { isUniqueViolation } from '../store/database.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
+import { ModerationRepo } from '../store/moderation-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { type MemberRow, type RoomListQuery, RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import { type ChatContext, parseTime } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
+import { banned } from './moderation-rules.js';
 import { authorize, type Caller, roleIn, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
 
@@ -293,6 +295,8 @@ export class RoomsService {
       const room = await repo.get(caller.appId, roomId);
       if (!room) throw roomNotFound(roomId);
       if (await repo.member(caller.appId, roomId, userId)) return;
+      // A banned user stays out, even when invited or let in by the platform.
+      if (await new ModerationRepo(trx).activeBan(caller.appId, roomId, userId, now)) throw banned();
       const invited = (await repo.removeInvitations(caller.appId, roomId, [userId])) > 0;
       if (!caller.platform && !invited) {
         if (room.room_type === 'direct') throw new AppError('NOT_ROOM_MEMBER', 'A direct room cannot be joined');

@@ -68,7 +68,9 @@ export class Delivery {
         const row = await new MessagesRepo(db).get(e.appId, e.messageId);
         if (!row) return;
         const message = await this.render.renderMessage(e.appId, row);
-        this.toUsers(e.appId, await this.memberIds(e.appId, e.roomId), 'chat message', message);
+        // A user banned from the room reads none of its new messages.
+        const banned = await this.services.moderation.bannedIn(e.appId, e.roomId);
+        this.toUsers(e.appId, (await this.memberIds(e.appId, e.roomId)).filter((u) => !banned.has(u)), 'chat message', message);
         return;
       }
       case 'room.created':
@@ -130,6 +132,9 @@ export class Delivery {
         return;
       case 'room.deleted':
       case 'messages.deleted':
+      case 'config.changed':
+      case 'user.blocked':
+      case 'room.ban':
         // No IMKIT client event exists for these; clients see them on their next REST resync.
         return;
     }

@@ -28,6 +28,11 @@ export class RoomsRepo {
     return this.db.selectFrom('rooms').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
   }
 
+  async existing(appId: string, ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    return (await this.db.selectFrom('rooms').select('id').where('app_id', '=', appId).where('id', 'in', ids).execute()).map((r) => r.id);
+  }
+
   async insert(row: RoomRow): Promise<void> {
     await this.db.insertInto('rooms').values(row).execute();
   }

@@ -171,6 +171,68 @@ export interface InvitationsTable {
   created_at: Ms;
 }
 
+export interface AppConfigTable {
+  app_id: string;
+  /** A top-level config key (announcement, censorship, featureFlags, anything else). */
+  key: string;
+  /** The value as JSON text. */
+  value: string;
+  updated_at: Ms;
+}
+
+export interface AppConfigVersionsTable {
+  app_id: string;
+  version: number;
+}
+
+export interface UserBlocksTable {
+  app_id: string;
+  blocker: string;
+  blockee: string;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface RoomBansTable {
+  app_id: string;
+  room_id: string;
+  user_id: string;
+  /** Who banned (null: the platform administrator without IM-CLIENT-ID). */
+  banned_by: string | null;
+  /** The ban ends at this time; null: until lifted. */
+  unblock_at: Ms | null;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface BatchJobsTable {
+  app_id: string;
+  id: string;
+  sender: string | null;
+  /** The message body to send, with $placeholders$ (JSON). */
+  template: string;
+  total: number;
+  /** 'running' or 'done'. */
+  status: string;
+  created_at: Ms;
+  updated_at: Ms;
+  finished_at: Ms | null;
+}
+
+export interface BatchItemsTable {
+  app_id: string;
+  batch_id: string;
+  idx: number;
+  /** The recipient's para: {room} or {receiver} and placeholder values (JSON). */
+  params: string;
+  /** 'pending', 'claimed', 'sent' or 'failed'. */
+  status: string;
+  claimed_by: string | null;
+  claimed_at: Ms | null;
+  message_id: string | null;
+  error: string | null;
+}
+
 export interface Database {
   apps: AppsTable;
   app_domains: AppDomainsTable;
@@ -187,6 +249,12 @@ export interface Database {
   room_prefs: RoomPrefsTable;
   user_prefs: UserPrefsTable;
   invitations: InvitationsTable;
+  app_config: AppConfigTable;
+  app_config_versions: AppConfigVersionsTable;
+  user_blocks: UserBlocksTable;
+  room_bans: RoomBansTable;
+  batch_jobs: BatchJobsTable;
+  batch_items: BatchItemsTable;
 }
 
 // Re-exported so repositories can name generated columns if a later table needs them.

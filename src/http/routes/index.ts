@@ -1,8 +1,11 @@
 import type { Services } from '../../services.js';
 import type { RouteDef } from '../route.js';
+import { batchRoutes } from './batch.js';
+import { configRoutes } from './config.js';
 import { docsRoutes } from './docs.js';
 import { healthRoutes } from './health.js';
 import { messageRoutes } from './messages.js';
+import { moderationRoutes } from './moderation.js';
 import { monitoringRoutes, type Presence } from './monitoring.js';
 import { prefRoutes } from './prefs.js';
 import { roomRoutes } from './rooms.js';
@@ -12,6 +15,6 @@ import { userRoutes } from './users.js';
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...monitoringRoutes(presence)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence)];
   return routes;
 }

@@ -213,6 +213,82 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('user_tokens_digest').on('user_tokens').column('digest').execute();
     },
   },
+  '0004_moderation': {
+    async up(db: Kysely<any>) {
+      const app = (c: any) => c.notNull().references('apps.id').onDelete('cascade');
+      // Runtime config (GET/POST /config): one row per top-level key, the value as JSON text.
+      await db.schema
+        .createTable('app_config')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('key', 'varchar(256)', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('app_config_pk', ['app_id', 'key'])
+        .execute();
+      // Raised by every config change in the same transaction: other processes compare it to notice changes.
+      await db.schema
+        .createTable('app_config_versions')
+        .addColumn('app_id', 'varchar(64)', (c) => c.primaryKey().references('apps.id').onDelete('cascade'))
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .execute();
+      // Personal blocks (/blockStatus/my): the blocker's own list; enforced in the pair's direct rooms.
+      await db.schema
+        .createTable('user_blocks')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('blocker', 'varchar(128)', (c) => c.notNull())
+        .addColumn('blockee', 'varchar(128)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('user_blocks_pk', ['app_id', 'blocker', 'blockee'])
+        .execute();
+      await db.schema.createIndex('user_blocks_blockee').on('user_blocks').columns(['app_id', 'blockee']).execute();
+      // Room bans (/blockStatus/room): expired rows (unblock_at in the past) are ignored, then replaced.
+      await db.schema
+        .createTable('room_bans')
+        .addColumn('app_id', 'varchar(64)', app)
+        .addColumn('room_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('banned_by', 'varchar(128)')
+        .addColumn('unblock_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('room_bans_pk', ['app_id', 'room_id', 'user_id'])
+        .execute();
+    },
+  },
+  '0005_batch': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('batch_jobs')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('sender', 'varchar(128)')
+        .addColumn('template', 'text', (c) => c.notNull())
+        .addColumn('total', 'integer', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint')
+        .addPrimaryKeyConstraint('batch_jobs_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema.createIndex('batch_jobs_status').on('batch_jobs').columns(['status', 'created_at']).execute();
+      await db.schema
+        .createTable('batch_items')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('batch_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('idx', 'integer', (c) => c.notNull())
+        .addColumn('params', 'text', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull())
+        .addColumn('claimed_by', 'varchar(32)')
+        .addColumn('claimed_at', 'bigint')
+        .addColumn('message_id', 'varchar(32)')
+        .addColumn('error', 'text')
+        .addPrimaryKeyConstraint('batch_items_pk', ['app_id', 'batch_id', 'idx'])
+        .addForeignKeyConstraint('batch_items_job', ['app_id', 'batch_id'], 'batch_jobs', ['app_id', 'id'], (c) => c.onDelete('cascade'))
+        .execute();
+      await db.schema.createIndex('batch_items_status').on('batch_items').columns(['app_id', 'batch_id', 'status', 'idx']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,33 @@
+import type { Kysely } from 'kysely';
+import { AppError } from '../errors.js';
+import { ModerationRepo } from '../store/moderation-repo.js';
+import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
+import type { Database } from '../store/schema.js';
+
+/**
+ * The checks every message path asks before storing (MessagesService) and before a user reads or joins a room.
+ * They bind the user, whoever submits on their behalf: the API key sending as a banned or blocked user is refused
+ * too. Only a freeze is lifted for the platform (see MessagesService), because it is a state of the room.
+ */
+export async function assertMaySend(db: Kysely<Database>, appId: string, room: RoomRow, senderId: string | null, now: number): Promise<void> {
+  if (senderId === null) return;
+  const repo = new ModerationRepo(db);
+  if (await repo.activeBan(appId, room.id, senderId, now)) throw banned();
+  if (room.room_type === 'direct') {
+    const others = (await new RoomsRepo(db).members(appId, room.id)).map((m) => m.user_id).filter((u) => u !== senderId);
+    if (await repo.blockedBetween(appId, senderId, others)) {
+      // The same text for both sides: the blocked user is not told who blocked whom.
+      throw new AppError('USER_BLOCKED', 'Messages cannot be sent in this direct room: one of its members has blocked the other');
+    }
+  }
+}
+
+/** A banned user reads nothing of the room (history, single messages) until the ban ends. */
+export async function assertMayRead(db: Kysely<Database>, appId: string, roomId: string, userId: string | null, now: number): Promise<void> {
+  if (userId === null) return;
+  if (await new ModerationRepo(db).activeBan(appId, roomId, userId, now)) throw banned();
+}
+
+export function banned(): AppError {
+  return new AppError('USER_BANNED', 'You are banned from this room');
+}
