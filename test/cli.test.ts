@@ -140,8 +140,10 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     const me = await fetch(`${server.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': token } });
     expect(me.status).toBe(200);
     expect(((await me.json()) as any).result._id).toBe('u1');
-    // log lines are JSON and hold no secret
-    const logLines = out.split('\n').filter((l) => l.startsWith('{'));
+    // log lines are JSON and hold no secret (the request logs reach stdout a little later)
+    const logs = () => server.out().split('\n').filter((l) => l.startsWith('{'));
+    for (let i = 0; i < 100 && logs().length <= 2; i++) await new Promise((r) => setTimeout(r, 20));
+    const logLines = logs();
     expect(logLines.length).toBeGreaterThan(2);
     for (const l of logLines) {
       expect(() => JSON.parse(l)).not.toThrow();
