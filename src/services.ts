@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { AppsService } from './apps/apps-service.js';
 import { BatchService } from './chat/batch-service.js';
+import { GroupsService } from './chat/groups-service.js';
 import { type ChatContext, createChatContext, type PresenceSource } from './chat/chat-context.js';
 import { AppConfigService } from './chat/config-service.js';
 import { MessagesService } from './chat/messages-service.js';
@@ -24,6 +25,7 @@ export interface Services {
   rooms: RoomsService;
   messages: MessagesService;
   batch: BatchService;
+  groups: GroupsService;
   prefs: PrefsService;
   search: SearchService;
   reactions: ReactionsService;
@@ -56,6 +58,7 @@ export function createServices(
     rooms,
     messages,
     batch: new BatchService(chat, messages),
+    groups: new GroupsService(chat),
     prefs,
     search: new SearchService(chat, rooms),
     reactions: new ReactionsService(chat, rooms),

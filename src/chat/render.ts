@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { iso } from '../lib/clock.js';
 import type { Database } from '../store/schema.js';
+import { GroupsRepo } from '../store/groups-repo.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
@@ -21,7 +22,7 @@ export class ChatRenderer {
   private readonly prefs: PrefsRepo;
 
   constructor(
-    db: Kysely<Database>,
+    private readonly db: Kysely<Database>,
     private readonly presence: PresenceSource = { online: () => false },
   ) {
     this.users = new UsersRepo(db);
@@ -65,8 +66,11 @@ export class ChatRenderer {
     const ids = rooms.map((r) => r.id);
     const members = await this.rooms.membersOfRooms(appId, ids);
     const byRoom = new Map<string, MemberRow[]>();
-    for (const m of members) byRoom.set(m.room_id, [...(byRoom.get(m.room_id) ?? []), m]);
-    const users = await this.userMap(appId, members.map((m) => m.user_id));
+    // Users who are in a room through a user group are listed inside the group's entry, not beside it.
+    for (const m of members) if (m.via === null) byRoom.set(m.room_id, [...(byRoom.get(m.room_id) ?? []), m]);
+    const shown = members.filter((m) => m.via === null);
+    const groups = new Map((await new GroupsRepo(this.db).getMany(appId, shown.map((m) => m.user_id))).map((g) => [g.id, g]));
+    const users = await this.userMap(appId, [...members.map((m) => m.user_id), ...[...groups.values()].flatMap((g) => g.members)]);
     const lastRows = await this.messages.getMany(appId, rooms.map((r) => r.last_message_id).filter((x): x is string => x !== null));
     const last = new Map((await this.renderMessages(appId, lastRows)).map((m) => [m._id as string, m]));
     const prefs = viewer.userId ? await this.prefs.roomPrefs(appId, viewer.userId, ids) : [];
@@ -74,7 +78,7 @@ export class ChatRenderer {
 
     return rooms.map((room) => {
       const ms = byRoom.get(room.id) ?? [];
-      const mine = viewer.userId ? ms.find((m) => m.user_id === viewer.userId) : undefined;
+      const mine = viewer.userId ? members.find((m) => m.room_id === room.id && m.user_id === viewer.userId) : undefined;
       const pref = prefByRoom.get(room.id);
       const prefData = pref ? (JSON.parse(pref.data) as Json) : {};
       const out: Json = {
@@ -98,7 +102,14 @@ export class ChatRenderer {
       if (room.ext_params !== null) out.extParams = room.ext_params;
       if (room.owner !== null) out.owner = room.owner;
       out.managers = ms.filter((m) => m.role === 'admin').map((m) => m.user_id);
-      out.members = ms.map((m) => ({ ...memberSummary(m.user_id, users.get(m.user_id)), isSocketConnected: this.presence.online(appId, m.user_id) }));
+      out.members = ms.map((m) => {
+        const group = groups.get(m.user_id);
+        if (group) {
+          const inner = group.members.map((u) => ({ ...memberSummary(u, users.get(u)), isSocketConnected: this.presence.online(appId, u) }));
+          return { _id: group.id, id: group.id, nickname: group.nickname, ...(group.avatar_url ? { avatarUrl: group.avatar_url } : {}), clientType: 'group', isRobot: false, lastLoginTimeMS: 0, members: inner };
+        }
+        return { ...memberSummary(m.user_id, users.get(m.user_id)), isSocketConnected: this.presence.online(appId, m.user_id) };
+      });
       out.memberProperties = ms.map((m) => memberProperty(m, room));
       if (room.last_message_id && last.has(room.last_message_id)) out.lastMessage = last.get(room.last_message_id);
       out.createdTime = iso(room.created_at);

@@ -8,6 +8,7 @@ import { ModerationRepo } from '../store/moderation-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { type MemberRow, type RoomListQuery, RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
+import { GroupsRepo } from '../store/groups-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import { type ChatContext, parseTime } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
@@ -127,6 +128,7 @@ export class RoomsService {
         await repo.insert(row);
         await repo.setTags(caller.appId, id, input.roomTags ?? []);
         await repo.addMembers(caller.appId, id, direct, now);
+        await expandGroups(trx, caller.appId, id, direct, now);
         for (const m of input.managers ?? []) {
           if (!direct.includes(m)) throw invalidRequest(`managers: ${m} is not a member`);
           await repo.updateMember(caller.appId, id, m, { role: 'admin' });
@@ -339,6 +341,7 @@ export class RoomsService {
         return;
       }
       await repo.addMembers(caller.appId, roomId, fresh, now);
+      await expandGroups(trx, caller.appId, roomId, fresh, now);
       await repo.removeInvitations(caller.appId, roomId, fresh);
       events.push({ type: 'members.added', appId: caller.appId, roomId, actorId: caller.userId, userIds: fresh, joined: false });
       if (opts.systemMessage) events.push(messageEvent(await this.systemAdd(trx, caller, room, fresh, users, now)));
@@ -365,6 +368,7 @@ export class RoomsService {
       const users = await new UsersRepo(trx).getMany(caller.appId, wanted);
       const byId = new Map(users.map((u) => [u.id, u]));
       await repo.removeMembers(caller.appId, roomId, wanted);
+      await repo.removeVia(caller.appId, roomId, wanted);
       if (room.owner !== null && wanted.includes(room.owner)) await repo.update(caller.appId, roomId, { owner: null });
       events.push({ type: 'members.removed', appId: caller.appId, roomId, actorId: caller.userId, userIds: wanted });
       if (systemMessage) {
@@ -569,9 +573,21 @@ async function requireUsers(db: Kysely<Database>, appId: string, ids: string[]):
   const wanted = unique(ids);
   const rows = await new UsersRepo(db).getMany(appId, wanted);
   const found = new Map(rows.map((u) => [u.id, u]));
-  const missing = wanted.filter((id) => !found.has(id));
+  const rest = wanted.filter((id) => !found.has(id));
+  // User groups stand in a room's members like users do (spec §3.2).
+  const groups = new Set((await new GroupsRepo(db).getMany(appId, rest)).map((g) => g.id));
+  const missing = rest.filter((id) => !groups.has(id));
   if (missing.length) throw new AppError('USER_NOT_FOUND', `Users not found: ${missing.slice(0, 20).join(', ')}`);
   return found;
+}
+
+/** For every user group among `ids`, adds its users as members too, marked as coming through that group. */
+async function expandGroups(db: Kysely<Database>, appId: string, roomId: string, ids: string[], now: number): Promise<string[]> {
+  const added: string[] = [];
+  for (const g of await new GroupsRepo(db).getMany(appId, ids)) {
+    added.push(...(await new RoomsRepo(db).addMembers(appId, roomId, g.members, now, 'member', g.id)));
+  }
+  return added;
 }
 
 /** The direct-room id the Flutter SDK computes: md5 of the two lower-cased ids, sorted, joined by "_". */

@@ -130,7 +130,7 @@ export class RoomsRepo {
   }
 
   /** Adds members that are not members yet; returns the ids actually added. */
-  async addMembers(appId: string, roomId: string, userIds: string[], now: number, role = 'member'): Promise<string[]> {
+  async addMembers(appId: string, roomId: string, userIds: string[], now: number, role = 'member', via: string | null = null): Promise<string[]> {
     if (userIds.length === 0) return [];
     const existing = new Set(
       (await this.db.selectFrom('room_members').select('user_id').where('app_id', '=', appId).where('room_id', '=', roomId).where('user_id', 'in', userIds).execute()).map((r) => r.user_id),
@@ -139,10 +139,16 @@ export class RoomsRepo {
     if (fresh.length === 0) return [];
     await this.db
       .insertInto('room_members')
-      .values(fresh.map((user_id) => ({ app_id: appId, room_id: roomId, user_id, role, badge: 0, last_read: null, properties: '{}', joined_at: now })))
+      .values(fresh.map((user_id) => ({ app_id: appId, room_id: roomId, user_id, role, badge: 0, last_read: null, properties: '{}', joined_at: now, via })))
       .onConflict((oc) => oc.columns(['app_id', 'room_id', 'user_id']).doNothing())
       .execute();
     return fresh;
+  }
+
+  /** Removes the rows that exist only because of the given groups. */
+  async removeVia(appId: string, roomId: string, groupIds: string[]): Promise<void> {
+    if (groupIds.length === 0) return;
+    await this.db.deleteFrom('room_members').where('app_id', '=', appId).where('room_id', '=', roomId).where('via', 'in', groupIds).execute();
   }
 
   async removeMembers(appId: string, roomId: string, userIds: string[]): Promise<void> {

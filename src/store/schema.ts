@@ -107,6 +107,23 @@ export interface RoomMembersTable {
   last_read: string | null;
   properties: string;
   joined_at: Ms;
+  /** Set when this row exists because the user is in a user group that is a member: the group's id. */
+  via: string | null;
+}
+
+export interface UserGroupsTable {
+  app_id: string;
+  id: string;
+  nickname: string;
+  avatar_url: string | null;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface GroupMembersTable {
+  app_id: string;
+  group_id: string;
+  user_id: string;
 }
 
 export interface MessagesTable {
@@ -255,6 +272,8 @@ export interface Database {
   room_bans: RoomBansTable;
   batch_jobs: BatchJobsTable;
   batch_items: BatchItemsTable;
+  user_groups: UserGroupsTable;
+  group_members: GroupMembersTable;
 }
 
 // Re-exported so repositories can name generated columns if a later table needs them.

@@ -3,6 +3,7 @@ import type { RouteDef } from '../route.js';
 import { batchRoutes } from './batch.js';
 import { configRoutes } from './config.js';
 import { docsRoutes } from './docs.js';
+import { groupRoutes } from './groups.js';
 import { healthRoutes } from './health.js';
 import { messageRoutes } from './messages.js';
 import { moderationRoutes } from './moderation.js';
@@ -15,6 +16,6 @@ import { userRoutes } from './users.js';
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence)];
   return routes;
 }

@@ -289,6 +289,30 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('batch_items_status').on('batch_items').columns(['app_id', 'batch_id', 'status', 'idx']).execute();
     },
   },
+  '0006_groups': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('user_groups')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('nickname', 'text', (c) => c.notNull())
+        .addColumn('avatar_url', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('user_groups_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema
+        .createTable('group_members')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('group_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('group_members_pk', ['app_id', 'group_id', 'user_id'])
+        .addForeignKeyConstraint('group_members_group', ['app_id', 'group_id'], 'user_groups', ['app_id', 'id'], (c) => c.onDelete('cascade'))
+        .execute();
+      // A room member row added because its user belongs to a group member of the room names that group here.
+      await db.schema.alterTable('room_members').addColumn('via', 'varchar(128)').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
