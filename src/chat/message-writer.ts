@@ -31,7 +31,7 @@ export async function appendMessage(
   const rooms = new RoomsRepo(trx);
   await new MessagesRepo(trx).insert(row);
   await rooms.update(input.appId, input.roomId, { last_message_id: row.id, updated_at: input.now });
-  await rooms.incrementBadges(input.appId, input.roomId, input.senderId);
+  await rooms.incrementBadges(input.appId, input.roomId, input.senderId, input.now);
   if (input.senderId !== null) await rooms.updateMember(input.appId, input.roomId, input.senderId, { last_read: row.id, badge: 0 });
   return row;
 }

@@ -12,7 +12,7 @@ import { GroupsRepo } from '../store/groups-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import { type ChatContext, parseTime } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
-import { banned } from './moderation-rules.js';
+import { assertMayRead, banned } from './moderation-rules.js';
 import { authorize, type Caller, roleIn, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
 
@@ -154,6 +154,7 @@ export class RoomsService {
 
   async get(caller: Caller, roomId: string): Promise<Json> {
     const { room, role } = await this.access(caller, roomId, 'read');
+    await assertMayRead(this.ctx.db, caller.appId, roomId, caller.platform ? null : caller.userId, this.ctx.clock.now());
     return this.ctx.render.renderRoom(caller.appId, room, { userId: caller.userId, role });
   }
 
@@ -187,6 +188,7 @@ export class RoomsService {
       activeOnly: true,
       sort: parseSort(input.sort),
       unreadFirst: (input.sortUnreadFirst ?? 0) !== 0,
+      now: this.ctx.clock.now(),
       limit: input.limit ?? 0,
       skip: input.skip ?? 0,
     };

@@ -16,6 +16,8 @@ export interface RoomListQuery {
   withMember?: string;
   sort: Array<{ field: 'last_message_id' | 'created_at' | 'updated_at' | 'name' | 'id'; desc: boolean }>;
   unreadFirst: boolean;
+  /** When set, rooms the user is banned from at this time are left out. */
+  now?: number;
   limit: number;
   skip: number;
 }
@@ -65,6 +67,23 @@ export class RoomsRepo {
       )
       .where('rooms.app_id', '=', appId);
     if (q.activeOnly) base = base.where('rooms.status', '=', 1);
+    if (q.now !== undefined) {
+      // A room the user is banned from does not show in their list (they cannot read it).
+      const now = q.now;
+      base = base.where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('room_bans as b')
+              .select('b.user_id')
+              .whereRef('b.app_id', '=', 'rooms.app_id')
+              .whereRef('b.room_id', '=', 'rooms.id')
+              .where('b.user_id', '=', q.userId)
+              .where((x) => x.or([x('b.unblock_at', 'is', null), x('b.unblock_at', '>', now)])),
+          ),
+        ),
+      );
+    }
     if (q.updatedAfter !== undefined) {
       const after = q.updatedAfter;
       base = base.where((eb) => eb.or([eb('rooms.updated_at', '>', after), eb('rooms.created_at', '>', after)]));
@@ -160,9 +179,29 @@ export class RoomsRepo {
     await this.db.updateTable('room_members').set(patch).where('app_id', '=', appId).where('room_id', '=', roomId).where('user_id', '=', userId).execute();
   }
 
-  /** Every member but the sender gets one more unread message, in one statement (exact under concurrency). */
-  async incrementBadges(appId: string, roomId: string, exceptUserId: string | null): Promise<void> {
-    let q = this.db.updateTable('room_members').set((eb) => ({ badge: eb('badge', '+', 1) })).where('app_id', '=', appId).where('room_id', '=', roomId);
+  /**
+   * Every member but the sender gets one more unread message, in one statement (exact under concurrency).
+   * Members banned from the room at `now` are skipped: they cannot read it.
+   */
+  async incrementBadges(appId: string, roomId: string, exceptUserId: string | null, now: number): Promise<void> {
+    let q = this.db
+      .updateTable('room_members')
+      .set((eb) => ({ badge: eb('badge', '+', 1) }))
+      .where('app_id', '=', appId)
+      .where('room_id', '=', roomId)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('room_bans as b')
+              .select('b.user_id')
+              .where('b.app_id', '=', appId)
+              .where('b.room_id', '=', roomId)
+              .whereRef('b.user_id', '=', 'room_members.user_id')
+              .where((x) => x.or([x('b.unblock_at', 'is', null), x('b.unblock_at', '>', now)])),
+          ),
+        ),
+      );
     if (exceptUserId !== null) q = q.where('user_id', '<>', exceptUserId);
     await q.execute();
   }
