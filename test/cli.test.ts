@@ -90,6 +90,20 @@ describe('--help and configuration errors', () => {
     for (const sub of ['create', 'list', 'rotate-api-key', 'revoke-api-key', 'rotate-client-key', '--expire-old-in']) expect(app.stdout).toContain(sub);
   });
 
+  it('migrate creates the store and its tables, and is idempotent', async () => {
+    const store = isolatedStore('sqlite');
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await cli(['migrate', '--data-dir', store.dataDir], {});
+        expect(r.code).toBe(0);
+        expect(r.stdout).toContain(`Migrated SQLite ${path.join(store.dataDir, 'imkit.sqlite')}`);
+      }
+      expect(fs.existsSync(path.join(store.dataDir, 'imkit.sqlite'))).toBe(true);
+    } finally {
+      await store.drop();
+    }
+  });
+
   it('bad configuration stops start-up with one line naming the setting', async () => {
     for (const [env, args, name] of [
       [{ PORT: 'eighty' }, [], 'PORT'],
