@@ -6,7 +6,7 @@ import { digest } from '../lib/secrets.js';
 import { AppsRepo, type AppRow } from '../store/apps-repo.js';
 import type { Database } from '../store/schema.js';
 import { UsersRepo } from '../store/users-repo.js';
-import { apiKeyIsLive, clientKeySignatureValid } from './keys.js';
+import { apiKeyIsLive } from './keys.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
 
 /**
@@ -116,7 +116,6 @@ export class Guard {
     if (!ck || ck.revoked_at !== null) throw CredentialErrors.invalidClientKey();
     const app = await this.apps.getApp(ck.app_id);
     if (!app) throw CredentialErrors.invalidClientKey();
-    if (ck.issued === 1 && !(await clientKeySignatureValid(clientKey, ck, app))) throw CredentialErrors.invalidClientKey();
     await this.checkDomain(app, input.headers);
 
     const rawToken = h('im-authorization') ?? h('authorization');

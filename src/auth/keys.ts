@@ -1,4 +1,4 @@
-import { SignJWT, jwtVerify } from 'jose';
+import { SignJWT } from 'jose';
 import { digest, generateApiKey, last4, randomHex } from '../lib/secrets.js';
 import type { ApiKeyRow, AppRow, ClientKeyRow } from '../store/apps-repo.js';
 
@@ -45,16 +45,6 @@ export async function newClientKey(app: Pick<AppRow, 'id' | 'signing_secret'>, n
 
 export function importedClientKey(appId: string, secret: string, now: number): ClientKeyRow {
   return { id: `ck_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), issued: 0, created_at: now, revoked_at: null };
-}
-
-/** For an issued key, the digest match is checked by the caller; this also proves this server signed it. */
-export async function clientKeySignatureValid(secret: string, row: ClientKeyRow, app: AppRow): Promise<boolean> {
-  try {
-    const { payload, protectedHeader } = await jwtVerify(secret, secretBytes(app.signing_secret), { algorithms: ['HS256'] });
-    return payload.appID === app.id && protectedHeader.kid === row.id;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -23,12 +23,15 @@ export interface RateLimitStore {
 }
 
 interface Log {
-  times: Float64Array;
+  /** Timestamps of the allowed requests still in the window, oldest first, from `head` on. */
+  times: number[];
   head: number;
-  size: number;
 }
 
-/** In-process store: one ring buffer of timestamps per key (8 bytes per allowed request in the window). */
+/**
+ * In-process store: per key, the timestamps of the requests allowed in the window (8 bytes each, so memory
+ * follows the traffic, not the configured limit).
+ */
 export class MemoryRateLimitStore implements RateLimitStore {
   private readonly logs = new Map<string, Log>();
   private readonly sweeper: NodeJS.Timeout;
@@ -53,30 +56,32 @@ export class MemoryRateLimitStore implements RateLimitStore {
 
   private decide(key: string, limit: number, windowMs: number, now: number, record: boolean): RateDecision {
     let log = this.logs.get(key);
-    if (!log || log.times.length !== limit) {
+    if (!log) {
       if (!record) return { allowed: true, limit, remaining: limit, resetAt: now + windowMs, retryAfter: 0 };
-      log = { times: new Float64Array(limit), head: 0, size: 0 };
+      log = { times: [], head: 0 };
       this.logs.set(key, log);
     }
-    while (log.size > 0 && log.times[log.head]! <= now - windowMs) {
-      log.head = (log.head + 1) % limit;
-      log.size--;
+    const t = log.times;
+    while (log.head < t.length && t[log.head]! <= now - windowMs) log.head++;
+    if (log.head > 1024 && log.head * 2 > t.length) {
+      t.splice(0, log.head);
+      log.head = 0;
     }
-    if (log.size >= limit) {
-      const resetAt = log.times[log.head]! + windowMs;
+    const size = t.length - log.head;
+    if (size >= limit) {
+      // The request that must leave the window before one more fits (the limit may have been lowered).
+      const resetAt = t[t.length - limit]! + windowMs;
       return { allowed: false, limit, remaining: 0, resetAt, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
     }
-    if (record) {
-      log.times[(log.head + log.size) % limit] = now;
-      log.size++;
-    }
-    const resetAt = (log.size > 0 ? log.times[log.head]! : now) + windowMs;
-    return { allowed: true, limit, remaining: limit - log.size, resetAt, retryAfter: 0 };
+    if (record) t.push(now);
+    const used = t.length - log.head;
+    const resetAt = (used > 0 ? t[log.head]! : now) + windowMs;
+    return { allowed: true, limit, remaining: limit - used, resetAt, retryAfter: 0 };
   }
 
   private sweep(now: number): void {
     for (const [key, log] of this.logs) {
-      const newest = log.size > 0 ? log.times[(log.head + log.size - 1) % log.times.length]! : 0;
+      const newest = log.times.length > log.head ? log.times[log.times.length - 1]! : 0;
       // Keys are swept by wall time; a test clock far in the past or future only delays their removal.
       if (newest < now - 10 * 60_000) this.logs.delete(key);
     }

@@ -36,7 +36,7 @@ function openSqlite(dataDir: string): Store {
   conn.pragma('synchronous = NORMAL');
   // SQLite has no regular expressions of its own; the user query compiler (store/user-query.ts) calls this.
   conn.function('imkit_regexp', { deterministic: true }, imkitRegexp);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
   return {
     db,
     dialect: 'sqlite',
@@ -86,6 +86,30 @@ function openPostgres(url: string, schema: string | undefined): Store {
     },
     close: () => db.destroy(),
   };
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew, and preparing costs more than running a small query. The
+ * SQL text of a Kysely query is the same for every call with the same shape (values are bound), so prepared
+ * statements are kept per SQL text. A bounded map: shapes built from variable-length lists (IN (?, ?, ...)) vary.
+ */
+function withStatementCache(conn: Sqlite.Database): Sqlite.Database {
+  const cache = new Map<string, Sqlite.Statement>();
+  const prepare = conn.prepare.bind(conn);
+  return new Proxy(conn, {
+    get(target, prop, receiver) {
+      if (prop !== 'prepare') return Reflect.get(target, prop, receiver);
+      return (sqlText: string) => {
+        let stmt = cache.get(sqlText);
+        if (!stmt) {
+          stmt = prepare(sqlText);
+          if (cache.size >= 500) cache.delete(cache.keys().next().value!);
+          cache.set(sqlText, stmt);
+        }
+        return stmt;
+      };
+    },
+  });
 }
 
 async function runMigrations(db: Kysely<Database>, schema?: string): Promise<void> {
