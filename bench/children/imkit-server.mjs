@@ -1,0 +1,24 @@
+// imkit-server as `npm start` runs it (settings from the environment, default application created on an empty
+// store), on 127.0.0.1 and a free port; tells the orchestrator its URL and the keys of the default application.
+import { loadConfig } from '../../dist/config.js';
+import { createServer } from '../../dist/server.js';
+import { serve, ready } from '../lib/child.mjs';
+
+const config = { ...loadConfig({}, process.env), port: 0, host: '127.0.0.1' };
+const server = await createServer(config);
+const url = await server.listen();
+const created = server.bootstrap.createdDefault;
+if (!created) throw new Error('the bench needs an empty store (the default application was not created)');
+
+serve({
+  gc: () => {
+    globalThis.gc?.();
+    return process.memoryUsage();
+  },
+  sockets: () => ({ engine: server.realtime.io.engine.clientsCount }),
+});
+process.on('SIGTERM', () => {
+  server.close().finally(() => process.exit(0));
+  setTimeout(() => process.exit(0), 3000).unref();
+});
+ready({ url, apiKey: created.apiKey, clientKey: created.clientKey, appId: created.id, store: server.store.describe, logLevel: config.logLevel });

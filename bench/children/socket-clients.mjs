@@ -1,0 +1,201 @@
+// Load generator: a share of the bench's Socket.IO clients (imkit-server or the bare baseline), counting the
+// `chat message` events they receive and the send-to-receive latency, and sending at a paced rate.
+import http from 'node:http';
+import { io } from 'socket.io-client';
+import { serve, ready } from '../lib/child.mjs';
+import { Hist } from '../lib/hist.mjs';
+
+const now = () => performance.timeOrigin + performance.now();
+
+/** @type {Array<{socket: import('socket.io-client').Socket, user: string, token?: string, room?: string}>} */
+let clients = [];
+let kind = 'imkit';
+let encoding = 'plain';
+let step = -1;
+let windowEnd = 0;
+let stepDelivered = 0;
+let inWindow = 0;
+let otherDelivered = 0;
+let undecodable = 0;
+const hist = new Hist();
+
+function onMessage(arg) {
+  const t = now();
+  let msg = arg;
+  if (typeof arg === 'string') {
+    try {
+      msg = JSON.parse(Buffer.from(arg, 'base64').toString('utf8'));
+    } catch {
+      undecodable++;
+      return;
+    }
+  }
+  if (!msg || msg.benchStep !== step) {
+    otherDelivered++;
+    return;
+  }
+  stepDelivered++;
+  if (t <= windowEnd) inWindow++;
+  hist.add(t - msg.sentAt);
+}
+
+function connectOne(url, c, clientKey) {
+  return new Promise((resolve) => {
+    const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: 20_000 });
+    const entry = { socket, user: c.user, token: c.token, room: c.room };
+    let settled = false;
+    const done = (err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) socket.disconnect();
+      resolve(err ? { err } : { entry });
+    };
+    const timer = setTimeout(() => done('timeout'), 30_000);
+    socket.once('connect_error', (e) => done(`connect_error: ${e.message}`));
+    socket.once('connect', () => {
+      socket.on('chat message', onMessage);
+      if (kind === 'bare') {
+        socket.emit('join', c.room ? [c.room] : [], () => done());
+        return;
+      }
+      // As the IMKIT SDKs do: conf first, then auth2 with the client key and the token.
+      socket.emit('conf', { encoding: encoding === 'base64' ? 'base64' : 'json' }, () => {
+        socket.emit('auth2', c.token, { CLIENT_KEY: clientKey, Authorization: c.token }, (ack) => {
+          const res = typeof ack === 'string' ? JSON.parse(Buffer.from(ack, 'base64').toString('utf8')) : ack;
+          done(res?.RC === 0 ? undefined : `auth2: ${JSON.stringify(res).slice(0, 200)}`);
+        });
+      });
+    });
+  });
+}
+
+async function connect({ url, kind: k, encoding: enc = 'plain', clientKey, list, concurrency = 100 }) {
+  kind = k;
+  encoding = enc;
+  const start = now();
+  const errors = [];
+  let i = 0;
+  let failed = 0;
+  const lane = async () => {
+    while (i < list.length) {
+      const c = list[i++];
+      const r = await connectOne(url, c, clientKey);
+      if (r.entry) clients.push(r.entry);
+      else {
+        failed++;
+        if (errors.length < 5) errors.push(r.err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, lane));
+  return { connected: clients.length, failed, ms: now() - start, errors };
+}
+
+function measureStart({ step: s, durationMs }) {
+  step = s;
+  stepDelivered = 0;
+  inWindow = 0;
+  otherDelivered = 0;
+  hist.reset();
+  windowEnd = now() + durationMs;
+  return { ok: true };
+}
+
+function collect() {
+  return { stepDelivered, inWindow, otherDelivered, undecodable, hist: hist.toJSON(), sockets: clients.filter((c) => c.socket.connected).length };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function restSend(base, c, clientKey, body) {
+  return new Promise((resolve) => {
+    const data = JSON.stringify(body);
+    const req = http.request(
+      `${base}/rooms/${encodeURIComponent(c.room)}/message`,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'IM-CLIENT-KEY': restClientKey, 'IM-Authorization': c.token },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode === 200));
+        res.on('error', () => resolve(false));
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.end(data);
+  });
+}
+let restClientKey = '';
+
+/**
+ * Sends `rate` messages per second for `durationMs`, round-robin over the given senders (indices into this
+ * worker's clients), over the socket (`chat message` with an ack) or over REST. At most `maxInFlight` sends
+ * wait for their ack at once; a send that would exceed that is skipped and counted (the target is not met).
+ */
+async function send({ rate, durationMs, senders, via = 'socket', restBase, clientKey, maxInFlight = 1000, text = 'hello from the bench' }) {
+  restClientKey = clientKey ?? '';
+  const ackHist = new Hist();
+  let sent = 0;
+  let acked = 0;
+  let ackErrors = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  let rr = 0;
+  const firstError = [];
+  const start = now();
+  const end = start + durationMs;
+  const sendOne = () => {
+    const c = clients[senders[rr++ % senders.length]];
+    const sentAt = now();
+    const msg = { room: c.room, messageType: 'text', message: text, sentAt, benchStep: step };
+    inFlight++;
+    sent++;
+    const finish = (ok, detail) => {
+      inFlight--;
+      if (ok) {
+        acked++;
+        ackHist.add(now() - sentAt);
+      } else {
+        ackErrors++;
+        if (firstError.length < 3) firstError.push(detail);
+      }
+    };
+    if (via === 'rest') {
+      const { room, ...body } = msg;
+      void restSend(restBase, c, clientKey, body).then((ok) => finish(ok, 'http error'));
+    } else {
+      c.socket.emit('chat message', msg, (ack) => finish(ack && ack.RC === 0, JSON.stringify(ack).slice(0, 200)));
+    }
+  };
+  await new Promise((resolve) => {
+    const tick = () => {
+      const t = now();
+      const due = Math.floor((Math.min(t, end) - start) * (rate / 1000));
+      while (sent + skipped < due) {
+        if (inFlight >= maxInFlight) skipped++;
+        else sendOne();
+      }
+      if (t >= end) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  const sendMs = now() - start;
+  // Wait (bounded) for the acks still in flight.
+  const ackDeadline = now() + 5000;
+  while (inFlight > 0 && now() < ackDeadline) await new Promise((r) => setTimeout(r, 10));
+  return { sent, acked, ackErrors, skipped, unacked: inFlight, sendMs, ackHist: ackHist.toJSON(), firstError };
+}
+
+async function close() {
+  for (const c of clients) c.socket.disconnect();
+  clients = [];
+  agent.destroy();
+  return { ok: true };
+}
+
+serve({ connect, measureStart, collect, send, close, count: () => ({ sockets: clients.filter((c) => c.socket.connected).length }) });
+ready();

@@ -1,0 +1,785 @@
+#!/usr/bin/env node
+// imkit-server benchmarks: every scenario against a baseline measured in the same run on the same machine.
+// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store]
+// See docs/performance.md for what each scenario measures and the latest figures.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { closeAgent, createRooms, createUsers, request, sendRest } from './lib/api.mjs';
+import { Hist } from './lib/hist.mjs';
+import { codeVersion, describeMachine, machine } from './lib/machine.mjs';
+import { benchCpuMs, cpuMsOf, killAll, machineBusyMs, rssOf, sleep, startChild } from './lib/proc.mjs';
+import { ratioChart } from './lib/svg.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '..');
+const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store'];
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    postgres: { type: 'boolean', default: false },
+    'pg-url': { type: 'string', default: process.env.IMKIT_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
+    only: { type: 'string' },
+    'log-level': { type: 'string' },
+    encoding: { type: 'string', default: 'plain' },
+    'fanout-via': { type: 'string', default: 'socket' },
+    connections: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opts.help) {
+  process.stdout.write(`npm run bench -- [--quick] [--json] [--postgres] [--only ${SCENARIOS.join(',')}]
+  --quick            smaller scale, under a minute (200 sockets in 20 rooms, 2,000 idle connections)
+  --json             the last line printed is one JSON object with the headline figures
+  --postgres         also run REST send and the store scenario on PostgreSQL (--pg-url, default
+                     postgres://postgres@127.0.0.1:5432/test), each in a fresh schema dropped at the end
+  --log-level L      LOG_LEVEL of the server under test (default: the server's default, info)
+  --encoding E       plain (default, as the Vue SDK) or base64 (as the other SDKs) socket payloads
+  --fanout-via V     socket (default: chat message events) or rest (POST /rooms/:id/message) for fan-out senders
+  --connections N    idle sockets for the connections scenario (default 2,000 quick, 10,000 full)
+  --no-write         do not write bench/results/
+  --profile          write V8 CPU profiles of the imkit-server processes (path printed at the end)
+`);
+  process.exit(0);
+}
+const only = new Set(opts.only ? opts.only.split(',').map((s) => s.trim()) : SCENARIOS);
+for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
+
+const QUICK = {
+  fanout: { users: 200, roomSize: 10, sendersPerRoom: 2, stepMs: 800, halfMs: 1500, drainMs: 1500, startRate: 2000, factor: 2, maxRate: 64_000, refine: false },
+  rest: { users: 20, connections: 32, durationSec: 1.2 },
+  auth: { durationSec: 1 },
+  connections: { n: 2000, settleMs: 500 },
+  store: { durationMs: 400 },
+  workers: 2,
+  watchdogMs: 170_000,
+};
+const FULL = {
+  fanout: { users: 1000, roomSize: 10, sendersPerRoom: 2, stepMs: 3000, halfMs: 10_000, drainMs: 5000, startRate: 1000, factor: 2, maxRate: 128_000, refine: true },
+  rest: { users: 20, connections: 32, durationSec: 5 },
+  auth: { durationSec: 3 },
+  connections: { n: 10_000, settleMs: 2000 },
+  store: { durationMs: 3000 },
+  workers: 2,
+  watchdogMs: 30 * 60_000,
+};
+const P = opts.quick ? QUICK : FULL;
+if (opts.connections) P.connections.n = Number(opts.connections);
+/** Deliveries must all arrive and p99 stay under this for a rate step to count as kept up. */
+const P99_LIMIT_MS = 250;
+
+const M = machine();
+const out = (line = '') => process.stdout.write(line + '\n');
+const fmt = (n, d = 0) => (n === null || n === undefined || Number.isNaN(n) ? '-' : Number(n).toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'imkit-bench-'));
+const logs = [];
+const profileDir = path.join(os.tmpdir(), `imkit-bench-profiles-${Date.now().toString(36)}`);
+
+const watchdog = setTimeout(() => {
+  process.stderr.write(`bench: still running after ${P.watchdogMs / 1000} s; stopping (logs in ${tmpRoot})\n`);
+  killAll();
+  process.exit(1);
+}, P.watchdogMs);
+watchdog.unref();
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+function serverEnv(extra = {}) {
+  return {
+    LOG_LEVEL: opts['log-level'] ?? '',
+    IMKIT_RATE_LIMIT: '1000000',
+    ...extra,
+  };
+}
+
+async function startImkit(name, env) {
+  const dataDir = path.join(tmpRoot, name);
+  fs.mkdirSync(dataDir, { recursive: true });
+  const logFile = path.join(tmpRoot, `${name}.log`);
+  logs.push(logFile);
+  const profile = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-\${pid}.cpuprofile`] : [];
+  const s = await startChild('imkit-server.mjs', { env: { IMKIT_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ...env }, execArgv: ['--expose-gc', ...profile], logFile });
+  return s;
+}
+
+async function startWorkers(n, name = 'socket-clients.mjs') {
+  return Promise.all(Array.from({ length: n }, () => startChild(name, { execArgv: ['--max-old-space-size=4096'] })));
+}
+
+// ------------------------------------------------------------------------------------------ fan-out
+
+function fanoutPlan(users) {
+  const { roomSize, sendersPerRoom } = P.fanout;
+  const rooms = [];
+  for (let r = 0; r * roomSize < users.length; r++) rooms.push({ id: `g${r}`, members: users.slice(r * roomSize, (r + 1) * roomSize).map((u) => u.user) });
+  // user i -> worker i % W: every room has members (and senders) in every worker.
+  const W = P.workers;
+  const lists = Array.from({ length: W }, () => []);
+  const senders = Array.from({ length: W }, () => []);
+  users.forEach((u, i) => {
+    const w = i % W;
+    const room = `g${Math.floor(i / roomSize)}`;
+    if (i % roomSize < sendersPerRoom) senders[w].push(lists[w].length);
+    lists[w].push({ user: u.user, token: u.token, room });
+  });
+  return { rooms, lists, senders };
+}
+
+async function runStep(ctx, step, rate, durationMs) {
+  const { workers, plan, serverPid, via, base, clientKey } = ctx;
+  const totalSenders = plan.senders.reduce((a, s) => a + s.length, 0);
+  await Promise.all(workers.map((w) => w.call('measureStart', { step, durationMs })));
+  const cpu0 = cpuMsOf(serverPid);
+  const genCpu0 = workers.map((w) => cpuMsOf(w.pid));
+  const busy0 = machineBusyMs();
+  const t0 = performance.now();
+  const sends = await Promise.all(
+    workers.map((w, i) =>
+      plan.senders[i].length
+        ? w.call('send', { rate: (rate * plan.senders[i].length) / totalSenders, durationMs, senders: plan.senders[i], via, restBase: base, clientKey, maxInFlight: 2000 }, durationMs + 30_000)
+        : { sent: 0, acked: 0, ackErrors: 0, skipped: 0, unacked: 0 },
+    ),
+  );
+  const wall = performance.now() - t0;
+  const cpu = ((cpuMsOf(serverPid) - cpu0) / wall) * 100;
+  const genCpu = (workers.reduce((a, w, i) => a + (cpuMsOf(w.pid) - genCpu0[i]), 0) / wall) * 100;
+  // Everything else the machine did meanwhile (this orchestrator, and any other process: a busy machine skews results).
+  const otherCpu = ((machineBusyMs() - busy0) / wall) * 100 - cpu - genCpu;
+  const acked = sends.reduce((a, s) => a + s.acked, 0);
+  const expected = acked * P.fanout.roomSize;
+  // Drain: wait (bounded) for the deliveries of this step still on their way.
+  let cols;
+  let last = -1;
+  let stable = 0;
+  const deadline = performance.now() + P.fanout.drainMs;
+  for (;;) {
+    cols = await Promise.all(workers.map((w) => w.call('collect')));
+    const got = cols.reduce((a, c) => a + c.stepDelivered, 0);
+    if (got >= expected || performance.now() > deadline) break;
+    stable = got === last ? stable + 1 : 0;
+    if (stable >= 5) break;
+    last = got;
+    await sleep(100);
+  }
+  const hist = new Hist();
+  for (const c of cols) hist.merge(c.hist);
+  const delivered = cols.reduce((a, c) => a + c.stepDelivered, 0);
+  const inWindow = cols.reduce((a, c) => a + c.inWindow, 0);
+  const lat = hist.summary();
+  const ackHist = new Hist();
+  for (const x of sends) if (x.ackHist) ackHist.merge(x.ackHist);
+  const ack = ackHist.summary();
+  const r = {
+    targetPerSec: rate,
+    sentPerSec: Math.round(acked / (durationMs / 1000)),
+    deliveredPerSec: Math.round(inWindow / (durationMs / 1000)),
+    completeness: expected ? Math.round((delivered / expected) * 1000) / 1000 : 0,
+    p50Ms: lat.p50,
+    p99Ms: lat.p99,
+    maxMs: lat.max,
+    ackP50Ms: ack.p50,
+    ackP99Ms: ack.p99,
+    ackErrors: sends.reduce((a, s) => a + s.ackErrors, 0),
+    skipped: sends.reduce((a, s) => a + s.skipped, 0),
+    serverCpuPct: Math.round(cpu),
+    generatorsCpuPct: Math.round(genCpu),
+    otherCpuPct: Math.max(0, Math.round(otherCpu)),
+  };
+  const firstError = sends.flatMap((s) => s.firstError ?? [])[0];
+  if (firstError) r.firstError = firstError;
+  r.keptUp = acked >= 0.95 * rate * (durationMs / 1000) && r.deliveredPerSec >= 0.9 * r.sentPerSec * P.fanout.roomSize && r.completeness >= 0.99 && (r.p99Ms ?? Infinity) <= P99_LIMIT_MS;
+  return r;
+}
+
+/** After a step that fell behind: wait (at most 5 s) until the backlog of deliveries has stopped arriving. */
+async function settle(workers) {
+  let last = -1;
+  const deadline = performance.now() + 5000;
+  while (performance.now() < deadline) {
+    const cols = await Promise.all(workers.map((w) => w.call('collect')));
+    const got = cols.reduce((a, c) => a + c.stepDelivered + c.otherDelivered, 0);
+    if (got === last) return;
+    last = got;
+    await sleep(250);
+  }
+}
+
+function printStep(label, r) {
+  out(
+    `  ${label.padEnd(8)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
+      `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
+      `cpu: server ${String(r.serverCpuPct).padStart(3)}% generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
+  );
+}
+
+/** Steps the send rate up until deliveries fall behind, then measures latency at half of the best delivered rate. */
+async function fanoutAgainst(label, ctx) {
+  const F = P.fanout;
+  const steps = [];
+  let stepNo = 1;
+  let rate = F.startRate;
+  let lastOk;
+  let firstBad;
+  while (rate <= F.maxRate) {
+    const r = await runStep(ctx, stepNo++, rate, F.stepMs);
+    steps.push(r);
+    printStep(label, r);
+    if (!r.keptUp) {
+      firstBad = rate;
+      break;
+    }
+    lastOk = rate;
+    rate *= F.factor;
+    await sleep(200);
+  }
+  // Already behind at the start rate: step down to 70% of what was delivered, until a rate is kept up (at most 3 times).
+  for (let down = 0; !lastOk && firstBad && down < 3; down++) {
+    const best = Math.max(...steps.map((x) => x.deliveredPerSec)) / F.roomSize;
+    rate = Math.max(10, Math.round(Math.min(firstBad / F.factor, best * 0.7)));
+    await sleep(400);
+    await settle(ctx.workers);
+    const r = await runStep(ctx, stepNo++, rate, F.stepMs);
+    steps.push(r);
+    printStep(label, r);
+    if (r.keptUp) lastOk = rate;
+    else firstBad = rate;
+  }
+  if (F.refine && lastOk && firstBad) {
+    const mid = Math.round(Math.sqrt(lastOk * firstBad));
+    await settle(ctx.workers);
+    const r = await runStep(ctx, stepNo++, mid, F.stepMs);
+    steps.push(r);
+    printStep(label, r);
+  }
+  const maxDeliveredPerSec = Math.max(...steps.map((s) => s.deliveredPerSec));
+  const halfRate = Math.max(1, Math.round(maxDeliveredPerSec / F.roomSize / 2));
+  await settle(ctx.workers);
+  const half = await runStep(ctx, stepNo++, halfRate, F.halfMs);
+  printStep('half', half);
+  return { steps, maxDeliveredPerSec, maxSentPerSec: Math.round(maxDeliveredPerSec / F.roomSize), half };
+}
+
+async function connectAll(workers, plan, args) {
+  const t0 = performance.now();
+  const res = await Promise.all(workers.map((w, i) => w.call('connect', { ...args, list: plan.lists[i] }, 300_000)));
+  const failed = res.reduce((a, r) => a + r.failed, 0);
+  if (failed) throw new Error(`${failed} sockets failed to connect: ${res.flatMap((r) => r.errors).slice(0, 3).join('; ')}`);
+  return { connected: res.reduce((a, r) => a + r.connected, 0), ms: performance.now() - t0 };
+}
+
+async function scenarioFanout(S, users, template) {
+  const F = P.fanout;
+  const plan = fanoutPlan(users);
+  const workers = await startWorkers(P.workers);
+  const via = opts['fanout-via'];
+  const result = {
+    users: users.length,
+    rooms: plan.rooms.length,
+    roomSize: F.roomSize,
+    senders: plan.senders.reduce((a, s) => a + s.length, 0),
+    sendVia: via,
+    encoding: opts.encoding,
+    stepSeconds: F.stepMs / 1000,
+    halfSeconds: F.halfMs / 1000,
+    generatorProcesses: P.workers,
+  };
+  try {
+    out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
+    const c1 = await connectAll(workers, plan, { url: S.info.url, kind: 'imkit', clientKey: S.info.clientKey, encoding: opts.encoding });
+    out(`  imkit-server: ${c1.connected} sockets authenticated in ${fmt(c1.ms)} ms`);
+    result.imkit = await fanoutAgainst('imkit', { workers, plan, serverPid: S.pid, via, base: S.info.url, clientKey: S.info.clientKey });
+    await Promise.all(workers.map((w) => w.call('close')));
+    await sleep(300);
+
+    const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template), BENCH_ENCODING: opts.encoding } });
+    try {
+      const c2 = await connectAll(workers, plan, { url: bare.info.url, kind: 'bare', encoding: opts.encoding });
+      out(`  bare Socket.IO baseline: ${c2.connected} sockets joined in ${fmt(c2.ms)} ms (senders emit chat message over the socket)`);
+      result.baseline = await fanoutAgainst('bare', { workers, plan, serverPid: bare.pid, via: 'socket' });
+    } finally {
+      await Promise.all(workers.map((w) => w.call('close').catch(() => {})));
+      await bare.stop();
+    }
+    result.ratio = round(result.imkit.maxDeliveredPerSec / result.baseline.maxDeliveredPerSec, 3);
+    out(
+      `  => max delivered: imkit ${fmt(result.imkit.maxDeliveredPerSec)}/s (${fmt(result.imkit.maxSentPerSec)} msg/s sent), bare ${fmt(result.baseline.maxDeliveredPerSec)}/s: ratio ${result.ratio}; ` +
+        `p99 at half rate: imkit ${fmt(result.imkit.half.p99Ms, 1)} ms, bare ${fmt(result.baseline.half.p99Ms, 1)} ms`,
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------ REST send and auth
+
+async function loadRun(gen, args) {
+  return gen.call('run', args, (args.durationSec + 60) * 1000);
+}
+
+function summarizeLoad(r) {
+  return {
+    perSec: Math.round(r.perSec),
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    maxMs: r.latency.max,
+    requests: r.requests,
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    ...(r.non2xx ? { statusCodes: r.statusCodes } : {}),
+  };
+}
+
+async function maxThenHalf(gen, url, variants, R) {
+  const max = summarizeLoad(await loadRun(gen, { url, variants, connections: R.connections, durationSec: R.durationSec }));
+  await sleep(300);
+  const half = summarizeLoad(await gen.call('paced', { url, variants, rate: max.perSec / 2, durationSec: R.durationSec, maxConnections: 64 }, (R.durationSec + 60) * 1000));
+  return { max, half };
+}
+
+function restVariants(S, users, roomSize, count) {
+  // `count` users, two per room: several users in several rooms.
+  const picked = [];
+  for (let r = 0; picked.length < count; r++) {
+    for (let k = 0; k < 2 && picked.length < count; k++) {
+      const u = users[r * roomSize + k];
+      if (!u) break;
+      picked.push({ ...u, room: `g${r}` });
+    }
+    if (r * roomSize >= users.length) break;
+  }
+  return picked.map((u) => ({
+    method: 'POST',
+    path: `/rooms/${u.room}/message`,
+    headers: { 'IM-CLIENT-KEY': S.info.clientKey, 'IM-Authorization': u.token },
+    body: { messageType: 'text', message: 'hello from the bench' },
+  }));
+}
+
+async function scenarioRest(S, users, template, label = 'SQLite') {
+  const R = P.rest;
+  const variants = restVariants(S, users, P.fanout.roomSize, R.users);
+  const rooms = new Set(variants.map((v) => v.path)).size;
+  out(`\nREST send (${label}): POST /rooms/:id/message, ${variants.length} users in ${rooms} rooms, max: autocannon, ${R.connections} connections; at half of it: evenly paced open loop; ${R.durationSec} s per run (1 generator process)`);
+  const gen = await startChild('http-load.mjs');
+  try {
+    const cpu0 = cpuMsOf(S.pid);
+    const t0 = performance.now();
+    const imkit = await maxThenHalf(gen, S.info.url, variants, R);
+    const cpu = Math.round(((cpuMsOf(S.pid) - cpu0) / (performance.now() - t0)) * 100);
+    printLoad(`imkit ${label}`, imkit);
+    if (imkit.max.non2xx || imkit.max.errors) out(`  WARNING: ${imkit.max.non2xx} non-2xx, ${imkit.max.errors} errors: ${JSON.stringify(imkit.max.statusCodes ?? {})}`);
+    const result = { users: variants.length, rooms, connections: R.connections, durationSec: R.durationSec, imkit: { ...imkit, serverCpuPct: cpu } };
+    if (label === 'SQLite') {
+      const bare = await startChild('bare-fastify.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template) } });
+      try {
+        result.baseline = await maxThenHalf(gen, bare.info.url, variants, R);
+      } finally {
+        await bare.stop();
+      }
+      printLoad('bare Fastify', result.baseline);
+      result.ratio = round(result.imkit.max.perSec / result.baseline.max.perSec, 3);
+      out(`  => imkit ${fmt(imkit.max.perSec)} persisted msg/s vs bare route ${fmt(result.baseline.max.perSec)} req/s: ratio ${result.ratio}; p99 at half rate ${fmt(imkit.half.p99Ms, 1)} ms`);
+    }
+    return result;
+  } finally {
+    await gen.stop();
+  }
+}
+
+function printLoad(label, { max, half }) {
+  out(`  ${label.padEnd(14)} max ${fmt(max.perSec).padStart(7)} req/s (p50 ${fmt(max.p50Ms, 1)} p99 ${fmt(max.p99Ms, 1)} ms)   at half (${fmt(max.perSec / 2)} req/s): p50 ${fmt(half.p50Ms, 1)} p99 ${fmt(half.p99Ms, 1)} max ${fmt(half.maxMs, 0)} ms${max.non2xx ? `  [${max.non2xx} non-2xx]` : ''}`);
+}
+
+async function scenarioAuth(S, users) {
+  const A = P.auth;
+  const conns = P.rest.connections;
+  out(`\nAuth: GET /me/pref (client key + token checked, then one small read) vs GET /healthz (public, no credentials), ${A.durationSec} s each`);
+  const gen = await startChild('http-load.mjs');
+  try {
+    const me = users.slice(0, 20).map((u) => ({ method: 'GET', path: '/me/pref', headers: { 'IM-CLIENT-KEY': S.info.clientKey, 'IM-Authorization': u.token } }));
+    const health = [{ method: 'GET', path: '/healthz', headers: {} }];
+    const a = summarizeLoad(await loadRun(gen, { url: S.info.url, variants: me, connections: conns, durationSec: A.durationSec }));
+    await sleep(300);
+    const b = summarizeLoad(await loadRun(gen, { url: S.info.url, variants: health, connections: conns, durationSec: A.durationSec }));
+    const costUs = Math.round(1e6 / a.perSec - 1e6 / b.perSec);
+    const ratio = round(a.perSec / b.perSec, 3);
+    out(`  GET /me/pref ${fmt(a.perSec)} req/s (p99 ${fmt(a.p99Ms, 1)} ms), GET /healthz ${fmt(b.perSec)} req/s (p99 ${fmt(b.p99Ms, 1)} ms): ratio ${ratio}, about ${costUs} µs of server time per authenticated request`);
+    return { route: 'GET /me/pref', me: a, healthz: b, ratio, authCostUs: costUs };
+  } finally {
+    await gen.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------ censorship
+
+/** `n` distinct keywords, deterministic: 80% lower-case words of 6-12 letters, 20% CJK words of 2-4 characters. */
+function keywordList(n) {
+  let seed = 42;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const out = new Set();
+  while (out.size < n) {
+    if (rnd() < 0.8) {
+      const len = 6 + Math.floor(rnd() * 7);
+      out.add(Array.from({ length: len }, () => String.fromCharCode(97 + Math.floor(rnd() * 26))).join(''));
+    } else {
+      const len = 2 + Math.floor(rnd() * 3);
+      out.add(Array.from({ length: len }, () => String.fromCodePoint(0x4e00 + Math.floor(rnd() * 0x5000))).join(''));
+    }
+  }
+  return [...out];
+}
+
+/**
+ * Censorship with a 10,000-keyword list (mask mode): REST send with the list against REST send without it (the
+ * REST scenario's figure, same server, same run), and the automaton alone (build time, time per message).
+ */
+async function scenarioCensorship(S, users, restResult) {
+  const R = P.rest;
+  if (!fs.existsSync(path.join(root, 'dist', 'chat', 'censor.js'))) {
+    out('\ncensorship: not implemented yet (issue 5)');
+    return { implemented: false };
+  }
+  const keywords = keywordList(10_000);
+  out(`\nCensorship: ${fmt(keywords.length)} keywords (mask mode) set with POST /config; REST send with them vs without (the REST figure above)`);
+  const set = await request(S.info.url, 'POST', '/config', { headers: { 'IM-API-KEY': S.info.apiKey }, body: { censorship: { keywords, mode: 'mask' } } });
+  if (set.status !== 200) throw new Error(`POST /config censorship: ${set.status} ${set.raw.slice(0, 200)}`);
+  // Proof that it is on: a message holding a keyword comes back masked.
+  const probe = await sendRest(S.info.url, S.info.clientKey, users[0].token, 'g0', { messageType: 'text', message: `probe ${keywords[0]} probe` });
+  const masked = probe.result.message === `probe ${'*'.repeat(Array.from(keywords[0]).length)} probe`;
+  if (!masked) throw new Error(`censorship did not mask the probe message: ${JSON.stringify(probe.result.message)}`);
+  const variants = restVariants(S, users, P.fanout.roomSize, R.users);
+  const gen = await startChild('http-load.mjs');
+  let withList;
+  try {
+    withList = summarizeLoad(await loadRun(gen, { url: S.info.url, variants, connections: R.connections, durationSec: R.durationSec }));
+  } finally {
+    await gen.stop();
+  }
+  const without = restResult?.imkit.max;
+  const result = { keywords: keywords.length, mode: 'mask', withList };
+  if (without) {
+    result.withoutPerSec = without.perSec;
+    result.ratio = round(withList.perSec / without.perSec, 3);
+    result.costUs = Math.round(1e6 / withList.perSec - 1e6 / without.perSec);
+  }
+  out(`  REST send with the list: ${fmt(withList.perSec)} req/s (p99 ${fmt(withList.p99Ms, 1)} ms)${without ? ` vs ${fmt(without.perSec)} without: ratio ${result.ratio} (${result.costUs} µs per message, within run-to-run noise when small)` : ''}`);
+  // The automaton alone, in this process: what one message costs it, free of HTTP and storage noise.
+  try {
+    const { Censor } = await import(path.join(root, 'dist', 'chat', 'censor.js'));
+    let t = performance.now();
+    const censor = new Censor(keywords);
+    const buildMs = performance.now() - t;
+    const clean = 'Hi! Are we still meeting at the cafe near the station at 7? 我們七點在車站附近的咖啡店見面嗎？ See you there :)';
+    const dirty = `${clean} ${keywords[1]} ${keywords[keywords.length - 1]}`;
+    const N = 50_000;
+    for (let i = 0; i < 5000; i++) censor.mask(i % 2 ? clean : dirty);
+    t = performance.now();
+    for (let i = 0; i < N; i++) censor.mask(clean);
+    const cleanUs = ((performance.now() - t) * 1000) / N;
+    t = performance.now();
+    for (let i = 0; i < N; i++) censor.mask(dirty);
+    const dirtyUs = ((performance.now() - t) * 1000) / N;
+    result.automaton = { buildMs: round(buildMs, 1), maskUsPerMessage: round(cleanUs, 2), maskUsPerMessageWithHits: round(dirtyUs, 2), messageChars: Array.from(clean).length };
+    out(`  automaton alone: built in ${fmt(buildMs, 1)} ms; mask() ${fmt(cleanUs, 2)} µs per ${result.automaton.messageChars}-character message without a keyword, ${fmt(dirtyUs, 2)} µs with two`);
+  } catch (err) {
+    out(`  automaton alone: not measured (${err.message})`);
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------ connections
+
+async function scenarioConnections() {
+  let n = P.connections.n;
+  const W = P.workers;
+  const warnings = [];
+  if (M.fdLimit && n + 500 > M.fdLimit) {
+    const capped = Math.max(100, M.fdLimit - 500);
+    warnings.push(`ulimit -n is ${M.fdLimit}: capped at ${capped} connections instead of ${n} (raise it with ulimit -n before npm run bench)`);
+    n = capped;
+  }
+  for (const w of warnings) out(`WARNING: ${w}`);
+  out(`\nConnections: ${fmt(n)} idle sockets (websocket, conf + auth2), ${W} client processes`);
+  const S = await startImkit('connections', serverEnv());
+  const workers = await startWorkers(W);
+  try {
+    const t0 = performance.now();
+    const users = await createUsers(S.info.url, S.info.apiKey, Array.from({ length: n }, (_, i) => `c${i}`));
+    const setupMs = performance.now() - t0;
+    const lists = Array.from({ length: W }, () => []);
+    users.forEach((u, i) => lists[i % W].push({ ...u, room: `c${Math.floor(i / 10)}` }));
+    const plan = { lists };
+
+    const measure = async (server, kind, args) => {
+      await server.call('gc');
+      await sleep(150);
+      const mem0 = await server.call('gc');
+      const before = rssOf(server.pid);
+      const c = await connectAll(workers, plan, args);
+      await sleep(P.connections.settleMs);
+      await server.call('gc');
+      await sleep(150);
+      const mem1 = await server.call('gc');
+      const after = rssOf(server.pid);
+      const per = (k) => Math.round((mem1[k] - mem0[k]) / c.connected);
+      return {
+        connected: c.connected,
+        connectMs: Math.round(c.ms),
+        connectsPerSec: Math.round(c.connected / (c.ms / 1000)),
+        rssBeforeMB: round(before / 2 ** 20, 1),
+        rssAfterMB: round(after / 2 ** 20, 1),
+        bytesPerConnection: Math.round((after - before) / c.connected),
+        // Where it went, from process.memoryUsage() after a full GC: the JS heap, and ArrayBuffers (socket buffers, typed arrays).
+        heapBytesPerConnection: per('heapUsed'),
+        arrayBufferBytesPerConnection: per('arrayBuffers'),
+      };
+    };
+    const imkit = await measure(S, 'imkit', { url: S.info.url, kind: 'imkit', clientKey: S.info.clientKey, encoding: 'base64' });
+    const count = await S.call('sockets');
+    imkit.serverSockets = count.engine;
+    out(`  imkit-server: ${fmt(imkit.connected)} authenticated in ${fmt(imkit.connectMs)} ms (${fmt(imkit.connectsPerSec)}/s); RSS ${imkit.rssBeforeMB} -> ${imkit.rssAfterMB} MB = ${fmt(imkit.bytesPerConnection)} bytes per connection (JS heap ${fmt(imkit.heapBytesPerConnection)}, ArrayBuffers ${fmt(imkit.arrayBufferBytesPerConnection)}); users created in ${fmt(setupMs)} ms`);
+    await Promise.all(workers.map((w) => w.call('close')));
+    await S.stop();
+
+    const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: '{}' }, execArgv: ['--expose-gc'] });
+    let baseline;
+    try {
+      baseline = await measure(bare, 'bare', { url: bare.info.url, kind: 'bare' });
+    } finally {
+      await Promise.all(workers.map((w) => w.call('close').catch(() => {})));
+      await bare.stop();
+    }
+    out(`  bare Socket.IO: ${fmt(baseline.connected)} joined in ${fmt(baseline.connectMs)} ms; RSS ${baseline.rssBeforeMB} -> ${baseline.rssAfterMB} MB = ${fmt(baseline.bytesPerConnection)} bytes per connection (JS heap ${fmt(baseline.heapBytesPerConnection)}, ArrayBuffers ${fmt(baseline.arrayBufferBytesPerConnection)})`);
+    const ratio = round(baseline.bytesPerConnection / imkit.bytesPerConnection, 3);
+    out(`  => ${fmt(imkit.bytesPerConnection / 1024, 1)} KB per authenticated socket vs ${fmt(baseline.bytesPerConnection / 1024, 1)} KB bare (baseline/imkit ${ratio})`);
+    return { requested: P.connections.n, n, warnings, userSetupMs: Math.round(setupMs), imkit, baseline, ratio };
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+    await S.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------ store
+
+async function scenarioStore(dialect) {
+  const D = P.store;
+  out(`\nStore (${dialect}): services.messages.send / .history in-process (8 concurrent callers, one room, no socket delivery) vs raw ${dialect === 'sqlite' ? 'better-sqlite3' : 'pg'} statements on the same rows, ${D.durationMs / 1000} s each`);
+  const child = await startChild('store.mjs');
+  try {
+    const r = await child.call('run', { dialect, durationMs: D.durationMs, concurrency: 8, databaseUrl: opts['pg-url'], schema: `bench_store_${Date.now().toString(36)}` }, 300_000);
+    r.insertRatio = round(r.insert.perSec / r.rawSendTx.perSec, 3);
+    r.historyRatio = round(r.history.perSec / r.rawHistory.perSec, 3);
+    out(`  insert: ${fmt(r.insert.perSec)} msg/s (p99 ${fmt(r.insert.latency.p99, 1)} ms) vs raw send transaction ${fmt(r.rawSendTx.perSec)}/s (ratio ${r.insertRatio}), raw INSERT alone ${fmt(r.rawInsert.perSec)}/s`);
+    out(`  history: ${fmt(r.history.perSec)} pages/s of ${r.pageSize} (p99 ${fmt(r.history.latency.p99, 1)} ms) vs raw SELECT ${fmt(r.rawHistory.perSec)}/s (ratio ${r.historyRatio})`);
+    return r;
+  } finally {
+    await child.stop();
+  }
+}
+
+// ------------------------------------------------------------------------------------------ main
+
+const round = (v, d) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
+
+async function main() {
+  const started = Date.now();
+  const date = new Date().toISOString().slice(0, 10);
+  const results = { date, startedAt: new Date().toISOString(), mode: opts.quick ? 'quick' : 'full', code: codeVersion(root), machine: M, logLevel: opts['log-level'] ?? 'info (server default)', options: { postgres: opts.postgres, encoding: opts.encoding, fanoutVia: opts['fanout-via'], only: opts.only ?? null }, scenarios: {}, errors: {} };
+  out(`imkit-server benchmark (${results.mode}) — ${new Date().toISOString()}`);
+  out(`Machine: ${describeMachine(M)}`);
+  out(`Every load generator is a separate process on this same machine: it shares the ${M.cores} cores with the server under test.`);
+  // How busy the machine is before the bench starts anything (the load average would still count npm run build).
+  const b0 = machineBusyMs();
+  await sleep(500);
+  M.otherCpuPctAtStart = Math.round(((machineBusyMs() - b0) / 500) * 100);
+  out(`Other processes used ${M.otherCpuPctAtStart}% CPU (of ${M.cores * 100}%) just before the run${M.otherCpuPctAtStart > 20 ? ': WARNING, the machine is busy, figures will be lower and noisier' : ''}.`);
+  out(`Code: commit ${results.code.commit ?? '?'}${results.code.srcFilesChanged ? ` with ${results.code.srcFilesChanged} uncommitted change(s) under src/` : ''}`);
+  out(`Server: dist/ (npm run build), LOG_LEVEL ${results.logLevel}, a fresh SQLite store per run in ${tmpRoot}`);
+
+  const run = async (name, fn) => {
+    const busy0 = machineBusyMs();
+    const ours0 = benchCpuMs();
+    const t0 = performance.now();
+    try {
+      results.scenarios[name] = await fn();
+      // CPU that processes other than the bench used meanwhile: on a shared machine the figures above are lower.
+      const other = Math.max(0, Math.round(((machineBusyMs() - busy0 - (benchCpuMs() - ours0)) / (performance.now() - t0)) * 100));
+      results.scenarios[name].otherCpuPct = other;
+      out(`  (other processes used ${other}% CPU of ${M.cores * 100}% during this scenario${other > 20 ? ': the machine was busy, these figures are low' : ''})`);
+    } catch (err) {
+      results.errors[name] = String(err?.message ?? err);
+      out(`  ERROR in ${name}: ${err?.stack ?? err}`);
+    }
+  };
+
+  if (only.has('fanout') || only.has('rest') || only.has('auth') || only.has('censorship')) {
+    const S = await startImkit('main', serverEnv({ IMKIT_USER_RATE_LIMIT: '100000', IMKIT_SOCKET_EVENT_LIMIT: '100000' }));
+    try {
+      const t0 = performance.now();
+      const users = await createUsers(S.info.url, S.info.apiKey, Array.from({ length: P.fanout.users }, (_, i) => `u${i}`));
+      const plan = fanoutPlan(users);
+      await createRooms(S.info.url, S.info.apiKey, plan.rooms);
+      out(`Set-up: ${users.length} users and ${plan.rooms.length} rooms over the REST API in ${fmt(performance.now() - t0)} ms (${S.info.store})`);
+      const sample = await sendRest(S.info.url, S.info.clientKey, users[0].token, 'g0', { messageType: 'text', message: 'hello from the bench' });
+      const { sentAt: _s, benchStep: _b, ...template } = sample.result;
+      if (only.has('fanout')) await run('fanout', () => scenarioFanout(S, users, template));
+      if (only.has('rest')) await run('rest', () => scenarioRest(S, users, template));
+      if (only.has('auth')) await run('auth', () => scenarioAuth(S, users));
+      if (only.has('censorship')) await run('censorship', () => scenarioCensorship(S, users, results.scenarios.rest));
+    } finally {
+      await S.stop();
+    }
+  }
+  if (only.has('connections')) await run('connections', scenarioConnections);
+  if (only.has('store')) await run('store', () => scenarioStore('sqlite'));
+  if (opts.postgres) {
+    if (only.has('rest')) {
+      await run('restPostgres', async () => {
+        const schema = `bench_rest_${Date.now().toString(36)}`;
+        const S = await startImkit('postgres', serverEnv({ DATABASE_URL: opts['pg-url'], IMKIT_DATABASE_SCHEMA: schema, IMKIT_USER_RATE_LIMIT: '100000' }));
+        try {
+          const users = await createUsers(S.info.url, S.info.apiKey, Array.from({ length: P.rest.users * 5 }, (_, i) => `u${i}`));
+          await createRooms(S.info.url, S.info.apiKey, fanoutPlan(users).rooms);
+          return await scenarioRest(S, users, null, 'Postgres');
+        } finally {
+          await S.stop();
+          await dropSchema(schema);
+        }
+      });
+    }
+    if (only.has('store')) await run('storePostgres', () => scenarioStore('postgres'));
+  }
+  const c = results.scenarios.censorship;
+  results.censorship = !only.has('censorship')
+    ? 'censorship: not run'
+    : c?.implemented === false
+      ? 'censorship: not implemented yet (issue 5)'
+      : c
+        ? `censorship: ${fmt(c.keywords)} keywords, REST send ratio ${c.ratio ?? '-'} (${c.costUs ?? '-'} µs per message); automaton ${c.automaton?.maskUsPerMessage ?? '-'} µs per message`
+        : 'censorship: failed (see above)';
+  results.durationSec = Math.round((Date.now() - started) / 100) / 10;
+
+  const s = results.scenarios;
+  results.headline = {
+    fanoutRatio: s.fanout?.ratio ?? null,
+    fanoutMaxDeliveredPerSec: s.fanout?.imkit.maxDeliveredPerSec ?? null,
+    fanoutBaselineDeliveredPerSec: s.fanout?.baseline.maxDeliveredPerSec ?? null,
+    fanoutP99Ms: s.fanout?.imkit.half.p99Ms ?? null,
+    fanoutBaselineP99Ms: s.fanout?.baseline.half.p99Ms ?? null,
+    restSendPerSec: s.rest?.imkit.max.perSec ?? null,
+    restSendP99Ms: s.rest?.imkit.half.p99Ms ?? null,
+    restBaselinePerSec: s.rest?.baseline?.max.perSec ?? null,
+    restRatio: s.rest?.ratio ?? null,
+    restSendPostgresPerSec: s.restPostgres?.imkit.max.perSec ?? null,
+    restSendPostgresP99Ms: s.restPostgres?.imkit.half.p99Ms ?? null,
+    bytesPerConnection: s.connections?.imkit.bytesPerConnection ?? null,
+    baselineBytesPerConnection: s.connections?.baseline.bytesPerConnection ?? null,
+    connections: s.connections?.imkit.connected ?? null,
+    connectMs: s.connections?.imkit.connectMs ?? null,
+    authRatio: s.auth?.ratio ?? null,
+    authCostUs: s.auth?.authCostUs ?? null,
+    storeInsertPerSec: s.store?.insert.perSec ?? null,
+    storeInsertRatio: s.store?.insertRatio ?? null,
+    storeHistoryPagesPerSec: s.store?.history.perSec ?? null,
+    storeHistoryRatio: s.store?.historyRatio ?? null,
+    storePostgresInsertPerSec: s.storePostgres?.insert.perSec ?? null,
+    censorshipRatio: s.censorship?.ratio ?? null,
+    censorshipCostUs: s.censorship?.costUs ?? null,
+    censorshipMaskUs: s.censorship?.automaton?.maskUsPerMessage ?? null,
+  };
+  results.targets = targets(results);
+  printSummary(results);
+
+  if (opts.only && !opts['no-write']) out('Partial run (--only): bench/results/ left as it was.');
+  else if (!opts['no-write']) {
+    const dir = path.join(here, 'results');
+    fs.mkdirSync(dir, { recursive: true });
+    const name = `${date}${opts.quick ? '-quick' : ''}`;
+    fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(results, null, 1) + '\n');
+    fs.writeFileSync(path.join(dir, `${name}.svg`), chart(results));
+    out(`Wrote bench/results/${name}.json and bench/results/${name}.svg`);
+  }
+  if (opts.profile) out(`CPU profiles of the servers under test: ${profileDir} (open in Chrome DevTools > Performance)`);
+  closeAgent();
+  fs.rmSync(tmpRoot, { recursive: true, force: true });
+  if (opts.json) out(JSON.stringify({ mode: results.mode, date, commit: results.code.commit, machine: `${M.cores} cores ${M.model}, ${M.memoryGB} GB, Node ${M.node}`, ...results.headline, errors: Object.keys(results.errors).length ? results.errors : undefined }));
+}
+
+async function dropSchema(schema) {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ connectionString: opts['pg-url'] });
+  await c.connect();
+  try {
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The targets of issue 6, met or not. */
+function targets(r) {
+  const h = r.headline;
+  const t = [];
+  const add = (name, value, ok, target) => t.push({ name, target, value, met: value === null ? null : ok });
+  add('fan-out delivered vs bare Socket.IO', h.fanoutRatio, h.fanoutRatio >= 0.8, '>= 0.8');
+  add('fan-out p99 at half of max rate (ms)', h.fanoutP99Ms, h.fanoutP99Ms < 50, '< 50');
+  add('REST send on SQLite (persisted msg/s)', h.restSendPerSec, h.restSendPerSec >= 5000, '>= 5,000');
+  add('REST send p99 at half of max (ms)', h.restSendP99Ms, h.restSendP99Ms < 20, '< 20');
+  if (r.scenarios.restPostgres) add('REST send on Postgres (persisted msg/s)', h.restSendPostgresPerSec, h.restSendPostgresPerSec >= 2500, '>= 2,500');
+  const atFull = r.scenarios.connections?.imkit.connected >= 10_000;
+  add(`RSS per idle authenticated socket (bytes${atFull ? '' : ', below 10,000 sockets'})`, h.bytesPerConnection, h.bytesPerConnection < 30 * 1024, '< 30 KB at 10,000');
+  return t;
+}
+
+function printSummary(r) {
+  out(`\nSummary (${r.mode}, ${r.durationSec} s) — ${describeMachine(r.machine)}; load generators share the cores`);
+  const rows = [['target (issue 6)', 'wanted', 'measured', '']];
+  for (const t of r.targets) rows.push([t.name, t.target, t.value === null ? '-' : fmt(t.value, t.value < 100 ? 2 : 0), t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED']);
+  const w = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)));
+  for (const row of rows) out('  ' + row.map((c, i) => String(c).padEnd(w[i])).join('  '));
+  const h = r.headline;
+  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'}, REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}`);
+  for (const [k, v] of Object.entries(r.errors)) out(`  ERROR ${k}: ${v}`);
+}
+
+function chart(r) {
+  const s = r.scenarios;
+  const bars = [
+    { label: 'fan-out delivered/s vs bare Socket.IO', ratio: s.fanout?.ratio, target: 0.8, note: s.fanout ? `${fmt(s.fanout.imkit.maxDeliveredPerSec)} vs ${fmt(s.fanout.baseline.maxDeliveredPerSec)}/s` : 'not run' },
+    { label: 'REST send req/s vs bare Fastify', ratio: s.rest?.ratio, note: s.rest ? `${fmt(s.rest.imkit.max.perSec)} vs ${fmt(s.rest.baseline.max.perSec)}/s` : 'not run' },
+    { label: 'REST send vs 5,000 msg/s target', ratio: s.rest ? s.rest.imkit.max.perSec / 5000 : undefined, target: 1, note: s.rest ? `${fmt(s.rest.imkit.max.perSec)}/s` : 'not run' },
+    { label: 'REST send with 10,000 keywords vs none', ratio: s.censorship?.ratio, note: s.censorship?.withList ? `${fmt(s.censorship.withList.perSec)} vs ${fmt(s.censorship.withoutPerSec)}/s` : 'not run' },
+    { label: 'GET /me/pref vs GET /healthz', ratio: s.auth?.ratio, note: s.auth ? `${fmt(s.auth.me.perSec)} vs ${fmt(s.auth.healthz.perSec)}/s` : 'not run' },
+    { label: 'socket memory: bare / imkit', ratio: s.connections?.ratio, note: s.connections ? `${fmt(s.connections.imkit.bytesPerConnection / 1024, 1)} vs ${fmt(s.connections.baseline.bytesPerConnection / 1024, 1)} KB` : 'not run' },
+    { label: 'store insert vs raw SQLite tx', ratio: s.store?.insertRatio, note: s.store ? `${fmt(s.store.insert.perSec)} vs ${fmt(s.store.rawSendTx.perSec)}/s` : 'not run' },
+    { label: 'history page vs raw SELECT', ratio: s.store?.historyRatio, note: s.store ? `${fmt(s.store.history.perSec)} vs ${fmt(s.store.rawHistory.perSec)}/s` : 'not run' },
+  ];
+  if (s.storePostgres) bars.push({ label: 'Postgres insert vs raw pg tx', ratio: s.storePostgres.insertRatio, note: `${fmt(s.storePostgres.insert.perSec)} vs ${fmt(s.storePostgres.rawSendTx.perSec)}/s` });
+  const m = r.machine;
+  const lines = r.targets.map((t) => ({ text: `${t.met === null ? 'not measured' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${t.value === null ? '-' : fmt(t.value, t.value < 100 ? 2 : 0)} (wanted ${t.target})`, met: t.met }));
+  lines.push({ text: r.censorship });
+  return ratioChart(
+    `imkit-server vs baselines in the same run (${r.mode}, ${r.date}, commit ${r.code.commit ?? '?'}${r.code.srcFilesChanged ? ' + uncommitted changes' : ''})`,
+    `${m.cores} cores ${m.model}, ${m.memoryGB} GB, Node ${m.node}; other processes ${m.otherCpuPctAtStart}% CPU at start; load generators share the cores`,
+    bars,
+    lines,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${err?.stack ?? err}\n(logs: ${logs.join(', ') || tmpRoot})\n`);
+    killAll();
+    process.exit(1);
+  },
+);
