@@ -423,8 +423,14 @@ async function scenarioAuth(S, users) {
 
 /** `n` distinct keywords, deterministic: 80% lower-case words of 6-12 letters, 20% CJK words of 2-4 characters. */
 function keywordList(n) {
+  // xorshift32 in 32-bit integer arithmetic (a float LCG loses precision and can cycle forever)
   let seed = 42;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
   const out = new Set();
   while (out.size < n) {
     if (rnd() < 0.8) {
