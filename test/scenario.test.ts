@@ -91,7 +91,7 @@ describe.each(DIALECTS)('conformance scenario §6.3 (%s)', (dialect) => {
     // 12. reconnect after a server restart: the clients reconnect, conf + auth2 again, and chat works again
     const port = Number(new URL(base).port);
     await t.server.close();
-    restarted = await createServer({ ...t.config, port }, { clock: t.clock });
+    restarted = await createServer({ ...t.config, port, logLevel: 'silent' }, { clock: t.clock });
     await restarted.listen();
     await until(() => sockets.alice!.authed === 2 && sockets.bob!.authed === 2, 8000);
     const after = await restarted.http.inject({ method: 'POST', url: '/rooms/conf-room-1/message', headers: { ...as('alice'), 'content-type': 'application/json' }, payload: JSON.stringify({ messageType: 'text', message: 'after restart' }) });
