@@ -52,18 +52,20 @@ const only = new Set(opts.only ? opts.only.split(',').map((s) => s.trim()) : SCE
 for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
 
 const QUICK = {
-  fanout: { users: 200, roomSize: 10, sendersPerRoom: 2, stepMs: 800, halfMs: 1500, drainMs: 1500, startRate: 2000, factor: 2, maxRate: 64_000, refine: false },
-  rest: { users: 20, connections: 32, durationSec: 1.2 },
+  fanout: { users: 200, roomSize: 10, sendersPerRoom: 2, stepMs: 700, halfMs: 1200, drainMs: 1500, startRate: 2000, factor: 2, maxRate: 64_000, refine: false },
+  rest: { users: 20, connections: 32, durationSec: 1, warmSec: 1 },
   auth: { durationSec: 1 },
+  censorship: { pairs: 2, runSec: 0.6 },
   connections: { n: 2000, settleMs: 500 },
-  store: { durationMs: 400 },
+  store: { durationMs: 300 },
   workers: 2,
   watchdogMs: 170_000,
 };
 const FULL = {
   fanout: { users: 1000, roomSize: 10, sendersPerRoom: 2, stepMs: 3000, halfMs: 10_000, drainMs: 5000, startRate: 1000, factor: 2, maxRate: 128_000, refine: true },
-  rest: { users: 20, connections: 32, durationSec: 5 },
+  rest: { users: 20, connections: 32, durationSec: 5, warmSec: 3 },
   auth: { durationSec: 3 },
+  censorship: { pairs: 3, runSec: 2 },
   connections: { n: 10_000, settleMs: 2000 },
   store: { durationMs: 3000 },
   workers: 2,
@@ -338,6 +340,18 @@ function summarizeLoad(r) {
   };
 }
 
+/** One HTTP load generator process shared by the REST, auth and censorship scenarios (stopped at the end). */
+let httpGen;
+async function httpLoad() {
+  httpGen ??= await startChild('http-load.mjs');
+  return httpGen;
+}
+
+/** Unmeasured load first: the server's throughput still climbs for a few seconds after it starts serving a route. */
+async function warmUp(gen, url, variants, seconds) {
+  await loadRun(gen, { url, variants, connections: P.rest.connections, durationSec: seconds });
+}
+
 async function maxThenHalf(gen, url, variants, R) {
   const max = summarizeLoad(await loadRun(gen, { url, variants, connections: R.connections, durationSec: R.durationSec }));
   await sleep(300);
@@ -368,9 +382,10 @@ async function scenarioRest(S, users, template, label = 'SQLite') {
   const R = P.rest;
   const variants = restVariants(S, users, P.fanout.roomSize, R.users);
   const rooms = new Set(variants.map((v) => v.path)).size;
-  out(`\nREST send (${label}): POST /rooms/:id/message, ${variants.length} users in ${rooms} rooms, max: autocannon, ${R.connections} connections; at half of it: evenly paced open loop; ${R.durationSec} s per run (1 generator process)`);
-  const gen = await startChild('http-load.mjs');
-  try {
+  out(`\nREST send (${label}): POST /rooms/:id/message, ${variants.length} users in ${rooms} rooms, max: autocannon, ${R.connections} connections; at half of it: evenly paced open loop; ${R.durationSec} s per run after ${R.warmSec} s of warm-up (1 generator process)`);
+  const gen = await httpLoad();
+  {
+    await warmUp(gen, S.info.url, variants, R.warmSec);
     const cpu0 = cpuMsOf(S.pid);
     const t0 = performance.now();
     const imkit = await maxThenHalf(gen, S.info.url, variants, R);
@@ -381,6 +396,7 @@ async function scenarioRest(S, users, template, label = 'SQLite') {
     if (label === 'SQLite') {
       const bare = await startChild('bare-fastify.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template) } });
       try {
+        await warmUp(gen, bare.info.url, variants, R.warmSec / 2);
         result.baseline = await maxThenHalf(gen, bare.info.url, variants, R);
       } finally {
         await bare.stop();
@@ -390,8 +406,6 @@ async function scenarioRest(S, users, template, label = 'SQLite') {
       out(`  => imkit ${fmt(imkit.max.perSec)} persisted msg/s vs bare route ${fmt(result.baseline.max.perSec)} req/s: ratio ${result.ratio}; p99 at half rate ${fmt(imkit.half.p99Ms, 1)} ms`);
     }
     return result;
-  } finally {
-    await gen.stop();
   }
 }
 
@@ -403,8 +417,8 @@ async function scenarioAuth(S, users) {
   const A = P.auth;
   const conns = P.rest.connections;
   out(`\nAuth: GET /me/pref (client key + token checked, then one small read) vs GET /healthz (public, no credentials), ${A.durationSec} s each`);
-  const gen = await startChild('http-load.mjs');
-  try {
+  const gen = await httpLoad();
+  {
     const me = users.slice(0, 20).map((u) => ({ method: 'GET', path: '/me/pref', headers: { 'IM-CLIENT-KEY': S.info.clientKey, 'IM-Authorization': u.token } }));
     const health = [{ method: 'GET', path: '/healthz', headers: {} }];
     const a = summarizeLoad(await loadRun(gen, { url: S.info.url, variants: me, connections: conns, durationSec: A.durationSec }));
@@ -414,8 +428,6 @@ async function scenarioAuth(S, users) {
     const ratio = round(a.perSec / b.perSec, 3);
     out(`  GET /me/pref ${fmt(a.perSec)} req/s (p99 ${fmt(a.p99Ms, 1)} ms), GET /healthz ${fmt(b.perSec)} req/s (p99 ${fmt(b.p99Ms, 1)} ms): ratio ${ratio}, about ${costUs} µs of server time per authenticated request`);
     return { route: 'GET /me/pref', me: a, healthz: b, ratio, authCostUs: costUs };
-  } finally {
-    await gen.stop();
   }
 }
 
@@ -432,7 +444,8 @@ function keywordList(n) {
     return (seed >>> 0) / 2 ** 32;
   };
   const out = new Set();
-  while (out.size < n) {
+  for (let tries = 0; out.size < n; tries++) {
+    if (tries > n * 100) throw new Error(`keywordList: only ${out.size} distinct keywords after ${tries} draws`);
     if (rnd() < 0.8) {
       const len = 6 + Math.floor(rnd() * 7);
       out.add(Array.from({ length: len }, () => String.fromCharCode(97 + Math.floor(rnd() * 26))).join(''));
@@ -445,39 +458,44 @@ function keywordList(n) {
 }
 
 /**
- * Censorship with a 10,000-keyword list (mask mode): REST send with the list against REST send without it (the
- * REST scenario's figure, same server, same run), and the automaton alone (build time, time per message).
+ * Censorship with a 10,000-keyword list (mask mode): REST send without, then with the list, back to back on the
+ * same server, and the automaton alone (build time, time per message).
  */
-async function scenarioCensorship(S, users, restResult) {
+async function scenarioCensorship(S, users) {
   const R = P.rest;
   if (!fs.existsSync(path.join(root, 'dist', 'chat', 'censor.js'))) {
     out('\ncensorship: not implemented yet (issue 5)');
     return { implemented: false };
   }
   const keywords = keywordList(10_000);
-  out(`\nCensorship: ${fmt(keywords.length)} keywords (mask mode) set with POST /config; REST send with them vs without (the REST figure above)`);
-  const set = await request(S.info.url, 'POST', '/config', { headers: { 'IM-API-KEY': S.info.apiKey }, body: { censorship: { keywords, mode: 'mask' } } });
-  if (set.status !== 200) throw new Error(`POST /config censorship: ${set.status} ${set.raw.slice(0, 200)}`);
-  // Proof that it is on: a message holding a keyword comes back masked.
-  const probe = await sendRest(S.info.url, S.info.clientKey, users[0].token, 'g0', { messageType: 'text', message: `probe ${keywords[0]} probe` });
-  const masked = probe.result.message === `probe ${'*'.repeat(Array.from(keywords[0]).length)} probe`;
-  if (!masked) throw new Error(`censorship did not mask the probe message: ${JSON.stringify(probe.result.message)}`);
+  const C = P.censorship;
+  out(`\nCensorship: REST send without a keyword list and with ${fmt(keywords.length)} keywords (mask mode, POST /config / DELETE /config/censorship), alternated ${C.pairs} times, ${C.runSec} s each; then the automaton alone`);
   const variants = restVariants(S, users, P.fanout.roomSize, R.users);
-  const gen = await startChild('http-load.mjs');
-  let withList;
-  try {
-    withList = summarizeLoad(await loadRun(gen, { url: S.info.url, variants, connections: R.connections, durationSec: R.durationSec }));
-  } finally {
-    await gen.stop();
+  const gen = await httpLoad();
+  const admin = { 'IM-API-KEY': S.info.apiKey };
+  const runs = { without: [], with: [] };
+  if (!only.has('rest')) await warmUp(gen, S.info.url, variants, R.warmSec);
+  // Alternating cancels the drift of the server's throughput (it moves by +-20% from one second to the next).
+  for (let i = 0; i < C.pairs; i++) {
+    runs.without.push(summarizeLoad(await loadRun(gen, { url: S.info.url, variants, connections: R.connections, durationSec: C.runSec })));
+    const set = await request(S.info.url, 'POST', '/config', { headers: admin, body: { censorship: { keywords, mode: 'mask' } } });
+    if (set.status !== 200) throw new Error(`POST /config censorship: ${set.status} ${set.raw.slice(0, 200)}`);
+    if (i === 0) {
+      // Proof that it is on: a message holding a keyword comes back masked.
+      const probe = await sendRest(S.info.url, S.info.clientKey, users[0].token, 'g0', { messageType: 'text', message: `probe ${keywords[0]} probe` });
+      if (probe.result.message !== `probe ${'*'.repeat(Array.from(keywords[0]).length)} probe`) {
+        throw new Error(`censorship did not mask the probe message: ${JSON.stringify(probe.result.message)}`);
+      }
+    }
+    runs.with.push(summarizeLoad(await loadRun(gen, { url: S.info.url, variants, connections: R.connections, durationSec: C.runSec })));
+    const del = await request(S.info.url, 'DELETE', '/config/censorship', { headers: admin });
+    if (del.status !== 200) throw new Error(`DELETE /config/censorship: ${del.status} ${del.raw.slice(0, 200)}`);
   }
-  const without = restResult?.imkit.max;
-  const result = { keywords: keywords.length, mode: 'mask', withList };
-  if (without) {
-    result.withoutPerSec = without.perSec;
-    result.ratio = round(withList.perSec / without.perSec, 3);
-    result.costUs = Math.round(1e6 / withList.perSec - 1e6 / without.perSec);
-  }
-  out(`  REST send with the list: ${fmt(withList.perSec)} req/s (p99 ${fmt(withList.p99Ms, 1)} ms)${without ? ` vs ${fmt(without.perSec)} without: ratio ${result.ratio} (${result.costUs} µs per message, within run-to-run noise when small)` : ''}`);
+  const mean = (list) => Math.round(list.reduce((a, r) => a + r.perSec, 0) / list.length);
+  const result = { keywords: keywords.length, mode: 'mask', pairs: C.pairs, runSec: C.runSec, withoutPerSec: mean(runs.without), withPerSec: mean(runs.with), runs };
+  result.ratio = round(result.withPerSec / result.withoutPerSec, 3);
+  result.costUs = Math.round(1e6 / result.withPerSec - 1e6 / result.withoutPerSec);
+  out(`  REST send: ${fmt(result.withoutPerSec)} req/s without, ${fmt(result.withPerSec)} req/s with the list (runs: ${runs.without.map((r) => fmt(r.perSec)).join(', ')} / ${runs.with.map((r) => fmt(r.perSec)).join(', ')}): ratio ${result.ratio}, ${result.costUs} µs per message, within noise unless large; the automaton line below is the cost itself`);
   // The automaton alone, in this process: what one message costs it, free of HTTP and storage noise.
   try {
     const { Censor } = await import(path.join(root, 'dist', 'chat', 'censor.js'));
@@ -605,8 +623,8 @@ async function main() {
   out(`Every load generator is a separate process on this same machine: it shares the ${M.cores} cores with the server under test.`);
   // How busy the machine is before the bench starts anything (the load average would still count npm run build).
   const b0 = machineBusyMs();
-  await sleep(500);
-  M.otherCpuPctAtStart = Math.round(((machineBusyMs() - b0) / 500) * 100);
+  await sleep(300);
+  M.otherCpuPctAtStart = Math.round(((machineBusyMs() - b0) / 300) * 100);
   out(`Other processes used ${M.otherCpuPctAtStart}% CPU (of ${M.cores * 100}%) just before the run${M.otherCpuPctAtStart > 20 ? ': WARNING, the machine is busy, figures will be lower and noisier' : ''}.`);
   out(`Code: commit ${results.code.commit ?? '?'}${results.code.srcFilesChanged ? ` with ${results.code.srcFilesChanged} uncommitted change(s) under src/` : ''}`);
   out(`Server: dist/ (npm run build), LOG_LEVEL ${results.logLevel}, a fresh SQLite store per run in ${tmpRoot}`);
@@ -640,8 +658,10 @@ async function main() {
       if (only.has('fanout')) await run('fanout', () => scenarioFanout(S, users, template));
       if (only.has('rest')) await run('rest', () => scenarioRest(S, users, template));
       if (only.has('auth')) await run('auth', () => scenarioAuth(S, users));
-      if (only.has('censorship')) await run('censorship', () => scenarioCensorship(S, users, results.scenarios.rest));
+      if (only.has('censorship')) await run('censorship', () => scenarioCensorship(S, users));
     } finally {
+      await httpGen?.stop();
+      httpGen = undefined;
       await S.stop();
     }
   }
@@ -657,6 +677,8 @@ async function main() {
           await createRooms(S.info.url, S.info.apiKey, fanoutPlan(users).rooms);
           return await scenarioRest(S, users, null, 'Postgres');
         } finally {
+          await httpGen?.stop();
+          httpGen = undefined;
           await S.stop();
           await dropSchema(schema);
         }
@@ -753,7 +775,8 @@ function printSummary(r) {
   const w = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)));
   for (const row of rows) out('  ' + row.map((c, i) => String(c).padEnd(w[i])).join('  '));
   const h = r.headline;
-  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'}, REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}`);
+  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'}, REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}`);
+  out(`  ${r.censorship}`);
   for (const [k, v] of Object.entries(r.errors)) out(`  ERROR ${k}: ${v}`);
 }
 
@@ -763,7 +786,7 @@ function chart(r) {
     { label: 'fan-out delivered/s vs bare Socket.IO', ratio: s.fanout?.ratio, target: 0.8, note: s.fanout ? `${fmt(s.fanout.imkit.maxDeliveredPerSec)} vs ${fmt(s.fanout.baseline.maxDeliveredPerSec)}/s` : 'not run' },
     { label: 'REST send req/s vs bare Fastify', ratio: s.rest?.ratio, note: s.rest ? `${fmt(s.rest.imkit.max.perSec)} vs ${fmt(s.rest.baseline.max.perSec)}/s` : 'not run' },
     { label: 'REST send vs 5,000 msg/s target', ratio: s.rest ? s.rest.imkit.max.perSec / 5000 : undefined, target: 1, note: s.rest ? `${fmt(s.rest.imkit.max.perSec)}/s` : 'not run' },
-    { label: 'REST send with 10,000 keywords vs none', ratio: s.censorship?.ratio, note: s.censorship?.withList ? `${fmt(s.censorship.withList.perSec)} vs ${fmt(s.censorship.withoutPerSec)}/s` : 'not run' },
+    { label: 'censorship 10,000 words on/off', ratio: s.censorship?.ratio, note: s.censorship?.withPerSec ? `${fmt(s.censorship.withPerSec)} vs ${fmt(s.censorship.withoutPerSec)}/s` : 'not run' },
     { label: 'GET /me/pref vs GET /healthz', ratio: s.auth?.ratio, note: s.auth ? `${fmt(s.auth.me.perSec)} vs ${fmt(s.auth.healthz.perSec)}/s` : 'not run' },
     { label: 'socket memory: bare / imkit', ratio: s.connections?.ratio, note: s.connections ? `${fmt(s.connections.imkit.bytesPerConnection / 1024, 1)} vs ${fmt(s.connections.baseline.bytesPerConnection / 1024, 1)} KB` : 'not run' },
     { label: 'store insert vs raw SQLite tx', ratio: s.store?.insertRatio, note: s.store ? `${fmt(s.store.insert.perSec)} vs ${fmt(s.store.rawSendTx.perSec)}/s` : 'not run' },
