@@ -10,7 +10,7 @@ import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
 import type { ChatContext } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
-import { assertMaySend } from './moderation-rules.js';
+import { assertMaySend, blocked } from './moderation-rules.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
 import type { MessagesService } from './messages-service.js';
 import type { Caller } from './policy.js';
@@ -143,7 +143,7 @@ export class BatchService {
     const room = await new RoomsRepo(this.ctx.db).get(job.app_id, roomId);
     if (room) await assertMaySend(this.ctx.db, job.app_id, room, job.sender, this.ctx.clock.now());
     else if (job.sender && typeof para.receiver === 'string' && (await new ModerationRepo(this.ctx.db).blockedBetween(job.app_id, job.sender, [para.receiver]))) {
-      throw new AppError('USER_BLOCKED', 'Messages cannot be sent in this direct room: one of its members has blocked the other');
+      throw blocked();
     }
     return { ...(await this.messages.prepareBatchMessage(job.app_id, body)), roomId, byRoom: typeof para.room === 'string', receiver: para.receiver as string | undefined };
   }

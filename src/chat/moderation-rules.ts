@@ -16,8 +16,7 @@ export async function assertMaySend(db: Kysely<Database>, appId: string, room: R
   if (room.room_type === 'direct') {
     const others = (await new RoomsRepo(db).members(appId, room.id)).map((m) => m.user_id).filter((u) => u !== senderId);
     if (await repo.blockedBetween(appId, senderId, others)) {
-      // The same text for both sides: the blocked user is not told who blocked whom.
-      throw new AppError('USER_BLOCKED', 'Messages cannot be sent in this direct room: one of its members has blocked the other');
+      throw blocked();
     }
   }
 }
@@ -26,6 +25,11 @@ export async function assertMaySend(db: Kysely<Database>, appId: string, room: R
 export async function assertMayRead(db: Kysely<Database>, appId: string, roomId: string, userId: string | null, now: number): Promise<void> {
   if (userId === null) return;
   if (await new ModerationRepo(db).activeBan(appId, roomId, userId, now)) throw banned();
+}
+
+/** The same text for both sides: the blocked user is not told who blocked whom. */
+export function blocked(): AppError {
+  return new AppError('USER_BLOCKED', 'Messages cannot be sent in this direct room: one of its members has blocked the other');
 }
 
 export function banned(): AppError {

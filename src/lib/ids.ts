@@ -24,11 +24,6 @@ export function isObjectId(value: string): boolean {
   return /^[0-9a-f]{24}$/.test(value);
 }
 
-/** The smallest id of a given time, for range queries ("everything after ts"). */
-export function objectIdFloor(ms: number): string {
-  return Math.floor(ms / 1000).toString(16).padStart(8, '0') + (ms % 1000).toString(16).padStart(3, '0') + '0'.repeat(13);
-}
-
 function increment(id: string): string {
   return (BigInt(`0x${id}`) + 1n).toString(16).padStart(24, '0');
 }

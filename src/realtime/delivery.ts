@@ -42,11 +42,6 @@ export class Delivery {
     this.off();
   }
 
-  /** Waits until everything enqueued so far has been delivered (tests and shutdown). */
-  async idle(): Promise<void> {
-    await Promise.all([...this.queues.values()]);
-  }
-
   private enqueue(e: DomainEvent): void {
     if (this.stopped) return;
     const key = 'roomId' in e ? `${e.appId}:${e.roomId}` : `${e.appId}:user:${'userId' in e ? e.userId : ''}`;

@@ -1,5 +1,3 @@
-import type { ColumnType, Generated } from 'kysely';
-
 /** Times are epoch milliseconds; booleans are 0/1 integers; JSON is text. The same on SQLite and Postgres. */
 type Ms = number;
 
@@ -275,6 +273,3 @@ export interface Database {
   user_groups: UserGroupsTable;
   group_members: GroupMembersTable;
 }
-
-// Re-exported so repositories can name generated columns if a later table needs them.
-export type { ColumnType, Generated };
