@@ -4,7 +4,9 @@ import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
+import { MessageWriter } from './message-writer.js';
 import { ChatRenderer } from './render.js';
+import { RoomCache } from './room-cache.js';
 
 /** What every chat service is built from. */
 export interface ChatContext {
@@ -15,6 +17,10 @@ export interface ChatContext {
   limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers'>;
   render: ChatRenderer;
   presence: PresenceSource;
+  /** Rooms' settings, members and bans as the send and delivery paths need them (see room-cache.ts). */
+  roomCache: RoomCache;
+  /** Users' new messages, written in batches (see message-writer.ts). */
+  writer: MessageWriter;
 }
 
 /** Who has a live authenticated socket; the realtime layer fills it in once it runs (nobody is online before). */
@@ -23,7 +29,7 @@ export interface PresenceSource {
 }
 
 export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits'], presence: PresenceSource): ChatContext {
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence) };
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence), roomCache: new RoomCache(db, bus, clock), writer: new MessageWriter(db) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

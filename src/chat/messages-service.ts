@@ -7,8 +7,8 @@ import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { ChatContext } from './chat-context.js';
 import { parseTime } from './chat-context.js';
 import type { AppConfigService } from './config-service.js';
-import { appendMessage } from './message-writer.js';
-import { assertMayRead, assertMaySend } from './moderation-rules.js';
+import { assertMayRead, assertMaySend, assertMaySendTo, banned } from './moderation-rules.js';
+import { isBanned } from './room-cache.js';
 import { authorize, type Caller, type RoomRole } from './policy.js';
 import type { RoomsService } from './rooms-service.js';
 
@@ -65,20 +65,20 @@ export class MessagesService {
 
   private async create(caller: Caller, roomId: string, senderId: string | null, body: Json): Promise<Json> {
     const now = this.ctx.clock.now();
-    const { room } = await this.rooms.access(caller, roomId, 'send');
+    const { snap } = await this.rooms.accessCached(caller, roomId, 'send');
+    const room = snap.room;
     if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: no new messages can be sent');
     const messageType = body.messageType === undefined ? 'text' : body.messageType;
     if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > 64) throw invalidRequest('Invalid field messageType: must be a string of 1-64 characters');
-    await assertMaySend(this.ctx.db, caller.appId, room, senderId, now);
+    await assertMaySendTo(this.ctx.db, snap, senderId, now);
     const fields = this.fieldsOf(body);
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
     this.checkSize(message, fields);
-    const row = await this.ctx.db.transaction().execute((trx) =>
-      appendMessage(trx, { appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now }),
-    );
-    this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false });
-    return this.ctx.render.renderMessage(caller.appId, row);
+    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now });
+    const rendered = await this.ctx.render.renderNewMessage(caller.appId, row);
+    this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
+    return rendered;
   }
 
   private async edit(caller: Caller, roomId: string, messageId: string, body: Json): Promise<Json> {
@@ -119,8 +119,8 @@ export class MessagesService {
    * element 0 of every anchored page; Flutter de-duplicates by id). The legacy route excludes it.
    */
   async history(caller: Caller, roomId: string, q: HistoryInput, inclusive = true): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
-    await this.rooms.access(caller, roomId, 'read');
-    await assertMayRead(this.ctx.db, caller.appId, roomId, caller.userId, this.ctx.clock.now());
+    const { snap } = await this.rooms.accessCached(caller, roomId, 'read');
+    if (caller.userId !== null && isBanned(snap, caller.userId, this.ctx.clock.now())) throw banned();
     const limit = q.limit ?? DEFAULT_PAGE;
     const order = q.sortOrder ?? 'desc';
     const repo = new MessagesRepo(this.ctx.db);

@@ -3,6 +3,7 @@ import { AppError } from '../errors.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
 import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
+import { isBanned, type RoomSnapshot } from './room-cache.js';
 
 /**
  * The checks every message path asks before storing (MessagesService) and before a user reads or joins a room.
@@ -18,6 +19,16 @@ export async function assertMaySend(db: Kysely<Database>, appId: string, room: R
     if (await repo.blockedBetween(appId, senderId, others)) {
       throw blocked();
     }
+  }
+}
+
+/** `assertMaySend` on a cached room snapshot: the ban comes from the snapshot, a block still from the store. */
+export async function assertMaySendTo(db: Kysely<Database>, snap: RoomSnapshot, senderId: string | null, now: number): Promise<void> {
+  if (senderId === null) return;
+  if (isBanned(snap, senderId, now)) throw banned();
+  if (snap.room.room_type === 'direct') {
+    const others = [...snap.members.keys()].filter((u) => u !== senderId);
+    if (await new ModerationRepo(db).blockedBetween(snap.room.app_id, senderId, others)) throw blocked();
   }
 }
 

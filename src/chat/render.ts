@@ -29,7 +29,10 @@ export class ChatRenderer {
     this.messages = new MessagesRepo(db);
     this.rooms = new RoomsRepo(db);
     this.prefs = new PrefsRepo(db);
+    this.userLoader = new BatchLoader((appId, ids) => this.users.getMany(appId, ids));
   }
+
+  private readonly userLoader: BatchLoader<UserRow>;
 
   async userMap(appId: string, ids: Array<string | null>): Promise<Map<string, UserRow>> {
     const rows = await this.users.getMany(appId, ids.filter((i): i is string => i !== null));
@@ -51,6 +54,20 @@ export class ChatRenderer {
       if (reply) out.reply = messageObject(reply, users, []);
       return out;
     });
+  }
+
+  /**
+   * A message just stored: it has no reactions yet, so only its sender (and reply) are read. Concurrent calls
+   * share one read of the users they need (a group-committed batch renders with one query).
+   */
+  async renderNewMessage(appId: string, row: MessageRow): Promise<Json> {
+    const reply = row.reply_id ? await this.messages.get(appId, row.reply_id) : undefined;
+    const ids = [row.sender_id, reply?.sender_id ?? null].filter((x): x is string => x !== null);
+    const users = new Map<string, UserRow>();
+    for (const u of await Promise.all(ids.map((id) => this.userLoader.load(appId, id)))) if (u) users.set(u.id, u);
+    const out = messageObject(row, users, []);
+    if (reply) out.reply = messageObject(reply, users, []);
+    return out;
   }
 
   async renderMessage(appId: string, row: MessageRow): Promise<Json> {
@@ -181,4 +198,44 @@ function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: 
     out.editedAtMS = row.edited_at;
   }
   return out;
+}
+
+/**
+ * Collects the ids asked for in one turn of the event loop and reads them with one query per application.
+ * Nothing is kept afterwards: every turn reads the store again, so a changed profile shows at once.
+ */
+class BatchLoader<T extends { id: string }> {
+  private pending = new Map<string, Map<string, Array<{ resolve: (v: T | undefined) => void; reject: (e: unknown) => void }>>>();
+  private scheduled = false;
+
+  constructor(private readonly fetch: (appId: string, ids: string[]) => Promise<T[]>) {}
+
+  load(appId: string, id: string): Promise<T | undefined> {
+    return new Promise((resolve, reject) => {
+      let byId = this.pending.get(appId);
+      if (!byId) this.pending.set(appId, (byId = new Map()));
+      byId.set(id, [...(byId.get(id) ?? []), { resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => void this.run());
+      }
+    });
+  }
+
+  private async run(): Promise<void> {
+    const batch = this.pending;
+    this.pending = new Map();
+    this.scheduled = false;
+    for (const [appId, byId] of batch) {
+      this.fetch(appId, [...byId.keys()]).then(
+        (rows) => {
+          const found = new Map(rows.map((r) => [r.id, r]));
+          for (const [id, waiters] of byId) for (const w of waiters) w.resolve(found.get(id));
+        },
+        (err) => {
+          for (const waiters of byId.values()) for (const w of waiters) w.reject(err);
+        },
+      );
+    }
+  }
 }

@@ -15,6 +15,7 @@ import { appendMessage } from './message-writer.js';
 import { assertMayRead, banned } from './moderation-rules.js';
 import { authorize, type Caller, roleIn, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
+import type { RoomSnapshot } from './room-cache.js';
 
 type Json = Record<string, unknown>;
 
@@ -532,6 +533,18 @@ export class RoomsService {
     const role = roleIn(caller, room, member);
     authorize(role, action, room);
     return { room, role, member };
+  }
+
+  /**
+   * The same decision as `access`, from the room cache: for the paths that run on every message (send, history).
+   * The snapshot's room row may lag in its last message and update time; use `access` to render a room.
+   */
+  async accessCached(caller: Caller, roomId: string, action: 'read' | 'send'): Promise<{ snap: RoomSnapshot; role: RoomRole }> {
+    const snap = await this.ctx.roomCache.get(caller.appId, roomId);
+    if (!snap) throw roomNotFound(roomId);
+    const role = roleIn(caller, snap.room, caller.userId ? snap.members.get(caller.userId) : undefined);
+    authorize(role, action, snap.room);
+    return { snap, role };
   }
 
   private async systemAdd(trx: Kysely<Database>, caller: Caller, room: RoomRow, added: string[], users: Map<string, UserRow>, now: number): Promise<MessageRow> {

@@ -12,7 +12,8 @@ export type DomainEvent =
   | { type: 'member.updated'; appId: string; roomId: string; actorId: string | null; userId: string; property: string }
   | { type: 'invitation.created'; appId: string; roomId: string; actorId: string | null; invitees: string[] }
   | { type: 'invitation.cancelled'; appId: string; roomId: string; actorId: string | null; invitees: string[]; accepted: boolean }
-  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean }
+  /** `message`, when present, is the message as clients read it (rendered once by the service that stored it). */
+  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean; message?: Record<string, unknown> }
   | { type: 'message.updated'; appId: string; roomId: string; messageId: string; actorId: string | null; change: 'edit' | 'recall' | 'pin' | 'unpin' | 'reaction' }
   | { type: 'messages.deleted'; appId: string; roomId: string; messageIds: string[] | 'all'; actorId: string | null }
   | { type: 'messages.userDeleted'; appId: string; roomId: string; userId: string; messageIds: string[] | 'all' }

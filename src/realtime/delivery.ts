@@ -8,6 +8,7 @@ import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
 import { ChatRenderer, memberSummary } from '../chat/render.js';
+import { recipients } from '../chat/room-cache.js';
 import { encode, type Encoding } from './codec.js';
 
 /** Each user has one channel per encoding, so one emit reaches all of their sockets in the form each expects. */
@@ -60,12 +61,16 @@ export class Delivery {
     switch (e.type) {
       case 'message.created':
       case 'message.updated': {
-        const row = await new MessagesRepo(db).get(e.appId, e.messageId);
-        if (!row) return;
-        const message = await this.render.renderMessage(e.appId, row);
+        const snap = await this.services.chat.roomCache.get(e.appId, e.roomId);
+        if (!snap) return;
+        let message = e.type === 'message.created' ? e.message : undefined;
+        if (!message) {
+          const row = await new MessagesRepo(db).get(e.appId, e.messageId);
+          if (!row) return;
+          message = await this.render.renderMessage(e.appId, row);
+        }
         // A user banned from the room reads none of its new messages.
-        const banned = await this.services.moderation.bannedIn(e.appId, e.roomId);
-        this.toUsers(e.appId, (await this.memberIds(e.appId, e.roomId)).filter((u) => !banned.has(u)), 'chat message', message);
+        this.toUsers(e.appId, recipients(snap, this.services.chat.clock.now()), 'chat message', message);
         return;
       }
       case 'room.created':
@@ -142,8 +147,12 @@ export class Delivery {
   /** Emits to every socket of the given users, base64 or plain as each socket chose. */
   private toUsers(appId: string, userIds: string[], event: string, payload: unknown): void {
     if (userIds.length === 0) return;
+    const channels = this.io.sockets.adapter.rooms;
     for (const enc of ['base64', 'plain'] as const) {
-      this.io.to(userIds.map((u) => userChannel(appId, u, enc))).emit(event, encode(payload, enc));
+      // Only the users online in this encoding: nothing is encoded for nobody. (A cluster adapter broadcasts to
+      // other nodes too; there the check belongs to each node, which the adapter is given when cluster mode lands.)
+      const online = userIds.map((u) => userChannel(appId, u, enc)).filter((c) => channels.has(c));
+      if (online.length) this.io.to(online).emit(event, encode(payload, enc));
     }
   }
 }

@@ -1,0 +1,102 @@
+import { CompiledQuery, type Kysely, type RawBuilder, sql } from 'kysely';
+import type { MessageRow } from './messages-repo.js';
+import type { Database } from './schema.js';
+
+/** One sender's read mark after a batch: their last message of the room, and what others sent after it. */
+export interface SenderRead {
+  roomId: string;
+  userId: string;
+  messageId: string;
+  badge: number;
+}
+
+const MESSAGE_COLUMNS = [
+  'app_id', 'id', 'room_id', 'sender_id', 'message_type', 'message', 'fields', 'reply_id', 'pinned', 'edited_at', 'message_time', 'created_at', 'updated_at',
+] as const;
+
+/**
+ * The write half of sending: many new messages of one application stored with four statements, whatever their
+ * number (group commit, see chat/message-writer.ts). Each statement's SQL depends only on the dialect and on how
+ * many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters: building
+ * and compiling a query costs more than running it.
+ */
+export class AppendRepo {
+  private static readonly shapes = new WeakMap<object, Map<string, string>>();
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Inserts the messages (in the given order), makes the last one of each room its last message, raises every
+   * other member's badge by the number of batch messages others sent to the room (banned members excepted), and
+   * sets each sender's read mark. Run it inside a transaction.
+   */
+  async append(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): Promise<void> {
+    if (rows.length === 0) return;
+    await this.run('insert', rows.length, () => insertShape(rows.length), rows.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c])));
+
+    const lastOfRoom = new Map<string, MessageRow>();
+    for (const r of rows) lastOfRoom.set(r.room_id, r);
+    const last = [...lastOfRoom.values()];
+    await this.run('last', last.length, () => lastMessageShape(last.length), [...last.flatMap((r) => [r.room_id, r.id, r.created_at]), appId]);
+
+    await this.run('badges', rows.length, () => badgeShape(rows.length), [...rows.flatMap((r) => [r.room_id, r.sender_id]), appId, appId, appId, now]);
+
+    if (reads.length) {
+      await this.run('reads', reads.length, () => readShape(reads.length), [...reads.flatMap((r) => [r.roomId, r.userId, r.messageId, r.badge]), appId]);
+    }
+  }
+
+  private async run(kind: string, n: number, shape: () => RawBuilder<unknown>, params: unknown[]): Promise<void> {
+    const dialectKey = this.db.getExecutor().adapter;
+    let texts = AppendRepo.shapes.get(dialectKey);
+    if (!texts) AppendRepo.shapes.set(dialectKey, (texts = new Map()));
+    const key = `${kind}:${n}`;
+    let text = texts.get(key);
+    if (text === undefined) {
+      text = shape().compile(this.db).sql;
+      texts.set(key, text);
+    }
+    await this.db.executeQuery(CompiledQuery.raw(text, params));
+  }
+}
+
+// The shapes below are compiled with placeholder values; only their SQL text is kept. Parameters are bound in the
+// order they appear, which the `params` arrays above follow.
+
+const P = null;
+
+function tuples(n: number, width: number, cast: Array<'integer' | 'bigint' | null> = []): RawBuilder<unknown> {
+  const one = sql.join(Array.from({ length: width }, (_, i) => (cast[i] ? sql`cast(${P} as ${sql.raw(cast[i]!)})` : sql`${P}`)));
+  return sql.join(Array.from({ length: n }, () => sql`(${one})`));
+}
+
+function insertShape(n: number): RawBuilder<unknown> {
+  return sql`insert into messages (${sql.raw(MESSAGE_COLUMNS.join(', '))}) values ${tuples(n, MESSAGE_COLUMNS.length)}`;
+}
+
+function lastMessageShape(n: number): RawBuilder<unknown> {
+  return sql`with v(rid, mid, t) as (values ${tuples(n, 3, [null, null, 'bigint'])})
+    update rooms set last_message_id = v.mid, updated_at = v.t from v where rooms.app_id = ${P} and rooms.id = v.rid`;
+}
+
+/** Each member gains one unread per batch message another member sent to the room, unless banned at `now`. */
+function badgeShape(n: number): RawBuilder<unknown> {
+  return sql`with v(rid, sid) as (values ${tuples(n, 2)}),
+    d as (
+      select m.room_id as rid, m.user_id as uid, count(*) as n
+      from v join room_members m on m.app_id = ${P} and m.room_id = v.rid and (v.sid is null or m.user_id <> v.sid)
+      group by m.room_id, m.user_id
+    )
+    update room_members set badge = badge + d.n from d
+    where room_members.app_id = ${P} and room_members.room_id = d.rid and room_members.user_id = d.uid
+      and not exists (
+        select 1 from room_bans b
+        where b.app_id = ${P} and b.room_id = d.rid and b.user_id = d.uid and (b.unblock_at is null or b.unblock_at > cast(${P} as bigint))
+      )`;
+}
+
+function readShape(n: number): RawBuilder<unknown> {
+  return sql`with v(rid, uid, mid, k) as (values ${tuples(n, 4, [null, null, null, 'integer'])})
+    update room_members set last_read = v.mid, badge = v.k from v
+    where room_members.app_id = ${P} and room_members.room_id = v.rid and room_members.user_id = v.uid`;
+}
