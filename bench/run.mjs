@@ -44,7 +44,7 @@ if (opts.help) {
   --fanout-via V     socket (default: chat message events) or rest (POST /rooms/:id/message) for fan-out senders
   --connections N    idle sockets for the connections scenario (default 2,000 quick, 10,000 full)
   --no-write         do not write bench/results/
-  --profile          write V8 CPU profiles of the imkit-server processes (path printed at the end)
+  --profile          write V8 CPU profiles of the servers under test (imkit-server and the bare Socket.IO baseline) (path printed at the end)
 `);
   process.exit(0);
 }
@@ -102,13 +102,17 @@ function serverEnv(extra = {}) {
   };
 }
 
+/** With --profile, V8 CPU profile flags for a server under test (imkit-server or a baseline). */
+function profileArgs(name) {
+  return opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-\${pid}.cpuprofile`] : [];
+}
+
 async function startImkit(name, env) {
   const dataDir = path.join(tmpRoot, name);
   fs.mkdirSync(dataDir, { recursive: true });
   const logFile = path.join(tmpRoot, `${name}.log`);
   logs.push(logFile);
-  const profile = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-\${pid}.cpuprofile`] : [];
-  const s = await startChild('imkit-server.mjs', { env: { IMKIT_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ...env }, execArgv: ['--expose-gc', ...profile], logFile });
+  const s = await startChild('imkit-server.mjs', { env: { IMKIT_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ...env }, execArgv: ['--expose-gc', ...profileArgs(name)], logFile });
   return s;
 }
 
@@ -301,7 +305,7 @@ async function scenarioFanout(S, users, template) {
     await Promise.all(workers.map((w) => w.call('close')));
     await sleep(300);
 
-    const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template), BENCH_ENCODING: opts.encoding } });
+    const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template), BENCH_ENCODING: opts.encoding }, execArgv: profileArgs('bare-io') });
     try {
       const c2 = await connectAll(workers, plan, { url: bare.info.url, kind: 'bare', encoding: opts.encoding });
       out(`  bare Socket.IO baseline: ${c2.connected} sockets joined in ${fmt(c2.ms)} ms (senders emit chat message over the socket)`);

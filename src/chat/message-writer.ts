@@ -41,7 +41,7 @@ const MAX_BATCH = 128;
 
 /**
  * Group commit for users' messages. Sends that arrive while the store is busy are written together, in arrival
- * order, with one transaction and four statements per batch (AppendRepo) instead of one transaction and four
+ * order, with one transaction and a few statements per batch (AppendRepo) instead of one transaction and four
  * statements each: on SQLite the commit is the most expensive statement of a send, on PostgreSQL every statement
  * is a round trip. The result is the same as appending them one after the other: the same rows, badges and read
  * marks. Each caller's promise settles when its batch is committed. A batch that fails is retried one message at a

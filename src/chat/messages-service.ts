@@ -76,7 +76,7 @@ export class MessagesService {
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
     this.checkSize(message, fields);
     const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now });
-    const rendered = await this.ctx.render.renderNewMessage(caller.appId, row);
+    const rendered = await this.ctx.render.renderNewMessage(caller.appId, row, { message, fields });
     this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
     return rendered;
   }

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { iso } from '../lib/clock.js';
+import { withCustom } from '../lib/objects.js';
 import type { Database } from '../store/schema.js';
 import { GroupsRepo } from '../store/groups-repo.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
@@ -60,12 +61,12 @@ export class ChatRenderer {
    * A message just stored: it has no reactions yet, so only its sender (and reply) are read. Concurrent calls
    * share one read of the users they need (a group-committed batch renders with one query).
    */
-  async renderNewMessage(appId: string, row: MessageRow): Promise<Json> {
+  async renderNewMessage(appId: string, row: MessageRow, parsed?: { message: unknown; fields: Json }): Promise<Json> {
     const reply = row.reply_id ? await this.messages.get(appId, row.reply_id) : undefined;
     const ids = [row.sender_id, reply?.sender_id ?? null].filter((x): x is string => x !== null);
     const users = new Map<string, UserRow>();
     for (const u of await Promise.all(ids.map((id) => this.userLoader.load(appId, id)))) if (u) users.set(u.id, u);
-    const out = messageObject(row, users, []);
+    const out = messageObject(row, users, [], parsed);
     if (reply) out.reply = messageObject(reply, users, []);
     return out;
   }
@@ -99,7 +100,6 @@ export class ChatRenderer {
       const pref = prefByRoom.get(room.id);
       const prefData = pref ? (JSON.parse(pref.data) as Json) : {};
       const out: Json = {
-        ...(JSON.parse(room.extra) as Json),
         _id: room.id,
         id: room.id,
         appID: room.app_id,
@@ -138,7 +138,7 @@ export class ChatRenderer {
       out.isMentioned = false;
       out.pref = { tags: [], tagColors: {}, hidden: false, sticky: false, ...prefData, muted: pref?.muted === 1 };
       out.isSuperuser = isSuperuser(viewer.roles.get(room.id) ?? 'none');
-      return out;
+      return withCustom(out, JSON.parse(room.extra) as Json);
     });
   }
 
@@ -163,29 +163,30 @@ export function memberSummary(id: string, user: UserRow | undefined): Json {
 }
 
 export function memberProperty(m: MemberRow, room: RoomRow): Json {
-  const out: Json = { ...(JSON.parse(m.properties) as Json), client: m.user_id, badge: m.badge, role: m.role };
+  const out: Json = { client: m.user_id, badge: m.badge, role: m.role };
   if (m.last_read !== null) out.lastRead = m.last_read;
   if (room.owner === m.user_id) out.isSuperuser = true;
   else if (m.role === 'admin') out.isSuperuser = true;
-  return out;
+  return withCustom(out, JSON.parse(m.properties) as Json);
 }
 
-function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: Array<{ client: string; reaction: string }>): Json {
-  const fields = JSON.parse(row.fields) as Json;
+/** `parsed`: the message and fields the row was just serialized from, when the caller still has them. */
+function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: Array<{ client: string; reaction: string }>, parsed?: { message: unknown; fields: Json }): Json {
+  const fields = parsed ? parsed.fields : (JSON.parse(row.fields) as Json);
+  const created = iso(row.created_at);
   const out: Json = {
-    ...fields,
     _id: row.id,
     id: row.id,
     appID: row.app_id,
     room: row.room_id,
     messageType: row.message_type,
-    message: JSON.parse(row.message),
+    message: parsed ? (parsed.message ?? '') : JSON.parse(row.message),
     sender: row.sender_id === null ? null : memberSummary(row.sender_id, users.get(row.sender_id)),
-    messageTime: iso(row.message_time),
+    messageTime: row.message_time === row.created_at ? created : iso(row.message_time),
     messageTimeMS: row.message_time,
-    createdAt: iso(row.created_at),
+    createdAt: created,
     createdAtMS: row.created_at,
-    updatedAt: iso(row.updated_at),
+    updatedAt: row.updated_at === row.created_at ? created : iso(row.updated_at),
     updatedAtMS: row.updated_at,
     pinned: row.pinned === 1,
     reactions,
@@ -197,7 +198,7 @@ function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: 
     out.editedAt = iso(row.edited_at);
     out.editedAtMS = row.edited_at;
   }
-  return out;
+  return withCustom(out, fields);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { withCustom } from '../lib/objects.js';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
 import { newUserToken } from '../auth/keys.js';
@@ -283,7 +284,7 @@ export function actingUser(actor: Actor): string {
  */
 export function renderUser(row: UserRow, mute: string[] = []): Record<string, unknown> {
   const custom = JSON.parse(row.extra) as Record<string, unknown>;
-  const out: Record<string, unknown> = { ...custom, _id: row.id, id: row.id, appID: row.app_id, __v: 0 };
+  const out: Record<string, unknown> = { _id: row.id, id: row.id, appID: row.app_id, __v: 0 };
   if (row.nickname !== null) out.nickname = row.nickname;
   if (row.avatar_url !== null) out.avatarUrl = row.avatar_url;
   if (row.description !== null) out.description = row.description;
@@ -297,7 +298,7 @@ export function renderUser(row: UserRow, mute: string[] = []): Record<string, un
   out.createdAtMS = row.created_at;
   out.updatedAt = iso(row.updated_at);
   out.updatedAtMS = row.updated_at;
-  return out;
+  return withCustom(out, custom);
 }
 
 function addressOf(ip: string): { address: string; family: string } {

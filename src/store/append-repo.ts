@@ -15,7 +15,7 @@ const MESSAGE_COLUMNS = [
 ] as const;
 
 /**
- * The write half of sending: many new messages of one application stored with four statements, whatever their
+ * The write half of sending: many new messages of one application stored with four kinds of statement, whatever their
  * number (group commit, see chat/message-writer.ts). Each statement's SQL depends only on the dialect and on how
  * many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters: building
  * and compiling a query costs more than running it.
@@ -27,22 +27,23 @@ export class AppendRepo {
 
   /**
    * Inserts the messages (in the given order), makes the last one of each room its last message, raises every
-   * other member's badge by the number of batch messages others sent to the room (banned members excepted), and
-   * sets each sender's read mark. Run it inside a transaction.
+   * member's badge by the number of batch messages sent to the room (banned members excepted), then sets each
+   * sender's read mark and badge (`reads`: which also undoes the raise for their own messages). Run it inside a
+   * transaction. Statements carry at most a power of two of rows, so few distinct shapes are ever prepared.
    */
   async append(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): Promise<void> {
     if (rows.length === 0) return;
-    await this.run('insert', rows.length, () => insertShape(rows.length), rows.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c])));
-
-    const lastOfRoom = new Map<string, MessageRow>();
-    for (const r of rows) lastOfRoom.set(r.room_id, r);
-    const last = [...lastOfRoom.values()];
-    await this.run('last', last.length, () => lastMessageShape(last.length), [...last.flatMap((r) => [r.room_id, r.id, r.created_at]), appId]);
-
-    await this.run('badges', rows.length, () => badgeShape(rows.length), [...rows.flatMap((r) => [r.room_id, r.sender_id]), appId, appId, appId, now]);
-
-    if (reads.length) {
-      await this.run('reads', reads.length, () => readShape(reads.length), [...reads.flatMap((r) => [r.roomId, r.userId, r.messageId, r.badge]), appId]);
+    for (const part of chunks(rows)) {
+      await this.run('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c])));
+    }
+    const perRoom = new Map<string, { last: MessageRow; n: number }>();
+    for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
+    for (const part of chunks([...perRoom.values()])) {
+      await this.run('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at]), appId]);
+      await this.run('badges', part.length, () => badgeShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.n]), appId, appId, now]);
+    }
+    for (const part of chunks(reads)) {
+      await this.run('reads', part.length, () => readShape(part.length), [...part.flatMap((r) => [r.roomId, r.userId, r.messageId, r.badge]), appId]);
     }
   }
 
@@ -79,19 +80,14 @@ function lastMessageShape(n: number): RawBuilder<unknown> {
     update rooms set last_message_id = v.mid, updated_at = v.t from v where rooms.app_id = ${P} and rooms.id = v.rid`;
 }
 
-/** Each member gains one unread per batch message another member sent to the room, unless banned at `now`. */
+/** Every member not banned at `now` gains `n` unread; the senders' own badges are set afterwards (readShape). */
 function badgeShape(n: number): RawBuilder<unknown> {
-  return sql`with v(rid, sid) as (values ${tuples(n, 2)}),
-    d as (
-      select m.room_id as rid, m.user_id as uid, count(*) as n
-      from v join room_members m on m.app_id = ${P} and m.room_id = v.rid and (v.sid is null or m.user_id <> v.sid)
-      group by m.room_id, m.user_id
-    )
-    update room_members set badge = badge + d.n from d
-    where room_members.app_id = ${P} and room_members.room_id = d.rid and room_members.user_id = d.uid
+  return sql`with v(rid, n) as (values ${tuples(n, 2, [null, 'integer'])})
+    update room_members set badge = badge + v.n from v
+    where room_members.app_id = ${P} and room_members.room_id = v.rid
       and not exists (
         select 1 from room_bans b
-        where b.app_id = ${P} and b.room_id = d.rid and b.user_id = d.uid and (b.unblock_at is null or b.unblock_at > cast(${P} as bigint))
+        where b.app_id = ${P} and b.room_id = v.rid and b.user_id = room_members.user_id and (b.unblock_at is null or b.unblock_at > cast(${P} as bigint))
       )`;
 }
 
@@ -99,4 +95,17 @@ function readShape(n: number): RawBuilder<unknown> {
   return sql`with v(rid, uid, mid, k) as (values ${tuples(n, 4, [null, null, null, 'integer'])})
     update room_members set last_read = v.mid, badge = v.k from v
     where room_members.app_id = ${P} and room_members.room_id = v.rid and room_members.user_id = v.uid`;
+}
+
+/** Splits a list into runs whose lengths are powers of two, largest first (37 -> 32, 4, 1). */
+function chunks<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  let i = 0;
+  while (i < items.length) {
+    let size = 1;
+    while (size * 2 <= items.length - i) size *= 2;
+    out.push(items.slice(i, i + size));
+    i += size;
+  }
+  return out;
 }
