@@ -50,6 +50,8 @@ const MAX_BATCH = 128;
 export class MessageWriter {
   private queue: Pending[] = [];
   private running = false;
+  /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
+  readonly stats = { batches: 0, messages: 0 };
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -70,10 +72,20 @@ export class MessageWriter {
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
           await this.write(batch.map((p) => p.row));
+          this.stats.batches++;
+          this.stats.messages += batch.length;
           for (const p of batch) p.resolve(p.row);
         } catch (err) {
           if (batch.length === 1) batch[0]!.reject(err);
-          else for (const p of batch) await this.write([p.row]).then(() => p.resolve(p.row), p.reject);
+          else {
+            for (const p of batch) {
+              await this.write([p.row]).then(() => {
+                this.stats.batches++;
+                this.stats.messages++;
+                p.resolve(p.row);
+              }, p.reject);
+            }
+          }
         }
       }
     } finally {

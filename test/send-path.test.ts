@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { senderReads } from '../src/chat/message-writer.js';
+import type { MessageRow } from '../src/store/messages-repo.js';
+import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
+
+/**
+ * The send path's shortcuts (chat/room-cache.ts, chat/message-writer.ts): group commit must leave exactly what
+ * sending one by one leaves, and the room cache must never let a send through that the store would refuse.
+ */
+
+function row(id: string, room: string, sender: string | null): MessageRow {
+  return { app_id: 'a', id, room_id: room, sender_id: sender, message_type: 'text', message: '""', fields: '{}', reply_id: null, pinned: 0, edited_at: null, message_time: 1, created_at: 1, updated_at: 1 };
+}
+
+describe('senderReads', () => {
+  it("marks each sender's last message read, with what others sent after it as unread", () => {
+    const rows = [row('1', 'r', 'a'), row('2', 'r', 'b'), row('3', 's', 'a'), row('4', 'r', 'a'), row('5', 'r', 'b'), row('6', 'r', null), row('7', 's', 'c')];
+    const reads = senderReads(rows);
+    const get = (room: string, user: string) => reads.find((r) => r.roomId === room && r.userId === user);
+    expect(get('r', 'a')).toEqual({ roomId: 'r', userId: 'a', messageId: '4', badge: 2 });
+    expect(get('r', 'b')).toEqual({ roomId: 'r', userId: 'b', messageId: '5', badge: 1 });
+    expect(get('s', 'a')).toEqual({ roomId: 's', userId: 'a', messageId: '3', badge: 1 });
+    expect(get('s', 'c')).toEqual({ roomId: 's', userId: 'c', messageId: '7', badge: 0 });
+    expect(reads).toHaveLength(4);
+  });
+});
+
+for (const dialect of DIALECTS) {
+  describe(`send path [${dialect}]`, () => {
+    let t: TestServer;
+    const tokens: Record<string, string> = {};
+    const users = ['ann', 'bob', 'cat', 'dan', 'eve'];
+    const as = (u: string) => ({ appId: t.appId, userId: u, platform: false });
+
+    beforeAll(async () => {
+      t = await startTestServer(dialect);
+      for (const u of users) tokens[u] = await createUser(t, u);
+      for (const [room, members] of [['r1', users], ['r2', ['ann', 'bob', 'cat']]] as const) {
+        const res = await t.request({ method: 'POST', url: '/rooms', headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' }, body: { _id: room, roomType: 'group', members } });
+        expect(res.status).toBe(200);
+      }
+    });
+    afterAll(() => t?.close());
+
+    it('writes messages sent together in one batch, with the badges and read marks of sending them one by one', async () => {
+      const messages = t.server.services.messages;
+      const writer = t.server.services.chat.writer;
+      await messages.send(as('ann'), 'r1', { message: 'warm-up' });
+      await messages.send(as('ann'), 'r2', { message: 'warm-up' });
+      const before = { ...writer.stats };
+      // 60 sends started in the same turn of the event loop: several senders, two rooms, interleaved.
+      const plan = Array.from({ length: 60 }, (_, i) => ({ user: users[(i * 7) % 5]!, room: i % 3 === 0 ? 'r2' : 'r1' })).filter((p) => p.room === 'r1' || ['ann', 'bob', 'cat'].includes(p.user));
+      const results = await Promise.all(plan.map((p, i) => messages.send(as(p.user), p.room, { message: `m${i}`, n: i })));
+      expect(writer.stats.messages - before.messages).toBe(plan.length);
+      expect(writer.stats.batches - before.batches).toBeLessThan(plan.length / 4);
+
+      // Every caller got its own message back, in the order the sends were made.
+      const ids = results.map((r) => r._id as string);
+      expect(new Set(ids).size).toBe(plan.length);
+      expect([...ids].sort()).toEqual(ids);
+      results.forEach((r, i) => {
+        expect(r.message).toBe(`m${i}`);
+        expect(r.n).toBe(i);
+        expect((r.sender as { _id: string })._id).toBe(plan[i]!.user);
+      });
+
+      // The unread count of each member is what one-by-one sending gives: messages from others after their last own.
+      for (const room of ['r1', 'r2']) {
+        const history = await t.request({ method: 'GET', url: `/rooms/${room}/messages/v3?limit=200&sortOrder=asc`, headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' } });
+        const all = history.body.result.data as Array<{ _id: string; sender: { _id: string } }>;
+        for (const u of room === 'r1' ? users : ['ann', 'bob', 'cat']) {
+          const lastOwn = all.map((m) => m.sender._id).lastIndexOf(u);
+          const expected = all.slice(lastOwn + 1).filter((m) => m.sender._id !== u).length;
+          const res = await t.request({ method: 'GET', url: `/rooms/${room}`, headers: userHeaders(t.clientKey, tokens[u]!) });
+          expect({ room, u, unread: res.body.result.unread }).toEqual({ room, u, unread: expected });
+          if (lastOwn >= 0) {
+            const props = res.body.result.memberProperties.find((p: { client: string }) => p.client === u);
+            expect(props.lastRead).toBe(all[lastOwn]!._id);
+          }
+        }
+        const last = await t.request({ method: 'GET', url: `/rooms/${room}`, headers: userHeaders(t.clientKey, tokens.ann!) });
+        expect(last.body.result.lastMessage._id).toBe(all[all.length - 1]!._id);
+      }
+    });
+
+    it('a message the store refuses fails alone; the others of its batch are stored', async () => {
+      const writer = t.server.services.chat.writer;
+      const now = t.clock.now();
+      const good = (n: number) => writer.append({ appId: t.appId, roomId: 'r2', senderId: 'bob', messageType: 'text', message: `ok${n}`, fields: {}, now });
+      // message_type is NOT NULL in the schema: this row cannot be inserted.
+      const bad = writer.append({ appId: t.appId, roomId: 'r2', senderId: 'bob', messageType: null as unknown as string, message: 'bad', fields: {}, now });
+      const settled = await Promise.allSettled([good(1), bad, good(2)]);
+      expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      const history = await t.request({ method: 'GET', url: '/rooms/r2/messages/v3?limit=3', headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' } });
+      expect(history.body.result.data.map((m: { message: string }) => m.message)).toEqual(['ok2', 'ok1', expect.any(String)]);
+      expect(history.body.result.data[2].message).not.toBe('bad');
+    });
+
+    it('the room cache follows membership, roles, bans, freezes and deletion at once', async () => {
+      const send = (u: string, room = 'r1') => t.request({ method: 'POST', url: `/rooms/${room}/message`, headers: userHeaders(t.clientKey, tokens[u]!), body: { message: 'hi' } });
+      const admin = (u = 'ann') => ({ 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': u });
+      const cache = t.server.services.chat.roomCache;
+      expect((await send('eve')).status).toBe(200);
+      const hits = cache.hits;
+      expect((await send('eve')).status).toBe(200);
+      expect(cache.hits).toBeGreaterThan(hits);
+
+      // removed, then added back
+      expect((await t.request({ method: 'POST', url: '/rooms/r1/delete/members', headers: admin(), body: { members: ['eve'] } })).status).toBe(200);
+      expect((await send('eve')).body.error).toBe('NOT_ROOM_MEMBER');
+      expect((await t.request({ method: 'POST', url: '/rooms/r1/members', headers: admin(), body: { members: ['eve'] } })).status).toBe(200);
+      expect((await send('eve')).status).toBe(200);
+
+      // banned, then unbanned
+      expect((await t.request({ method: 'POST', url: '/blockStatus/room/r1/eve', headers: admin() })).status).toBe(200);
+      expect((await send('eve')).body.error).toBe('USER_BANNED');
+      expect((await t.request({ method: 'DELETE', url: '/blockStatus/room/r1/eve', headers: admin() })).status).toBe(200);
+      expect((await send('eve')).status).toBe(200);
+
+      // frozen, then open again
+      expect((await t.request({ method: 'PUT', url: '/rooms/r1', headers: admin(), body: { status: 0 } })).status).toBe(200);
+      expect((await send('eve')).body.error).toBe('ROOM_FROZEN');
+      expect((await t.request({ method: 'PUT', url: '/rooms/r1', headers: admin(), body: { status: 1 } })).status).toBe(200);
+      expect((await send('eve')).status).toBe(200);
+
+      // deleted
+      expect((await t.request({ method: 'DELETE', url: '/rooms/r1', headers: { 'IM-API-KEY': t.apiKey } })).status).toBe(200);
+      expect((await send('eve')).body.error).toBe('ROOM_NOT_FOUND');
+    });
+  });
+}
