@@ -14,6 +14,8 @@ export interface AppendInput {
   fields: Record<string, unknown>;
   replyId?: string | null;
   now: number;
+  /** `message` and `fields` as JSON text, when the caller has serialized them already (to check their size). */
+  json?: { message: string; fields: string };
 }
 
 /**
@@ -134,8 +136,8 @@ function messageRow(input: AppendInput): MessageRow {
     room_id: input.roomId,
     sender_id: input.senderId,
     message_type: input.messageType,
-    message: JSON.stringify(input.message ?? ''),
-    fields: JSON.stringify(input.fields),
+    message: input.json?.message ?? JSON.stringify(input.message ?? ''),
+    fields: input.json?.fields ?? JSON.stringify(input.fields),
     reply_id: input.replyId ?? null,
     pinned: 0,
     edited_at: null,

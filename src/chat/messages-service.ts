@@ -74,8 +74,8 @@ export class MessagesService {
     const fields = this.fieldsOf(body);
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
-    this.checkSize(message, fields);
-    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now });
+    const json = this.checkSize(message, fields);
+    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json });
     const rendered = await this.ctx.render.renderNewMessage(caller.appId, row, { message, fields });
     this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
     return rendered;
@@ -240,18 +240,21 @@ export class MessagesService {
 
   private fieldsOf(body: Json): Json {
     const out: Json = {};
-    for (const [k, v] of Object.entries(body)) if (!CONTROL_KEYS.has(k)) out[k] = v;
+    for (const k in body) if (Object.prototype.hasOwnProperty.call(body, k) && !CONTROL_KEYS.has(k)) out[k] = body[k];
     if (out.mentions !== undefined && (!Array.isArray(out.mentions) || !out.mentions.every((m) => typeof m === 'string'))) {
       throw invalidRequest('Invalid field mentions: must be an array of user ids');
     }
     return out;
   }
 
-  private checkSize(message: unknown, fields: Json): void {
-    const bytes = Buffer.byteLength(JSON.stringify(message ?? '')) + Buffer.byteLength(JSON.stringify(fields));
+  /** Refuses a message whose stored JSON would be too large; returns that JSON. */
+  private checkSize(message: unknown, fields: Json): { message: string; fields: string } {
+    const json = { message: JSON.stringify(message ?? ''), fields: JSON.stringify(fields) };
+    const bytes = Buffer.byteLength(json.message) + Buffer.byteLength(json.fields);
     if (bytes > this.ctx.limits.maxMessageBytes) {
       throw new AppError('MESSAGE_TOO_LARGE', `A message may be at most ${this.ctx.limits.maxMessageBytes} bytes of JSON; this one is ${bytes}`);
     }
+    return json;
   }
 
   private async replyTarget(appId: string, room: RoomRow, reply: unknown): Promise<string | null> {

@@ -63,9 +63,11 @@ export class ChatRenderer {
    */
   async renderNewMessage(appId: string, row: MessageRow, parsed?: { message: unknown; fields: Json }): Promise<Json> {
     const reply = row.reply_id ? await this.messages.get(appId, row.reply_id) : undefined;
-    const ids = [row.sender_id, reply?.sender_id ?? null].filter((x): x is string => x !== null);
     const users = new Map<string, UserRow>();
-    for (const u of await Promise.all(ids.map((id) => this.userLoader.load(appId, id)))) if (u) users.set(u.id, u);
+    for (const id of [row.sender_id, reply?.sender_id ?? null]) {
+      const u = id === null || users.has(id) ? undefined : await this.userLoader.load(appId, id);
+      if (u) users.set(u.id, u);
+    }
     const out = messageObject(row, users, [], parsed);
     if (reply) out.reply = messageObject(reply, users, []);
     return out;

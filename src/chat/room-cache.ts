@@ -66,6 +66,12 @@ export class RoomCache {
     return pending;
   }
 
+  /** The cached snapshot if there is a fresh one, without loading: for callers that have a slower way round. */
+  peek(appId: string, roomId: string): RoomSnapshot | undefined {
+    const hit = this.entries.get(`${appId}\u0000${roomId}`);
+    return hit && this.clock.now() - hit.at < this.maxAgeMs ? hit.snap : undefined;
+  }
+
   invalidate(appId: string, roomId: string): void {
     this.generation++;
     const key = `${appId}\u0000${roomId}`;

@@ -8,7 +8,7 @@ import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
 import { ChatRenderer, memberSummary } from '../chat/render.js';
-import { recipients } from '../chat/room-cache.js';
+import { recipients, type RoomSnapshot } from '../chat/room-cache.js';
 import { encode, type Encoding } from './codec.js';
 
 /** Each user has one channel per encoding, so one emit reaches all of their sockets in the form each expects. */
@@ -21,8 +21,12 @@ export function userChannel(appId: string, userId: string, encoding: Encoding): 
  * the store when the event is delivered, so membership changes take effect at once. Events of one room are
  * delivered in the order they were committed.
  */
+type Channels = Record<Encoding, string[]>;
+const ENCODINGS = ['base64', 'plain'] as const;
+
 export class Delivery {
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly channelCache = new WeakMap<RoomSnapshot, Channels>();
   private readonly off: () => void;
   private stopped = false;
   private readonly render: ChatRenderer;
@@ -46,6 +50,15 @@ export class Delivery {
   private enqueue(e: DomainEvent): void {
     if (this.stopped) return;
     const key = 'roomId' in e ? `${e.appId}:${e.roomId}` : `${e.appId}:user:${'userId' in e ? e.userId : ''}`;
+    // The common case, a new message to a room whose snapshot is cached with nothing queued before it, is
+    // delivered at once: no promise chain, no second look at the store.
+    if (e.type === 'message.created' && e.message && !this.queues.has(key)) {
+      const snap = this.services.chat.roomCache.peek(e.appId, e.roomId);
+      if (snap) {
+        this.toChannels(this.channelsOf(snap), 'chat message', e.message);
+        return;
+      }
+    }
     const prev = this.queues.get(key) ?? Promise.resolve();
     const next = prev
       .then(() => this.deliver(e))
@@ -69,8 +82,7 @@ export class Delivery {
           if (!row) return;
           message = await this.render.renderMessage(e.appId, row);
         }
-        // A user banned from the room reads none of its new messages.
-        this.toUsers(e.appId, recipients(snap, this.services.chat.clock.now()), 'chat message', message);
+        this.toChannels(this.channelsOf(snap), 'chat message', message);
         return;
       }
       case 'room.created':
@@ -142,6 +154,29 @@ export class Delivery {
 
   private async memberIds(appId: string, roomId: string): Promise<string[]> {
     return (await new RoomsRepo(this.store.db).members(appId, roomId)).map((m) => m.user_id);
+  }
+
+  /**
+   * The user channels of the members who receive a room's new messages: a user banned from the room reads none.
+   * Kept with the snapshot while no ban is in force (a ban can run out, so then they are worked out each time).
+   */
+  private channelsOf(snap: RoomSnapshot): Channels {
+    const kept = this.channelCache.get(snap);
+    if (kept) return kept;
+    const users = recipients(snap, this.services.chat.clock.now());
+    const appId = snap.room.app_id;
+    const channels = { base64: users.map((u) => userChannel(appId, u, 'base64')), plain: users.map((u) => userChannel(appId, u, 'plain')) };
+    if (snap.bans.size === 0) this.channelCache.set(snap, channels);
+    return channels;
+  }
+
+  /** Emits to the given user channels in each encoding that has a socket online; nothing is encoded for nobody. */
+  private toChannels(channels: Channels, event: string, payload: unknown): void {
+    const online = this.io.sockets.adapter.rooms;
+    for (const enc of ENCODINGS) {
+      const list = channels[enc];
+      if (list.some((c) => online.has(c))) this.io.to(list).emit(event, encode(payload, enc));
+    }
   }
 
   /** Emits to every socket of the given users, base64 or plain as each socket chose. */
