@@ -39,6 +39,7 @@ export interface ImkitServer {
   bootstrap: Bootstrap;
   routes: RouteDef[];
   realtime: Realtime;
+  guard: Guard;
   /** Listens on config.port/host; resolves to the base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
@@ -62,7 +63,13 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const services = createServices(store.db, store.dialect, clock, bus, config);
   const bootstrap = await bootstrapApps(services, config);
   const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
-  const guard = new Guard(store.db, rates, clock, config);
+  const guard = new Guard(store, bus, rates, clock, config, {
+    onWatchStatus: (reliable, err) => {
+      if (reliable) logger.info('credential cache in use again: changes by other processes are noticed');
+      else logger.warn({ err }, 'credential cache bypassed: changes by other processes cannot be noticed (retrying)');
+    },
+  });
+  await guard.ready();
 
   let ready = true;
   let realtime: Realtime | undefined;
@@ -83,6 +90,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     bootstrap,
     routes,
     realtime,
+    guard,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -93,6 +101,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await batchWorker.stop();
         await realtime!.close();
         await http.close();
+        await guard.close();
         await rates.close();
         await store.close();
       })();

@@ -53,7 +53,7 @@ export function createServices(
   const messages = new MessagesService(chat, rooms, appConfig);
   const prefs = new PrefsService(chat, rooms);
   return {
-    apps: new AppsService(db, clock),
+    apps: new AppsService(db, clock, bus),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus),
     rooms,
     messages,

@@ -3,6 +3,7 @@ import { AppError, invalidRequest } from '../errors.js';
 import { importedApiKey, importedClientKey, newApiKey, newClientKey, newSigningSecret, apiKeyIsLive } from '../auth/keys.js';
 import type { Clock } from '../lib/clock.js';
 import { iso } from '../lib/clock.js';
+import type { EventBus } from '../events/bus.js';
 import { digest } from '../lib/secrets.js';
 import { AppsRepo, type ApiKeyRow, type AppRow } from '../store/apps-repo.js';
 import { isUniqueViolation } from '../store/database.js';
@@ -38,7 +39,9 @@ const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-
 
 /**
  * Applications (tenants) and their keys. Used by the CLI today and by the dashboard later; every secret it
- * returns is returned once, from the call that created it.
+ * returns is returned once, from the call that created it. Every committed change is announced on the bus
+ * (`credentials.changed`), so the auth guard drops what it cached; the CLI has no bus: the server notices its
+ * changes through the store (src/store/external-writes.ts).
  */
 export class AppsService {
   private readonly repo: AppsRepo;
@@ -46,6 +49,7 @@ export class AppsService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
+    private readonly bus?: EventBus,
   ) {
     this.repo = new AppsRepo(db);
   }
@@ -58,7 +62,7 @@ export class AppsService {
     if (!APP_ID.test(id)) throw invalidRequest('id must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
     const now = this.clock.now();
     try {
-      return await this.db.transaction().execute(async (trx) => {
+      const created = await this.db.transaction().execute(async (trx) => {
         const repo = new AppsRepo(trx);
         if (await repo.getApp(id)) throw new AppError('APP_EXISTS', `Application ${id} already exists`);
         for (const d of domains) {
@@ -74,6 +78,8 @@ export class AppsService {
         await repo.insertClientKey(clientKey.row);
         return { id, name, domains, apiKey: apiKey.secret, clientKey: clientKey.secret };
       });
+      this.changed(id);
+      return created;
     } catch (err) {
       if (isUniqueViolation(err)) throw new AppError('APP_EXISTS', `Application ${id} or one of its domains already exists`);
       throw err;
@@ -106,7 +112,7 @@ export class AppsService {
   async rotateApiKey(app: AppRow, expireOldInMs: number): Promise<{ apiKey: string; last4: string; oldKeysExpireAt: string | null }> {
     const now = this.clock.now();
     const until = now + expireOldInMs;
-    return this.db.transaction().execute(async (trx) => {
+    const rotated = await this.db.transaction().execute(async (trx) => {
       const repo = new AppsRepo(trx);
       for (const key of await repo.listApiKeys(app.id)) {
         if (!apiKeyIsLive(key, now)) continue;
@@ -117,6 +123,8 @@ export class AppsService {
       await repo.insertApiKey(fresh.row);
       return { apiKey: fresh.secret, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
     });
+    this.changed(app.id);
+    return rotated;
   }
 
   /** Revokes the unrevoked key ending in `keyLast4` (or with that key id, as `app list` shows it). */
@@ -127,6 +135,7 @@ export class AppsService {
     if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several API keys end in ${keyLast4}; rotate instead`);
     const key = matches[0]!;
     await this.repo.updateApiKey(key.id, { revoked_at: now });
+    this.changed(app.id);
     return { id: key.id, last4: key.last4, revokedAt: iso(now) };
   }
 
@@ -139,6 +148,7 @@ export class AppsService {
       await repo.revokeClientKeys(app.id, now);
       await repo.insertClientKey(fresh.row);
     });
+    this.changed(app.id);
     return { clientKey: fresh.secret, last4: fresh.row.last4 };
   }
 
@@ -149,7 +159,7 @@ export class AppsService {
    */
   async ensureFromEnv(appId: string, apiKey: string | undefined, clientKey: string | undefined): Promise<{ created: boolean; generated: Partial<CreatedApp> }> {
     const now = this.clock.now();
-    return this.db.transaction().execute(async (trx) => {
+    const result = await this.db.transaction().execute(async (trx) => {
       const repo = new AppsRepo(trx);
       let app = await repo.getApp(appId);
       const created = !app;
@@ -181,6 +191,13 @@ export class AppsService {
       }
       return { created, generated };
     });
+    this.changed(appId);
+    return result;
+  }
+
+  /** After a committed change to an application, its domains or keys. */
+  private changed(appId: string): void {
+    this.bus?.emit({ type: 'credentials.changed', appId });
   }
 
   async isEmpty(): Promise<boolean> {

@@ -1,11 +1,12 @@
-import type { Kysely } from 'kysely';
 import type { Config } from '../config.js';
 import { AppError, CREDENTIAL_FAILURE_CODES, CredentialErrors, invalidRequest } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import { digest } from '../lib/secrets.js';
-import { AppsRepo, type AppRow } from '../store/apps-repo.js';
-import type { Database } from '../store/schema.js';
+import type { AppRow } from '../store/apps-repo.js';
+import type { Store } from '../store/database.js';
 import { UsersRepo } from '../store/users-repo.js';
+import { CredentialCache, type CredentialCacheOptions } from './credential-cache.js';
 import { apiKeyIsLive } from './keys.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
 
@@ -33,22 +34,35 @@ export interface AuthResult {
 const MINUTE = 60_000;
 
 /**
- * The one auth guard, shared by HTTP routes and (later) socket handshakes: headers in, Actor out, or one
- * of the seed documents' errors. Every lookup goes to the store, so a revocation (also one made by the CLI
- * in another process) takes effect on the very next request.
+ * The one auth guard, shared by HTTP routes and socket handshakes: headers in, Actor out, or one of the seed
+ * documents' errors. Credentials are read through its CredentialCache, which every committed change to them
+ * empties first (also one made by the CLI in another process), so a revocation takes effect on the very next
+ * request (on Postgres, once the change's notification has arrived from the database).
  */
 export class Guard {
-  private readonly apps: AppsRepo;
+  /** What the guard keeps in memory; `stats` says how often the store was read. */
+  readonly credentials: CredentialCache;
   private readonly users: UsersRepo;
 
   constructor(
-    db: Kysely<Database>,
+    store: Store,
+    bus: EventBus,
     private readonly rates: RateLimitStore,
     private readonly clock: Clock,
     private readonly config: Pick<Config, 'rateLimitPerMinute' | 'userRateLimitPerMinute' | 'authFailuresPerMinute'>,
+    cacheOptions: CredentialCacheOptions = {},
   ) {
-    this.apps = new AppsRepo(db);
-    this.users = new UsersRepo(db);
+    this.credentials = new CredentialCache(store, bus, cacheOptions);
+    this.users = new UsersRepo(store.db);
+  }
+
+  /** Settles once the cache watches the store for other processes' changes (until then it is bypassed). */
+  ready(): Promise<void> {
+    return this.credentials.ready();
+  }
+
+  close(): Promise<void> {
+    return this.credentials.close();
   }
 
   async authenticate(input: CredentialInput, mode: AuthMode): Promise<AuthResult> {
@@ -57,6 +71,7 @@ export class Guard {
     const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
     if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
     try {
+      await this.credentials.sync();
       return await this.resolve(input, mode, now);
     } catch (err) {
       if (err instanceof AppError && CREDENTIAL_FAILURE_CODES.has(err.code)) {
@@ -76,12 +91,14 @@ export class Guard {
     const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
     if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
     try {
+      await this.credentials.sync();
       const tokenDigest = digest(token.replace(/^Bearer\s+/i, '').trim());
+      // Not cached: this legacy path runs once per socket, and "unique across applications" is no single row.
       const rows = await this.users.findTokensAnyApp(tokenDigest);
       const row = rows.length === 1 ? rows[0]! : undefined;
       if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
       if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
-      const app = await this.apps.getApp(row.app_id);
+      const app = await this.credentials.app(row.app_id);
       if (!app) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
       const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
       return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: null }, rate };
@@ -97,10 +114,9 @@ export class Guard {
     const asUser = h('im-client-id');
 
     if (apiKey !== undefined) {
-      const key = await this.apps.findApiKeyByDigest(digest(apiKey));
-      if (!key || !apiKeyIsLive(key, now)) throw CredentialErrors.invalidApiKey();
-      const app = await this.apps.getApp(key.app_id);
-      if (!app) throw CredentialErrors.invalidApiKey();
+      const found = await this.credentials.apiKey(digest(apiKey));
+      if (!found || !apiKeyIsLive(found.key, now)) throw CredentialErrors.invalidApiKey();
+      const { key, app } = found;
       const rate = await this.count(`api:${key.id}`, app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, now);
       if (mode === 'user' && !asUser) {
         throw invalidRequest('IM-CLIENT-ID header is required to call a user route with the API key (it names the user to act as)');
@@ -112,17 +128,16 @@ export class Guard {
     if (clientKey === undefined) {
       throw mode === 'admin' ? CredentialErrors.missingApiKey() : CredentialErrors.missingClientKey();
     }
-    const ck = await this.apps.findClientKeyByDigest(digest(clientKey));
-    if (!ck || ck.revoked_at !== null) throw CredentialErrors.invalidClientKey();
-    const app = await this.apps.getApp(ck.app_id);
-    if (!app) throw CredentialErrors.invalidClientKey();
+    const ck = await this.credentials.clientKey(digest(clientKey));
+    if (!ck || ck.key.revoked_at !== null) throw CredentialErrors.invalidClientKey();
+    const app = ck.app;
     await this.checkDomain(app, input.headers);
 
     const rawToken = h('im-authorization') ?? h('authorization');
     const token = rawToken?.replace(/^Bearer\s+/i, '').trim();
     if (!token) throw CredentialErrors.invalidToken('A user token is required in the IM-Authorization header');
     const tokenDigest = digest(token);
-    const row = await this.users.findToken(app.id, tokenDigest);
+    const row = await this.credentials.token(app.id, tokenDigest);
     if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
     if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
     const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
@@ -132,7 +147,7 @@ export class Guard {
     if (mode === 'admin') {
       throw CredentialErrors.insufficientPermissions('A client key and user token cannot perform this operation; it requires the API key');
     }
-    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: ck.id }, rate };
+    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: ck.key.id }, rate };
   }
 
   private async count(key: string, limit: number, now: number): Promise<RateDecision> {
@@ -151,17 +166,17 @@ export class Guard {
     const names = [hostnameOf(header(headers, 'origin'), true), hostnameOf(header(headers, 'host'), false)].filter(
       (n): n is string => n !== undefined,
     );
-    const owners = await this.apps.ownersOfDomains([...new Set(names.flatMap(patternsFor))]);
+    const domains = await this.credentials.domainsFor([...new Set(names.flatMap(patternsFor))]);
     let ownMatch = false;
     for (const name of names) {
       const owner = patternsFor(name)
-        .map((p) => owners.find((o) => o.domain === p))
+        .map((p) => domains.ownerOf(p))
         .find((o) => o !== undefined);
-      if (!owner) continue;
-      if (owner.app_id !== app.id) throw CredentialErrors.clientKeyMismatch();
+      if (owner === undefined) continue;
+      if (owner !== app.id) throw CredentialErrors.clientKeyMismatch();
       ownMatch = true;
     }
-    if (!ownMatch && (await this.apps.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
+    if (!ownMatch && (await domains.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
   }
 }
 

@@ -94,7 +94,7 @@ export class UsersService {
         return row;
       });
     const row = await retryOnceOnConflict(run);
-    if (issued || input.token !== undefined) this.revoked(app.id, input.id, replacedDigests);
+    if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests);
     const out = renderUser(row);
     if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
     else if (input.token !== undefined) Object.assign(out, { token: input.token, expirationDate: expiresAt === null ? null : iso(expiresAt) });
@@ -174,7 +174,7 @@ export class UsersService {
       await repo.update(app.id, userId, { updated_at: now });
       return { ...user, updated_at: now };
     });
-    this.revoked(app.id, userId, replaced);
+    this.tokensWritten(app.id, userId, replaced);
     return {
       _id: row.id,
       id: row.id,
@@ -219,6 +219,12 @@ export class UsersService {
   private revoked(appId: string, userId: string, tokenDigests: string[] | 'all'): void {
     if (tokenDigests !== 'all' && tokenDigests.length === 0) return;
     this.bus?.emit({ type: 'credentials.revoked', appId, userId, tokenDigests });
+  }
+
+  /** After a committed token write: the replaced tokens are revoked; a write that revoked none (a new token, a new expiry) is still announced. */
+  private tokensWritten(appId: string, userId: string, replaced: string[]): void {
+    if (replaced.length > 0) this.revoked(appId, userId, replaced);
+    else this.bus?.emit({ type: 'credentials.changed', appId });
   }
 
   private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {

@@ -25,7 +25,12 @@ export type DomainEvent =
   | { type: 'user.blocked'; appId: string; blocker: string; blockee: string; blocked: boolean }
   | { type: 'room.ban'; appId: string; roomId: string; actorId: string | null; userId: string; banned: boolean; unblockAt: number | null }
   /** Tokens of a user stopped working (revoked, replaced, or the user was deleted): drop their sockets. */
-  | { type: 'credentials.revoked'; appId: string; userId: string; tokenDigests: string[] | 'all' };
+  | { type: 'credentials.revoked'; appId: string; userId: string; tokenDigests: string[] | 'all' }
+  /**
+   * Rows that authenticate requests were written (an application, its domains or keys, user tokens) without a
+   * revocation event saying so: what was cached from them must be dropped.
+   */
+  | { type: 'credentials.changed'; appId: string };
 
 export type DomainEventType = DomainEvent['type'];
 type Listener = (event: DomainEvent) => void;

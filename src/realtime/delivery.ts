@@ -149,6 +149,9 @@ export class Delivery {
       case 'room.ban':
         // No IMKIT client event exists for these; clients see them on their next REST resync.
         return;
+      case 'credentials.changed':
+        // For the auth guard's credential cache; sockets are dropped on credentials.revoked.
+        return;
     }
   }
 

@@ -47,6 +47,11 @@ export class AppsRepo {
     return row?.app_id;
   }
 
+  /** The whole domain table (what the auth guard keeps in memory). */
+  allDomains(): Promise<Array<{ domain: string; app_id: string }>> {
+    return this.db.selectFrom('app_domains').selectAll().execute();
+  }
+
   ownersOfDomains(domains: string[]): Promise<Array<{ domain: string; app_id: string }>> {
     if (domains.length === 0) return Promise.resolve([]);
     return this.db.selectFrom('app_domains').selectAll().where('domain', 'in', domains).execute();

@@ -4,6 +4,7 @@ import Sqlite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.js';
+import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -15,6 +16,11 @@ export interface Store {
   /** Where the data lives, for start-up messages; never contains a password. */
   describe: string;
   migrate(): Promise<void>;
+  /**
+   * Starts noticing changes committed by other processes (see external-writes.ts); the caller closes what it
+   * gets back before closing the store.
+   */
+  watchExternalWrites(opts: WatchOptions): ExternalWrites;
   close(): Promise<void>;
 }
 
@@ -41,7 +47,8 @@ function openSqlite(dataDir: string): Store {
     db,
     dialect: 'sqlite',
     describe: `SQLite ${file}`,
-    migrate: () => runMigrations(db),
+    migrate: () => runMigrations(db, 'sqlite'),
+    watchExternalWrites: (opts) => watchSqlite(conn, db, opts),
     close: () => db.destroy(),
   };
 }
@@ -62,10 +69,10 @@ function imkitRegexp(pattern: unknown, flags: unknown, value: unknown): number {
 }
 
 function openPostgres(url: string, schema: string | undefined): Store {
+  const session = { connectionString: url, ...(schema ? { options: `-c search_path=${schema}` } : {}) };
   const pool = new pg.Pool({
-    connectionString: url,
+    ...session,
     max: 10,
-    ...(schema ? { options: `-c search_path=${schema}` } : {}),
     // BIGINT (epoch ms) comes back as a JS number, as it does from SQLite.
     types: {
       getTypeParser: ((oid: number, format?: string) =>
@@ -82,8 +89,9 @@ function openPostgres(url: string, schema: string | undefined): Store {
     describe: `PostgreSQL ${where.hostname}:${where.port || 5432}${where.pathname}${schema ? ` schema ${schema}` : ''}`,
     migrate: async () => {
       if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-      await runMigrations(db, schema);
+      await runMigrations(db, 'postgres', schema);
     },
+    watchExternalWrites: (opts) => watchPostgres(session, schema, opts),
     close: () => db.destroy(),
   };
 }
@@ -112,10 +120,10 @@ function withStatementCache(conn: Sqlite.Database): Sqlite.Database {
   });
 }
 
-async function runMigrations(db: Kysely<Database>, schema?: string): Promise<void> {
+async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<void> {
   // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
   // kysely_migration tables through introspection and skip creating ours.
-  const migrator = new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) });
+  const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');

@@ -1,4 +1,11 @@
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import type { Dialect } from '../database.js';
+
+/**
+ * The Postgres channel on which every committed change to a credential table is announced (payload: the table's
+ * schema), so that other processes drop what they cached (migration 0007, src/store/external-writes.ts).
+ */
+export const CREDENTIALS_CHANNEL = 'imkit_credentials';
 
 /**
  * The one migration set, written with Kysely's schema builder so it runs unchanged on SQLite and Postgres.
@@ -315,8 +322,34 @@ const migrations: Record<string, Migration> = {
   },
 };
 
-export const migrationProvider: MigrationProvider = {
-  async getMigrations() {
-    return migrations;
+/** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
+const postgresOnly: Record<string, Migration> = {
+  '0007_credential_notify': {
+    async up(db: Kysely<any>) {
+      // Every statement that changes a credential table announces itself on CREDENTIALS_CHANNEL. NOTIFY is
+      // transactional: the announcement is delivered when (and only if) the change commits, whoever made it (a
+      // server node, the CLI, an operator in psql). The payload is the table's schema, as several installations
+      // may share one database. (SQLite needs nothing: other processes' commits change PRAGMA data_version.)
+      await sql`create or replace function imkit_credentials_changed() returns trigger language plpgsql as $$
+        begin
+          perform pg_notify(${sql.lit(CREDENTIALS_CHANNEL)}, tg_table_schema);
+          return null;
+        end $$`.execute(db);
+      const on = (table: string, events: string) =>
+        sql`create trigger imkit_credentials_changed after ${sql.raw(events)} on ${sql.table(table)}
+            for each statement execute function imkit_credentials_changed()`.execute(db);
+      for (const table of ['apps', 'app_domains', 'api_keys', 'client_keys', 'user_tokens']) await on(table, 'insert or update or delete');
+      await on('users', 'delete');
+    },
   },
 };
+
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  const skipped: Migration = { async up() {} };
+  return {
+    async getMigrations() {
+      const specific = Object.entries(postgresOnly).map(([name, m]) => [name, dialect === 'postgres' ? m : skipped] as const);
+      return { ...migrations, ...Object.fromEntries(specific) };
+    },
+  };
+}

@@ -1,0 +1,169 @@
+import type Sqlite from 'better-sqlite3';
+import { type Kysely, sql } from 'kysely';
+import pg from 'pg';
+import { CREDENTIALS_CHANNEL } from './migrations/index.js';
+
+/**
+ * How this process learns that another process (the CLI, later another server node) committed a change, for
+ * code that keeps store data in memory. SQLite reports any commit made by another connection to the file;
+ * Postgres reports commits that touched a credential table (the triggers of migration 0007).
+ */
+export interface ExternalWrites {
+  /**
+   * False while a change made elsewhere could go unnoticed (Postgres: the LISTEN connection is not up); what was
+   * kept in memory must not be used then.
+   */
+  readonly reliable: boolean;
+  /**
+   * Reports to `onChange` the changes other processes committed before this call. Returns undefined when that is
+   * done (the usual case, synchronous and about a microsecond), else a promise to await first.
+   */
+  check(): Promise<void> | undefined;
+  /** Settles once the first attempt to start watching ended, well or not (Postgres keeps retrying in the background). */
+  readonly started: Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** Called when another process may have changed something (also when watching resumes after a gap). */
+  onChange(): void;
+  /** Called when watching stops working or works again (Postgres: the LISTEN connection was lost or came back). */
+  onStatus?(reliable: boolean, err?: unknown): void;
+}
+
+/**
+ * SQLite: `PRAGMA data_version` changes when another connection commits to the file, never for this connection's
+ * own commits. It is read on the raw connection, outside Kysely's connection mutex: a read-only pragma is harmless
+ * inside an open transaction, but there it answers from the transaction's snapshot, which may predate the other
+ * process's commit. So while this process holds a transaction open, the pragma goes through Kysely and waits for
+ * it to end, exactly as the store reads it replaces would have waited.
+ */
+export function watchSqlite(conn: Sqlite.Database, db: Kysely<any>, opts: WatchOptions): ExternalWrites {
+  const version = conn.prepare('PRAGMA data_version').pluck();
+  let last = version.get() as number;
+  const seen = (v: number) => {
+    if (v === last) return;
+    last = v;
+    opts.onChange();
+  };
+  return {
+    reliable: true,
+    started: Promise.resolve(),
+    check() {
+      if (!conn.inTransaction) {
+        seen(version.get() as number);
+        return undefined;
+      }
+      return sql<{ data_version: number }>`pragma data_version`.execute(db).then((r) => seen(Number(r.rows[0]!.data_version)));
+    },
+    close: async () => {},
+  };
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * Postgres: a dedicated client (outside the pool) that LISTENs on CREDENTIALS_CHANNEL and reports the
+ * notifications about its own schema. Unreliable until LISTEN is in place; when the connection is lost it
+ * reconnects in the background, and reports a change on every (re)start since notifications sent meanwhile
+ * were lost. A heartbeat query notices a connection that died silently.
+ */
+export function watchPostgres(clientConfig: pg.ClientConfig, schema: string | undefined, opts: WatchOptions): ExternalWrites {
+  return new PgWatch(clientConfig, schema, opts);
+}
+
+/** The application_name of the LISTEN connection (Postgres keeps its first 63 bytes). */
+export function listenerName(schema: string | undefined): string {
+  return `imkit-listen:${schema ?? ''}`;
+}
+
+class PgWatch implements ExternalWrites {
+  reliable = false;
+  readonly started: Promise<void>;
+  private client: pg.Client | undefined;
+  /** The schema whose notifications count: the configured one, else the listening session's current_schema(). */
+  private schema: string | undefined;
+  private closed = false;
+  private retryMs = RETRY_MIN_MS;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  /** Whether "not watching" was already reported, so a long outage is reported once. */
+  private reportedDown = false;
+
+  constructor(
+    private readonly clientConfig: pg.ClientConfig,
+    private readonly configuredSchema: string | undefined,
+    private readonly opts: WatchOptions,
+  ) {
+    this.started = this.connect();
+  }
+
+  check(): undefined {
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.reliable = false;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.heartbeat);
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.end().catch(() => {});
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({
+      ...this.clientConfig,
+      // Shows in pg_stat_activity which installation's listener this is.
+      application_name: listenerName(this.configuredSchema),
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+      query_timeout: 10_000,
+    });
+    this.client = client;
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client, new Error('LISTEN connection ended')));
+    client.on('notification', (n) => {
+      if (client === this.client && n.channel === CREDENTIALS_CHANNEL && n.payload === this.schema) this.opts.onChange();
+    });
+    try {
+      await client.connect();
+      const schema = this.configuredSchema ?? ((await client.query<{ s: string }>('select current_schema() as s')).rows[0]?.s);
+      await client.query(`listen ${CREDENTIALS_CHANNEL}`);
+      if (client !== this.client) return; // closed or lost meanwhile
+      this.schema = schema;
+      // Changes committed before LISTEN took effect were announced to nobody.
+      this.opts.onChange();
+      this.reliable = true;
+      this.retryMs = RETRY_MIN_MS;
+      if (this.reportedDown) this.opts.onStatus?.(true);
+      this.reportedDown = false;
+      this.heartbeat = setInterval(() => {
+        client.query('select 1').catch((err: unknown) => this.lost(client, err));
+      }, HEARTBEAT_MS);
+      this.heartbeat.unref();
+    } catch (err) {
+      this.lost(client, err);
+    }
+  }
+
+  private lost(client: pg.Client, err: unknown): void {
+    if (client !== this.client) return;
+    this.client = undefined;
+    this.reliable = false;
+    clearInterval(this.heartbeat);
+    client.end().catch(() => {});
+    if (this.closed) return;
+    // Whatever was kept while listening may miss the changes of the gap.
+    this.opts.onChange();
+    if (!this.reportedDown) this.opts.onStatus?.(false, err);
+    this.reportedDown = true;
+    this.retryTimer = setTimeout(() => void this.connect(), this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+}
