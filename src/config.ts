@@ -97,7 +97,7 @@ export const SETTINGS: Setting[] = [
     },
   },
   {
-    key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', help: LOG_LEVELS.join('|'),
+    key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', help: `${LOG_LEVELS.join('|')} (debug adds one line per HTTP request)`,
     parse: (raw) => {
       if (!LOG_LEVELS.includes(raw)) throw new ConfigError(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;

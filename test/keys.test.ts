@@ -140,7 +140,8 @@ describe.each(DIALECTS)('application isolation (%s)', (dialect) => {
 
 describe.each(DIALECTS)('secrets stay secret (%s)', (dialect) => {
   it('appear in no log line and in no response except the one that created them', async () => {
-    const t = await startTestServer(dialect);
+    // debug: one log line per request too (info logs no requests)
+    const t = await startTestServer(dialect, { logLevel: 'debug' });
     try {
       const created = await t.request({ method: 'POST', url: '/admin/clients', headers: { 'IM-API-KEY': t.apiKey }, body: { _id: 'hank', issueAccessToken: true } });
       const token = created.body.result.token as string;
