@@ -119,12 +119,6 @@ export class ModerationService {
     return this.renderBan({ ...row, updated_at: now }, room, 'ids');
   }
 
-  /** Users banned from a room right now (realtime delivery leaves them out). */
-  async bannedIn(appId: string, roomId: string): Promise<Set<string>> {
-    const rows = await new ModerationRepo(this.ctx.db).activeBans(appId, roomId, this.ctx.clock.now());
-    return new Set(rows.map((r) => r.user_id));
-  }
-
   // ---------------------------------------------------------------- admin mute
 
   /** `POST` / `DELETE /admin/clients/:uid/mute/:room`: what `/me/mute/:room` does, on behalf of `uid`. */

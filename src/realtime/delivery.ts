@@ -16,14 +16,14 @@ export function userChannel(appId: string, userId: string, encoding: Encoding): 
   return `u:${encoding}:${appId}:${userId}`;
 }
 
-/**
- * Turns committed domain events into the server->client events of realtime spec §3.2. Recipients are read from
- * the store when the event is delivered, so membership changes take effect at once. Events of one room are
- * delivered in the order they were committed.
- */
 type Channels = Record<Encoding, string[]>;
 const ENCODINGS = ['base64', 'plain'] as const;
 
+/**
+ * Turns committed domain events into the server->client events of realtime spec §3.2. Recipients are looked up
+ * when the event is delivered (room members from the room cache, which membership events keep current), so
+ * membership changes take effect at once. Events of one room are delivered in the order they were committed.
+ */
 export class Delivery {
   private readonly queues = new Map<string, Promise<void>>();
   private readonly channelCache = new WeakMap<RoomSnapshot, Channels>();
