@@ -80,7 +80,14 @@ for (const dialect of DIALECTS) {
         }
         const last = await t.request({ method: 'GET', url: `/rooms/${room}`, headers: userHeaders(t.clientKey, tokens.ann!) });
         expect(last.body.result.lastMessage._id).toBe(all[all.length - 1]!._id);
+        // totalCount is a stored count: it must equal the messages there are (system messages included)
+        expect(history.body.result.totalCount).toBe(all.length);
       }
+      const before2 = await t.request({ method: 'GET', url: '/rooms/r2/messages/v3?limit=1', headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' } });
+      const victim = before2.body.result.data[0]._id as string;
+      expect((await t.request({ method: 'DELETE', url: `/rooms/r2/messages/${victim}`, headers: { 'IM-API-KEY': t.apiKey } })).status).toBe(200);
+      const after2 = await t.request({ method: 'GET', url: '/rooms/r2/messages/v3?limit=1', headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' } });
+      expect(after2.body.result.totalCount).toBe(before2.body.result.totalCount - 1);
     });
 
     it('a message the store refuses fails alone; the others of its batch are stored', async () => {

@@ -163,7 +163,7 @@ export class BatchService {
       const members = (await new UsersRepo(trx).getMany(job.app_id, [job.sender!, p.receiver!])).map((u) => u.id);
       await rooms.insert({
         app_id: job.app_id, id: p.roomId, name: null, cover: null, description: null, room_type: 'direct', room_tags: '[]', webhook: null, bot_mode: 0,
-        bot_state: null, encrypted: 0, ext_params: null, status: 1, opening: 1, owner: null, extra: '{}', last_message_id: null, created_at: now, updated_at: now,
+        bot_state: null, encrypted: 0, ext_params: null, status: 1, opening: 1, owner: null, extra: '{}', last_message_id: null, message_count: 0, created_at: now, updated_at: now,
       });
       await rooms.addMembers(job.app_id, p.roomId, members, now);
       events.push({ type: 'room.created', appId: job.app_id, roomId: p.roomId, actorId: job.sender, members });

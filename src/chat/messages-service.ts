@@ -187,7 +187,9 @@ export class MessagesService {
       }
       deletedCount = await repo.delete(caller.appId, roomId, all ? 'all' : [messageId]);
       const latest = await repo.latest(caller.appId, roomId);
-      await new RoomsRepo(trx).update(caller.appId, roomId, { last_message_id: latest?.id ?? null, updated_at: now });
+      const rooms = new RoomsRepo(trx);
+      await rooms.update(caller.appId, roomId, { last_message_id: latest?.id ?? null, updated_at: now });
+      await rooms.recountMessages(caller.appId, roomId);
     });
     this.emit({ type: 'messages.deleted', appId: caller.appId, roomId, messageIds: all ? 'all' : [messageId], actorId: caller.userId });
     return { deletedCount, roomID: roomId, messageID: messageId, deletedBy: caller.userId ?? 'admin', deletedAt: iso(now) };

@@ -123,6 +123,7 @@ export class RoomsService {
           owner,
           extra: '{}',
           last_message_id: null,
+          message_count: 0,
           created_at: now,
           updated_at: now,
         };

@@ -26,7 +26,7 @@ export class AppendRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * Inserts the messages (in the given order), makes the last one of each room its last message, raises every
+   * Inserts the messages (in the given order), makes the last one of each room its last message (and counts them), raises every
    * member's badge by the number of batch messages sent to the room (banned members excepted), then sets each
    * sender's read mark and badge (`reads`: which also undoes the raise for their own messages). Run it inside a
    * transaction. Statements carry at most a power of two of rows, so few distinct shapes are ever prepared.
@@ -39,7 +39,7 @@ export class AppendRepo {
     const perRoom = new Map<string, { last: MessageRow; n: number }>();
     for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
     for (const part of chunks([...perRoom.values()])) {
-      await this.run('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at]), appId]);
+      await this.run('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at, p.n]), appId]);
       await this.run('badges', part.length, () => badgeShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.n]), appId, appId, now]);
     }
     for (const part of chunks(reads)) {
@@ -76,8 +76,8 @@ function insertShape(n: number): RawBuilder<unknown> {
 }
 
 function lastMessageShape(n: number): RawBuilder<unknown> {
-  return sql`with v(rid, mid, t) as (values ${tuples(n, 3, [null, null, 'bigint'])})
-    update rooms set last_message_id = v.mid, updated_at = v.t from v where rooms.app_id = ${P} and rooms.id = v.rid`;
+  return sql`with v(rid, mid, t, n) as (values ${tuples(n, 4, [null, null, 'bigint', 'integer'])})
+    update rooms set last_message_id = v.mid, updated_at = v.t, message_count = message_count + v.n from v where rooms.app_id = ${P} and rooms.id = v.rid`;
 }
 
 /** Every member not banned at `now` gains `n` unread; the senders' own badges are set afterwards (readShape). */

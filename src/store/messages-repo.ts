@@ -54,7 +54,12 @@ export class MessagesRepo {
     return sel.orderBy('id', q.order).limit(q.limit).execute();
   }
 
+  /** The room's messages (the stored count), or those sent after `afterTime` (counted). */
   async count(appId: string, roomId: string, afterTime?: number): Promise<number> {
+    if (afterTime === undefined) {
+      const row = await this.db.selectFrom('rooms').select('message_count').where('app_id', '=', appId).where('id', '=', roomId).executeTakeFirst();
+      return Number(row?.message_count ?? 0);
+    }
     let q = this.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('app_id', '=', appId).where('room_id', '=', roomId);
     if (afterTime !== undefined) q = q.where('message_time', '>', afterTime);
     return Number((await q.executeTakeFirstOrThrow()).n);

@@ -44,6 +44,28 @@ export class RoomsRepo {
     await this.db.updateTable('rooms').set(patch).where('app_id', '=', appId).where('id', '=', id).execute();
   }
 
+  /** A room's newest message and update time, after `n` messages were added to it. */
+  async noteNewMessages(appId: string, id: string, lastMessageId: string, now: number, n: number): Promise<void> {
+    await this.db
+      .updateTable('rooms')
+      .set((eb) => ({ last_message_id: lastMessageId, updated_at: now, message_count: eb('message_count', '+', n) }))
+      .where('app_id', '=', appId)
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Counts the room's messages again (after deleting some). */
+  async recountMessages(appId: string, id: string): Promise<void> {
+    await this.db
+      .updateTable('rooms')
+      .set((eb) => ({
+        message_count: eb.selectFrom('messages').select((m) => m.fn.countAll<number>().as('n')).where('messages.app_id', '=', appId).where('messages.room_id', '=', id),
+      }))
+      .where('app_id', '=', appId)
+      .where('id', '=', id)
+      .execute();
+  }
+
   /** Deletes the room with its members, invitations, messages, reactions and per-user state. */
   async delete(appId: string, id: string): Promise<number> {
     const msgIds = this.db.selectFrom('messages').select('id').where('app_id', '=', appId).where('room_id', '=', id);

@@ -85,6 +85,8 @@ export interface RoomsTable {
   owner: string | null;
   extra: string;
   last_message_id: string | null;
+  /** How many messages the room holds (history's totalCount), kept by every path that adds or deletes messages. */
+  message_count: number;
   created_at: Ms;
   updated_at: Ms;
 }

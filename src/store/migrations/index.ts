@@ -320,6 +320,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('room_members').addColumn('via', 'varchar(128)').execute();
     },
   },
+  '0008_message_count': {
+    async up(db: Kysely<any>) {
+      // History pages report the room's message count; counting the room on every page is O(room size).
+      await db.schema.alterTable('rooms').addColumn('message_count', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+      await sql`update rooms set message_count = (select count(*) from messages m where m.app_id = rooms.app_id and m.room_id = rooms.id)`.execute(db);
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
