@@ -55,27 +55,16 @@ export class MessageWriter {
   /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
   readonly stats = { batches: 0, messages: 0 };
 
-  private lastFlush = -Infinity;
-
-  /**
-   * `minIntervalMs`: batches start at least this far apart. A message that finds the writer idle for longer is
-   * written at once (after the sends already read from the sockets); under steady load, messages wait up to this
-   * long so that more of them share a commit, which is what a commit costs most for.
-   */
-  constructor(
-    private readonly db: Kysely<Database>,
-    private readonly minIntervalMs = 2,
-  ) {}
+  constructor(private readonly db: Kysely<Database>) {}
 
   append(input: AppendInput): Promise<MessageRow> {
     return new Promise((resolve, reject) => {
       this.queue.push({ row: messageRow(input), resolve, reject });
       if (!this.running) {
         this.running = true;
-        const wait = this.lastFlush + this.minIntervalMs - performance.now();
-        // setImmediate lets the requests already read from the sockets join this batch.
-        if (wait > 0 && this.queue.length < MAX_BATCH) setTimeout(() => void this.drain(), wait);
-        else setImmediate(() => void this.drain());
+        // Let the requests already read from the sockets join this batch. (Holding batches back for a few ms
+        // was measured: it caps a sender that waits for each answer at a batch per interval, for no clear gain.)
+        setImmediate(() => void this.drain());
       }
     });
   }
@@ -83,7 +72,6 @@ export class MessageWriter {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        this.lastFlush = performance.now();
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
           await this.write(batch.map((p) => p.row));
