@@ -98,7 +98,11 @@ export class MessageWriter {
 
   private async write(rows: MessageRow[]): Promise<void> {
     const byApp = new Map<string, MessageRow[]>();
-    for (const r of rows) byApp.set(r.app_id, [...(byApp.get(r.app_id) ?? []), r]);
+    for (const r of rows) {
+      const list = byApp.get(r.app_id);
+      if (list) list.push(r);
+      else byApp.set(r.app_id, [r]);
+    }
     await this.db.transaction().execute(async (trx) => {
       const repo = new AppendRepo(trx);
       for (const [appId, appRows] of byApp) await repo.append(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at);

@@ -1,12 +1,12 @@
-import { redactUrl } from '../logger.js';
 import cors from '@fastify/cors';
 import { Ajv, type Options as AjvOptions } from 'ajv';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { redactUrl } from '../logger.js';
 import { Described, type RouteDef } from './route.js';
 
 declare module 'fastify' {
@@ -34,7 +34,7 @@ export function buildHttp(opts: {
     return503OnClosing: true,
     // Fastify's own request logging writes two info lines per request, which cost about a third of the
     // throughput of a busy node. One line per request is written at debug level instead (LOG_LEVEL=debug).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   });
   if (opts.logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', (request, reply, done) => {

@@ -15,10 +15,10 @@ const MESSAGE_COLUMNS = [
 ] as const;
 
 /**
- * The write half of sending: many new messages of one application stored with four kinds of statement, whatever their
- * number (group commit, see chat/message-writer.ts). Each statement's SQL depends only on the dialect and on how
- * many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters: building
- * and compiling a query costs more than running it.
+ * The write half of sending: many new messages of one application stored with four kinds of statement, whatever
+ * their number (group commit, see chat/message-writer.ts). Each statement's SQL depends only on the dialect and on
+ * how many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters:
+ * building and compiling a query costs more than running it.
  */
 export class AppendRepo {
   private static readonly shapes = new WeakMap<object, Map<string, string>>();
@@ -26,10 +26,10 @@ export class AppendRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * Inserts the messages (in the given order), makes the last one of each room its last message (and counts them), raises every
-   * member's badge by the number of batch messages sent to the room (banned members excepted), then sets each
-   * sender's read mark and badge (`reads`: which also undoes the raise for their own messages). Run it inside a
-   * transaction. Statements carry at most a power of two of rows, so few distinct shapes are ever prepared.
+   * Inserts the messages (in the given order), makes the last one of each room its last message and counts them,
+   * raises every member's badge by the number of batch messages sent to the room (banned members excepted), then
+   * sets each sender's read mark and badge (`reads`, which also undoes the raise for their own messages). Run it
+   * inside a transaction. Statements carry a power of two of rows, so few distinct shapes are ever prepared.
    */
   async append(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): Promise<void> {
     if (rows.length === 0) return;
