@@ -140,8 +140,8 @@ export class BatchService {
     if (template.extra !== undefined) body.extra = deepFill(template.extra, fill);
     const roomId = typeof para.room === 'string' ? para.room : directRoomId(job.sender!, para.receiver as string);
     // Blocks and bans bind the sender on this path too.
-    const room = await new RoomsRepo(this.ctx.db).get(job.app_id, roomId);
-    if (room) await assertMaySend(this.ctx.db, job.app_id, room, job.sender, this.ctx.clock.now());
+    const snap = await this.ctx.roomCache.get(job.app_id, roomId);
+    if (snap) await assertMaySend(this.ctx.db, snap, job.sender, this.ctx.clock.now());
     else if (job.sender && typeof para.receiver === 'string' && (await new ModerationRepo(this.ctx.db).blockedBetween(job.app_id, job.sender, [para.receiver]))) {
       throw blocked();
     }

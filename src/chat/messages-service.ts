@@ -7,9 +7,9 @@ import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { ChatContext } from './chat-context.js';
 import { parseTime } from './chat-context.js';
 import type { AppConfigService } from './config-service.js';
-import { assertMayRead, assertMaySend, assertMaySendTo, banned } from './moderation-rules.js';
-import { isBanned } from './room-cache.js';
-import { authorize, type Caller, type RoomRole } from './policy.js';
+import { assertMayRead, assertMaySend } from './moderation-rules.js';
+import type { RoomSnapshot } from './room-cache.js';
+import { authorize, type Caller } from './policy.js';
 import type { RoomsService } from './rooms-service.js';
 
 type Json = Record<string, unknown>;
@@ -70,7 +70,7 @@ export class MessagesService {
     if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: no new messages can be sent');
     const messageType = body.messageType === undefined ? 'text' : body.messageType;
     if (typeof messageType !== 'string' || messageType.length === 0 || messageType.length > 64) throw invalidRequest('Invalid field messageType: must be a string of 1-64 characters');
-    await assertMaySendTo(this.ctx.db, snap, senderId, now);
+    await assertMaySend(this.ctx.db, snap, senderId, now);
     const fields = this.fieldsOf(body);
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
@@ -83,10 +83,11 @@ export class MessagesService {
 
   private async edit(caller: Caller, roomId: string, messageId: string, body: Json): Promise<Json> {
     const now = this.ctx.clock.now();
-    const { room, msg } = await this.ownMessage(caller, roomId, messageId);
+    const { snap, msg } = await this.ownMessage(caller, roomId, messageId);
+    const room = snap.room;
     if (room.status === 0 && !caller.platform) throw new AppError('ROOM_FROZEN', 'This room is frozen: messages cannot be changed');
     if (msg.message_type === 'recall') throw invalidRequest('A recalled message cannot be edited');
-    await assertMaySend(this.ctx.db, caller.appId, room, caller.userId, now);
+    await assertMaySend(this.ctx.db, snap, caller.userId, now);
     const fields = { ...(JSON.parse(msg.fields) as Json), ...this.fieldsOf(body) };
     const message = 'message' in body ? await this.config.censorMessage(caller.appId, msg.message_type, body.message) : JSON.parse(msg.message);
     this.checkSize(message, fields);
@@ -120,7 +121,7 @@ export class MessagesService {
    */
   async history(caller: Caller, roomId: string, q: HistoryInput, inclusive = true): Promise<{ totalCount: number; data: Json[]; userDeletedIDs: string[] }> {
     const { snap } = await this.rooms.accessCached(caller, roomId, 'read');
-    if (caller.userId !== null && isBanned(snap, caller.userId, this.ctx.clock.now())) throw banned();
+    assertMayRead(snap, caller.userId, this.ctx.clock.now());
     const limit = q.limit ?? DEFAULT_PAGE;
     const order = q.sortOrder ?? 'desc';
     const repo = new MessagesRepo(this.ctx.db);
@@ -158,8 +159,8 @@ export class MessagesService {
 
   /** `GET /rooms/:id/messages/:messageId`: the message with up to `before` older and `after` newer ones, oldest first. */
   async around(caller: Caller, roomId: string, messageId: string, before: number, after: number): Promise<{ totalCount: number; data: Json[] }> {
-    await this.rooms.access(caller, roomId, 'read');
-    await assertMayRead(this.ctx.db, caller.appId, roomId, caller.userId, this.ctx.clock.now());
+    const { snap } = await this.rooms.accessCached(caller, roomId, 'read');
+    assertMayRead(snap, caller.userId, this.ctx.clock.now());
     const repo = new MessagesRepo(this.ctx.db);
     const anchor = await repo.get(caller.appId, messageId);
     if (!anchor || anchor.room_id !== roomId) throw messageNotFound(messageId);
@@ -232,12 +233,12 @@ export class MessagesService {
   // ---------------------------------------------------------------- helpers
 
   /** Loads a message of a room that the caller may change: their own, or any for managers and up. */
-  private async ownMessage(caller: Caller, roomId: string, messageId: string): Promise<{ room: RoomRow; role: RoomRole; msg: MessageRow }> {
-    const { room, role } = await this.rooms.access(caller, roomId, 'read');
+  private async ownMessage(caller: Caller, roomId: string, messageId: string): Promise<{ snap: RoomSnapshot; msg: MessageRow }> {
+    const { snap, role } = await this.rooms.accessCached(caller, roomId, 'read');
     const msg = await new MessagesRepo(this.ctx.db).get(caller.appId, messageId);
     if (!msg || msg.room_id !== roomId) throw messageNotFound(messageId);
-    if (msg.sender_id === null || msg.sender_id !== caller.userId) authorize(role, 'moderateMessages', room);
-    return { room, role, msg };
+    if (msg.sender_id === null || msg.sender_id !== caller.userId) authorize(role, 'moderateMessages', snap.room);
+    return { snap, msg };
   }
 
   private fieldsOf(body: Json): Json {

@@ -1,29 +1,17 @@
 import type { Kysely } from 'kysely';
 import { AppError } from '../errors.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
-import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
 import { isBanned, type RoomSnapshot } from './room-cache.js';
 
 /**
- * The checks every message path asks before storing (MessagesService) and before a user reads or joins a room.
- * They bind the user, whoever submits on their behalf: the API key sending as a banned or blocked user is refused
- * too. Only a freeze is lifted for the platform (see MessagesService), because it is a state of the room.
+ * The checks every message path asks before storing (MessagesService, BatchService) and before a user reads a
+ * room. They bind the user, whoever submits on their behalf: the API key sending as a banned or blocked user is
+ * refused too. Only a freeze is lifted for the platform (see MessagesService), because it is a state of the room.
+ * Bans and members come from the room's cached snapshot (room-cache.ts); a block between two users is read from
+ * the store.
  */
-export async function assertMaySend(db: Kysely<Database>, appId: string, room: RoomRow, senderId: string | null, now: number): Promise<void> {
-  if (senderId === null) return;
-  const repo = new ModerationRepo(db);
-  if (await repo.activeBan(appId, room.id, senderId, now)) throw banned();
-  if (room.room_type === 'direct') {
-    const others = (await new RoomsRepo(db).members(appId, room.id)).map((m) => m.user_id).filter((u) => u !== senderId);
-    if (await repo.blockedBetween(appId, senderId, others)) {
-      throw blocked();
-    }
-  }
-}
-
-/** `assertMaySend` on a cached room snapshot: the ban comes from the snapshot, a block still from the store. */
-export async function assertMaySendTo(db: Kysely<Database>, snap: RoomSnapshot, senderId: string | null, now: number): Promise<void> {
+export async function assertMaySend(db: Kysely<Database>, snap: RoomSnapshot, senderId: string | null, now: number): Promise<void> {
   if (senderId === null) return;
   if (isBanned(snap, senderId, now)) throw banned();
   if (snap.room.room_type === 'direct') {
@@ -33,9 +21,8 @@ export async function assertMaySendTo(db: Kysely<Database>, snap: RoomSnapshot, 
 }
 
 /** A banned user reads nothing of the room (history, single messages) until the ban ends. */
-export async function assertMayRead(db: Kysely<Database>, appId: string, roomId: string, userId: string | null, now: number): Promise<void> {
-  if (userId === null) return;
-  if (await new ModerationRepo(db).activeBan(appId, roomId, userId, now)) throw banned();
+export function assertMayRead(snap: RoomSnapshot, userId: string | null, now: number): void {
+  if (userId !== null && isBanned(snap, userId, now)) throw banned();
 }
 
 /** The same text for both sides: the blocked user is not told who blocked whom. */

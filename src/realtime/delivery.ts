@@ -5,7 +5,6 @@ import type { Services } from '../services.js';
 import type { Store } from '../store/database.js';
 import { MessagesRepo } from '../store/messages-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
-import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
 import { ChatRenderer, memberSummary } from '../chat/render.js';
 import { recipients, type RoomSnapshot } from '../chat/room-cache.js';
@@ -18,6 +17,10 @@ export function userChannel(appId: string, userId: string, encoding: Encoding): 
 
 type Channels = Record<Encoding, string[]>;
 const ENCODINGS = ['base64', 'plain'] as const;
+
+function channelsFor(appId: string, userIds: string[]): Channels {
+  return { base64: userIds.map((u) => userChannel(appId, u, 'base64')), plain: userIds.map((u) => userChannel(appId, u, 'plain')) };
+}
 
 /**
  * Turns committed domain events into the server->client events of realtime spec §3.2. Recipients are looked up
@@ -156,7 +159,8 @@ export class Delivery {
   }
 
   private async memberIds(appId: string, roomId: string): Promise<string[]> {
-    return (await new RoomsRepo(this.store.db).members(appId, roomId)).map((m) => m.user_id);
+    const snap = await this.services.chat.roomCache.get(appId, roomId);
+    return snap ? [...snap.members.keys()] : [];
   }
 
   /**
@@ -166,14 +170,15 @@ export class Delivery {
   private channelsOf(snap: RoomSnapshot): Channels {
     const kept = this.channelCache.get(snap);
     if (kept) return kept;
-    const users = recipients(snap, this.services.chat.clock.now());
-    const appId = snap.room.app_id;
-    const channels = { base64: users.map((u) => userChannel(appId, u, 'base64')), plain: users.map((u) => userChannel(appId, u, 'plain')) };
+    const channels = channelsFor(snap.room.app_id, recipients(snap, this.services.chat.clock.now()));
     if (snap.bans.size === 0) this.channelCache.set(snap, channels);
     return channels;
   }
 
-  /** Emits to the given user channels in each encoding that has a socket online; nothing is encoded for nobody. */
+  /**
+   * Emits to the given user channels in each encoding that has a socket online; nothing is encoded for nobody.
+   * (A cluster adapter broadcasts to other nodes too; there the check moves to each node.)
+   */
   private toChannels(channels: Channels, event: string, payload: unknown): void {
     const online = this.io.sockets.adapter.rooms;
     for (const enc of ENCODINGS) {
@@ -185,12 +190,6 @@ export class Delivery {
   /** Emits to every socket of the given users, base64 or plain as each socket chose. */
   private toUsers(appId: string, userIds: string[], event: string, payload: unknown): void {
     if (userIds.length === 0) return;
-    const channels = this.io.sockets.adapter.rooms;
-    for (const enc of ['base64', 'plain'] as const) {
-      // Only the users online in this encoding: nothing is encoded for nobody. (A cluster adapter broadcasts to
-      // other nodes too; there the check belongs to each node, which the adapter is given when cluster mode lands.)
-      const online = userIds.map((u) => userChannel(appId, u, enc)).filter((c) => channels.has(c));
-      if (online.length) this.io.to(online).emit(event, encode(payload, enc));
-    }
+    this.toChannels(channelsFor(appId, userIds), event, payload);
   }
 }
