@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CompiledQuery } from 'kysely';
 import { senderReads } from '../src/chat/message-writer.js';
+import { appendShapes } from '../src/store/append-repo.js';
 import type { MessageRow } from '../src/store/messages-repo.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
@@ -89,6 +91,46 @@ for (const dialect of DIALECTS) {
       const after2 = await t.request({ method: 'GET', url: '/rooms/r2/messages/v3?limit=1', headers: { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' } });
       expect(after2.body.result.totalCount).toBe(before2.body.result.totalCount - 1);
     });
+
+    it('a batch across many rooms raises exactly the badges of their members, a banned member excepted', async () => {
+      const admin = { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'ann' };
+      // 12 rooms of three: from eight rooms on, SQLite once planned the badge update as a scan of the app's members.
+      const rooms = Array.from({ length: 12 }, (_, i) => `wide${i}`);
+      for (const id of rooms) expect((await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: id, roomType: 'group', members: ['ann', 'bob', 'cat'] } })).status).toBe(200);
+      expect((await t.request({ method: 'POST', url: '/blockStatus/room/wide3/cat', headers: admin })).status).toBe(200);
+      const unread = async (room: string, u: string) => (await t.request({ method: 'GET', url: `/rooms/${room}`, headers: userHeaders(t.clientKey, tokens[u]!) })).body.result?.unread;
+      const before = new Map<string, number>();
+      for (const room of rooms) for (const u of ['bob', 'cat']) if (!(room === 'wide3' && u === 'cat')) before.set(`${room}/${u}`, await unread(room, u));
+      const writer = t.server.services.chat.writer;
+      const batches = writer.stats.batches;
+      // ann sends once to every room and a second time to the even ones, all in one turn of the event loop.
+      const plan = [...rooms, ...rooms.filter((_, i) => i % 2 === 0)];
+      await Promise.all(plan.map((room, i) => t.server.services.messages.send(as('ann'), room, { message: `w${i}` })));
+      expect(writer.stats.batches - batches).toBeLessThan(plan.length / 4);
+      for (const [i, room] of rooms.entries()) {
+        const sent = i % 2 === 0 ? 2 : 1;
+        expect({ room, unread: await unread(room, 'bob') }).toEqual({ room, unread: before.get(`${room}/bob`)! + sent });
+        if (room !== 'wide3') expect({ room, unread: await unread(room, 'cat') }).toEqual({ room, unread: before.get(`${room}/cat`)! + sent });
+        expect({ room, unread: await unread(room, 'ann') }).toEqual({ room, unread: 0 });
+      }
+      // The ban lifted: cat's stored badge in wide3 did not move while banned.
+      expect((await t.request({ method: 'DELETE', url: '/blockStatus/room/wide3/cat', headers: admin })).status).toBe(200);
+      expect(await unread('wide3', 'cat')).toBe(0);
+    });
+
+    if (dialect === 'sqlite') {
+      it('the badge update looks rooms up by key, whatever the number of rooms in the batch', async () => {
+        for (const n of [1, 8, 32, 128]) {
+          const text = appendShapes.badges(n).compile(t.server.store.db).sql;
+          // EXPLAIN with a null for every placeholder: the plan does not depend on the values.
+          const explain = CompiledQuery.raw(`explain query plan ${text}`, Array.from({ length: n + 3 }, () => null));
+          const rows = (await t.server.store.db.executeQuery<{ detail: string }>(explain)).rows;
+          const details = rows.map((r) => r.detail).join(' | ');
+          expect({ n, details }).toEqual({ n, details: expect.stringContaining('sqlite_autoindex_room_members_1 (app_id=? AND room_id=?)') });
+          expect(details).not.toContain('room_members_user');
+        }
+      });
+    }
 
     it('a message the store refuses fails alone; the others of its batch are stored', async () => {
       const writer = t.server.services.chat.writer;
