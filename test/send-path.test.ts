@@ -145,6 +145,35 @@ for (const dialect of DIALECTS) {
       expect(history.body.result.data[2].message).not.toBe('bad');
     });
 
+    it('new messages carry the sender profile as it is now: the user cache follows every profile write', async () => {
+      const admin = { 'IM-API-KEY': t.apiKey };
+      const send = async (u: string) => {
+        const res = await t.request({ method: 'POST', url: '/rooms/r2/message', headers: userHeaders(t.clientKey, tokens[u]!), body: { message: 'profile' } });
+        expect(res.status).toBe(200);
+        return res.body.result.sender as Record<string, unknown>;
+      };
+      const cache = t.server.services.chat.userCache;
+      await send('cat');
+      const hits = cache.hits;
+      expect((await send('cat')).nickname).toBe('cat');
+      expect(cache.hits).toBeGreaterThan(hits);
+
+      // renamed by the platform, then by the user themself
+      expect((await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'cat', nickname: 'Catherine', avatarUrl: 'https://a.example/c.png' } })).status).toBe(200);
+      expect(await send('cat')).toMatchObject({ nickname: 'Catherine', avatarUrl: 'https://a.example/c.png' });
+      expect((await t.request({ method: 'POST', url: '/me', headers: userHeaders(t.clientKey, tokens.cat!), body: { nickname: 'Cat S.' } })).status).toBe(200);
+      expect((await send('cat')).nickname).toBe('Cat S.');
+      // many at once
+      expect((await t.request({ method: 'POST', url: '/admin/clients/list', headers: admin, body: { data: [{ _id: 'cat', nickname: 'Kitty' }] } })).status).toBe(200);
+      expect((await send('cat')).nickname).toBe('Kitty');
+
+      // a login (GET /me as the SDKs call it after connecting) moves the login time new messages show
+      t.clock.advance(5000);
+      const me = await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, tokens.cat!) });
+      expect(me.body.result.lastLoginTimeMS).toBe(t.clock.now());
+      expect((await send('cat')).lastLoginTimeMS).toBe(t.clock.now());
+    });
+
     it('the room cache follows membership, roles, bans, freezes and deletion at once', async () => {
       const send = (u: string, room = 'r1') => t.request({ method: 'POST', url: `/rooms/${room}/message`, headers: userHeaders(t.clientKey, tokens[u]!), body: { message: 'hi' } });
       const admin = (u = 'ann') => ({ 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': u });

@@ -7,6 +7,7 @@ import type { Database } from '../store/schema.js';
 import { MessageWriter } from './message-writer.js';
 import { ChatRenderer } from './render.js';
 import { RoomCache } from './room-cache.js';
+import { UserCache } from './user-cache.js';
 
 /** What every chat service is built from. */
 export interface ChatContext {
@@ -19,6 +20,8 @@ export interface ChatContext {
   presence: PresenceSource;
   /** Rooms' settings, members and bans as the send and delivery paths need them (see room-cache.ts). */
   roomCache: RoomCache;
+  /** Profiles new messages are rendered with (see user-cache.ts). */
+  userCache: UserCache;
   /** Users' new messages, written in batches (see message-writer.ts). */
   writer: MessageWriter;
 }
@@ -29,7 +32,8 @@ export interface PresenceSource {
 }
 
 export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits'], presence: PresenceSource): ChatContext {
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence), roomCache: new RoomCache(db, bus, clock), writer: new MessageWriter(db) };
+  const userCache = new UserCache(db, bus, clock);
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

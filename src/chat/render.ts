@@ -8,6 +8,7 @@ import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import type { PresenceSource } from './chat-context.js';
+import type { UserCache } from './user-cache.js';
 import { isSuperuser, type RoomRole } from './policy.js';
 
 type Json = Record<string, unknown>;
@@ -25,15 +26,16 @@ export class ChatRenderer {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly presence: PresenceSource = { online: () => false },
+    users?: UserCache,
   ) {
     this.users = new UsersRepo(db);
     this.messages = new MessagesRepo(db);
     this.rooms = new RoomsRepo(db);
     this.prefs = new PrefsRepo(db);
-    this.userLoader = new BatchLoader((appId, ids) => this.users.getMany(appId, ids));
+    this.userLoader = users ?? { get: (appId, id) => this.users.get(appId, id) };
   }
 
-  private readonly userLoader: BatchLoader<UserRow>;
+  private readonly userLoader: Pick<UserCache, 'get'>;
 
   async userMap(appId: string, ids: Array<string | null>): Promise<Map<string, UserRow>> {
     const rows = await this.users.getMany(appId, ids.filter((i): i is string => i !== null));
@@ -58,14 +60,14 @@ export class ChatRenderer {
   }
 
   /**
-   * A message just stored: it has no reactions yet, so only its sender (and reply) are read. Concurrent calls
-   * share one read of the users they need (a group-committed batch renders with one query).
+   * A message just stored: it has no reactions yet, so only its sender (and reply) are read, from the user cache
+   * when the renderer has one (concurrent misses share one query).
    */
   async renderNewMessage(appId: string, row: MessageRow, parsed?: { message: unknown; fields: Json }): Promise<Json> {
     const reply = row.reply_id ? await this.messages.get(appId, row.reply_id) : undefined;
     const users = new Map<string, UserRow>();
     for (const id of [row.sender_id, reply?.sender_id ?? null]) {
-      const u = id === null || users.has(id) ? undefined : await this.userLoader.load(appId, id);
+      const u = id === null || users.has(id) ? undefined : await this.userLoader.get(appId, id);
       if (u) users.set(u.id, u);
     }
     const out = messageObject(row, users, [], parsed);
@@ -201,44 +203,4 @@ function messageObject(row: MessageRow, users: Map<string, UserRow>, reactions: 
     out.editedAtMS = row.edited_at;
   }
   return withCustom(out, fields);
-}
-
-/**
- * Collects the ids asked for in one turn of the event loop and reads them with one query per application.
- * Nothing is kept afterwards: every turn reads the store again, so a changed profile shows at once.
- */
-class BatchLoader<T extends { id: string }> {
-  private pending = new Map<string, Map<string, Array<{ resolve: (v: T | undefined) => void; reject: (e: unknown) => void }>>>();
-  private scheduled = false;
-
-  constructor(private readonly fetch: (appId: string, ids: string[]) => Promise<T[]>) {}
-
-  load(appId: string, id: string): Promise<T | undefined> {
-    return new Promise((resolve, reject) => {
-      let byId = this.pending.get(appId);
-      if (!byId) this.pending.set(appId, (byId = new Map()));
-      byId.set(id, [...(byId.get(id) ?? []), { resolve, reject }]);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(() => void this.run());
-      }
-    });
-  }
-
-  private async run(): Promise<void> {
-    const batch = this.pending;
-    this.pending = new Map();
-    this.scheduled = false;
-    for (const [appId, byId] of batch) {
-      this.fetch(appId, [...byId.keys()]).then(
-        (rows) => {
-          const found = new Map(rows.map((r) => [r.id, r]));
-          for (const [id, waiters] of byId) for (const w of waiters) w.resolve(found.get(id));
-        },
-        (err) => {
-          for (const waiters of byId.values()) for (const w of waiters) w.reject(err);
-        },
-      );
-    }
-  }
 }

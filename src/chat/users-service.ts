@@ -94,6 +94,7 @@ export class UsersService {
         return row;
       });
     const row = await retryOnceOnConflict(run);
+    this.profilesWritten(app.id, [input.id]);
     if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests);
     const out = renderUser(row);
     if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
@@ -111,6 +112,7 @@ export class UsersService {
         for (const item of items) await this.write(repo, app.id, item.id, item, now);
       }),
     );
+    this.profilesWritten(app.id, items.map((i) => i.id));
     return { count: items.length };
   }
 
@@ -142,6 +144,7 @@ export class UsersService {
       const now = this.clock.now();
       const patch = { last_login_at: now, address: JSON.stringify(addressOf(connection.ip)), user_agent: connection.userAgent ?? null };
       await this.repo.update(actor.app.id, userId, patch);
+      this.profilesWritten(actor.app.id, [userId]);
       Object.assign(row, patch);
     }
     const mute = await new PrefsRepo(this.db).mutedRooms(actor.app.id, userId);
@@ -157,6 +160,7 @@ export class UsersService {
       if (!(await repo.get(actor.app.id, userId))) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
       return this.write(repo, actor.app.id, userId, { ...input, isRobot: undefined }, now);
     });
+    this.profilesWritten(actor.app.id, [userId]);
     return renderUser(row, await new PrefsRepo(this.db).mutedRooms(actor.app.id, userId));
   }
 
@@ -174,6 +178,7 @@ export class UsersService {
       await repo.update(app.id, userId, { updated_at: now });
       return { ...user, updated_at: now };
     });
+    this.profilesWritten(app.id, [userId]);
     this.tokensWritten(app.id, userId, replaced);
     return {
       _id: row.id,
@@ -212,8 +217,14 @@ export class UsersService {
       await repo.deleteTokens(app.id, userId);
       if (!(await repo.delete(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
     });
+    this.profilesWritten(app.id, [userId]);
     this.revoked(app.id, userId, 'all');
     return { _id: userId, deleted: true };
+  }
+
+  /** After a committed write of users rows: what was cached of them (chat/user-cache.ts) is dropped. */
+  private profilesWritten(appId: string, userIds: string[]): void {
+    this.bus?.emit({ type: 'user.changed', appId, userIds });
   }
 
   private revoked(appId: string, userId: string, tokenDigests: string[] | 'all'): void {

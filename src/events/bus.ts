@@ -22,6 +22,8 @@ export type DomainEvent =
   | { type: 'roomPref.changed'; appId: string; roomId: string; userId: string; scope: string }
   | { type: 'userPref.changed'; appId: string; userId: string; key: string; deleted: boolean }
   | { type: 'config.changed'; appId: string; keys: string[]; deleted: boolean }
+  /** Profiles were created, changed (the login time included) or deleted. */
+  | { type: 'user.changed'; appId: string; userIds: string[] }
   | { type: 'user.blocked'; appId: string; blocker: string; blockee: string; blocked: boolean }
   | { type: 'room.ban'; appId: string; roomId: string; actorId: string | null; userId: string; banned: boolean; unblockAt: number | null }
   /** Tokens of a user stopped working (revoked, replaced, or the user was deleted): drop their sockets. */

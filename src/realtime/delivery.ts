@@ -149,6 +149,7 @@ export class Delivery {
       case 'messages.deleted':
       case 'config.changed':
       case 'user.blocked':
+      case 'user.changed':
       case 'room.ban':
         // No IMKIT client event exists for these; clients see them on their next REST resync.
         return;
