@@ -59,6 +59,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     await store.close();
     throw err;
   }
+  store.startBackgroundWork();
   const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
   const services = createServices(store.db, store.dialect, clock, bus, config);
   const bootstrap = await bootstrapApps(services, config);

@@ -5,6 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
+import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -21,8 +22,20 @@ export interface Store {
    * gets back before closing the store.
    */
   watchExternalWrites(opts: WatchOptions): ExternalWrites;
+  /** Starts what a long-running server does besides answering (SQLite: checkpoints on their own thread); the CLI does not. */
+  startBackgroundWork(): void;
+  /** What that background work has done, for monitoring and tests. */
+  background(): { checkpoints?: Checkpointer['stats'] };
   close(): Promise<void>;
 }
+
+/**
+ * The WAL size (pages) at which a commit of the server's connection checkpoints by itself (SQLite's default is
+ * 1,000, about 4 MB). Under a steady stream of writes the WAL is rarely all copied at the moment a write begins, so
+ * it only starts over when this threshold is reached: that commit copies the few frames the thread had not yet
+ * copied, and the WAL file stays under about 16 MB.
+ */
+const WAL_SAFETY_PAGES = 4_000;
 
 export const SQLITE_FILE = 'imkit.sqlite';
 
@@ -43,13 +56,24 @@ function openSqlite(dataDir: string): Store {
   // SQLite has no regular expressions of its own; the user query compiler (store/user-query.ts) calls this.
   conn.function('imkit_regexp', { deterministic: true }, imkitRegexp);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
+  let checkpointer: Checkpointer | undefined;
   return {
     db,
     dialect: 'sqlite',
     describe: `SQLite ${file}`,
     migrate: () => runMigrations(db, 'sqlite'),
     watchExternalWrites: (opts) => watchSqlite(conn, db, opts),
-    close: () => db.destroy(),
+    startBackgroundWork() {
+      if (checkpointer) return;
+      // Checkpoints move to a thread of their own (store/checkpointer.ts); this threshold is the safety net.
+      conn.pragma(`wal_autocheckpoint = ${WAL_SAFETY_PAGES}`);
+      checkpointer = startCheckpointer(file);
+    },
+    background: () => (checkpointer ? { checkpoints: { ...checkpointer.stats } } : {}),
+    close: async () => {
+      await checkpointer?.stop();
+      await db.destroy();
+    },
   };
 }
 
@@ -92,6 +116,8 @@ function openPostgres(url: string, schema: string | undefined): Store {
       await runMigrations(db, 'postgres', schema);
     },
     watchExternalWrites: (opts) => watchPostgres(session, schema, opts),
+    startBackgroundWork() {},
+    background: () => ({}),
     close: () => db.destroy(),
   };
 }
