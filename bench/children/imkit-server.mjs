@@ -16,6 +16,8 @@ serve({
     return process.memoryUsage();
   },
   sockets: () => ({ engine: server.realtime.io.engine.clientsCount }),
+  // Group commit: how many batches the users' messages were written in (the bench prints messages per batch).
+  writer: () => ({ ...server.services.chat.writer.stats }),
 });
 process.on('SIGTERM', () => {
   server.close().finally(() => process.exit(0));
