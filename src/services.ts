@@ -15,6 +15,7 @@ import { UsersService } from './chat/users-service.js';
 import type { Config } from './config.js';
 import type { EventBus } from './events/bus.js';
 import type { Clock } from './lib/clock.js';
+import type { PlannedStatement } from './store/append-repo.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
 
@@ -45,9 +46,10 @@ export function createServices(
   clock: Clock,
   bus: EventBus,
   config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers'>,
+  runBatch?: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };
-  const chat = createChatContext(db, dialect, clock, bus, config, presence);
+  const chat = createChatContext(db, dialect, clock, bus, config, presence, runBatch);
   const rooms = new RoomsService(chat);
   const appConfig = new AppConfigService(chat);
   const messages = new MessagesService(chat, rooms, appConfig);

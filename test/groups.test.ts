@@ -45,6 +45,7 @@ describe.each(DIALECTS)('user groups (%s)', (dialect) => {
     expect((await agent2.next('chat message', (x) => x._id === m._id)).message).toBe('my order?');
     const reply = await t.request({ method: 'POST', url: '/rooms/help/message', headers: as('agent1'), body: { messageType: 'text', message: 'on its way' } });
     expect(reply.status).toBe(200);
+    expect((await agent2.next('chat message', (x) => x._id === reply.body.result._id)).message).toBe('on its way');
     const unread = async (u: string) => (await t.request({ method: 'GET', url: '/rooms/help', headers: as(u) })).body.result.unread;
     expect([await unread('cust'), await unread('agent1'), await unread('agent2')]).toEqual([1, 0, 2]);
     const listed = await t.request({ method: 'GET', url: '/rooms', headers: as('agent2') });

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
+import type { PlannedStatement } from '../store/append-repo.js';
 import type { Database } from '../store/schema.js';
 import { MessageWriter } from './message-writer.js';
 import { ChatRenderer } from './render.js';
@@ -31,9 +32,17 @@ export interface PresenceSource {
   online(appId: string, userId: string): boolean;
 }
 
-export function createChatContext(db: Kysely<Database>, dialect: Dialect, clock: Clock, bus: EventBus, limits: ChatContext['limits'], presence: PresenceSource): ChatContext {
+export function createChatContext(
+  db: Kysely<Database>,
+  dialect: Dialect,
+  clock: Clock,
+  bus: EventBus,
+  limits: ChatContext['limits'],
+  presence: PresenceSource,
+  runBatch?: (statements: PlannedStatement[]) => Promise<void>,
+): ChatContext {
   const userCache = new UserCache(db, bus, clock);
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db) };
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, runBatch) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { newObjectId } from '../lib/ids.js';
-import { AppendRepo, type SenderRead } from '../store/append-repo.js';
+import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Database } from '../store/schema.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
@@ -55,7 +55,11 @@ export class MessageWriter {
   /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
   readonly stats = { batches: 0, messages: 0 };
 
-  constructor(private readonly db: Kysely<Database>) {}
+  /** `runBatch`: where a batch's statements run as one transaction, when not on `db` (SQLite's writer thread). */
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly runBatch?: (statements: PlannedStatement[]) => Promise<void>,
+  ) {}
 
   append(input: AppendInput): Promise<MessageRow> {
     return new Promise((resolve, reject) => {
@@ -102,6 +106,13 @@ export class MessageWriter {
       const list = byApp.get(r.app_id);
       if (list) list.push(r);
       else byApp.set(r.app_id, [r]);
+    }
+    if (this.runBatch) {
+      const repo = new AppendRepo(this.db);
+      const statements: PlannedStatement[] = [];
+      for (const [appId, appRows] of byApp) statements.push(...repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
+      await this.runBatch(statements);
+      return;
     }
     await this.db.transaction().execute(async (trx) => {
       const repo = new AppendRepo(trx);

@@ -32,14 +32,20 @@ export class AppendRepo {
    * inside a transaction. Statements carry a power of two of rows, so few distinct shapes are ever prepared.
    */
   async append(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): Promise<void> {
-    if (rows.length === 0) return;
+    for (const s of this.plan(appId, rows, reads, now)) await this.db.executeQuery(CompiledQuery.raw(s.sql, s.params));
+  }
+
+  /** The statements `append` runs, in order, for a caller that runs them itself (the SQLite writer thread). */
+  plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement[] {
+    const out: PlannedStatement[] = [];
+    if (rows.length === 0) return out;
     for (const part of chunks(rows)) {
-      await this.run('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c])));
+      out.push(this.statement('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c]))));
     }
     const perRoom = new Map<string, { last: MessageRow; n: number }>();
     for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
     for (const part of chunks([...perRoom.values()])) {
-      await this.run('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at, p.n]), appId]);
+      out.push(this.statement('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at, p.n]), appId]));
     }
     // Rooms that received the same number of messages are raised by one statement (usually all of them: 1 each).
     const byCount = new Map<number, string[]>();
@@ -49,14 +55,15 @@ export class AppendRepo {
       else byCount.set(p.n, [roomId]);
     }
     for (const [n, roomIds] of byCount) {
-      for (const part of chunks(roomIds)) await this.run('badges', part.length, () => badgeShape(part.length), [n, appId, ...part, now]);
+      for (const part of chunks(roomIds)) out.push(this.statement('badges', part.length, () => badgeShape(part.length), [n, appId, ...part, now]));
     }
     for (const part of chunks(reads)) {
-      await this.run('reads', part.length, () => readShape(part.length), [...part.flatMap((r) => [r.roomId, r.userId, r.messageId, r.badge]), appId]);
+      out.push(this.statement('reads', part.length, () => readShape(part.length), [...part.flatMap((r) => [r.roomId, r.userId, r.messageId, r.badge]), appId]));
     }
+    return out;
   }
 
-  private async run(kind: string, n: number, shape: () => RawBuilder<unknown>, params: unknown[]): Promise<void> {
+  private statement(kind: string, n: number, shape: () => RawBuilder<unknown>, params: unknown[]): PlannedStatement {
     const dialectKey = this.db.getExecutor().adapter;
     let texts = AppendRepo.shapes.get(dialectKey);
     if (!texts) AppendRepo.shapes.set(dialectKey, (texts = new Map()));
@@ -66,8 +73,14 @@ export class AppendRepo {
       text = shape().compile(this.db).sql;
       texts.set(key, text);
     }
-    await this.db.executeQuery(CompiledQuery.raw(text, params));
+    return { sql: text, params };
   }
+}
+
+/** One statement of a batch: SQL text (one of few shapes) and its parameters. */
+export interface PlannedStatement {
+  sql: string;
+  params: unknown[];
 }
 
 // The shapes below are compiled with placeholder values; only their SQL text is kept. Parameters are bound in the

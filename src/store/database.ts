@@ -1,11 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
+import type { PlannedStatement } from './append-repo.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
+import { type SqliteWriter, startSqliteWriter } from './sqlite-writer.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -22,10 +24,18 @@ export interface Store {
    * gets back before closing the store.
    */
   watchExternalWrites(opts: WatchOptions): ExternalWrites;
-  /** Starts what a long-running server does besides answering (SQLite: checkpoints on their own thread); the CLI does not. */
+  /**
+   * Starts what a long-running server does besides answering: on SQLite, the writer thread for users' messages and
+   * checkpoints on a thread of their own. The CLI does not.
+   */
   startBackgroundWork(): void;
   /** What that background work has done, for monitoring and tests. */
-  background(): { checkpoints?: Checkpointer['stats'] };
+  background(): { checkpoints?: Checkpointer['stats']; writer?: SqliteWriter['stats'] };
+  /**
+   * Runs a batch's statements as one transaction away from the event loop, when this store has a way to
+   * (SQLite's writer thread, once started); the message writer's batches go there.
+   */
+  batchRunner(): ((statements: PlannedStatement[]) => Promise<void>) | undefined;
   close(): Promise<void>;
 }
 
@@ -57,6 +67,7 @@ function openSqlite(dataDir: string): Store {
   conn.function('imkit_regexp', { deterministic: true }, imkitRegexp);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
   let checkpointer: Checkpointer | undefined;
+  let writer: SqliteWriter | undefined;
   return {
     db,
     dialect: 'sqlite',
@@ -65,12 +76,24 @@ function openSqlite(dataDir: string): Store {
     watchExternalWrites: (opts) => watchSqlite(conn, db, opts),
     startBackgroundWork() {
       if (checkpointer) return;
-      // Checkpoints move to a thread of their own (store/checkpointer.ts); this threshold is the safety net.
+      // Checkpoints move to a thread of their own (store/checkpointer.ts); this threshold is the safety net, on
+      // both connections that write.
       conn.pragma(`wal_autocheckpoint = ${WAL_SAFETY_PAGES}`);
       checkpointer = startCheckpointer(file);
+      writer = startSqliteWriter(file, WAL_SAFETY_PAGES);
     },
-    background: () => (checkpointer ? { checkpoints: { ...checkpointer.stats } } : {}),
+    background: () => (checkpointer ? { checkpoints: { ...checkpointer.stats }, writer: { ...writer!.stats } } : {}),
+    batchRunner: () => {
+      if (!writer) return undefined;
+      // Should the thread die, batches are written on this connection, as before the thread existed.
+      const here = (statements: PlannedStatement[]) =>
+        db.transaction().execute(async (trx) => {
+          for (const st of statements) await trx.executeQuery(CompiledQuery.raw(st.sql, st.params));
+        });
+      return (statements) => (writer!.alive ? writer!.run(statements) : here(statements));
+    },
     close: async () => {
+      await writer?.stop();
       await checkpointer?.stop();
       await db.destroy();
     },
@@ -118,6 +141,7 @@ function openPostgres(url: string, schema: string | undefined): Store {
     watchExternalWrites: (opts) => watchPostgres(session, schema, opts),
     startBackgroundWork() {},
     background: () => ({}),
+    batchRunner: () => undefined,
     close: () => db.destroy(),
   };
 }
@@ -133,7 +157,11 @@ function withStatementCache(conn: Sqlite.Database): Sqlite.Database {
   return new Proxy(conn, {
     get(target, prop, receiver) {
       if (prop !== 'prepare') return Reflect.get(target, prop, receiver);
-      return (sqlText: string) => {
+      return (text: string) => {
+        // Transactions take the write lock when they begin: another connection of this process (the writer
+        // thread) commits all the time, and a deferred transaction that read before it and writes after it
+        // would fail on a stale snapshot (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not wait out).
+        const sqlText = text === 'begin' ? 'begin immediate' : text;
         let stmt = cache.get(sqlText);
         if (!stmt) {
           stmt = prepare(sqlText);

@@ -33,28 +33,38 @@ export interface WatchOptions {
 
 /**
  * SQLite: `PRAGMA data_version` changes when another connection commits to the file, never for this connection's
- * own commits. It is read on the raw connection, outside Kysely's connection mutex: a read-only pragma is harmless
- * inside an open transaction, but there it answers from the transaction's snapshot, which may predate the other
- * process's commit. So while this process holds a transaction open, the pragma goes through Kysely and waits for
- * it to end, exactly as the store reads it replaces would have waited.
+ * own commits. Another connection is also the server's own writer thread, which commits every batch of messages,
+ * so a changed version is only a hint: the change is reported when the credential counter (migration 0009, raised
+ * by triggers on every credential table) moved too. Both are read on the raw connection, outside Kysely's
+ * connection mutex: harmless inside an open transaction, but there they answer from the transaction's snapshot,
+ * which may predate the other process's commit. So while this process holds a transaction open, they go through
+ * Kysely and wait for it to end, exactly as the store reads they replace would have waited.
  */
 export function watchSqlite(conn: Sqlite.Database, db: Kysely<any>, opts: WatchOptions): ExternalWrites {
   const version = conn.prepare('PRAGMA data_version').pluck();
-  let last = version.get() as number;
-  const seen = (v: number) => {
-    if (v === last) return;
-    last = v;
-    opts.onChange();
+  const counter = conn.prepare('select n from credential_version where id = 1').pluck();
+  let lastVersion = version.get() as number;
+  let lastCount = counter.get() as number;
+  const seen = (v: number, count: () => number | Promise<number>): Promise<void> | undefined => {
+    if (v === lastVersion) return undefined;
+    lastVersion = v;
+    const compare = (n: number) => {
+      if (n === lastCount) return;
+      lastCount = n;
+      opts.onChange();
+    };
+    const n = count();
+    if (typeof n === 'number') return void compare(n);
+    return n.then(compare);
   };
   return {
     reliable: true,
     started: Promise.resolve(),
     check() {
-      if (!conn.inTransaction) {
-        seen(version.get() as number);
-        return undefined;
-      }
-      return sql<{ data_version: number }>`pragma data_version`.execute(db).then((r) => seen(Number(r.rows[0]!.data_version)));
+      if (!conn.inTransaction) return seen(version.get() as number, () => counter.get() as number);
+      return sql<{ data_version: number }>`pragma data_version`
+        .execute(db)
+        .then((r) => seen(Number(r.rows[0]!.data_version), async () => Number((await sql<{ n: number }>`select n from credential_version where id = 1`.execute(db)).rows[0]!.n)));
     },
     close: async () => {},
   };

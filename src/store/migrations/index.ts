@@ -336,7 +336,7 @@ const postgresOnly: Record<string, Migration> = {
       // Every statement that changes a credential table announces itself on CREDENTIALS_CHANNEL. NOTIFY is
       // transactional: the announcement is delivered when (and only if) the change commits, whoever made it (a
       // server node, the CLI, an operator in psql). The payload is the table's schema, as several installations
-      // may share one database. (SQLite needs nothing: other processes' commits change PRAGMA data_version.)
+      // may share one database. (SQLite: migration 0009.)
       await sql`create or replace function imkit_credentials_changed() returns trigger language plpgsql as $$
         begin
           perform pg_notify(${sql.lit(CREDENTIALS_CHANNEL)}, tg_table_schema);
@@ -351,12 +351,32 @@ const postgresOnly: Record<string, Migration> = {
   },
 };
 
+/** Migrations that act on SQLite only; on Postgres they are recorded as done and do nothing. */
+const sqliteOnly: Record<string, Migration> = {
+  '0009_credential_version': {
+    async up(db: Kysely<any>) {
+      // The SQLite counterpart of 0007: a counter that every change to a credential table raises, whoever makes
+      // it. PRAGMA data_version tells that another connection committed something (also the server's own writer
+      // thread, on every batch of messages); this counter tells whether that commit touched credentials
+      // (src/store/external-writes.ts).
+      await sql`create table credential_version (id integer primary key check (id = 1), n integer not null)`.execute(db);
+      await sql`insert into credential_version (id, n) values (1, 0)`.execute(db);
+      const on = async (table: string, event: string) =>
+        sql`create trigger ${sql.raw(`imkit_credentials_${table}_${event}`)} after ${sql.raw(event)} on ${sql.table(table)}
+            begin update credential_version set n = n + 1 where id = 1; end`.execute(db);
+      for (const table of ['apps', 'app_domains', 'api_keys', 'client_keys', 'user_tokens']) for (const event of ['insert', 'update', 'delete']) await on(table, event);
+      await on('users', 'delete');
+    },
+  },
+};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   const skipped: Migration = { async up() {} };
   return {
     async getMigrations() {
-      const specific = Object.entries(postgresOnly).map(([name, m]) => [name, dialect === 'postgres' ? m : skipped] as const);
-      return { ...migrations, ...Object.fromEntries(specific) };
+      const pg = Object.entries(postgresOnly).map(([name, m]) => [name, dialect === 'postgres' ? m : skipped] as const);
+      const lite = Object.entries(sqliteOnly).map(([name, m]) => [name, dialect === 'sqlite' ? m : skipped] as const);
+      return { ...migrations, ...Object.fromEntries(pg), ...Object.fromEntries(lite) };
     },
   };
 }

@@ -1,0 +1,129 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { PlannedStatement } from './append-repo.js';
+
+/**
+ * The write half of sending on SQLite, on a thread of its own. better-sqlite3 is synchronous: on the event loop,
+ * each group-committed batch of messages (its statements and the commit, a WAL write of every page it touched)
+ * held up every socket and request for as long as it took, a fifth to a quarter of a busy server's time. The
+ * thread has its own connection to the file and runs each batch as one `BEGIN IMMEDIATE` transaction; the event
+ * loop meanwhile reads the next sends, which then form the next batch. The main connection begins its own
+ * transactions IMMEDIATE too (store/database.ts), so that neither side can fail on a snapshot the other made
+ * stale, and both wait for each other through busy_timeout (the thread's transactions last a millisecond or so).
+ *
+ * Like the checkpoint thread, the worker is CommonJS source run with `eval` (the same from `dist/` and from the
+ * TypeScript sources under test), and better-sqlite3 is resolved here and passed by path.
+ */
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Sqlite = require(workerData.driver);
+const db = new Sqlite(workerData.file);
+db.pragma('busy_timeout = 5000');
+db.pragma('foreign_keys = ON');
+db.pragma('synchronous = NORMAL');
+db.pragma('wal_autocheckpoint = ' + workerData.walPages);
+const begin = db.prepare('BEGIN IMMEDIATE');
+const commit = db.prepare('COMMIT');
+const rollback = db.prepare('ROLLBACK');
+// A few statement shapes only (row counts are powers of two); bounded all the same.
+const cache = new Map();
+const prepare = (text) => {
+  let s = cache.get(text);
+  if (!s) {
+    s = db.prepare(text);
+    if (cache.size >= 500) cache.delete(cache.keys().next().value);
+    cache.set(text, s);
+  }
+  return s;
+};
+parentPort.on('message', (m) => {
+  if (m.stop) {
+    db.close();
+    parentPort.postMessage({ stopped: true });
+    return;
+  }
+  try {
+    begin.run();
+    for (const [text, params] of m.statements) prepare(text).run(params);
+    commit.run();
+    parentPort.postMessage({ id: m.id });
+  } catch (err) {
+    try {
+      if (db.inTransaction) rollback.run();
+    } catch {}
+    parentPort.postMessage({ id: m.id, error: { message: String((err && err.message) || err), code: err && err.code } });
+  }
+});
+`;
+
+export interface SqliteWriter {
+  /** Runs the statements as one transaction on the writer thread; settles when it committed or rolled back. */
+  run(statements: PlannedStatement[]): Promise<void>;
+  /** Batches written, for monitoring and tests. */
+  readonly stats: { transactions: number; failures: number };
+  /** False once the thread has died (or was stopped): the caller writes on its own connection then. */
+  readonly alive: boolean;
+  /** Waits for the transactions sent so far, then closes the thread's connection. */
+  stop(): Promise<void>;
+}
+
+export function startSqliteWriter(file: string, walPages: number): SqliteWriter {
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+  const worker = new Worker(WORKER, { eval: true, workerData: { file, driver, walPages } });
+  worker.unref();
+  const pending = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
+  const stats = { transactions: 0, failures: 0 };
+  let nextId = 1;
+  let dead: Error | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const failAll = (err: Error) => {
+    dead = err;
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  worker.on('message', (m: { id?: number; error?: { message: string; code?: string }; stopped?: boolean }) => {
+    if (m.id === undefined) return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.error) {
+      stats.failures++;
+      // The same shape as better-sqlite3's own errors, so that callers can tell a constraint from the rest.
+      p.reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
+    } else {
+      stats.transactions++;
+      p.resolve();
+    }
+  });
+  worker.on('error', (err) => failAll(err instanceof Error ? err : new Error(String(err))));
+  worker.on('exit', () => failAll(dead ?? new Error('the SQLite writer thread has stopped')));
+
+  return {
+    stats,
+    get alive() {
+      return !dead && !stopping;
+    },
+    run(statements) {
+      if (dead || stopping) return Promise.reject(dead ?? new Error('the SQLite writer thread is stopping'));
+      const id = nextId++;
+      return new Promise<void>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, statements: statements.map((s) => [s.sql, s.params]) });
+      });
+    },
+    stop() {
+      stopping ??= new Promise<void>((resolve) => {
+        const done = () => resolve();
+        worker.once('exit', done);
+        // Messages are handled in order: the transactions posted before this one finish first.
+        worker.on('message', (m: { stopped?: boolean }) => {
+          if (m.stopped) void worker.terminate().then(done, done);
+        });
+        worker.postMessage({ stop: true });
+        setTimeout(() => void worker.terminate().then(done, done), 5000).unref();
+      });
+      return stopping;
+    },
+  };
+}
