@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { senderReads } from '../src/chat/message-writer.js';
 import { appendShapes } from '../src/store/append-repo.js';
 import type { MessageRow } from '../src/store/messages-repo.js';
@@ -117,6 +117,19 @@ for (const dialect of DIALECTS) {
       expect((await t.request({ method: 'DELETE', url: '/blockStatus/room/wide3/cat', headers: admin })).status).toBe(200);
       expect(await unread('wide3', 'cat')).toBe(0);
     });
+
+    if (dialect === 'postgres') {
+      it('batches run as named prepared statements on the connection that wrote them', async () => {
+        let names: string[] = [];
+        // The pool hands out the client released last: the one that just wrote a batch.
+        for (let i = 0; i < 10 && names.length === 0; i++) {
+          await t.server.services.messages.send(as('ann'), 'r2', { message: `named${i}` });
+          const res = await sql<{ name: string }>`select name from pg_prepared_statements where name like 'imkit_%'`.execute(t.server.store.db);
+          names = res.rows.map((r) => r.name);
+        }
+        expect(names.length).toBeGreaterThanOrEqual(4);
+      });
+    }
 
     if (dialect === 'sqlite') {
       it('the badge update looks rooms up by key, whatever the number of rooms in the batch', async () => {
