@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import { startSqliteThread, stopSqliteThread } from './sqlite-thread.js';
 
 /**
  * WAL checkpoints for the server's SQLite file, on a thread of their own. A checkpoint copies the pages the WAL
@@ -9,9 +8,7 @@ import { Worker } from 'node:worker_threads';
  * and writers) as long as there is something to copy, then every `idleMs`. The server's own connection keeps an
  * automatic checkpoint at a higher threshold, so the WAL stays bounded even if this thread falls behind: that one
  * copies only what is left and lets the next write start the WAL over.
- *
- * The worker is a few lines of CommonJS given as source (`eval`), so that it runs the same from `dist/` and from the
- * TypeScript sources under test; better-sqlite3 is resolved here and passed by path.
+ * (store/sqlite-thread.ts: how the thread is started and stopped.)
  */
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -55,10 +52,7 @@ export interface Checkpointer {
 }
 
 export function startCheckpointer(file: string, opts: { idleMs?: number; busyMs?: number } = {}): Checkpointer {
-  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { file, driver, idleMs: opts.idleMs ?? 100, busyMs: opts.busyMs ?? 10 } });
-  // The thread must not keep the process alive: a server that is closing stops it, a CLI never starts one.
-  worker.unref();
+  const worker = startSqliteThread(WORKER, { file, idleMs: opts.idleMs ?? 100, busyMs: opts.busyMs ?? 10 });
   const stats: Checkpointer['stats'] = { runs: 0, walFrames: 0, copiedFrames: 0, errors: 0 };
   let stopping: Promise<void> | undefined;
   worker.on('message', (m: { log?: number; checkpointed?: number; error?: string }) => {
@@ -79,15 +73,7 @@ export function startCheckpointer(file: string, opts: { idleMs?: number; busyMs?
   return {
     stats,
     stop() {
-      stopping ??= new Promise<void>((resolve) => {
-        const done = () => resolve();
-        worker.once('exit', done);
-        worker.on('message', (m: { stopped?: boolean }) => {
-          if (m.stopped) void worker.terminate().then(done, done);
-        });
-        worker.postMessage('stop');
-        setTimeout(() => void worker.terminate().then(done, done), 1000).unref();
-      });
+      stopping ??= stopSqliteThread(worker, 'stop', 1000);
       return stopping;
     },
   };

@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import type { PlannedStatement } from './append-repo.js';
+import { startSqliteThread, stopSqliteThread } from './sqlite-thread.js';
 
 /**
  * The write half of sending on SQLite, on a thread of its own. better-sqlite3 is synchronous: on the event loop,
@@ -10,9 +9,7 @@ import type { PlannedStatement } from './append-repo.js';
  * loop meanwhile reads the next sends, which then form the next batch. The main connection begins its own
  * transactions IMMEDIATE too (store/database.ts), so that neither side can fail on a snapshot the other made
  * stale, and both wait for each other through busy_timeout (the thread's transactions last a millisecond or so).
- *
- * Like the checkpoint thread, the worker is CommonJS source run with `eval` (the same from `dist/` and from the
- * TypeScript sources under test), and better-sqlite3 is resolved here and passed by path.
+ * (store/sqlite-thread.ts: how the thread is started and stopped.)
  */
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -68,9 +65,7 @@ export interface SqliteWriter {
 }
 
 export function startSqliteWriter(file: string, walPages: number): SqliteWriter {
-  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { file, driver, walPages } });
-  worker.unref();
+  const worker = startSqliteThread(WORKER, { file, walPages });
   const pending = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
   const stats = { transactions: 0, failures: 0 };
   let nextId = 1;
@@ -113,16 +108,8 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
       });
     },
     stop() {
-      stopping ??= new Promise<void>((resolve) => {
-        const done = () => resolve();
-        worker.once('exit', done);
-        // Messages are handled in order: the transactions posted before this one finish first.
-        worker.on('message', (m: { stopped?: boolean }) => {
-          if (m.stopped) void worker.terminate().then(done, done);
-        });
-        worker.postMessage({ stop: true });
-        setTimeout(() => void worker.terminate().then(done, done), 5000).unref();
-      });
+      // Messages are handled in order: the transactions posted before this one finish first.
+      stopping ??= stopSqliteThread(worker, { stop: true }, 5000);
       return stopping;
     },
   };
