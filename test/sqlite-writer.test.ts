@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE_FILE } from '../src/store/database.js';
-import { startSqliteWriter } from '../src/store/sqlite-writer.js';
+import type { PlannedStatement } from '../src/store/append-repo.js';
+import { startSqliteWriter, viaThread } from '../src/store/sqlite-writer.js';
 import { startTestServer, type TestServer } from './helpers.js';
 
 /**
@@ -48,5 +49,19 @@ describe('SQLite writer thread', () => {
     }
     expect(writer.alive).toBe(false);
     await expect(writer.run([])).rejects.toThrow(/stopp/);
+  });
+
+  it('sends batches to the event loop’s connection once the thread is gone', async () => {
+    const writer = startSqliteWriter(path.join(t.config.dataDir, SQLITE_FILE), 4000);
+    const fellBack: PlannedStatement[][] = [];
+    const run = viaThread(writer, async (statements) => void fellBack.push(statements));
+    const rename = (name: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [name, t.appId, 'w'] }];
+    await run(rename('by the thread'));
+    expect(writer.stats.transactions).toBe(1);
+    expect(fellBack).toEqual([]);
+    await writer.stop();
+    await run(rename('after'));
+    expect(fellBack).toEqual([rename('after')]);
+    expect(writer.stats.transactions).toBe(1);
   });
 });

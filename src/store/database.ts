@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
 import type { PlannedStatement } from './append-repo.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
-import { type SqliteWriter, startSqliteWriter } from './sqlite-writer.js';
+import { type SqliteWriter, startSqliteWriter, viaThread } from './sqlite-writer.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -92,7 +92,7 @@ function openSqlite(dataDir: string): Store {
         db.transaction().execute(async (trx) => {
           for (const st of statements) await trx.executeQuery(CompiledQuery.raw(st.sql, st.params));
         });
-      return (statements) => (writer!.alive ? writer!.run(statements) : here(statements));
+      return viaThread(writer, here);
     },
     close: async () => {
       await writer?.stop();

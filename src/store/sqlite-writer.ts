@@ -114,3 +114,11 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
     },
   };
 }
+
+/**
+ * Where a batch goes: to the thread while it runs, else to `fallback` (the event loop's connection), so that a
+ * thread that died, or is stopping with the server, loses no batch.
+ */
+export function viaThread(writer: SqliteWriter, fallback: (statements: PlannedStatement[]) => Promise<void>): (statements: PlannedStatement[]) => Promise<void> {
+  return (statements) => (writer.alive ? writer.run(statements) : fallback(statements));
+}
