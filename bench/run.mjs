@@ -241,7 +241,7 @@ function printStep(label, r) {
  * 3. then `refine` bisections (geometric) between the highest rate kept up and the lowest that was not.
  * `sustained` is the highest delivered rate of a step that kept up; `peak` the highest of any step. (Stopping at
  * the first failure, as this did before, made the result hang on whether a server happened to pass the x2 step
- * below its limit: the same code measured between 0.45 and 0.93 of the baseline.) Latency is then measured at half
+ * below its limit: runs of nearly the same code measured between 0.45 and 0.93 of the baseline.) Latency is then measured at half
  * of the peak.
  */
 async function fanoutAgainst(label, ctx) {
