@@ -250,7 +250,7 @@ async function fanoutAgainst(label, ctx) {
     // One long step at a fixed rate (for --profile): no search, nothing written.
     const r = await runStep(ctx, 1, Number(opts['fanout-rate']), F.halfMs);
     printStep(label, r);
-    return { steps: [r], maxDeliveredPerSec: r.deliveredPerSec, maxSentPerSec: r.sentPerSec, sustainedDeliveredPerSec: r.keptUp ? r.deliveredPerSec : 0, sustainedSentPerSec: r.keptUp ? r.sentPerSec : 0, half: r };
+    return { steps: [r], maxDeliveredPerSec: r.deliveredPerSec, maxSentPerSec: r.sentPerSec, sustainedDeliveredPerSec: r.keptUp ? r.deliveredPerSec : 0, half: r };
   }
   const steps = [];
   let stepNo = 1;
@@ -301,7 +301,6 @@ async function fanoutAgainst(label, ctx) {
     maxDeliveredPerSec: peakDeliveredPerSec,
     maxSentPerSec: Math.round(peakDeliveredPerSec / F.roomSize),
     sustainedDeliveredPerSec,
-    sustainedSentPerSec: Math.round(sustainedDeliveredPerSec / F.roomSize),
     half,
   };
 }

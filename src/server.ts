@@ -61,7 +61,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
   store.startBackgroundWork();
   const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
-  const services = createServices(store.db, store.dialect, clock, bus, config, store.batchRunner());
+  const services = createServices(store.db, store.dialect, clock, bus, config, (statements) => store.runBatch(statements));
   const bootstrap = await bootstrapApps(services, config);
   const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
   const guard = new Guard(store, bus, rates, clock, config, {

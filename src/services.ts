@@ -46,7 +46,7 @@ export function createServices(
   clock: Clock,
   bus: EventBus,
   config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers'>,
-  runBatch?: (statements: PlannedStatement[]) => Promise<void>,
+  runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };
   const chat = createChatContext(db, dialect, clock, bus, config, presence, runBatch);

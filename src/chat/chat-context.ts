@@ -39,7 +39,7 @@ export function createChatContext(
   bus: EventBus,
   limits: ChatContext['limits'],
   presence: PresenceSource,
-  runBatch?: (statements: PlannedStatement[]) => Promise<void>,
+  runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): ChatContext {
   const userCache = new UserCache(db, bus, clock);
   return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, runBatch) };

@@ -55,10 +55,10 @@ export class MessageWriter {
   /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
   readonly stats = { batches: 0, messages: 0 };
 
-  /** `runBatch`: where a batch's statements run as one transaction, when not on `db` (SQLite's writer thread). */
+  /** `runBatch`: runs a batch's statements as one transaction (Store.runBatch: SQLite's writer thread, or Postgres). */
   constructor(
     private readonly db: Kysely<Database>,
-    private readonly runBatch?: (statements: PlannedStatement[]) => Promise<void>,
+    private readonly runBatch: (statements: PlannedStatement[]) => Promise<void>,
   ) {}
 
   append(input: AppendInput): Promise<MessageRow> {
@@ -107,17 +107,10 @@ export class MessageWriter {
       if (list) list.push(r);
       else byApp.set(r.app_id, [r]);
     }
-    if (this.runBatch) {
-      const repo = new AppendRepo(this.db);
-      const statements: PlannedStatement[] = [];
-      for (const [appId, appRows] of byApp) statements.push(...repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
-      await this.runBatch(statements);
-      return;
-    }
-    await this.db.transaction().execute(async (trx) => {
-      const repo = new AppendRepo(trx);
-      for (const [appId, appRows] of byApp) await repo.append(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at);
-    });
+    const repo = new AppendRepo(this.db);
+    const statements: PlannedStatement[] = [];
+    for (const [appId, appRows] of byApp) statements.push(...repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
+    await this.runBatch(statements);
   }
 }
 

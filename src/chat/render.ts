@@ -25,17 +25,14 @@ export class ChatRenderer {
 
   constructor(
     private readonly db: Kysely<Database>,
-    private readonly presence: PresenceSource = { online: () => false },
-    users?: UserCache,
+    private readonly presence: PresenceSource,
+    private readonly userCache: UserCache,
   ) {
     this.users = new UsersRepo(db);
     this.messages = new MessagesRepo(db);
     this.rooms = new RoomsRepo(db);
     this.prefs = new PrefsRepo(db);
-    this.userLoader = users ?? { get: (appId, id) => this.users.get(appId, id) };
   }
-
-  private readonly userLoader: Pick<UserCache, 'get'>;
 
   async userMap(appId: string, ids: Array<string | null>): Promise<Map<string, UserRow>> {
     const rows = await this.users.getMany(appId, ids.filter((i): i is string => i !== null));
@@ -61,13 +58,13 @@ export class ChatRenderer {
 
   /**
    * A message just stored: it has no reactions yet, so only its sender (and reply) are read, from the user cache
-   * when the renderer has one (concurrent misses share one query).
+   * (concurrent misses share one query).
    */
   async renderNewMessage(appId: string, row: MessageRow, parsed?: { message: unknown; fields: Json }): Promise<Json> {
     const reply = row.reply_id ? await this.messages.get(appId, row.reply_id) : undefined;
     const users = new Map<string, UserRow>();
     for (const id of [row.sender_id, reply?.sender_id ?? null]) {
-      const u = id === null || users.has(id) ? undefined : await this.userLoader.get(appId, id);
+      const u = id === null || users.has(id) ? undefined : await this.userCache.get(appId, id);
       if (u) users.set(u.id, u);
     }
     const out = messageObject(row, users, [], parsed);

@@ -6,7 +6,7 @@ import type { Store } from '../store/database.js';
 import { MessagesRepo } from '../store/messages-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
-import { ChatRenderer, memberSummary } from '../chat/render.js';
+import { memberSummary } from '../chat/render.js';
 import { recipients, type RoomSnapshot } from '../chat/room-cache.js';
 import { encode, type Encoding } from './codec.js';
 
@@ -32,7 +32,6 @@ export class Delivery {
   private readonly channelCache = new WeakMap<RoomSnapshot, Channels>();
   private readonly off: () => void;
   private stopped = false;
-  private readonly render: ChatRenderer;
 
   constructor(
     private readonly io: Server,
@@ -41,7 +40,6 @@ export class Delivery {
     private readonly logger: Logger,
     private readonly dropSockets: (appId: string, userId: string, digests: string[] | 'all') => void,
   ) {
-    this.render = new ChatRenderer(store.db);
     this.off = services.bus.on((e) => this.enqueue(e));
   }
 
@@ -83,7 +81,7 @@ export class Delivery {
         if (!message) {
           const row = await new MessagesRepo(db).get(e.appId, e.messageId);
           if (!row) return;
-          message = await this.render.renderMessage(e.appId, row);
+          message = await this.services.chat.render.renderMessage(e.appId, row);
         }
         this.toChannels(this.channelsOf(snap), 'chat message', message);
         return;

@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely, type RawBuilder, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { MessageRow } from './messages-repo.js';
 import type { Database } from './schema.js';
 
@@ -26,16 +26,12 @@ export class AppendRepo {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * Inserts the messages (in the given order), makes the last one of each room its last message and counts them,
-   * raises every member's badge by the number of batch messages sent to the room (banned members excepted), then
-   * sets each sender's read mark and badge (`reads`, which also undoes the raise for their own messages). Run it
-   * inside a transaction. Statements carry a power of two of rows, so few distinct shapes are ever prepared.
+   * The statements, in order, that insert the messages (in the given order), make the last one of each room its
+   * last message and count them, raise every member's badge by the number of batch messages sent to the room
+   * (banned members excepted), then set each sender's read mark and badge (`reads`, which also undoes the raise for
+   * their own messages). Run them as one transaction (Store.runBatch). Statements carry a power of two of rows, so
+   * few distinct shapes are ever prepared.
    */
-  async append(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): Promise<void> {
-    for (const s of this.plan(appId, rows, reads, now)) await this.db.executeQuery(CompiledQuery.raw(s.sql, s.params));
-  }
-
-  /** The statements `append` runs, in order, for a caller that runs them itself (the SQLite writer thread). */
   plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement[] {
     const out: PlannedStatement[] = [];
     if (rows.length === 0) return out;

@@ -34,10 +34,10 @@ export interface Store {
   background(): { checkpoints?: Checkpointer['stats']; writer?: SqliteWriter['stats'] };
   /**
    * Runs a batch's statements as one transaction the fastest way this store has: on SQLite away from the event
-   * loop (the writer thread, once started), on PostgreSQL as named prepared statements. The message writer's
-   * batches go there.
+   * loop (the writer thread, once started and while it runs; else on this connection), on PostgreSQL as named
+   * prepared statements. The message writer's batches go there.
    */
-  batchRunner(): ((statements: PlannedStatement[]) => Promise<void>) | undefined;
+  runBatch(statements: PlannedStatement[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -70,6 +70,12 @@ function openSqlite(dataDir: string): Store {
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(conn) }) });
   let checkpointer: Checkpointer | undefined;
   let writer: SqliteWriter | undefined;
+  // Batches before the writer thread starts, or after it died or stopped, are written on this connection.
+  const onMain = (statements: PlannedStatement[]) =>
+    db.transaction().execute(async (trx) => {
+      for (const st of statements) await trx.executeQuery(CompiledQuery.raw(st.sql, st.params));
+    });
+  let runBatch = onMain;
   return {
     db,
     dialect: 'sqlite',
@@ -83,17 +89,10 @@ function openSqlite(dataDir: string): Store {
       conn.pragma(`wal_autocheckpoint = ${WAL_SAFETY_PAGES}`);
       checkpointer = startCheckpointer(file);
       writer = startSqliteWriter(file, WAL_SAFETY_PAGES);
+      runBatch = viaThread(writer, onMain);
     },
     background: () => (checkpointer ? { checkpoints: { ...checkpointer.stats }, writer: { ...writer!.stats } } : {}),
-    batchRunner: () => {
-      if (!writer) return undefined;
-      // Should the thread die, batches are written on this connection, as before the thread existed.
-      const here = (statements: PlannedStatement[]) =>
-        db.transaction().execute(async (trx) => {
-          for (const st of statements) await trx.executeQuery(CompiledQuery.raw(st.sql, st.params));
-        });
-      return viaThread(writer, here);
-    },
+    runBatch: (statements) => runBatch(statements),
     close: async () => {
       await writer?.stop();
       await checkpointer?.stop();
@@ -180,7 +179,7 @@ function openPostgres(url: string, schema: string | undefined): Store {
     watchExternalWrites: (opts) => watchPostgres(session, schema, opts),
     startBackgroundWork() {},
     background: () => ({}),
-    batchRunner: () => (statements) => runNamed(pool, statements),
+    runBatch: (statements) => runNamed(pool, statements),
     close: () => db.destroy(),
   };
 }

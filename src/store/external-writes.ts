@@ -40,9 +40,11 @@ export interface WatchOptions {
  * which may predate the other process's commit. So while this process holds a transaction open, they go through
  * Kysely and wait for it to end, exactly as the store reads they replace would have waited.
  */
+const CREDENTIAL_COUNT = 'select n from credential_version where id = 1';
+
 export function watchSqlite(conn: Sqlite.Database, db: Kysely<any>, opts: WatchOptions): ExternalWrites {
   const version = conn.prepare('PRAGMA data_version').pluck();
-  const counter = conn.prepare('select n from credential_version where id = 1').pluck();
+  const counter = conn.prepare(CREDENTIAL_COUNT).pluck();
   let lastVersion = version.get() as number;
   let lastCount = counter.get() as number;
   const seen = (v: number, count: () => number | Promise<number>): Promise<void> | undefined => {
@@ -64,7 +66,7 @@ export function watchSqlite(conn: Sqlite.Database, db: Kysely<any>, opts: WatchO
       if (!conn.inTransaction) return seen(version.get() as number, () => counter.get() as number);
       return sql<{ data_version: number }>`pragma data_version`
         .execute(db)
-        .then((r) => seen(Number(r.rows[0]!.data_version), async () => Number((await sql<{ n: number }>`select n from credential_version where id = 1`.execute(db)).rows[0]!.n)));
+        .then((r) => seen(Number(r.rows[0]!.data_version), async () => Number((await sql.raw<{ n: number }>(CREDENTIAL_COUNT).execute(db)).rows[0]!.n)));
     },
     close: async () => {},
   };
