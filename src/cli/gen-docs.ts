@@ -46,8 +46,10 @@ over the default. A bad value stops start-up with one line naming the setting (e
 ${rows}
 
 Notes:
-- With \`DATABASE_URL\` unset, the data lives in \`IMKIT_DATA_DIR/imkit.sqlite\` (SQLite, WAL mode). With it set,
-  PostgreSQL is used and the data directory holds nothing yet.
+- With \`DATABASE_URL\` unset, the data lives in \`IMKIT_DATA_DIR/imkit.sqlite\` (SQLite, WAL mode). While the
+  server runs, \`imkit.sqlite-wal\` beside it can grow to about 16 MB; it is copied back and removed when the server
+  stops (docs/architecture.md, checkpoints). With \`DATABASE_URL\` set, PostgreSQL is used and the data directory
+  holds nothing yet.
 - \`IMKIT_APP_ID\`, \`IMKIT_API_KEY\`, \`IMKIT_CLIENT_KEY\`: at every start the application \`IMKIT_APP_ID\`
   (default \`default\`) is created if missing; the given API key is made live (other API keys are left alone, so
   a rotation done with the CLI survives restarts); the given client key becomes the application's only client
