@@ -227,6 +227,35 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
     t.clientKey = clientKey;
   });
 
+  it('packets that wait for one socket go out in one write: all of them, in order', async () => {
+    const v = await connect('vue', 'cy');
+    // The server side of this client's connection: count the writes its TCP socket makes.
+    const engine = (t.server.realtime.io.engine as any).clients[(v.socket.io as any).engine.id];
+    const raw = engine.transport.socket._socket;
+    let writes = 0;
+    for (const m of ['_write', '_writev'] as const) {
+      const orig = raw[m].bind(raw);
+      raw[m] = (...args: unknown[]) => {
+        writes++;
+        return orig(...args);
+      };
+    }
+    // Sent together, these are committed as a batch and delivered in one turn of the event loop: the first goes
+    // out at once, the rest wait in engine.io for it and are flushed together.
+    const n = 30;
+    const sent = await Promise.all(
+      Array.from({ length: n }, (_, i) => t.request({ method: 'POST', url: '/messages', headers: admin, body: { room: 'lobby', sender: 'amy', messageType: 'text', message: `burst ${i}` } })),
+    );
+    expect(sent.every((r) => r.status === 200)).toBe(true);
+    // Delivered in the order stored (ids are time-ordered), each exactly once.
+    const stored = sent.map((r) => r.body.result._id as string).sort();
+    const received = () => v.events.filter((e) => e.event === 'chat message' && String(e.payload.message).startsWith('burst ')).map((e) => e.payload._id);
+    for (let i = 0; i < 100 && received().length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(received()).toEqual(stored);
+    // One frame per write would be 30 writes; a batch costs two (the first packet, then the rest together).
+    expect(writes).toBeLessThanOrEqual(8);
+  });
+
   it('abuse limits: too many events get error acks, then a disconnect; never a crash', async () => {
     const small = await startTestServer(dialect, { socketEventsPer10s: 5 });
     try {

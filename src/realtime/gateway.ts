@@ -10,6 +10,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Services } from '../services.js';
 import { AppsRepo } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
+import { coalesceWebSocketWrites } from './coalesce.js';
 import { encode, encodingFrom, type Encoding, maybeBase64 } from './codec.js';
 import { Delivery, userChannel } from './delivery.js';
 
@@ -54,6 +55,7 @@ export class Realtime {
       maxHttpBufferSize: Math.max(deps.config.bodyLimitBytes, 1_000_000),
       serveClient: false,
     });
+    coalesceWebSocketWrites(this.io);
     this.delivery = new Delivery(this.io, deps.services, deps.store, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
