@@ -1,25 +1,48 @@
 import type { Server } from 'socket.io';
 
 /**
- * One write per flush for the WebSocket transport. While a socket's previous write is in flight, engine.io keeps
- * the packets that arrive for it and then hands them over together (`transport.send(packets)`); its WebSocket
- * transport writes each one as a frame of its own, and `ws` turns every frame into a system call. On a busy
- * node those calls were the largest single cost of fan-out (half of the event loop's time, about 10 µs each on
- * loopback), and every one is also a TCP segment the client has to read. Corking the TCP socket while the packets
- * of one flush are written makes them one `writev` and, mostly, one segment. Nothing changes on the wire but the
- * segment boundaries: same frames, same order. (Neither engine.io nor ws offers this; it is a wrapper of one
- * method of each WebSocket transport, installed when a connection opens on or upgrades to WebSocket.)
+ * One write per socket per turn of the event loop, for the WebSocket transport.
+ *
+ * engine.io's WebSocket transport writes each packet as a frame of its own, and `ws` turns every frame into a
+ * system call; a packet that arrives while the previous write is in flight waits and goes out with the others in
+ * the next flush, again a call per frame. On a busy node those calls were the largest single cost of fan-out (half
+ * of the event loop's time, about 10 µs each on loopback), and every one is also a TCP segment that the client has
+ * to read. The sender of a message, for one, gets its ack and its own copy of the message in the same turn.
+ *
+ * So the packets a transport is given during one turn are held until the end of that turn (`setImmediate`) and
+ * then written with the TCP socket corked: one `writev`, mostly one segment. The frames, their order and the
+ * protocol are unchanged; only segment boundaries move, by at most the rest of the current turn. A transport that
+ * closes writes what it holds first (a DISCONNECT packet is sent just before the close). Neither engine.io nor ws
+ * offers this, so it wraps two methods of each WebSocket transport, when a connection opens on or upgrades to
+ * WebSocket.
  */
 export function coalesceWebSocketWrites(io: Server): void {
+  const held = new Set<Held>();
+  let scheduled = false;
+  const flushAll = () => {
+    scheduled = false;
+    for (const h of held) h.flush();
+    held.clear();
+  };
+  const hold = (h: Held) => {
+    held.add(h);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flushAll);
+    }
+  };
   io.engine.on('connection', (socket: EngineSocket) => {
-    wrap(socket.transport);
-    socket.on('upgrade', (transport: Transport) => wrap(transport));
+    wrap(socket.transport, hold);
+    socket.on('upgrade', (transport: Transport) => wrap(transport, hold));
   });
 }
 
 interface Transport {
   name: string;
+  readyState: string;
   send(packets: unknown[]): void;
+  doClose(fn: () => void): void;
+  emit(event: 'drain'): boolean;
   socket?: { _socket?: { cork(): void; uncork(): void } };
 }
 
@@ -28,21 +51,47 @@ interface EngineSocket {
   on(event: 'upgrade', listener: (transport: Transport) => void): void;
 }
 
+interface Held {
+  flush(): void;
+}
+
 const wrapped = new WeakSet<Transport>();
 
-function wrap(transport: Transport): void {
+function wrap(transport: Transport, hold: (h: Held) => void): void {
   if (transport.name !== 'websocket' || wrapped.has(transport)) return;
   const raw = transport.socket?._socket;
   if (!raw || typeof raw.cork !== 'function' || typeof raw.uncork !== 'function') return;
   wrapped.add(transport);
   const send = transport.send;
-  transport.send = function (this: Transport, packets: unknown[]) {
-    if (packets.length < 2) return send.call(this, packets);
-    raw.cork();
-    try {
-      send.call(this, packets);
-    } finally {
-      raw.uncork();
-    }
+  const doClose = transport.doClose;
+  let packets: unknown[] = [];
+  // engine.io's socket counts one 'drain' per `send` it made (its per-flush callbacks); one real write gives one.
+  let calls = 0;
+  const h: Held = {
+    flush() {
+      if (packets.length === 0) return;
+      const out = packets;
+      const extraDrains = calls - 1;
+      packets = [];
+      calls = 0;
+      if (transport.readyState === 'closed') return;
+      for (let i = 0; i < extraDrains; i++) transport.emit('drain');
+      raw.cork();
+      try {
+        send.call(transport, out);
+      } finally {
+        raw.uncork();
+      }
+    },
+  };
+  // `writable` stays true while packets are held, so engine.io keeps handing them over at once.
+  transport.send = (list: unknown[]) => {
+    for (const p of list) packets.push(p);
+    calls++;
+    hold(h);
+  };
+  transport.doClose = function (this: Transport, fn: () => void) {
+    h.flush();
+    doClose.call(this, fn);
   };
 }
