@@ -252,8 +252,21 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
     const received = () => v.events.filter((e) => e.event === 'chat message' && String(e.payload.message).startsWith('burst ')).map((e) => e.payload._id);
     for (let i = 0; i < 100 && received().length < n; i++) await new Promise((r) => setTimeout(r, 20));
     expect(received()).toEqual(stored);
-    // One frame per write would be 30 writes; a batch costs two (the first packet, then the rest together).
+    // One frame per write would be 30 writes; held to the end of the turn, a batch costs one.
     expect(writes).toBeLessThanOrEqual(8);
+    // engine.io keeps one entry per flush until the transport drains it: none may be left over.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(engine.sentCallbackFn).toHaveLength(0);
+  });
+
+  it('a packet held for the end of the turn still goes out before a server-side disconnect', async () => {
+    const v = await connect('vue', 'cy');
+    const reason = new Promise<string>((resolve) => v.socket.on('disconnect', (r: string) => resolve(r)));
+    const s = t.server.realtime.io.sockets.sockets.get(v.socket.id!)!;
+    s.emit('chat message', { note: 'last words' });
+    s.disconnect(true);
+    expect(await reason).toBe('io server disconnect');
+    expect(v.events.find((e) => e.event === 'chat message')?.payload).toEqual({ note: 'last words' });
   });
 
   it('abuse limits: too many events get error acks, then a disconnect; never a crash', async () => {
