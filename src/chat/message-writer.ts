@@ -84,9 +84,8 @@ export class MessageWriter {
   /**
    * Waits a little for more sends before a small batch is cut. A batch has a fixed cost besides its messages (on
    * SQLite a commit and two wake-ups between threads, measured at about five messages' worth; on PostgreSQL round
-   * trips),
-   * and under a steady stream of independent sends, as a busy chat server sees, batches of two or three paid it
-   * over and over. Waiting only pays while sends arrive during the wait: when they do not, the senders are waiting
+   * trips), and under a steady stream of independent sends, as a busy chat server sees, batches of two or three
+   * paid it over and over. Waiting only pays while sends arrive during the wait: when they do not, the senders are waiting
    * for their answers (one client sending in turn, a closed-loop load test), and waiting would only slow them. So
    * the sends gathered per wait are tracked (a moving average); below half a send per wait, batches are cut at once
    * and only every PROBE_EVERY-th one waits, to notice when the traffic changes.
