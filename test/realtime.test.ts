@@ -1,3 +1,4 @@
+import { io as ioClient } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { type Generation, TestClient } from './realtime-helpers.js';
@@ -257,6 +258,40 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
     // engine.io keeps one entry per flush until the transport drains it: none may be left over.
     await new Promise((r) => setTimeout(r, 50));
     expect(engine.sentCallbackFn).toHaveLength(0);
+  });
+
+  it('a connection that starts on polling and upgrades to WebSocket has its writes coalesced too', async () => {
+    const socket = ioClient(base, { transports: ['polling', 'websocket'], forceNew: true, reconnection: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.io.engine.once('upgrade', () => resolve());
+        socket.once('connect_error', reject);
+      });
+      expect(socket.io.engine.transport.name).toBe('websocket');
+      const got: string[] = [];
+      socket.on('chat message', (m: any) => got.push(m._id));
+      await new Promise<void>((resolve) => socket.emit('auth2', tok.cy, { CLIENT_KEY: t.clientKey, Authorization: tok.cy }, () => resolve()));
+      const engine = (t.server.realtime.io.engine as any).clients[socket.io.engine.id];
+      expect(engine.transport.name).toBe('websocket');
+      const raw = engine.transport.socket._socket;
+      let writes = 0;
+      for (const m of ['_write', '_writev'] as const) {
+        const orig = raw[m].bind(raw);
+        raw[m] = (...args: unknown[]) => {
+          writes++;
+          return orig(...args);
+        };
+      }
+      const n = 30;
+      const sent = await Promise.all(
+        Array.from({ length: n }, (_, i) => t.request({ method: 'POST', url: '/messages', headers: admin, body: { room: 'lobby', sender: 'amy', messageType: 'text', message: `upgraded ${i}` } })),
+      );
+      for (let i = 0; i < 100 && got.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(got).toEqual(sent.map((r) => r.body.result._id as string).sort());
+      expect(writes).toBeLessThanOrEqual(8);
+    } finally {
+      socket.close();
+    }
   });
 
   it('a packet held for the end of the turn still goes out before a server-side disconnect', async () => {
