@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import Sqlite from 'better-sqlite3';
-import { CompiledQuery, Kysely, SqliteDialect, sql } from 'kysely';
-import { type AppendInput, MessageWriter, senderReads } from '../src/chat/message-writer.js';
-import type { Database } from '../src/store/schema.js';
+import { CompiledQuery, sql } from 'kysely';
+import { senderReads } from '../src/chat/message-writer.js';
 import { appendShapes } from '../src/store/append-repo.js';
 import type { MessageRow } from '../src/store/messages-repo.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
@@ -26,42 +24,6 @@ describe('senderReads', () => {
     expect(get('s', 'a')).toEqual({ roomId: 's', userId: 'a', messageId: '3', badge: 1 });
     expect(get('s', 'c')).toEqual({ roomId: 's', userId: 'c', messageId: '7', badge: 0 });
     expect(reads).toHaveLength(4);
-  });
-});
-
-describe('group commit pacing', () => {
-  // Only the batching is under test here: the batches go to a runner that records them (the statements are
-  // compiled, never run). The send path tests below write real batches.
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: new Sqlite(':memory:') }) });
-  const input = (i: number): AppendInput => ({ appId: 'a', roomId: `r${i % 10}`, senderId: 'u', messageType: 'text', message: `m${i}`, fields: {}, now: 1 });
-  afterAll(() => db.destroy());
-
-  it('a sender that waits for each answer is not held up: waits stop once they gather nothing', async () => {
-    const w = new MessageWriter(db, async () => {});
-    for (let i = 0; i < 300; i++) await w.append(input(i));
-    expect(w.stats).toMatchObject({ batches: 300, messages: 300 });
-    // a few waits to learn that nobody else is sending, then one in 64 to notice a change
-    expect(w.stats.holds).toBeLessThan(20);
-  });
-
-  it('a steady stream of independent sends is gathered into batches of several', async () => {
-    const w = new MessageWriter(db, async () => {});
-    const sent: Array<Promise<unknown>> = [];
-    // one send every 250 µs for 150 ms, from the event loop's check phase, as sends read from sockets arrive
-    await new Promise<void>((resolve) => {
-      const start = performance.now();
-      const tick = () => {
-        const now = performance.now();
-        while (start + sent.length * 0.25 <= now && sent.length < 600) sent.push(w.append(input(sent.length)));
-        if (now - start < 150) setImmediate(tick);
-        else resolve();
-      };
-      tick();
-    });
-    await Promise.all(sent);
-    expect(w.stats.messages).toBe(sent.length);
-    // cut at once, nearly every batch would hold one send
-    expect(w.stats.messages / w.stats.batches).toBeGreaterThanOrEqual(2);
   });
 });
 

@@ -40,11 +40,6 @@ interface Pending {
 }
 
 const MAX_BATCH = 128;
-/** A batch smaller than this waits up to HOLD_MS for more sends, while waiting pays (see hold()). */
-const HOLD_BELOW = 16;
-const HOLD_MS = 1;
-/** While waiting does not pay, one small batch in this many still waits, to notice when it would again. */
-const PROBE_EVERY = 64;
 
 /**
  * Group commit for users' messages. Sends that arrive while the store is busy are written together, in arrival
@@ -57,11 +52,8 @@ const PROBE_EVERY = 64;
 export class MessageWriter {
   private queue: Pending[] = [];
   private running = false;
-  /** Sends gathered per hold (moving average), and small batches cut since the last hold. */
-  private holdGain = 1;
-  private sinceProbe = 0;
-  /** Committed batches and the messages they held (a ratio near 1 means no batching), and waits for more (hold()). */
-  readonly stats = { batches: 0, messages: 0, holds: 0 };
+  /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
+  readonly stats = { batches: 0, messages: 0 };
 
   /** `runBatch`: runs a batch's statements as one transaction (Store.runBatch: SQLite's writer thread, or Postgres). */
   constructor(
@@ -74,37 +66,16 @@ export class MessageWriter {
       this.queue.push({ row: messageRow(input), resolve, reject });
       if (!this.running) {
         this.running = true;
-        // Let the requests already read from the sockets join this batch (and hold() decides whether to wait
-        // for more: waiting unconditionally capped a sender that waits for each answer at a batch per interval).
+        // Let the requests already read from the sockets join this batch. (Holding batches back for a few ms
+        // was measured: it caps a sender that waits for each answer at a batch per interval, for no clear gain.)
         setImmediate(() => void this.drain());
       }
     });
   }
 
-  /**
-   * Waits a little for more sends before a small batch is cut. A batch has a fixed cost besides its messages (on
-   * SQLite a commit and two wake-ups between threads, measured at about five messages' worth; on PostgreSQL round
-   * trips), and under a steady stream of independent sends, as a busy chat server sees, batches of two or three
-   * paid it over and over. Waiting only pays while sends arrive during the wait: when they do not, the senders are waiting
-   * for their answers (one client sending in turn, a closed-loop load test), and waiting would only slow them. So
-   * the sends gathered per wait are tracked (a moving average); below half a send per wait, batches are cut at once
-   * and only every PROBE_EVERY-th one waits, to notice when the traffic changes.
-   */
-  private async hold(): Promise<void> {
-    if (this.holdGain < 0.5 && ++this.sinceProbe < PROBE_EVERY) return;
-    this.sinceProbe = 0;
-    this.stats.holds++;
-    const before = this.queue.length;
-    await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
-    // Timers run before a turn reads its sockets: let this turn's reads in before counting.
-    await new Promise((resolve) => setImmediate(resolve));
-    this.holdGain = 0.8 * this.holdGain + 0.2 * (this.queue.length - before);
-  }
-
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        if (this.queue.length < HOLD_BELOW) await this.hold();
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
           await this.write(batch.map((p) => p.row));
