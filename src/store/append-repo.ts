@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
 import type { MessageRow } from './messages-repo.js';
 import type { Database } from './schema.js';
 
@@ -16,7 +16,7 @@ const MESSAGE_COLUMNS = [
 
 /**
  * The write half of sending: many new messages of one application stored with four kinds of statement, whatever
- * their number (group commit, see chat/message-writer.ts). Each statement's SQL depends only on the dialect and on
+ * their number (group commit, see chat/message-writer.ts); on PostgreSQL the four run in one function call. Each statement's SQL depends only on the dialect and on
  * how many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters:
  * building and compiling a query costs more than running it.
  */
@@ -35,6 +35,7 @@ export class AppendRepo {
   plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement[] {
     const out: PlannedStatement[] = [];
     if (rows.length === 0) return out;
+    if (this.db.getExecutor().adapter instanceof PostgresAdapter) return [postgresCall(appId, rows, reads, now)];
     for (const part of chunks(rows)) {
       out.push(this.statement('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c]))));
     }
@@ -71,6 +72,26 @@ export class AppendRepo {
     }
     return { sql: text, params };
   }
+}
+
+/**
+ * On PostgreSQL the whole batch is one call of `imkit_append_batch` (migration 0010), the same statements in a
+ * function, each list passed as an array: one round trip and one prepared statement whatever the batch holds.
+ */
+function postgresCall(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement {
+  const perRoom = new Map<string, { last: MessageRow; n: number }>();
+  for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
+  const rooms = [...perRoom.entries()];
+  const column = <K extends keyof MessageRow>(k: K) => rows.map((r) => r[k]);
+  const params = [
+    appId, now,
+    column('id'), column('room_id'), column('sender_id'), column('message_type'), column('message'), column('fields'), column('reply_id'),
+    column('pinned'), column('edited_at'), column('message_time'), column('created_at'), column('updated_at'),
+    rooms.map(([id]) => id), rooms.map(([, p]) => p.last.id), rooms.map(([, p]) => p.last.created_at), rooms.map(([, p]) => p.n),
+    rooms.map(([id]) => id), rooms.map(([, p]) => p.n),
+    reads.map((r) => r.roomId), reads.map((r) => r.userId), reads.map((r) => r.messageId), reads.map((r) => r.badge),
+  ];
+  return { sql: `select imkit_append_batch(${params.map((_, i) => `$${i + 1}`).join(', ')})`, params };
 }
 
 /** One statement of a batch: SQL text (one of few shapes) and its parameters. */

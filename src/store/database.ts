@@ -112,6 +112,12 @@ async function runNamed(pool: pg.Pool, statements: PlannedStatement[]): Promise<
   const client = await pool.connect();
   let broken: unknown;
   try {
+    // One statement is a transaction of its own (a batch of one application: one function call, append-repo.ts).
+    if (statements.length === 1) {
+      const st = statements[0]!;
+      await client.query({ name: statementName(st.sql), text: st.sql, values: st.params });
+      return;
+    }
     await client.query('begin');
     try {
       for (const st of statements) await client.query({ name: statementName(st.sql), text: st.sql, values: st.params });
