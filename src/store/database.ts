@@ -102,11 +102,12 @@ function openSqlite(dataDir: string): Store {
 }
 
 /**
- * PostgreSQL: a batch's statements as one transaction on a client of the pool, each as a named prepared statement.
- * Kysely sends every query unnamed, so PostgreSQL parses and plans it on every run; a batch's few shapes (see
- * AppendRepo) are parsed once per connection instead, and planned once where a generic plan serves (measured in
- * the REST send bench: PostgreSQL's own CPU fell from 48% to 39% of the machine while throughput rose by a fifth or
- * more). The name is derived from the text, so every connection gives the same shape the same name.
+ * PostgreSQL: a batch's statements (usually one function call per application, see AppendRepo) on a client of the
+ * pool, each as a named prepared statement, in one transaction when there are several. Kysely sends every query
+ * unnamed, so PostgreSQL parses and plans it on every run; named, it is parsed once per connection and planned once
+ * where a generic plan serves (measured in the REST send bench: PostgreSQL's own CPU fell from 48% to 39% of the
+ * machine while throughput rose by a fifth or more). The name is derived from the text, so every connection gives
+ * the same statement the same name.
  */
 async function runNamed(pool: pg.Pool, statements: PlannedStatement[]): Promise<void> {
   const client = await pool.connect();
