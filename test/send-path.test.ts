@@ -157,6 +157,24 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('messages stored together are announced in the order stored, also when rendering one waits for the store', async () => {
+      const messages = t.server.services.messages;
+      await messages.send(as('ann'), 'r1', { message: 'warm-up' });
+      const order: string[] = [];
+      const off = t.server.services.bus.on((e) => {
+        if (e.type === 'message.created') order.push(e.messageId);
+      });
+      try {
+        // bob's profile leaves the user cache: rendering his messages reads the store, ann's come from memory.
+        t.server.services.bus.emit({ type: 'user.changed', appId: t.appId, userIds: ['bob'] });
+        const results = await Promise.all(Array.from({ length: 12 }, (_, i) => messages.send(as(i % 2 === 0 ? 'bob' : 'ann'), 'r1', { message: `order${i}` })));
+        const ids = results.map((r) => r._id as string);
+        expect(order).toEqual([...ids].sort());
+      } finally {
+        off();
+      }
+    });
+
     it('a message the store refuses fails alone; the others of its batch are stored', async () => {
       const writer = t.server.services.chat.writer;
       const now = t.clock.now();

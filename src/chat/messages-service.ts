@@ -35,6 +35,9 @@ export const MAX_PAGE = 200;
 
 /** Sending, editing, recalling, reading, deleting and pinning messages. */
 export class MessagesService {
+  /** Settles once the last message stored so far has been announced (or has failed to render). */
+  private announced: Promise<void> = Promise.resolve();
+
   constructor(
     private readonly ctx: ChatContext,
     private readonly rooms: RoomsService,
@@ -76,9 +79,21 @@ export class MessagesService {
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
     const json = this.checkSize(message, fields);
     const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json });
-    const rendered = await this.ctx.render.renderNewMessage(caller.appId, row, { message, fields });
-    this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
-    return rendered;
+    // The messages of one group commit resume here in the order they were stored, and each takes its place in
+    // the announcement order before anything is awaited. Rendering may wait for the store (a user cache miss; on
+    // PostgreSQL two of them run on different connections), so without the queue a later message could be
+    // announced before an earlier one.
+    const previous = this.announced;
+    let announced!: () => void;
+    this.announced = new Promise<void>((resolve) => (announced = resolve));
+    try {
+      const rendered = await this.ctx.render.renderNewMessage(caller.appId, row, { message, fields });
+      await previous;
+      this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
+      return rendered;
+    } finally {
+      announced();
+    }
   }
 
   private async edit(caller: Caller, roomId: string, messageId: string, body: Json): Promise<Json> {
