@@ -17,20 +17,18 @@ import type { Server } from 'socket.io';
  * WebSocket.
  */
 export function coalesceWebSocketWrites(io: Server): void {
-  const held = new Set<Held>();
-  let scheduled = false;
+  // The flushes of the transports holding packets this turn; one setImmediate runs them all.
+  const held = new Set<() => void>();
   const flushAll = () => {
-    scheduled = false;
-    for (const h of held) h.flush();
+    const due = [...held];
     held.clear();
+    for (const flush of due) flush();
   };
-  const hold = (h: Held) => {
-    held.add(h);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flushAll);
-    }
+  const hold = (flush: () => void) => {
+    if (held.size === 0) setImmediate(flushAll);
+    held.add(flush);
   };
+  // Each transport is wrapped once: the one a connection opens on, or the one it upgrades to.
   io.engine.on('connection', (socket: EngineSocket) => {
     wrap(socket.transport, hold);
     socket.on('upgrade', (transport: Transport) => wrap(transport, hold));
@@ -51,47 +49,38 @@ interface EngineSocket {
   on(event: 'upgrade', listener: (transport: Transport) => void): void;
 }
 
-interface Held {
-  flush(): void;
-}
-
-const wrapped = new WeakSet<Transport>();
-
-function wrap(transport: Transport, hold: (h: Held) => void): void {
-  if (transport.name !== 'websocket' || wrapped.has(transport)) return;
+function wrap(transport: Transport, hold: (flush: () => void) => void): void {
+  if (transport.name !== 'websocket') return;
   const raw = transport.socket?._socket;
   if (!raw || typeof raw.cork !== 'function' || typeof raw.uncork !== 'function') return;
-  wrapped.add(transport);
   const send = transport.send;
   const doClose = transport.doClose;
   let packets: unknown[] = [];
   // engine.io's socket counts one 'drain' per `send` it made (its per-flush callbacks); one real write gives one.
   let calls = 0;
-  const h: Held = {
-    flush() {
-      if (packets.length === 0) return;
-      const out = packets;
-      const extraDrains = calls - 1;
-      packets = [];
-      calls = 0;
-      if (transport.readyState === 'closed') return;
-      for (let i = 0; i < extraDrains; i++) transport.emit('drain');
-      raw.cork();
-      try {
-        send.call(transport, out);
-      } finally {
-        raw.uncork();
-      }
-    },
+  const flush = () => {
+    if (packets.length === 0) return;
+    const out = packets;
+    const extraDrains = calls - 1;
+    packets = [];
+    calls = 0;
+    if (transport.readyState === 'closed') return;
+    for (let i = 0; i < extraDrains; i++) transport.emit('drain');
+    raw.cork();
+    try {
+      send.call(transport, out);
+    } finally {
+      raw.uncork();
+    }
   };
   // `writable` stays true while packets are held, so engine.io keeps handing them over at once.
   transport.send = (list: unknown[]) => {
     for (const p of list) packets.push(p);
     calls++;
-    hold(h);
+    hold(flush);
   };
   transport.doClose = function (this: Transport, fn: () => void) {
-    h.flush();
+    flush();
     doClose.call(this, fn);
   };
 }

@@ -16,9 +16,9 @@ const MESSAGE_COLUMNS = [
 
 /**
  * The write half of sending: many new messages of one application stored with four kinds of statement, whatever
- * their number (group commit, see chat/message-writer.ts); on PostgreSQL the four run in one function call. Each statement's SQL depends only on the dialect and on
- * how many rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters:
- * building and compiling a query costs more than running it.
+ * their number (group commit, see chat/message-writer.ts). On SQLite each statement's SQL depends only on how many
+ * rows it carries, so it is compiled once per shape with Kysely and then run with fresh parameters: building and
+ * compiling a query costs more than running it. On PostgreSQL the four run in one function call.
  */
 export class AppendRepo {
   private static readonly shapes = new WeakMap<object, Map<string, string>>();
@@ -35,12 +35,13 @@ export class AppendRepo {
   plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement[] {
     const out: PlannedStatement[] = [];
     if (rows.length === 0) return out;
-    if (this.db.getExecutor().adapter instanceof PostgresAdapter) return [postgresCall(appId, rows, reads, now)];
+    // Each room's last message of the batch, and how many the batch sends it.
+    const perRoom = new Map<string, { last: MessageRow; n: number }>();
+    for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
+    if (this.db.getExecutor().adapter instanceof PostgresAdapter) return [postgresCall(appId, rows, perRoom, reads, now)];
     for (const part of chunks(rows)) {
       out.push(this.statement('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c]))));
     }
-    const perRoom = new Map<string, { last: MessageRow; n: number }>();
-    for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
     for (const part of chunks([...perRoom.values()])) {
       out.push(this.statement('last', part.length, () => lastMessageShape(part.length), [...part.flatMap((p) => [p.last.room_id, p.last.id, p.last.created_at, p.n]), appId]));
     }
@@ -78,9 +79,7 @@ export class AppendRepo {
  * On PostgreSQL the whole batch is one call of `imkit_append_batch` (migration 0010), the same statements in a
  * function, each list passed as an array: one round trip and one prepared statement whatever the batch holds.
  */
-function postgresCall(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement {
-  const perRoom = new Map<string, { last: MessageRow; n: number }>();
-  for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
+function postgresCall(appId: string, rows: MessageRow[], perRoom: Map<string, { last: MessageRow; n: number }>, reads: SenderRead[], now: number): PlannedStatement {
   const rooms = [...perRoom.entries()];
   const column = <K extends keyof MessageRow>(k: K) => rows.map((r) => r[k]);
   const params = [
