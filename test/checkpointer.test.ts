@@ -70,9 +70,11 @@ describe('checkpoint thread [sqlite]', () => {
       clearInterval(watch);
     }
     largest = Math.max(largest, fs.statSync(`${file()}-wal`).size);
-    // 4,000 pages of 4 KiB with their frame headers, plus the batch that crossed the threshold.
+    // 4,000 pages of 4 KiB with their frame headers, plus what is appended past the threshold before the WAL can
+    // start over: the batch that crossed it and, while a reader still holds the old WAL, a few more (one run on a
+    // loaded machine reached 4,545 pages). Without the threshold the WAL grows to about 30,000 pages.
     expect(largest).toBeGreaterThan(0);
-    expect(largest).toBeLessThan((4_000 + 500) * (4096 + 24));
+    expect(largest).toBeLessThan((4_000 + 1_000) * (4096 + 24));
     expect(stats().errors).toBe(0);
   });
 
