@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DomainEvent } from '../src/events/bus.js';
-import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { sql } from 'kysely';
+import { createUser, DIALECTS, type Res, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
 describe.each(DIALECTS)('messages (%s)', (dialect) => {
   let t: TestServer;
@@ -152,6 +153,44 @@ describe.each(DIALECTS)('messages (%s)', (dialect) => {
     expect(edge.body.result.data.map((m: any) => m.message)).toEqual(['m0']);
     const wrongRoom = await t.request({ method: 'GET', url: `/rooms/chat/messages/${ids[0]}`, headers: as('ann') });
     expect(wrongRoom.status).toBe(404);
+  });
+
+  it('afterTime on updatedAt finds the messages changed since as well as those sent since, in id order, limit and anchors kept', async () => {
+    await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'sync', members: ['ann', 'ben'] } });
+    const ids: string[] = [];
+    const sendNext = async (i: number) => {
+      t.clock.advance(700); // crosses second boundaries: the id range is taken from seconds and milliseconds
+      ids.push((await send(i % 2 ? 'ben' : 'ann', 'sync', { messageType: 'text', message: `s${i}` })).body.result._id);
+    };
+    for (let i = 0; i < 4; i++) await sendNext(i);
+    const since = t.clock.now();
+    t.clock.advance(1);
+    expect((await send('ann', 'sync', { _id: ids[0], message: 's0 edited' })).status).toBe(200);
+    t.clock.advance(1);
+    expect((await t.request({ method: 'POST', url: `/messages/${ids[2]}/pin`, headers: admin })).status).toBe(200);
+    for (let i = 4; i < 6; i++) await sendNext(i);
+    const names = (r: Res) => r.body.result.data.map((m: any) => m.message);
+
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&sortOrder=asc`))).toEqual(['s0 edited', 's2', 's4', 's5']);
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&sortOrder=asc&limit=3`))).toEqual(['s0 edited', 's2', 's4']);
+    // (a forward query takes the first ones after T; sortOrder only orders the page)
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&sortOrder=desc&limit=3`))).toEqual(['s4', 's2', 's0 edited']);
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&afterMessage=${ids[1]}&sortOrder=asc&limit=2`))).toEqual(['s2', 's4']);
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&beforeMessage=${ids[4]}&sortOrder=asc`))).toEqual(['s0 edited', 's2', 's4']);
+    // Strictly after: the time of the last send leaves nothing; one millisecond before it, that message.
+    expect(names(await v3('ann', 'sync', `?afterTime=${t.clock.now()}`))).toEqual([]);
+    expect(names(await v3('ann', 'sync', `?afterTime=${t.clock.now() - 1}`))).toEqual(['s5']);
+    // createdAt and messageTime ignore changes.
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&timeRangeField=createdAt&sortOrder=asc`))).toEqual(['s4', 's5']);
+    expect(names(await v3('ann', 'sync', `?afterTime=${since}&timeRangeField=messageTime&sortOrder=asc`))).toEqual(['s4', 's5']);
+
+    // Each range is an index search, not a scan of the room: the id range, and the partial index of changed messages.
+    if (dialect === 'sqlite') {
+      const plan = async (where: string) =>
+        (await sql.raw<{ detail: string }>(`explain query plan select * from messages where app_id = 'a' and room_id = 'r' and updated_at > 5 and ${where} order by id limit 20`).execute(t.server.store.db)).rows.map((r) => r.detail).join('; ');
+      expect(await plan(`id >= '0'`)).toMatch(/SEARCH messages USING INDEX messages_room_id \(app_id=\? AND room_id=\? AND id>\?\)/);
+      expect(await plan('updated_at <> created_at')).toMatch(/SEARCH messages USING INDEX messages_room_edited \(app_id=\? AND room_id=\? AND updated_at>\?\)/);
+    }
   });
 
   it('unread badges: exact under concurrent sends from several users; lastRead resets; GET /rooms shows unread', async () => {

@@ -20,6 +20,16 @@ export function newObjectId(nowMs: number = Date.now()): string {
   return id;
 }
 
+/**
+ * The smallest id `newObjectId` can return for a time at or after `nowMs`: its seconds and milliseconds, then
+ * zeros. Every id made at a later millisecond compares greater (ids never go back, see above), so "created after
+ * T" can be looked up as an id range.
+ */
+export function objectIdFloor(nowMs: number): string {
+  const ms = Math.max(0, Math.floor(nowMs));
+  return Math.floor(ms / 1000).toString(16).padStart(8, '0') + (ms % 1000).toString(16).padStart(3, '0') + '0'.repeat(13);
+}
+
 export function isObjectId(value: string): boolean {
   return /^[0-9a-f]{24}$/.test(value);
 }
