@@ -106,8 +106,10 @@ function serverEnv(extra = {}) {
 }
 
 /** With --profile, V8 CPU profile flags for a server under test (imkit-server or a baseline). */
+let profiles = 0;
 function profileArgs(name) {
-  return opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-\${pid}.cpuprofile`] : [];
+  // (Node 20 takes --cpu-prof-name literally: no ${pid} in it; a counter keeps two servers of one name apart.)
+  return opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${++profiles}.cpuprofile`] : [];
 }
 
 async function startImkit(name, env) {
