@@ -54,7 +54,7 @@ export class MessagesRepo {
    * "Changed after T" (`afterTime` on `updated_at`, how clients catch up) is answered from two ranges, without an
    * index of every message's `updated_at`: keeping one cost each send a page of WAL per room (about a quarter of a
    * batch's writes). A message whose `updated_at` is still its `created_at` changed after T only if it was created
-   * after T, and then its id is at least `objectIdFloor(T)` (ids begin with their creation time); one edited,
+   * after T, and then its id is at least `objectIdFloor(T + 1)` (ids begin with their creation time); one edited,
    * recalled or pinned since has `updated_at <> created_at` and is in the partial index `messages_room_edited`.
    * Each range is read in id order up to the limit and the two are merged.
    */
