@@ -42,7 +42,7 @@ export function createChatContext(
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): ChatContext {
   const userCache = new UserCache(db, bus, clock);
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, runBatch) };
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, dialect, runBatch) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

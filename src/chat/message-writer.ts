@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { newObjectId } from '../lib/ids.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
+import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
@@ -55,11 +56,16 @@ export class MessageWriter {
   /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
   readonly stats = { batches: 0, messages: 0 };
 
+  private readonly repo: AppendRepo;
+
   /** `runBatch`: runs a batch's statements as one transaction (Store.runBatch: SQLite's writer thread, or Postgres). */
   constructor(
-    private readonly db: Kysely<Database>,
+    db: Kysely<Database>,
+    dialect: Dialect,
     private readonly runBatch: (statements: PlannedStatement[]) => Promise<void>,
-  ) {}
+  ) {
+    this.repo = new AppendRepo(db, dialect);
+  }
 
   append(input: AppendInput): Promise<MessageRow> {
     return new Promise((resolve, reject) => {
@@ -107,9 +113,8 @@ export class MessageWriter {
       if (list) list.push(r);
       else byApp.set(r.app_id, [r]);
     }
-    const repo = new AppendRepo(this.db);
     const statements: PlannedStatement[] = [];
-    for (const [appId, appRows] of byApp) statements.push(...repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
+    for (const [appId, appRows] of byApp) statements.push(...this.repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
     await this.runBatch(statements);
   }
 }

@@ -1,4 +1,5 @@
-import { type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import type { Dialect } from './database.js';
 import type { MessageRow } from './messages-repo.js';
 import type { Database } from './schema.js';
 
@@ -21,9 +22,13 @@ const MESSAGE_COLUMNS = [
  * compiling a query costs more than running it. On PostgreSQL the four run in one function call.
  */
 export class AppendRepo {
-  private static readonly shapes = new WeakMap<object, Map<string, string>>();
+  /** SQL text per statement kind and row count (only SQLite compiles shapes). */
+  private static readonly shapes = new Map<string, string>();
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: Dialect,
+  ) {}
 
   /**
    * The statements, in order, that insert the messages (in the given order), make the last one of each room its
@@ -38,7 +43,7 @@ export class AppendRepo {
     // Each room's last message of the batch, and how many the batch sends it.
     const perRoom = new Map<string, { last: MessageRow; n: number }>();
     for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
-    if (this.db.getExecutor().adapter instanceof PostgresAdapter) return [postgresCall(appId, rows, perRoom, reads, now)];
+    if (this.dialect === 'postgres') return [postgresCall(appId, rows, perRoom, reads, now)];
     for (const part of chunks(rows)) {
       out.push(this.statement('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c]))));
     }
@@ -62,14 +67,11 @@ export class AppendRepo {
   }
 
   private statement(kind: string, n: number, shape: () => RawBuilder<unknown>, params: unknown[]): PlannedStatement {
-    const dialectKey = this.db.getExecutor().adapter;
-    let texts = AppendRepo.shapes.get(dialectKey);
-    if (!texts) AppendRepo.shapes.set(dialectKey, (texts = new Map()));
     const key = `${kind}:${n}`;
-    let text = texts.get(key);
+    let text = AppendRepo.shapes.get(key);
     if (text === undefined) {
       text = shape().compile(this.db).sql;
-      texts.set(key, text);
+      AppendRepo.shapes.set(key, text);
     }
     return { sql: text, params };
   }
