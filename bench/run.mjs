@@ -28,6 +28,7 @@ const { values: opts } = parseArgs({
     encoding: { type: 'string', default: 'plain' },
     'fanout-via': { type: 'string', default: 'socket' },
     'fanout-rate': { type: 'string' },
+    client: { type: 'string', default: 'light' },
     connections: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -45,12 +46,15 @@ if (opts.help) {
   --fanout-via V     socket (default: chat message events) or rest (POST /rooms/:id/message) for fan-out senders
   --fanout-rate R    fan-out only: one step of the half-rate length at R msg/s on each server after a 2 s warm-up
                      at R/2, no search (with --profile, a profile of that load alone); nothing is written
+  --client C         the generators' Socket.IO client: light (default, bench/lib/light-client.mjs: the same protocol,
+                     a fraction of the CPU per message) or socket.io (socket.io-client 4.8)
   --connections N    idle sockets for the connections scenario (default 2,000 quick, 10,000 full)
   --no-write         do not write bench/results/
   --profile          write V8 CPU profiles of the servers under test (imkit-server and the bare Socket.IO baseline) (path printed at the end)
 `);
   process.exit(0);
 }
+if (!['light', 'socket.io'].includes(opts.client)) throw new Error(`--client: light or socket.io, not ${opts.client}`);
 const only = new Set(opts.only ? opts.only.split(',').map((s) => s.trim()) : SCENARIOS);
 for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
 
@@ -185,6 +189,10 @@ async function runStep(ctx, step, rate, durationMs) {
   const hist = new Hist();
   for (const c of cols) hist.merge(c.hist);
   const delivered = cols.reduce((a, c) => a + c.stepDelivered, 0);
+  // The light client reads the timestamps from the frames' bytes and checks one frame in 64 in full.
+  const undecodable = cols.reduce((a, c) => a + c.undecodable, 0);
+  const mismatched = cols.reduce((a, c) => a + (c.mismatched ?? 0), 0);
+  if (undecodable || mismatched) throw new Error(`generators: ${undecodable} chat message frames without sentAt/benchStep, ${mismatched} read differently than JSON.parse reads them`);
   const inWindow = cols.reduce((a, c) => a + c.inWindow, 0);
   const lat = hist.summary();
   const ackHist = new Hist();
@@ -313,7 +321,7 @@ async function fanoutAgainst(label, ctx) {
 
 async function connectAll(workers, plan, args) {
   const t0 = performance.now();
-  const res = await Promise.all(workers.map((w, i) => w.call('connect', { ...args, list: plan.lists[i] }, 300_000)));
+  const res = await Promise.all(workers.map((w, i) => w.call('connect', { client: opts.client, ...args, list: plan.lists[i] }, 300_000)));
   const failed = res.reduce((a, r) => a + r.failed, 0);
   if (failed) throw new Error(`${failed} sockets failed to connect: ${res.flatMap((r) => r.errors).slice(0, 3).join('; ')}`);
   return { connected: res.reduce((a, r) => a + r.connected, 0), ms: performance.now() - t0 };
@@ -336,7 +344,7 @@ async function scenarioFanout(S, users, template) {
     generatorProcesses: P.workers,
   };
   try {
-    out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
+    out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads, ${opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client'}; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
     const c1 = await connectAll(workers, plan, { url: S.info.url, kind: 'imkit', clientKey: S.info.clientKey, encoding: opts.encoding });
     out(`  imkit-server: ${c1.connected} sockets authenticated in ${fmt(c1.ms)} ms`);
     result.imkit = await fanoutAgainst('imkit', { server: S, workers, plan, serverPid: S.pid, via, base: S.info.url, clientKey: S.info.clientKey });
@@ -576,7 +584,7 @@ async function scenarioConnections() {
     n = capped;
   }
   for (const w of warnings) out(`WARNING: ${w}`);
-  out(`\nConnections: ${fmt(n)} idle sockets (websocket, conf + auth2), ${W} client processes`);
+  out(`\nConnections: ${fmt(n)} idle sockets (websocket, conf + auth2), ${W} client processes, ${opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client'}`);
   const S = await startImkit('connections', serverEnv());
   const workers = await startWorkers(W);
   try {
@@ -661,7 +669,7 @@ const round = (v, d) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d 
 async function main() {
   const started = Date.now();
   const date = new Date().toISOString().slice(0, 10);
-  const results = { date, startedAt: new Date().toISOString(), mode: opts.quick ? 'quick' : 'full', code: codeVersion(root), machine: M, logLevel: opts['log-level'] ?? 'info (server default)', options: { postgres: opts.postgres, encoding: opts.encoding, fanoutVia: opts['fanout-via'], only: opts.only ?? null }, scenarios: {}, errors: {} };
+  const results = { date, startedAt: new Date().toISOString(), mode: opts.quick ? 'quick' : 'full', code: codeVersion(root), machine: M, logLevel: opts['log-level'] ?? 'info (server default)', options: { postgres: opts.postgres, encoding: opts.encoding, client: opts.client, fanoutVia: opts['fanout-via'], only: opts.only ?? null }, scenarios: {}, errors: {} };
   out(`imkit-server benchmark (${results.mode}) — ${new Date().toISOString()}`);
   out(`Machine: ${describeMachine(M)}`);
   out(`Every load generator is a separate process on this same machine: it shares the ${M.cores} cores with the server under test.`);

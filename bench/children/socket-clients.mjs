@@ -4,19 +4,24 @@ import http from 'node:http';
 import { io } from 'socket.io-client';
 import { serve, ready } from '../lib/child.mjs';
 import { Hist } from '../lib/hist.mjs';
+import { LightSocket, chatArgument, numberAfter } from '../lib/light-client.mjs';
 
 const now = () => performance.timeOrigin + performance.now();
 
-/** @type {Array<{socket: import('socket.io-client').Socket, user: string, token?: string, room?: string}>} */
+/** @type {Array<{socket: import('socket.io-client').Socket | LightSocket, user: string, token?: string, room?: string}>} */
 let clients = [];
 let kind = 'imkit';
 let encoding = 'plain';
+/** 'light' (bench/lib/light-client.mjs, the default) or 'socket.io' (socket.io-client). */
+let clientKind = 'light';
 let step = -1;
 let windowEnd = 0;
 let stepDelivered = 0;
 let inWindow = 0;
 let otherDelivered = 0;
 let undecodable = 0;
+let checked = 0;
+let mismatched = 0;
 const hist = new Hist();
 
 function onMessage(arg) {
@@ -34,12 +39,80 @@ function onMessage(arg) {
     otherDelivered++;
     return;
   }
+  count(t, msg.sentAt);
+}
+
+function count(t, sentAt) {
   stepDelivered++;
   if (t <= windowEnd) inWindow++;
-  hist.add(t - msg.sentAt);
+  hist.add(t - sentAt);
+}
+
+/**
+ * A `chat message` frame received by a light client: the two numbers are read from the bytes. One frame in 64 is
+ * also parsed in full and checked against them (a mismatch is counted and fails the run).
+ */
+function onChatFrame(frame) {
+  const t = now();
+  const body = chatArgument(frame, encoding === 'base64');
+  const benchStep = numberAfter(body, '"benchStep":');
+  const sentAt = numberAfter(body, '"sentAt":');
+  if (sentAt === undefined || benchStep === undefined) {
+    undecodable++;
+    return;
+  }
+  if ((stepDelivered + otherDelivered) % 64 === 0) {
+    checked++;
+    try {
+      const [, arg] = JSON.parse(frame.toString('utf8').slice(2));
+      const msg = typeof arg === 'string' ? JSON.parse(Buffer.from(arg, 'base64').toString('utf8')) : arg;
+      if (msg.sentAt !== sentAt || msg.benchStep !== benchStep || typeof msg.message !== 'string') mismatched++;
+    } catch {
+      mismatched++;
+    }
+  }
+  if (benchStep !== step) {
+    otherDelivered++;
+    return;
+  }
+  count(t, sentAt);
+}
+
+/** Joins (bare) or authenticates as the IMKIT SDKs do (conf first, then auth2 with the client key and the token). */
+function handshake(socket, c, clientKey, done) {
+  if (kind === 'bare') {
+    socket.emit('join', c.room ? [c.room] : [], () => done());
+    return;
+  }
+  socket.emit('conf', { encoding: encoding === 'base64' ? 'base64' : 'json' }, () => {
+    socket.emit('auth2', c.token, { CLIENT_KEY: clientKey, Authorization: c.token }, (ack) => {
+      const res = typeof ack === 'string' ? JSON.parse(Buffer.from(ack, 'base64').toString('utf8')) : ack;
+      done(res?.RC === 0 ? undefined : `auth2: ${JSON.stringify(res).slice(0, 200)}`);
+    });
+  });
+}
+
+async function connectLight(url, c, clientKey) {
+  let socket;
+  try {
+    socket = await LightSocket.connect(url, { timeoutMs: 30_000, onChat: onChatFrame });
+  } catch (err) {
+    return { err: `connect_error: ${err.message}` };
+  }
+  const entry = { socket, user: c.user, token: c.token, room: c.room };
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => finish('timeout'), 30_000);
+    const finish = (err) => {
+      clearTimeout(timer);
+      if (err) socket.disconnect();
+      resolve(err ? { err } : { entry });
+    };
+    handshake(socket, c, clientKey, finish);
+  });
 }
 
 function connectOne(url, c, clientKey) {
+  if (clientKind === 'light') return connectLight(url, c, clientKey);
   return new Promise((resolve) => {
     const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: 20_000 });
     const entry = { socket, user: c.user, token: c.token, room: c.room };
@@ -55,24 +128,15 @@ function connectOne(url, c, clientKey) {
     socket.once('connect_error', (e) => done(`connect_error: ${e.message}`));
     socket.once('connect', () => {
       socket.on('chat message', onMessage);
-      if (kind === 'bare') {
-        socket.emit('join', c.room ? [c.room] : [], () => done());
-        return;
-      }
-      // As the IMKIT SDKs do: conf first, then auth2 with the client key and the token.
-      socket.emit('conf', { encoding: encoding === 'base64' ? 'base64' : 'json' }, () => {
-        socket.emit('auth2', c.token, { CLIENT_KEY: clientKey, Authorization: c.token }, (ack) => {
-          const res = typeof ack === 'string' ? JSON.parse(Buffer.from(ack, 'base64').toString('utf8')) : ack;
-          done(res?.RC === 0 ? undefined : `auth2: ${JSON.stringify(res).slice(0, 200)}`);
-        });
-      });
+      handshake(socket, c, clientKey, done);
     });
   });
 }
 
-async function connect({ url, kind: k, encoding: enc = 'plain', clientKey, list, concurrency = 100 }) {
+async function connect({ url, kind: k, encoding: enc = 'plain', client = 'light', clientKey, list, concurrency = 100 }) {
   kind = k;
   encoding = enc;
+  clientKind = client;
   const start = now();
   const errors = [];
   let i = 0;
@@ -103,7 +167,7 @@ function measureStart({ step: s, durationMs }) {
 }
 
 function collect() {
-  return { stepDelivered, inWindow, otherDelivered, undecodable, hist: hist.toJSON(), sockets: clients.filter((c) => c.socket.connected).length };
+  return { stepDelivered, inWindow, otherDelivered, undecodable, checked, mismatched, hist: hist.toJSON(), sockets: clients.filter((c) => c.socket.connected).length };
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
