@@ -40,4 +40,42 @@ describe.each(DIALECTS)('room ban reach (%s)', (dialect) => {
     await t.request({ method: 'DELETE', url: '/blockStatus/room/hall/troll', headers: as('host') });
     expect((await t.request({ method: 'GET', url: '/rooms/hall', headers: as('troll') })).status).toBe(200);
   });
+  it('a banned member finds nothing of the room by searching, until the ban ends', async () => {
+    await t.request({ method: 'POST', url: '/rooms/hall/message', headers: as('host'), body: { messageType: 'text', message: 'secret plans' } });
+    await t.request({ method: 'POST', url: '/rooms/side/message', headers: as('host'), body: { messageType: 'text', message: 'secret snacks' } });
+    await t.request({ method: 'PUT', url: '/rooms/hall', headers: admin, body: { name: 'secret hall' } });
+    const found = async () => {
+      const search = await t.request({ method: 'POST', url: '/search', headers: as('troll'), body: { type: ['messages', 'roomName'], keyword: 'secret' } });
+      const whole = await t.request({ method: 'POST', url: '/messages/search', headers: as('troll'), body: { message: 'secret' } });
+      const q = await t.request({ method: 'GET', url: `/messages?q=${encodeURIComponent(JSON.stringify({ message: { $regex: 'secret' } }))}`, headers: as('troll') });
+      expect([search.status, whole.status, q.status]).toEqual([200, 200, 200]);
+      return {
+        groups: search.body.result.messages.map((g: any) => g.room._id).sort(),
+        roomNames: search.body.result.roomName.map((r: any) => r._id),
+        whole: whole.body.result.data.map((m: any) => m.message).sort(),
+        query: q.body.result.data.map((m: any) => m.message).sort(),
+      };
+    };
+    const named = async () =>
+      Promise.all([
+        t.request({ method: 'POST', url: '/search', headers: as('troll'), body: { type: 'messages', keyword: 'secret', room: 'hall' } }),
+        t.request({ method: 'GET', url: `/messages?q=${encodeURIComponent(JSON.stringify({ room: 'hall' }))}`, headers: as('troll') }),
+      ]);
+
+    expect(await found()).toEqual({ groups: ['hall', 'side'], roomNames: ['hall'], whole: ['secret plans', 'secret snacks'], query: ['secret plans', 'secret snacks'] });
+    expect((await named()).map((r) => r.status)).toEqual([200, 200]);
+
+    expect((await t.request({ method: 'POST', url: '/blockStatus/room/hall/troll', headers: as('host') })).status).toBe(200);
+    expect(await found()).toEqual({ groups: ['side'], roomNames: [], whole: ['secret snacks'], query: ['secret snacks'] });
+    expect((await named()).map((r) => [r.status, r.body.error])).toEqual([
+      [403, 'USER_BANNED'],
+      [403, 'USER_BANNED'],
+    ]);
+    // Another member of the room still finds it all.
+    const guest = await t.request({ method: 'POST', url: '/messages/search', headers: as('guest'), body: { message: 'secret' } });
+    expect(guest.body.result.data.map((m: any) => m.message)).toEqual(['secret plans']);
+
+    await t.request({ method: 'DELETE', url: '/blockStatus/room/hall/troll', headers: as('host') });
+    expect(await found()).toEqual({ groups: ['hall', 'side'], roomNames: ['hall'], whole: ['secret plans', 'secret snacks'], query: ['secret plans', 'secret snacks'] });
+  });
 });

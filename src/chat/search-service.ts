@@ -2,6 +2,7 @@ import { AppError, invalidRequest } from '../errors.js';
 import type { RoomRow } from '../store/rooms-repo.js';
 import { containing, type MessageFilter, type RoomField, type RoomScope, SearchRepo, type TextPattern } from '../store/search-repo.js';
 import type { ChatContext } from './chat-context.js';
+import { assertMayRead } from './moderation-rules.js';
 import type { Caller } from './policy.js';
 import type { RoomsService } from './rooms-service.js';
 
@@ -102,12 +103,18 @@ export class SearchService {
   }
 
   /**
-   * The caller's rooms, narrowed to named rooms (each of which the caller must be able to read, with the same
-   * errors as reading its history) and to rooms carrying every tag.
+   * The caller's rooms (less those they are banned from), narrowed to named rooms (each of which the caller must
+   * be able to read, with the same errors as reading its history) and to rooms carrying every tag.
    */
   private async scope(caller: Caller, roomIds: string[] | undefined, roomTags: string[] | undefined): Promise<RoomScope> {
-    if (roomIds) for (const id of roomIds) await this.rooms.access(caller, id, 'read');
-    return { userId: caller.userId, roomIds, roomTags: roomTags?.length ? [...new Set(roomTags)] : undefined };
+    const at = this.ctx.clock.now();
+    if (roomIds) {
+      for (const id of roomIds) {
+        const { snap } = await this.rooms.accessCached(caller, id, 'read');
+        assertMayRead(snap, caller.userId, at);
+      }
+    }
+    return { userId: caller.userId, at, roomIds, roomTags: roomTags?.length ? [...new Set(roomTags)] : undefined };
   }
 }
 

@@ -6,8 +6,13 @@ import type { Database } from './schema.js';
 
 /** Which rooms a search looks in. */
 export interface RoomScope {
-  /** Only rooms this user is a member of; null = every room of the application (the API key alone). */
+  /**
+   * Only rooms this user is a member of and not banned from at `at`; null = every room of the application (the
+   * API key alone).
+   */
   userId: string | null;
+  /** When bans are checked (ms): a ban in force then hides its room, as it does from the user's room list. */
+  at: number;
   /** Only these rooms. */
   roomIds?: string[];
   /** Only rooms carrying every one of these tags. */
@@ -105,7 +110,13 @@ export class SearchRepo {
     const parts: RawBuilder<SqlBool>[] = [];
     if (scope.userId !== null) {
       const mine = this.db.selectFrom('room_members').select('room_id').where('app_id', '=', appId).where('user_id', '=', scope.userId);
-      parts.push(sql<SqlBool>`${roomId} in (${mine})`);
+      const banned = this.db
+        .selectFrom('room_bans')
+        .select('room_id')
+        .where('app_id', '=', appId)
+        .where('user_id', '=', scope.userId)
+        .where((x) => x.or([x('unblock_at', 'is', null), x('unblock_at', '>', scope.at)]));
+      parts.push(sql<SqlBool>`${roomId} in (${mine})`, sql<SqlBool>`${roomId} not in (${banned})`);
     }
     if (scope.roomIds) parts.push(scope.roomIds.length ? sql<SqlBool>`${roomId} in (${sql.join(scope.roomIds)})` : NEVER);
     for (const tag of scope.roomTags ?? []) {
