@@ -104,8 +104,17 @@ export function rssOf(pid) {
 
 /** CPU time (user + system) a process has used so far, in ms, from /proc (Linux). */
 export function cpuMsOf(pid) {
+  return cpuMsOfStat(`/proc/${pid}/stat`);
+}
+
+/** CPU time used so far by the main thread of a process (its JavaScript event loop), in ms; null when unknown. */
+export function mainThreadCpuMsOf(pid) {
+  return cpuMsOfStat(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function cpuMsOfStat(file) {
   try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const fields = fs.readFileSync(file, 'utf8').split(') ')[1].split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks, USER_HZ = 100 on Linux
   } catch {
     return null;
