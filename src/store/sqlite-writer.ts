@@ -19,6 +19,10 @@ db.pragma('busy_timeout = 5000');
 db.pragma('foreign_keys = ON');
 db.pragma('synchronous = NORMAL');
 db.pragma('wal_autocheckpoint = ' + workerData.walPages);
+// A batch's statements change many rows each, so SQLite keeps a statement journal of the pages they touch (to undo
+// one statement alone); past 64 KB it spilled to a temporary file, a pwrite per page: a fifth of this thread's time
+// in a CPU profile (perf, 3,500 msg/s). Held in memory, it is never bigger than the pages of one statement.
+db.pragma('temp_store = MEMORY');
 const begin = db.prepare('BEGIN IMMEDIATE');
 const commit = db.prepare('COMMIT');
 const rollback = db.prepare('ROLLBACK');
