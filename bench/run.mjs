@@ -240,7 +240,7 @@ async function settle(workers) {
 
 function printStep(label, r) {
   out(
-    `  ${label.padEnd(8)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
+    `  ${label.padEnd(10)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
       `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
       `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
   );
@@ -264,9 +264,11 @@ async function fanoutAgainst(label, ctx) {
     // One long step at a fixed rate (for --profile): no search, nothing written. A 2 s step at half the rate comes
     // first, not counted: a server's first second (JIT, caches, prepared statements) would weigh on the p99.
     const rate = Number(opts['fanout-rate']);
-    await runStep(ctx, 1, Math.max(1, Math.round(rate / 2)), 2000);
-    await settle(ctx.workers);
-    const r = await runStep(ctx, 2, rate, F.halfMs);
+    await ctx.exclusive(async () => {
+      await runStep(ctx, 1, Math.max(1, Math.round(rate / 2)), 2000);
+      await settle(ctx.workers);
+    });
+    const r = await ctx.exclusive(() => runStep(ctx, 2, rate, F.halfMs));
     printStep(label, r);
     return { steps: [r], maxDeliveredPerSec: r.deliveredPerSec, maxSentPerSec: r.sentPerSec, sustainedDeliveredPerSec: r.keptUp ? r.deliveredPerSec : 0, half: r };
   }
@@ -274,10 +276,14 @@ async function fanoutAgainst(label, ctx) {
   let stepNo = 1;
   let lastOk;
   let firstBad;
+  // A step that fell behind waits, still holding the machine, until its backlog has been delivered.
   const step = async (rate, durationMs = F.stepMs) => {
-    if (steps.length && !steps[steps.length - 1].keptUp) await settle(ctx.workers);
-    else await sleep(200);
-    const r = await runStep(ctx, stepNo++, rate, durationMs);
+    const r = await ctx.exclusive(async () => {
+      await sleep(200);
+      const x = await runStep(ctx, stepNo++, rate, durationMs);
+      if (!x.keptUp) await settle(ctx.workers);
+      return x;
+    });
     steps.push(r);
     printStep(label, r);
     if (r.keptUp && (!lastOk || rate > lastOk) && (!firstBad || rate < firstBad)) lastOk = rate;
@@ -287,8 +293,10 @@ async function fanoutAgainst(label, ctx) {
   const best = () => Math.max(...steps.map((x) => x.deliveredPerSec));
   // A short run starts with a step that is not counted, so that neither server is measured before its JIT warmed up.
   if (F.warmMs) {
-    await runStep(ctx, stepNo++, F.startRate / 2, F.warmMs);
-    await settle(ctx.workers);
+    await ctx.exclusive(async () => {
+      await runStep(ctx, stepNo++, F.startRate / 2, F.warmMs);
+      await settle(ctx.workers);
+    });
   }
 
   let rate = F.startRate;
@@ -311,9 +319,11 @@ async function fanoutAgainst(label, ctx) {
   const peakDeliveredPerSec = best();
   const sustainedDeliveredPerSec = kept.length ? Math.max(...kept.map((x) => x.deliveredPerSec)) : 0;
   const halfRate = Math.max(1, Math.round(peakDeliveredPerSec / F.roomSize / 2));
-  await settle(ctx.workers);
-  const half = await runStep(ctx, stepNo++, halfRate, F.halfMs);
-  printStep('half', half);
+  const half = await ctx.exclusive(async () => {
+    await sleep(200);
+    return runStep(ctx, stepNo++, halfRate, F.halfMs);
+  });
+  printStep(`${label}-half`, half);
   return {
     steps,
     maxDeliveredPerSec: peakDeliveredPerSec,
@@ -331,10 +341,25 @@ async function connectAll(workers, plan, args) {
   return { connected: res.reduce((a, r) => a + r.connected, 0), ms: performance.now() - t0 };
 }
 
+/**
+ * Runs one async function at a time, in the order they were queued: the two servers' searches queue their steps
+ * here and so take turns, one step each.
+ */
+function turns() {
+  let last = Promise.resolve();
+  return (fn) => {
+    const run = last.then(fn);
+    last = run.catch(() => {});
+    return run;
+  };
+}
+
 async function scenarioFanout(S, users, template) {
   const F = P.fanout;
   const plan = fanoutPlan(users);
+  // One set of generator processes per server: both servers keep their sockets, and their steps alternate.
   const workers = await startWorkers(P.workers);
+  const bareWorkers = await startWorkers(P.workers);
   const via = opts['fanout-via'];
   const result = {
     users: users.length,
@@ -351,17 +376,19 @@ async function scenarioFanout(S, users, template) {
     out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads, ${opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client'}; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
     const c1 = await connectAll(workers, plan, { url: S.info.url, kind: 'imkit', clientKey: S.info.clientKey, encoding: opts.encoding });
     out(`  imkit-server: ${c1.connected} sockets authenticated in ${fmt(c1.ms)} ms`);
-    result.imkit = await fanoutAgainst('imkit', { server: S, workers, plan, serverPid: S.pid, via, base: S.info.url, clientKey: S.info.clientKey });
-    await Promise.all(workers.map((w) => w.call('close')));
-    await sleep(300);
-
     const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template), BENCH_ENCODING: opts.encoding }, execArgv: profileArgs('bare-io') });
     try {
-      const c2 = await connectAll(workers, plan, { url: bare.info.url, kind: 'bare', encoding: opts.encoding });
+      const c2 = await connectAll(bareWorkers, plan, { url: bare.info.url, kind: 'bare', encoding: opts.encoding });
       out(`  bare Socket.IO baseline: ${c2.connected} sockets joined in ${fmt(c2.ms)} ms (senders emit chat message over the socket)`);
-      result.baseline = await fanoutAgainst('bare', { workers, plan, serverPid: bare.pid, via: 'socket' });
+      // The two searches take turns step by step, so that a slower or faster spell of the machine (runs on this VM
+      // vary by up to 40% in CPU per message within minutes) falls on both servers rather than on one of them.
+      const exclusive = turns();
+      [result.imkit, result.baseline] = await Promise.all([
+        fanoutAgainst('imkit', { server: S, workers, plan, serverPid: S.pid, via, base: S.info.url, clientKey: S.info.clientKey, exclusive }),
+        fanoutAgainst('bare', { workers: bareWorkers, plan, serverPid: bare.pid, via: 'socket', exclusive }),
+      ]);
     } finally {
-      await Promise.all(workers.map((w) => w.call('close').catch(() => {})));
+      await Promise.all([...workers, ...bareWorkers].map((w) => w.call('close').catch(() => {})));
       await bare.stop();
     }
     result.ratio = round(result.imkit.maxDeliveredPerSec / result.baseline.maxDeliveredPerSec, 3);
@@ -372,7 +399,7 @@ async function scenarioFanout(S, users, template) {
         `p99 at half of the peak: imkit ${fmt(result.imkit.half.p99Ms, 1)} ms, bare ${fmt(result.baseline.half.p99Ms, 1)} ms`,
     );
   } finally {
-    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all([...workers, ...bareWorkers].map((w) => w.stop()));
   }
   return result;
 }
