@@ -1,4 +1,6 @@
+import net from 'node:net';
 import path from 'node:path';
+import Sqlite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE_FILE } from '../src/store/database.js';
 import type { PlannedStatement } from '../src/store/append-repo.js';
@@ -49,6 +51,46 @@ describe('SQLite writer thread', () => {
     }
     expect(writer.alive).toBe(false);
     await expect(writer.run([])).rejects.toThrow(/stopp/);
+  });
+
+  it('settles a batch the thread committed during a long turn at the end of that turn, not a turn later', async () => {
+    const file = path.join(t.config.dataDir, SQLITE_FILE);
+    const writer = startSqliteWriter(file, 4000);
+    const reader = new Sqlite(file, { readonly: true });
+    const name = () => (reader.prepare('select name from rooms where app_id = ? and id = ?').get(t.appId, 'w') as { name: string }).name;
+    const rename = (to: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [to, t.appId, 'w'] }];
+    const order: string[] = [];
+    let batch: Promise<unknown> | undefined;
+    // As in the server: a socket's input arrives (the poll phase of the event loop), a batch goes to the thread, and
+    // the turn goes on long enough for the thread to commit (bounded at 5 s).
+    const server = net.createServer((socket) =>
+      socket.on('data', () => {
+        batch = writer.run(rename('in one turn')).then(() => order.push('batch'));
+        setImmediate(() => order.push('end of the turn'));
+        setTimeout(() => order.push('timer of the next turn'), 0);
+        const deadline = Date.now() + 5000;
+        while (name() !== 'in one turn' && Date.now() < deadline);
+        const settle = Date.now() + 20;
+        while (Date.now() < settle);
+        socket.end();
+      }),
+    );
+    try {
+      await writer.run(rename('warm'));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => client.write('go'));
+      await new Promise((resolve) => client.on('close', resolve));
+      await batch;
+      await new Promise((r) => setTimeout(r, 10));
+      expect(name()).toBe('in one turn');
+      // Read from the thread's message, the answer would come in the next turn's poll phase, after its timers.
+      expect(order).toEqual(['batch', 'end of the turn', 'timer of the next turn']);
+      expect(writer.stats).toEqual({ transactions: 2, failures: 0 });
+    } finally {
+      server.close();
+      reader.close();
+      await writer.stop();
+    }
   });
 
   it('sends batches to the event loop’s connection once the thread is gone', async () => {

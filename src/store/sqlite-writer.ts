@@ -47,6 +47,7 @@ parentPort.on('message', (m) => {
     begin.run();
     for (const [text, params] of m.statements) prepare(text).run(params);
     commit.run();
+    Atomics.store(workerData.done, 0, m.id | 0);
     parentPort.postMessage({ id: m.id });
   } catch (err) {
     try {
@@ -69,12 +70,35 @@ export interface SqliteWriter {
 }
 
 export function startSqliteWriter(file: string, walPages: number): SqliteWriter {
-  const worker = startSqliteThread(WORKER, { file, walPages });
+  // The id of the last transaction the thread committed, written by the thread before it posts its answer.
+  const done = new Int32Array(new SharedArrayBuffer(4));
+  const worker = startSqliteThread(WORKER, { file, walPages, done });
   const pending = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
   const stats = { transactions: 0, failures: 0 };
   let nextId = 1;
   let dead: Error | undefined;
   let stopping: Promise<void> | undefined;
+  let pollScheduled = false;
+
+  /**
+   * The thread's answer is read in the poll phase of the event loop, with the sockets' input. On a busy loop that
+   * phase lasts tens of milliseconds, and an answer that comes in while it runs waited for the next one: another
+   * whole turn before the batch's messages were delivered. So once per batch sent, at the end of the turn
+   * (setImmediate, where the coalesced socket writes go out too), the shared counter is read; a batch committed by
+   * then is settled there, and its messages leave in the same turn. A batch not yet committed is settled by its
+   * message as before. Only commits are read this way; failures come as messages.
+   */
+  const poll = () => {
+    pollScheduled = false;
+    const last = Atomics.load(done, 0);
+    for (const [id, p] of pending) {
+      if ((id | 0) !== last) continue;
+      pending.delete(id);
+      stats.transactions++;
+      p.resolve();
+      return;
+    }
+  };
 
   const failAll = (err: Error) => {
     dead = err;
@@ -109,6 +133,10 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
       return new Promise<void>((resolve, reject) => {
         pending.set(id, { resolve, reject });
         worker.postMessage({ id, statements: statements.map((s) => [s.sql, s.params]) });
+        if (!pollScheduled) {
+          pollScheduled = true;
+          setImmediate(poll);
+        }
       });
     },
     stop() {
