@@ -23,6 +23,7 @@ export interface Config {
   trustProxy: boolean;
   maxMessageBytes: number;
   maxRoomMembers: number;
+  maxQueuedMessages: number;
   pingIntervalMs: number;
   pingTimeoutMs: number;
   legacySocketAuth: boolean;
@@ -154,6 +155,10 @@ export const SETTINGS: Setting[] = [
   {
     key: 'maxRoomMembers', env: 'IMKIT_MAX_ROOM_MEMBERS', flag: 'max-room-members', default: '1000',
     help: 'most members one room may have (400 TOO_MANY_MEMBERS beyond)', parse: integer(2, 1_000_000),
+  },
+  {
+    key: 'maxQueuedMessages', env: 'IMKIT_MAX_QUEUED_MESSAGES', flag: 'max-queued-messages', default: '20000',
+    help: 'users\' messages waiting to be stored at most; beyond, sends get 503 SERVICE_UNAVAILABLE (overload)', parse: integer(1, 10_000_000),
   },
   {
     key: 'pingIntervalMs', env: 'IMKIT_PING_INTERVAL', flag: 'ping-interval', default: '10s',

@@ -1,5 +1,8 @@
+import path from 'node:path';
+import Sqlite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompiledQuery, sql } from 'kysely';
+import { SQLITE_FILE } from '../src/store/database.js';
 import { senderReads } from '../src/chat/message-writer.js';
 import { appendShapes } from '../src/store/append-repo.js';
 import type { MessageRow } from '../src/store/messages-repo.js';
@@ -250,3 +253,53 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/**
+ * Overload: past `maxQueuedMessages` messages waiting for a batch, a send is refused at once (503, retry after a
+ * second) instead of waiting in memory. The writer thread is held by another connection's write lock, as a stalled
+ * disk or a long transaction would hold it.
+ */
+describe('messages waiting to be stored (SQLite)', () => {
+  let t: TestServer;
+  let tok: string;
+  beforeAll(async () => {
+    t = await startTestServer('sqlite', { maxQueuedMessages: 2 });
+    tok = await createUser(t, 'ann');
+    await createUser(t, 'bob');
+    expect((await t.request({ method: 'POST', url: '/rooms', headers: { 'IM-API-KEY': t.apiKey }, body: { _id: 'q', roomType: 'group', members: ['ann', 'bob'] } })).status).toBe(200);
+  });
+  afterAll(() => t?.close());
+
+  it('refuses sends with 503 SERVICE_UNAVAILABLE while the queue is full, and stores the ones it accepted', async () => {
+    const caller = { appId: t.appId, userId: 'ann', platform: false };
+    const send = (text: string) => t.server.services.messages.send(caller, 'q', { messageType: 'text', message: text });
+    await send('warm');
+    const lock = new Sqlite(path.join(t.config.dataDir, SQLITE_FILE));
+    lock.pragma('busy_timeout = 5000');
+    lock.exec('BEGIN IMMEDIATE');
+    let released = false;
+    try {
+      const inFlight = send('m0');
+      // The batch holding m0 goes to the writer thread at the end of this turn, and waits there for the lock.
+      await new Promise((r) => setTimeout(r, 50));
+      const queued = [send('m1'), send('m2')];
+      const refused = await send('m3').catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'SERVICE_UNAVAILABLE', status: 503, extra: { retryAfter: 1 } });
+      const rest = await t.request({ method: 'POST', url: '/rooms/q/message', headers: userHeaders(t.clientKey, tok), body: { messageType: 'text', message: 'm4' } });
+      expect([rest.status, rest.body.error, rest.body.RC, rest.body.retryAfter, rest.headers['retry-after']]).toEqual([503, 'SERVICE_UNAVAILABLE', 503, 1, '1']);
+      expect(t.logs.join('')).not.toContain('request failed');
+      lock.exec('ROLLBACK');
+      released = true;
+      const stored = await Promise.all([inFlight, ...queued]);
+      expect(stored.map((m) => m.message)).toEqual(['m0', 'm1', 'm2']);
+      expect(t.server.services.chat.writer.stats.refused).toBe(2);
+    } finally {
+      if (!released) lock.exec('ROLLBACK');
+      lock.close();
+    }
+    // Accepted again once the queue has drained; the refused messages were never stored.
+    expect((await send('m5')).message).toBe('m5');
+    const page = await t.request({ method: 'GET', url: '/rooms/q/messages/v3?limit=10&sortOrder=asc', headers: userHeaders(t.clientKey, tok) });
+    expect(page.body.result.data.map((m: { message: string }) => m.message)).toEqual(['warm', 'm0', 'm1', 'm2', 'm5']);
+  });
+});

@@ -16,7 +16,7 @@ export interface ChatContext {
   dialect: Dialect;
   clock: Clock;
   bus: EventBus;
-  limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers'>;
+  limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages'>;
   render: ChatRenderer;
   presence: PresenceSource;
   /** Rooms' settings, members and bans as the send and delivery paths need them (see room-cache.ts). */
@@ -42,7 +42,7 @@ export function createChatContext(
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): ChatContext {
   const userCache = new UserCache(db, bus, clock);
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, dialect, runBatch) };
+  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, dialect, runBatch, limits.maxQueuedMessages) };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { AppError } from '../errors.js';
 import { newObjectId } from '../lib/ids.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Dialect } from '../store/database.js';
@@ -53,21 +54,36 @@ const MAX_BATCH = 128;
 export class MessageWriter {
   private queue: Pending[] = [];
   private running = false;
-  /** Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching). */
-  readonly stats = { batches: 0, messages: 0 };
+  /**
+   * Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching), and sends
+   * refused because too many messages were waiting.
+   */
+  readonly stats = { batches: 0, messages: 0, refused: 0 };
 
   private readonly repo: AppendRepo;
 
-  /** `runBatch`: runs a batch's statements as one transaction (Store.runBatch: SQLite's writer thread, or Postgres). */
+  /**
+   * `runBatch`: runs a batch's statements as one transaction (Store.runBatch: SQLite's writer thread, or Postgres).
+   * `maxQueued`: messages that may wait for a batch at once (config `maxQueuedMessages`); past it the store is not
+   * keeping up, and a send is refused at once with 503 SERVICE_UNAVAILABLE (retry after a second) instead of
+   * waiting in memory that would grow for as long as the overload lasts.
+   */
   constructor(
     db: Kysely<Database>,
     dialect: Dialect,
     private readonly runBatch: (statements: PlannedStatement[]) => Promise<void>,
+    private readonly maxQueued = Number.POSITIVE_INFINITY,
   ) {
     this.repo = new AppendRepo(db, dialect);
   }
 
   append(input: AppendInput): Promise<MessageRow> {
+    if (this.queue.length >= this.maxQueued) {
+      this.stats.refused++;
+      return Promise.reject(
+        new AppError('SERVICE_UNAVAILABLE', `The server is overloaded: ${this.queue.length} messages are waiting to be stored; retry in a moment`, { retryAfter: 1 }),
+      );
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ row: messageRow(input), resolve, reject });
       if (!this.running) {

@@ -59,9 +59,10 @@ export function buildHttp(opts: {
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const appErr = toAppError(err);
-    if (appErr.status >= 500) request.log.error({ err }, 'request failed');
+    // A refusal under overload is the server protecting itself, not a failure to log at every request.
+    if (appErr.status >= 500 && appErr.code !== 'SERVICE_UNAVAILABLE') request.log.error({ err }, 'request failed');
     if (appErr.rate) setRateHeaders(reply, appErr.rate);
-    if (appErr.code === 'RATE_LIMIT_EXCEEDED') reply.header('Retry-After', String(appErr.extra.retryAfter));
+    if (appErr.extra.retryAfter !== undefined) reply.header('Retry-After', String(appErr.extra.retryAfter));
     void reply.status(appErr.status).send(appErr.toBody());
   });
   app.setNotFoundHandler((request, reply) => {

@@ -9,6 +9,10 @@ const ERROR_RESPONSES: Record<string, { name: string; description: string }> = {
   '413': { name: 'PayloadTooLarge', description: 'PAYLOAD_TOO_LARGE: the body exceeds IMKIT_BODY_LIMIT' },
   '415': { name: 'UnsupportedMediaType', description: 'UNSUPPORTED_MEDIA_TYPE: the body must be application/json' },
   '429': { name: 'TooManyRequests', description: 'RATE_LIMIT_EXCEEDED: retry after `retryAfter` seconds (also in the Retry-After header)' },
+  '503': {
+    name: 'ServiceUnavailable',
+    description: 'SERVICE_UNAVAILABLE: the server is shutting down, or (sending messages) more than IMKIT_MAX_QUEUED_MESSAGES wait to be stored; retry after `retryAfter` seconds when given (also in the Retry-After header)',
+  },
 };
 
 const AUTH_TEXT: Record<RouteDef['auth'], string> = {
@@ -132,7 +136,7 @@ export function openApiDocument(routes: RouteDef[], info: { version: string }): 
   for (const [code, e] of Object.entries(ERROR_RESPONSES)) {
     errorResponses[e.name] = {
       description: e.description,
-      ...(code === '429' ? { headers: { 'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } } } } : {}),
+      ...(code === '429' || code === '503' ? { headers: { 'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } } } } : {}),
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     };
   }
@@ -179,7 +183,7 @@ export function openApiDocument(routes: RouteDef[], info: { version: string }): 
             RM: { type: 'string', description: 'The message' },
             error: { type: 'string', description: 'The error code, e.g. INVALID_REQUEST' },
             message: { type: 'string' },
-            retryAfter: { type: 'integer', description: 'Seconds to wait (RATE_LIMIT_EXCEEDED only)' },
+            retryAfter: { type: 'integer', description: 'Seconds to wait (RATE_LIMIT_EXCEEDED, and SERVICE_UNAVAILABLE under overload)' },
           },
         },
       },
