@@ -56,7 +56,7 @@ describe('SQLite writer thread', () => {
   it('settles a batch the thread committed during a long turn at the end of that turn, not a turn later', async () => {
     const file = path.join(t.config.dataDir, SQLITE_FILE);
     const writer = startSqliteWriter(file, 4000);
-    const reader = new Sqlite(file, { readonly: true });
+    const reader = new Sqlite(file);
     const name = () => (reader.prepare('select name from rooms where app_id = ? and id = ?').get(t.appId, 'w') as { name: string }).name;
     const rename = (to: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [to, t.appId, 'w'] }];
     const order: string[] = [];
