@@ -55,6 +55,7 @@ if (opts.help) {
   process.exit(0);
 }
 if (!['light', 'socket.io'].includes(opts.client)) throw new Error(`--client: light or socket.io, not ${opts.client}`);
+const clientName = opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client';
 const only = new Set(opts.only ? opts.only.split(',').map((s) => s.trim()) : SCENARIOS);
 for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
 
@@ -373,7 +374,7 @@ async function scenarioFanout(S, users, template) {
     generatorProcesses: P.workers,
   };
   try {
-    out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads, ${opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client'}; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
+    out(`\nFan-out: ${users.length} sockets in ${plan.rooms.length} rooms of ${F.roomSize}, ${result.senders} senders (${via}), ${opts.encoding} payloads, ${clientName}; rate stepped x${F.factor} from ${fmt(F.startRate)} msg/s, ${F.stepMs / 1000} s per step`);
     const c1 = await connectAll(workers, plan, { url: S.info.url, kind: 'imkit', clientKey: S.info.clientKey, encoding: opts.encoding });
     out(`  imkit-server: ${c1.connected} sockets authenticated in ${fmt(c1.ms)} ms`);
     const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: JSON.stringify(template), BENCH_ENCODING: opts.encoding }, execArgv: profileArgs('bare-io') });
@@ -615,7 +616,7 @@ async function scenarioConnections() {
     n = capped;
   }
   for (const w of warnings) out(`WARNING: ${w}`);
-  out(`\nConnections: ${fmt(n)} idle sockets (websocket, conf + auth2), ${W} client processes, ${opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client'}`);
+  out(`\nConnections: ${fmt(n)} idle sockets (websocket, conf + auth2), ${W} client processes, ${clientName}`);
   const S = await startImkit('connections', serverEnv());
   const workers = await startWorkers(W);
   try {

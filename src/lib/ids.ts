@@ -10,11 +10,14 @@ const processPart = randomBytes(4).toString('hex').slice(0, 7);
 let counter = 0;
 let last = '';
 
+/** The first 11 characters of an id: the Unix seconds (8), then the milliseconds (3). */
+function timePart(nowMs: number): string {
+  return Math.floor(nowMs / 1000).toString(16).padStart(8, '0') + (nowMs % 1000).toString(16).padStart(3, '0');
+}
+
 export function newObjectId(nowMs: number = Date.now()): string {
   counter = (counter + 1) % 0x1000000;
-  const seconds = Math.floor(nowMs / 1000).toString(16).padStart(8, '0');
-  const millis = (nowMs % 1000).toString(16).padStart(3, '0');
-  let id = seconds + millis + processPart + counter.toString(16).padStart(6, '0');
+  let id = timePart(nowMs) + processPart + counter.toString(16).padStart(6, '0');
   if (id <= last) id = increment(last);
   last = id;
   return id;
@@ -26,8 +29,7 @@ export function newObjectId(nowMs: number = Date.now()): string {
  * T" can be looked up as an id range.
  */
 export function objectIdFloor(nowMs: number): string {
-  const ms = Math.max(0, Math.floor(nowMs));
-  return Math.floor(ms / 1000).toString(16).padStart(8, '0') + (ms % 1000).toString(16).padStart(3, '0') + '0'.repeat(13);
+  return timePart(Math.max(0, Math.floor(nowMs))) + '0'.repeat(13);
 }
 
 export function isObjectId(value: string): boolean {

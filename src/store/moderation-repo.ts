@@ -1,8 +1,11 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
 import type { Database, RoomBansTable, UserBlocksTable } from './schema.js';
 
 export type UserBlockRow = Selectable<UserBlocksTable>;
 export type RoomBanRow = Selectable<RoomBansTable>;
+
+/** A ban in force at `now`: without an end, or with one still to come. */
+const inForce = (now: number) => (eb: ExpressionBuilder<Database, 'room_bans'>) => eb.or([eb('unblock_at', 'is', null), eb('unblock_at', '>', now)]);
 
 /** Personal blocks between users and bans of users in rooms. A ban whose unblock_at has passed is not active. */
 export class ModerationRepo {
@@ -65,7 +68,7 @@ export class ModerationRepo {
       .where('app_id', '=', appId)
       .where('room_id', '=', roomId)
       .where('user_id', '=', userId)
-      .where((eb) => eb.or([eb('unblock_at', 'is', null), eb('unblock_at', '>', now)]))
+      .where(inForce(now))
       .executeTakeFirst();
   }
 
@@ -75,10 +78,15 @@ export class ModerationRepo {
       .selectAll()
       .where('app_id', '=', appId)
       .where('room_id', '=', roomId)
-      .where((eb) => eb.or([eb('unblock_at', 'is', null), eb('unblock_at', '>', now)]))
+      .where(inForce(now))
       .orderBy('created_at', 'desc')
       .orderBy('user_id')
       .execute();
+  }
+
+  /** The rooms the user is banned from at `now`, as a subquery (searches leave them out). */
+  bannedRoomIds(appId: string, userId: string, now: number) {
+    return this.db.selectFrom('room_bans').select('room_id').where('app_id', '=', appId).where('user_id', '=', userId).where(inForce(now));
   }
 
   /** Stores a ban, replacing an expired one of the same user and room. */

@@ -1,6 +1,7 @@
 import { type Kysely, type RawBuilder, type SqlBool, sql } from 'kysely';
 import type { Dialect } from './database.js';
 import type { MessageRow } from './messages-repo.js';
+import { ModerationRepo } from './moderation-repo.js';
 import type { RoomRow } from './rooms-repo.js';
 import type { Database } from './schema.js';
 
@@ -110,12 +111,7 @@ export class SearchRepo {
     const parts: RawBuilder<SqlBool>[] = [];
     if (scope.userId !== null) {
       const mine = this.db.selectFrom('room_members').select('room_id').where('app_id', '=', appId).where('user_id', '=', scope.userId);
-      const banned = this.db
-        .selectFrom('room_bans')
-        .select('room_id')
-        .where('app_id', '=', appId)
-        .where('user_id', '=', scope.userId)
-        .where((x) => x.or([x('unblock_at', 'is', null), x('unblock_at', '>', scope.at)]));
+      const banned = new ModerationRepo(this.db).bannedRoomIds(appId, scope.userId, scope.at);
       parts.push(sql<SqlBool>`${roomId} in (${mine})`, sql<SqlBool>`${roomId} not in (${banned})`);
     }
     if (scope.roomIds) parts.push(scope.roomIds.length ? sql<SqlBool>`${roomId} in (${sql.join(scope.roomIds)})` : NEVER);

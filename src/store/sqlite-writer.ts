@@ -47,7 +47,7 @@ parentPort.on('message', (m) => {
     begin.run();
     for (const [text, params] of m.statements) prepare(text).run(params);
     commit.run();
-    Atomics.store(workerData.done, 0, m.id | 0);
+    Atomics.store(workerData.done, 0, m.id);
     parentPort.postMessage({ id: m.id });
   } catch (err) {
     try {
@@ -91,13 +91,11 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
   const poll = () => {
     pollScheduled = false;
     const last = Atomics.load(done, 0);
-    for (const [id, p] of pending) {
-      if ((id | 0) !== last) continue;
-      pending.delete(id);
-      stats.transactions++;
-      p.resolve();
-      return;
-    }
+    const p = pending.get(last);
+    if (!p) return;
+    pending.delete(last);
+    stats.transactions++;
+    p.resolve();
   };
 
   const failAll = (err: Error) => {
@@ -129,7 +127,9 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
     },
     run(statements) {
       if (dead || stopping) return Promise.reject(dead ?? new Error('the SQLite writer thread is stopping'));
-      const id = nextId++;
+      // Ids stay within the shared counter's 32 bits (a batch still pending 2^31 batches later is not a concern).
+      const id = nextId;
+      nextId = nextId === 0x7fffffff ? 1 : nextId + 1;
       return new Promise<void>((resolve, reject) => {
         pending.set(id, { resolve, reject });
         worker.postMessage({ id, statements: statements.map((s) => [s.sql, s.params]) });
