@@ -220,6 +220,11 @@ async function runStep(ctx, step, rate, durationMs) {
     otherCpuPct: Math.max(0, Math.round(otherCpu)),
   };
   if (writer0 && writer1 && writer1.batches > writer0.batches) r.messagesPerBatch = round((writer1.messages - writer0.messages) / (writer1.batches - writer0.batches), 1);
+  // On SQLite: the share of batches settled from the writer thread's shared counter at the end of a turn (the rest
+  // waited for the thread's message, read in a poll phase).
+  const th0 = writer0?.thread;
+  const th1 = writer1?.thread;
+  if (th0 && th1 && th1.transactions > th0.transactions) r.settledAtTurnEndPct = Math.round((100 * (th1.settledAtTurnEnd - th0.settledAtTurnEnd)) / (th1.transactions - th0.transactions));
   const firstError = sends.flatMap((s) => s.firstError ?? [])[0];
   if (firstError) r.firstError = firstError;
   r.keptUp = acked >= 0.95 * rate * (durationMs / 1000) && r.deliveredPerSec >= 0.9 * r.sentPerSec * P.fanout.roomSize && r.completeness >= 0.99 && (r.p99Ms ?? Infinity) <= P99_LIMIT_MS;
@@ -243,7 +248,7 @@ function printStep(label, r) {
   out(
     `  ${label.padEnd(10)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
       `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
-      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
+      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
   );
 }
 

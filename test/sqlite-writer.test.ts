@@ -2,6 +2,7 @@ import net from 'node:net';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { atTurnEnd } from '../src/lib/turn-end.js';
 import { SQLITE_FILE } from '../src/store/database.js';
 import type { PlannedStatement } from '../src/store/append-repo.js';
 import { startSqliteWriter, viaThread } from '../src/store/sqlite-writer.js';
@@ -45,7 +46,7 @@ describe('SQLite writer thread', () => {
       expect(room.body.result.name).not.toBe('renamed');
       await writer.run([rename]);
       expect((await t.server.store.db.selectFrom('rooms').select('name').where('id', '=', 'w').executeTakeFirst())?.name).toBe('renamed');
-      expect(writer.stats).toEqual({ transactions: 1, failures: 1 });
+      expect(writer.stats).toMatchObject({ transactions: 1, failures: 1 });
     } finally {
       await writer.stop();
     }
@@ -85,7 +86,56 @@ describe('SQLite writer thread', () => {
       expect(name()).toBe('in one turn');
       // Read from the thread's message, the answer would come in the next turn's poll phase, after its timers.
       expect(order).toEqual(['batch', 'end of the turn', 'timer of the next turn']);
-      expect(writer.stats).toEqual({ transactions: 2, failures: 0 });
+      expect(writer.stats).toMatchObject({ transactions: 2, failures: 0 });
+      expect(writer.stats.settledAtTurnEnd).toBeGreaterThanOrEqual(1);
+    } finally {
+      server.close();
+      reader.close();
+      await writer.stop();
+    }
+  });
+
+  it('writes what a committed batch starts (its deliveries) in the turn the batch is settled in', async () => {
+    const file = path.join(t.config.dataDir, SQLITE_FILE);
+    const writer = startSqliteWriter(file, 4000);
+    const reader = new Sqlite(file);
+    const name = () => (reader.prepare('select name from rooms where app_id = ? and id = ?').get(t.appId, 'w') as { name: string }).name;
+    const rename = (to: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [to, t.appId, 'w'] }];
+    const order: string[] = [];
+    let batch: Promise<unknown> | undefined;
+    let client: net.Socket | undefined;
+    // As in the server: the message writer sends a batch at the end of a turn (setImmediate); the next turn reads
+    // sockets' input for long enough that the thread commits meanwhile (bounded at 5 s). The batch's promise
+    // continuations hand their packets to the coalescer, whose flush must come after the settle stage of that turn.
+    const server = net.createServer((socket) => {
+      let inputs = 0;
+      socket.on('data', () => {
+        if (++inputs === 1) {
+          setImmediate(() => {
+            batch = writer.run(rename('two turns')).then(() => atTurnEnd('flush', () => order.push('written')));
+            client!.write('input of the next turn');
+          });
+          return;
+        }
+        setTimeout(() => order.push('timer of the turn after'), 0);
+        const deadline = Date.now() + 5000;
+        while (name() !== 'two turns' && Date.now() < deadline);
+        const settle = Date.now() + 20;
+        while (Date.now() < settle);
+        socket.end();
+      });
+    });
+    try {
+      await writer.run(rename('warm'));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => c.write('go'));
+      client = c;
+      await new Promise((resolve) => c.on('close', resolve));
+      await batch;
+      await new Promise((r) => setTimeout(r, 10));
+      expect(name()).toBe('two turns');
+      expect(order).toEqual(['written', 'timer of the turn after']);
+      expect(writer.stats.settledAtTurnEnd).toBeGreaterThanOrEqual(1);
     } finally {
       server.close();
       reader.close();

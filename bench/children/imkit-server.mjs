@@ -16,8 +16,9 @@ serve({
     return process.memoryUsage();
   },
   sockets: () => ({ engine: server.realtime.io.engine.clientsCount }),
-  // Group commit: how many batches the users' messages were written in (the bench prints messages per batch).
-  writer: () => ({ ...server.services.chat.writer.stats }),
+  // Group commit: how many batches the users' messages were written in (the bench prints messages per batch), and
+  // on SQLite how the writer thread's batches were settled.
+  writer: () => ({ ...server.services.chat.writer.stats, thread: server.store.background().writer }),
 });
 process.on('SIGTERM', () => {
   server.close().finally(() => process.exit(0));

@@ -1,4 +1,5 @@
 import type { Server } from 'socket.io';
+import { atTurnEnd } from '../lib/turn-end.js';
 
 /**
  * One write per socket per turn of the event loop, for the WebSocket transport.
@@ -9,15 +10,16 @@ import type { Server } from 'socket.io';
  * of the event loop's time, about 10 µs each on loopback), and every one is also a TCP segment that the client has
  * to read. The sender of a message, for one, gets its ack and its own copy of the message in the same turn.
  *
- * So the packets a transport is given during one turn are held until the end of that turn (`setImmediate`) and
- * then written with the TCP socket corked: one `writev`, mostly one segment. The frames, their order and the
+ * So the packets a transport is given during one turn are held until the end of that turn (the `flush` stage of
+ * lib/turn-end.ts, after the SQLite writer has settled what its thread committed) and then written with the TCP
+ * socket corked: one `writev`, mostly one segment. The frames, their order and the
  * protocol are unchanged; only segment boundaries move, by at most the rest of the current turn. A transport that
  * closes writes what it holds first (a DISCONNECT packet is sent just before the close). Neither engine.io nor ws
  * offers this, so it wraps two methods of each WebSocket transport, when a connection opens on or upgrades to
  * WebSocket.
  */
 export function coalesceWebSocketWrites(io: Server): void {
-  // The flushes of the transports holding packets this turn; one setImmediate runs them all.
+  // The flushes of the transports holding packets this turn; one call at the end of the turn runs them all.
   const held = new Set<() => void>();
   const flushAll = () => {
     const due = [...held];
@@ -25,7 +27,7 @@ export function coalesceWebSocketWrites(io: Server): void {
     for (const flush of due) flush();
   };
   const hold = (flush: () => void) => {
-    if (held.size === 0) setImmediate(flushAll);
+    if (held.size === 0) atTurnEnd('flush', flushAll);
     held.add(flush);
   };
   // Each transport is wrapped once: the one a connection opens on, or the one it upgrades to.

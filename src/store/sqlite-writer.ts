@@ -1,3 +1,4 @@
+import { atTurnEnd } from '../lib/turn-end.js';
 import type { PlannedStatement } from './append-repo.js';
 import { startSqliteThread, stopSqliteThread } from './sqlite-thread.js';
 
@@ -61,8 +62,11 @@ parentPort.on('message', (m) => {
 export interface SqliteWriter {
   /** Runs the statements as one transaction on the writer thread; settles when it committed or rolled back. */
   run(statements: PlannedStatement[]): Promise<void>;
-  /** Batches written, for monitoring and tests. */
-  readonly stats: { transactions: number; failures: number };
+  /**
+   * Batches written (`transactions`, and how many of them were settled from the shared counter at the end of a
+   * turn rather than by the thread's message: `settledAtTurnEnd`), for monitoring, the bench and tests.
+   */
+  readonly stats: { transactions: number; failures: number; settledAtTurnEnd: number };
   /** False once the thread has died (or was stopped): the caller writes on its own connection then. */
   readonly alive: boolean;
   /** Waits for the transactions sent so far, then closes the thread's connection. */
@@ -74,7 +78,7 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
   const done = new Int32Array(new SharedArrayBuffer(4));
   const worker = startSqliteThread(WORKER, { file, walPages, done });
   const pending = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
-  const stats = { transactions: 0, failures: 0 };
+  const stats = { transactions: 0, failures: 0, settledAtTurnEnd: 0 };
   let nextId = 1;
   let dead: Error | undefined;
   let stopping: Promise<void> | undefined;
@@ -83,10 +87,10 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
   /**
    * The thread's answer is read in the poll phase of the event loop, with the sockets' input. On a busy loop that
    * phase lasts tens of milliseconds, and an answer that comes in while it runs waited for the next one: another
-   * whole turn before the batch's messages were delivered. So once per batch sent, at the end of the turn
-   * (setImmediate, where the coalesced socket writes go out too), the shared counter is read; a batch committed by
-   * then is settled there, and its messages leave in the same turn. A batch not yet committed is settled by its
-   * message as before. Only commits are read this way; failures come as messages.
+   * whole turn before the batch's messages were delivered. So once per batch sent, at the end of the turn (the
+   * `settle` stage of lib/turn-end.ts, just before the coalesced socket writes go out), the shared counter is read;
+   * a batch committed by then is settled there, and its messages leave in the same turn. A batch not yet committed
+   * is settled by its message as before. Only commits are read this way; failures come as messages.
    */
   const poll = () => {
     pollScheduled = false;
@@ -95,6 +99,7 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
     if (!p) return;
     pending.delete(last);
     stats.transactions++;
+    stats.settledAtTurnEnd++;
     p.resolve();
   };
 
@@ -135,7 +140,7 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
         worker.postMessage({ id, statements: statements.map((s) => [s.sql, s.params]) });
         if (!pollScheduled) {
           pollScheduled = true;
-          setImmediate(poll);
+          atTurnEnd('settle', poll);
         }
       });
     },
