@@ -1,6 +1,10 @@
 import net from 'node:net';
+import Sqlite from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { atTurnEnd } from '../src/lib/turn-end.js';
+import { MessageWriter } from '../src/chat/message-writer.js';
+import { atTurnEnd, flushSoon } from '../src/lib/turn-end.js';
+import type { Database } from '../src/store/schema.js';
 
 /** Runs `fn` inside the poll phase of a turn of the event loop (a socket's input), as a node's work arrives. */
 async function inPollPhase(fn: () => void): Promise<void> {
@@ -62,5 +66,54 @@ describe('end of turn stages (lib/turn-end.ts)', () => {
     });
     await turns(4);
     expect(order).toEqual(['settle 1', 'flush 1', 'next turn', 'settle 2', 'flush 2']);
+  });
+
+  it('flushes in the middle of a turn, once the promise continuations have run, when asked to', async () => {
+    const order: string[] = [];
+    await inPollPhase(() => {
+      setImmediate(() => order.push('end of the turn'));
+      let settled!: () => void;
+      const committed = new Promise<void>((resolve) => (settled = resolve));
+      void committed
+        .then(async () => {
+          await Promise.resolve();
+          await Promise.resolve();
+          order.push('delivered');
+        })
+        .then(() => atTurnEnd('flush', () => order.push('written')));
+      // As the message writer does when a batch commits in the poll phase.
+      settled();
+      flushSoon();
+    });
+    await turns(4);
+    expect(order).toEqual(['delivered', 'written', 'end of the turn']);
+  });
+
+  it('the message writer has what a batch committed in the poll phase written before the end of that turn', async () => {
+    // Only the statements' text is compiled here; the batch is "committed" by a socket's input, as PostgreSQL's
+    // answer or the SQLite thread's message arrives.
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: new Sqlite(':memory:') }) });
+    let commit!: () => void;
+    const writer = new MessageWriter(db, 'sqlite', () => new Promise<void>((resolve) => (commit = resolve)));
+    const order: string[] = [];
+    const sent = writer.append({ appId: 'a', roomId: 'r', senderId: 'u', messageType: 'text', message: 'hi', fields: {}, now: Date.now() }).then(async (row) => {
+      await Promise.resolve();
+      order.push('delivered');
+      atTurnEnd('flush', () => order.push('written'));
+      return row;
+    });
+    try {
+      // The batch goes to the store at the end of this turn.
+      await new Promise((resolve) => setImmediate(resolve));
+      await inPollPhase(() => {
+        setImmediate(() => order.push('end of the turn'));
+        commit();
+      });
+      expect((await sent).room_id).toBe('r');
+      await turns(2);
+      expect(order).toEqual(['delivered', 'written', 'end of the turn']);
+    } finally {
+      await db.destroy();
+    }
   });
 });

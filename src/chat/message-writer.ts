@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { AppError } from '../errors.js';
 import { newObjectId } from '../lib/ids.js';
+import { flushSoon } from '../lib/turn-end.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
@@ -104,6 +105,8 @@ export class MessageWriter {
           this.stats.batches++;
           this.stats.messages += batch.length;
           for (const p of batch) p.resolve(p.row);
+          // Their deliveries go out as soon as they are rendered, not at the end of the turn.
+          flushSoon();
         } catch (err) {
           if (batch.length === 1) batch[0]!.reject(err);
           else {
