@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { closeAgent, createRooms, createUsers, request, sendRest } from './lib/api.mjs';
 import { Hist } from './lib/hist.mjs';
 import { codeVersion, describeMachine, machine } from './lib/machine.mjs';
-import { benchCpuMs, cpuMsOf, killAll, machineBusyMs, mainThreadCpuMsOf, rssOf, sleep, startChild } from './lib/proc.mjs';
+import { benchCpuMs, cpuMsOf, killAll, machineBusyMs, mainThreadCpuMsOf, mainThreadRunQueueMsOf, rssOf, sleep, startChild } from './lib/proc.mjs';
 import { ratioChart } from './lib/svg.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -156,6 +156,7 @@ async function runStep(ctx, step, rate, durationMs) {
   const writer0 = ctx.server ? await ctx.server.call('writer') : undefined;
   const cpu0 = cpuMsOf(serverPid);
   const main0 = mainThreadCpuMsOf(serverPid);
+  const queued0 = mainThreadRunQueueMsOf(serverPid);
   const genCpu0 = workers.map((w) => cpuMsOf(w.pid));
   const busy0 = machineBusyMs();
   const t0 = performance.now();
@@ -169,6 +170,7 @@ async function runStep(ctx, step, rate, durationMs) {
   const wall = performance.now() - t0;
   const cpu = ((cpuMsOf(serverPid) - cpu0) / wall) * 100;
   const mainCpu = ((mainThreadCpuMsOf(serverPid) - main0) / wall) * 100;
+  const queued1 = mainThreadRunQueueMsOf(serverPid);
   const genCpu = (workers.reduce((a, w, i) => a + (cpuMsOf(w.pid) - genCpu0[i]), 0) / wall) * 100;
   // Everything else the machine did meanwhile (this orchestrator, and any other process: a busy machine skews results).
   const otherCpu = ((machineBusyMs() - busy0) / wall) * 100 - cpu - genCpu;
@@ -216,6 +218,9 @@ async function runStep(ctx, step, rate, durationMs) {
     serverCpuPct: Math.round(cpu),
     // The event loop's thread alone (the rest: the SQLite writer and checkpoint threads, V8's GC helpers, libuv).
     serverMainThreadCpuPct: Math.round(mainCpu),
+    // The share of the step the event loop's thread was runnable but waiting for a core (other threads and
+    // processes had both): time its work, and every message's latency, grew by.
+    serverMainThreadRunQueuePct: queued0 !== null && queued1 !== null ? Math.round(((queued1 - queued0) / wall) * 100) : null,
     generatorsCpuPct: Math.round(genCpu),
     otherCpuPct: Math.max(0, Math.round(otherCpu)),
   };
@@ -248,7 +253,7 @@ function printStep(label, r) {
   out(
     `  ${label.padEnd(10)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
       `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
-      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
+      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%${r.serverMainThreadRunQueuePct !== null ? `, waited ${String(r.serverMainThreadRunQueuePct).padStart(2)}%` : ''}) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
   );
 }
 

@@ -112,6 +112,18 @@ export function mainThreadCpuMsOf(pid) {
   return cpuMsOfStat(`/proc/${pid}/task/${pid}/stat`);
 }
 
+/**
+ * How long a process's main thread (its event loop) has waited, runnable, for a core so far, in ms: the second
+ * field of /proc/<pid>/task/<pid>/schedstat (ns), kept by the scheduler. Null where it is missing.
+ */
+export function mainThreadRunQueueMsOf(pid) {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
 function cpuMsOfStat(file) {
   try {
     const fields = fs.readFileSync(file, 'utf8').split(') ')[1].split(' ');
