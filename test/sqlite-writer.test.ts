@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { atTurnEnd } from '../src/lib/turn-end.js';
 import { SQLITE_FILE } from '../src/store/database.js';
 import type { PlannedStatement } from '../src/store/append-repo.js';
-import { startSqliteWriter, viaThread } from '../src/store/sqlite-writer.js';
+import { type SqliteWriter, startSqliteWriter, viaThread } from '../src/store/sqlite-writer.js';
 import { startTestServer, type TestServer } from './helpers.js';
 
 /**
@@ -54,33 +54,64 @@ describe('SQLite writer thread', () => {
     await expect(writer.run([])).rejects.toThrow(/stopp/);
   });
 
-  it('settles a batch the thread committed during a long turn at the end of that turn, not a turn later', async () => {
+  /**
+   * A writer thread of its own on the test store, with a batch that renames room w, and a way to hold up the event
+   * loop (as a long turn does) until the thread has committed a rename, then 20 ms more (bounded at 5 s).
+   */
+  async function withWriter(
+    body: (w: { writer: SqliteWriter; name: () => string; rename: (to: string) => PlannedStatement[]; holdUntilStored: (to: string) => void }) => Promise<void>,
+  ): Promise<void> {
     const file = path.join(t.config.dataDir, SQLITE_FILE);
     const writer = startSqliteWriter(file, 4000);
     const reader = new Sqlite(file);
     const name = () => (reader.prepare('select name from rooms where app_id = ? and id = ?').get(t.appId, 'w') as { name: string }).name;
     const rename = (to: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [to, t.appId, 'w'] }];
-    const order: string[] = [];
-    let batch: Promise<unknown> | undefined;
-    // As in the server: a socket's input arrives (the poll phase of the event loop), a batch goes to the thread, and
-    // the turn goes on long enough for the thread to commit (bounded at 5 s).
-    const server = net.createServer((socket) =>
-      socket.on('data', () => {
+    const holdUntilStored = (to: string) => {
+      const deadline = Date.now() + 5000;
+      while (name() !== to && Date.now() < deadline);
+      const settle = Date.now() + 20;
+      while (Date.now() < settle);
+    };
+    try {
+      await writer.run(rename('warm'));
+      await body({ writer, name, rename, holdUntilStored });
+    } finally {
+      reader.close();
+      await writer.stop();
+    }
+  }
+
+  /**
+   * A loopback connection: `onInput` runs for each input the server side reads (in the poll phase of the event
+   * loop), and may write more from the client; resolves once the server side ends the connection.
+   */
+  async function converse(onInput: (n: number, server: net.Socket, client: net.Socket) => void): Promise<void> {
+    let client: net.Socket | undefined;
+    let inputs = 0;
+    const server = net.createServer((socket) => socket.on('data', () => onInput(++inputs, socket, client!)));
+    try {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => c.write('go'));
+      client = c;
+      await new Promise((resolve) => c.on('close', resolve));
+    } finally {
+      server.close();
+    }
+  }
+
+  it('settles a batch the thread committed during a long turn at the end of that turn, not a turn later', () =>
+    withWriter(async ({ writer, name, rename, holdUntilStored }) => {
+      const order: string[] = [];
+      let batch: Promise<unknown> | undefined;
+      // As in the server: a socket's input arrives (the poll phase), a batch goes to the thread, and the turn goes on
+      // long enough for the thread to commit.
+      await converse((_n, socket) => {
         batch = writer.run(rename('in one turn')).then(() => order.push('batch'));
         setImmediate(() => order.push('end of the turn'));
         setTimeout(() => order.push('timer of the next turn'), 0);
-        const deadline = Date.now() + 5000;
-        while (name() !== 'in one turn' && Date.now() < deadline);
-        const settle = Date.now() + 20;
-        while (Date.now() < settle);
+        holdUntilStored('in one turn');
         socket.end();
-      }),
-    );
-    try {
-      await writer.run(rename('warm'));
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => client.write('go'));
-      await new Promise((resolve) => client.on('close', resolve));
+      });
       await batch;
       await new Promise((r) => setTimeout(r, 10));
       expect(name()).toBe('in one turn');
@@ -88,60 +119,33 @@ describe('SQLite writer thread', () => {
       expect(order).toEqual(['batch', 'end of the turn', 'timer of the next turn']);
       expect(writer.stats).toMatchObject({ transactions: 2, failures: 0 });
       expect(writer.stats.settledAtTurnEnd).toBeGreaterThanOrEqual(1);
-    } finally {
-      server.close();
-      reader.close();
-      await writer.stop();
-    }
-  });
+    }));
 
-  it('writes what a committed batch starts (its deliveries) in the turn the batch is settled in', async () => {
-    const file = path.join(t.config.dataDir, SQLITE_FILE);
-    const writer = startSqliteWriter(file, 4000);
-    const reader = new Sqlite(file);
-    const name = () => (reader.prepare('select name from rooms where app_id = ? and id = ?').get(t.appId, 'w') as { name: string }).name;
-    const rename = (to: string) => [{ sql: 'update rooms set name = ? where app_id = ? and id = ?', params: [to, t.appId, 'w'] }];
-    const order: string[] = [];
-    let batch: Promise<unknown> | undefined;
-    let client: net.Socket | undefined;
-    // As in the server: the message writer sends a batch at the end of a turn (setImmediate); the next turn reads
-    // sockets' input for long enough that the thread commits meanwhile (bounded at 5 s). The batch's promise
-    // continuations hand their packets to the coalescer, whose flush must come after the settle stage of that turn.
-    const server = net.createServer((socket) => {
-      let inputs = 0;
-      socket.on('data', () => {
-        if (++inputs === 1) {
+  it('writes what a committed batch starts (its deliveries) in the turn the batch is settled in', () =>
+    withWriter(async ({ writer, name, rename, holdUntilStored }) => {
+      const order: string[] = [];
+      let batch: Promise<unknown> | undefined;
+      // As in the server: the message writer sends a batch at the end of a turn (setImmediate); the next turn reads
+      // input for long enough that the thread commits meanwhile. The batch's promise continuations hand their packets
+      // to the coalescer, whose flush must come after the settle stage of that turn.
+      await converse((n, socket, client) => {
+        if (n === 1) {
           setImmediate(() => {
             batch = writer.run(rename('two turns')).then(() => atTurnEnd('flush', () => order.push('written')));
-            client!.write('input of the next turn');
+            client.write('input of the next turn');
           });
           return;
         }
         setTimeout(() => order.push('timer of the turn after'), 0);
-        const deadline = Date.now() + 5000;
-        while (name() !== 'two turns' && Date.now() < deadline);
-        const settle = Date.now() + 20;
-        while (Date.now() < settle);
+        holdUntilStored('two turns');
         socket.end();
       });
-    });
-    try {
-      await writer.run(rename('warm'));
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => c.write('go'));
-      client = c;
-      await new Promise((resolve) => c.on('close', resolve));
       await batch;
       await new Promise((r) => setTimeout(r, 10));
       expect(name()).toBe('two turns');
       expect(order).toEqual(['written', 'timer of the turn after']);
       expect(writer.stats.settledAtTurnEnd).toBeGreaterThanOrEqual(1);
-    } finally {
-      server.close();
-      reader.close();
-      await writer.stop();
-    }
-  });
+    }));
 
   it('sends batches to the event loop’s connection once the thread is gone', async () => {
     const writer = startSqliteWriter(path.join(t.config.dataDir, SQLITE_FILE), 4000);

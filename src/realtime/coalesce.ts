@@ -11,9 +11,10 @@ import { atTurnEnd } from '../lib/turn-end.js';
  * to read. The sender of a message, for one, gets its ack and its own copy of the message in the same turn.
  *
  * So the packets a transport is given during one turn are held until the end of that turn (the `flush` stage of
- * lib/turn-end.ts, after the SQLite writer has settled what its thread committed) and then written with the TCP
- * socket corked: one `writev`, mostly one segment. The frames, their order and the
- * protocol are unchanged; only segment boundaries move, by at most the rest of the current turn. A transport that
+ * lib/turn-end.ts, after the SQLite writer has settled what its thread committed; earlier when a committed batch
+ * asks for it, `flushSoon`) and then written with the TCP socket corked: one `writev`, mostly one segment. The
+ * frames, their order and the protocol are unchanged; only segment boundaries move, by at most the rest of the
+ * current turn. A transport that
  * closes writes what it holds first (a DISCONNECT packet is sent just before the close). Neither engine.io nor ws
  * offers this, so it wraps two methods of each WebSocket transport, when a connection opens on or upgrades to
  * WebSocket.
