@@ -128,10 +128,13 @@ describe('SQLite writer thread', () => {
       // As in the server: the message writer sends a batch at the end of a turn (setImmediate); the next turn reads
       // input for long enough that the thread commits meanwhile. The batch's promise continuations hand their packets
       // to the coalescer, whose flush must come after the settle stage of that turn.
+      // Counting to 100,000 first keeps the thread busy until the next turn is reading input, so that its answer
+      // cannot be read in that turn's poll phase already (a quick commit's can be) and the end of the turn settles it.
+      const slowRename = (to: string) => [{ ...rename(to)[0]!, sql: `update rooms set name = ? || substr((with recursive c(x) as (select 1 union all select x + 1 from c where x < 100000) select count(*) from c), 1, 0) where app_id = ? and id = ?` }];
       await converse((n, socket, client) => {
         if (n === 1) {
           setImmediate(() => {
-            batch = writer.run(rename('two turns')).then(() => atTurnEnd('flush', () => order.push('written')));
+            batch = writer.run(slowRename('two turns')).then(() => atTurnEnd('flush', () => order.push('written')));
             client.write('input of the next turn');
           });
           return;
