@@ -105,8 +105,6 @@ export class MessageWriter {
           this.stats.batches++;
           this.stats.messages += batch.length;
           for (const p of batch) p.resolve(p.row);
-          // Their deliveries go out as soon as they are rendered, not at the end of the turn.
-          flushSoon();
         } catch (err) {
           if (batch.length === 1) batch[0]!.reject(err);
           else {
@@ -119,6 +117,9 @@ export class MessageWriter {
             }
           }
         }
+        // What the settled sends start (deliveries, acks, error acks) goes out as soon as it is ready, not at the
+        // end of the turn.
+        flushSoon();
       }
     } finally {
       this.running = false;

@@ -25,10 +25,6 @@ function run(stage: Stage): void {
   for (const fn of due) fn();
 }
 
-function settleStage(): void {
-  run('settle');
-}
-
 function flushStage(): void {
   armed = false;
   try {
@@ -41,7 +37,7 @@ function flushStage(): void {
 function arm(): void {
   if (armed) return;
   armed = true;
-  setImmediate(settleStage);
+  setImmediate(run, 'settle');
   setImmediate(flushStage);
 }
 

@@ -14,10 +14,9 @@ import { atTurnEnd } from '../lib/turn-end.js';
  * lib/turn-end.ts, after the SQLite writer has settled what its thread committed; earlier when a committed batch
  * asks for it, `flushSoon`) and then written with the TCP socket corked: one `writev`, mostly one segment. The
  * frames, their order and the protocol are unchanged; only segment boundaries move, by at most the rest of the
- * current turn. A transport that
- * closes writes what it holds first (a DISCONNECT packet is sent just before the close). Neither engine.io nor ws
- * offers this, so it wraps two methods of each WebSocket transport, when a connection opens on or upgrades to
- * WebSocket.
+ * current turn. A transport that closes writes what it holds first (a DISCONNECT packet is sent just before the
+ * close). Neither engine.io nor ws offers this, so it wraps two methods of each WebSocket transport, when a
+ * connection opens on or upgrades to WebSocket.
  */
 export function coalesceWebSocketWrites(io: Server): void {
   // The flushes of the transports holding packets this turn; one call at the end of the turn runs them all.

@@ -83,6 +83,12 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
   let dead: Error | undefined;
   let stopping: Promise<void> | undefined;
   let pollScheduled = false;
+  // A pending batch, removed: each is settled once, from the shared counter or by the thread's message.
+  const take = (id: number) => {
+    const p = pending.get(id);
+    pending.delete(id);
+    return p;
+  };
 
   /**
    * The thread's answer is read in the poll phase of the event loop, with the sockets' input. On a busy loop that
@@ -94,10 +100,8 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
    */
   const poll = () => {
     pollScheduled = false;
-    const last = Atomics.load(done, 0);
-    const p = pending.get(last);
+    const p = take(Atomics.load(done, 0));
     if (!p) return;
-    pending.delete(last);
     stats.transactions++;
     stats.settledAtTurnEnd++;
     p.resolve();
@@ -110,9 +114,8 @@ export function startSqliteWriter(file: string, walPages: number): SqliteWriter 
   };
   worker.on('message', (m: { id?: number; error?: { message: string; code?: string }; stopped?: boolean }) => {
     if (m.id === undefined) return;
-    const p = pending.get(m.id);
+    const p = take(m.id);
     if (!p) return;
-    pending.delete(m.id);
     if (m.error) {
       stats.failures++;
       // The same shape as better-sqlite3's own errors, so that callers can tell a constraint from the rest.
