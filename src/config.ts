@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { parseTrustedProxies, type TrustedProxies } from './lib/client-address.js';
 import { parseDuration } from './lib/duration.js';
 
 /**
@@ -20,7 +21,8 @@ export interface Config {
   authFailuresPerMinute: number;
   tokenTtlMs: number;
   bodyLimitBytes: number;
-  trustProxy: boolean;
+  trustProxy: TrustedProxies;
+  maxJsonDepth: number;
   maxMessageBytes: number;
   maxRoomMembers: number;
   maxQueuedMessages: number;
@@ -178,7 +180,18 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: 'trustProxy', env: 'IMKIT_TRUST_PROXY', flag: 'trust-proxy', default: 'false',
-    help: 'take the client IP from X-Forwarded-For (set when behind a load balancer)', parse: bool,
+    help: 'reverse proxies whose X-Forwarded-For is believed: false, true (loopback and private ranges) or a list of addresses/CIDRs; the client is the rightmost untrusted hop',
+    parse: (raw) => {
+      try {
+        return parseTrustedProxies(raw);
+      } catch (err) {
+        throw new ConfigError(`must be true, false or a comma-separated list of addresses and CIDRs (${(err as Error).message})`);
+      }
+    },
+  },
+  {
+    key: 'maxJsonDepth', env: 'IMKIT_MAX_JSON_DEPTH', flag: 'max-json-depth', default: '32',
+    help: 'deepest nesting of arrays and objects a JSON body or socket payload may have (deeper gets 400 INVALID_REQUEST)', parse: integer(2, 1000),
   },
 ];
 

@@ -1,0 +1,43 @@
+import { AppError } from '../errors.js';
+
+/**
+ * Nesting depth is bounded before anything recurses over a value (JSON.stringify, the renderers, Ajv): a body
+ * nested some thousands of levels deep overflows the stack of every recursive walk. Both checks below are
+ * loops with no recursion, so they are safe on any input.
+ */
+
+/** Whether JSON text nests arrays and objects deeper than `limit`; a linear scan that skips strings. */
+export function jsonTextTooDeep(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > limit) return true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
+/** Whether a parsed value (a socket payload) nests arrays and objects deeper than `limit`. */
+export function valueTooDeep(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: Array<[object, number]> = [[value, 1]];
+  const seen = new Set<object>();
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (depth > limit) return true;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+export function tooDeep(limit: number): AppError {
+  return new AppError('INVALID_REQUEST', `JSON is nested too deeply: at most ${limit} levels of arrays and objects`, { maxDepth: limit });
+}
