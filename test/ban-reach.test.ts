@@ -78,4 +78,44 @@ describe.each(DIALECTS)('room ban reach (%s)', (dialect) => {
     await t.request({ method: 'DELETE', url: '/blockStatus/room/hall/troll', headers: as('host') });
     expect(await found()).toEqual({ groups: ['hall', 'side'], roomNames: ['hall'], whole: ['secret plans', 'secret snacks'], query: ['secret plans', 'secret snacks'] });
   });
+
+  it('a ban is a role below member: reactions, counts, receipts, typing, hiding and prefs of the room refuse the banned, who may still leave', async () => {
+    await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'den', members: ['host', 'guest', 'troll'], owner: 'host' } });
+    const sent = await t.request({ method: 'POST', url: '/rooms/den/message', headers: as('host'), body: { messageType: 'text', message: 'before the ban' } });
+    const id = sent.body.result._id as string;
+    expect((await t.request({ method: 'POST', url: '/blockStatus/room/den/troll', headers: as('host') })).status).toBe(200);
+    const secret = await t.request({ method: 'POST', url: '/rooms/den/message', headers: as('host'), body: { messageType: 'text', message: 'the new plan' } });
+    const secretId = secret.body.result._id as string;
+
+    const asTroll = as('troll');
+    const asTrollByKey = { 'IM-API-KEY': t.apiKey, 'IM-CLIENT-ID': 'troll' };
+    const refused = [
+      await t.request({ method: 'POST', url: `/messages/${secretId}/reaction`, headers: asTroll, body: { reaction: 'like' } }),
+      await t.request({ method: 'DELETE', url: `/messages/${secretId}/reaction`, headers: asTroll, body: { reaction: 'like' } }),
+      await t.request({ method: 'GET', url: '/rooms/den/count', headers: asTroll }),
+      await t.request({ method: 'PUT', url: '/rooms/den/lastRead', headers: asTroll, body: { message: secretId } }),
+      await t.request({ method: 'POST', url: '/rooms/den/typing', headers: asTroll, body: {} }),
+      await t.request({ method: 'POST', url: '/messages/user-delete/all-in-room', headers: asTroll, body: { room: 'den' } }),
+      await t.request({ method: 'POST', url: '/messages/user-delete', headers: asTroll, body: { room: 'den', messages: [id] } }),
+      await t.request({ method: 'GET', url: '/messages/user-delete?room=den', headers: asTroll }),
+      await t.request({ method: 'GET', url: `/rooms/den/messages/${id}`, headers: asTroll }),
+      await t.request({ method: 'GET', url: '/rooms/den/messages/v3', headers: asTroll }),
+      await t.request({ method: 'GET', url: '/rooms/den/invitations', headers: asTroll }),
+      // The API key acting as the banned user is bound by the ban too.
+      await t.request({ method: 'GET', url: '/rooms/den', headers: asTrollByKey }),
+      await t.request({ method: 'GET', url: '/rooms/den/messages/v3', headers: asTrollByKey }),
+    ];
+    expect(refused.map((r) => [r.status, r.body.error])).toEqual(refused.map(() => [403, 'USER_BANNED']));
+    for (const r of refused) expect(r.raw).not.toContain('the new plan');
+
+    // Their own preferences for the room reveal nothing of it and stay theirs.
+    expect((await t.request({ method: 'POST', url: '/me/mute/den', headers: asTroll })).status).toBe(200);
+    expect((await t.request({ method: 'POST', url: '/roomPrefs/den', headers: asTroll, body: { tags: ['x'] } })).status).toBe(200);
+    // The API key alone is the platform: never banned.
+    expect((await t.request({ method: 'GET', url: '/rooms/den/count', headers: admin })).body.result.count).toBe(2);
+    // Leaving is allowed.
+    const leave = await t.request({ method: 'DELETE', url: '/rooms/den/members/troll', headers: asTroll });
+    expect(leave.status).toBe(200);
+    expect(leave.raw).not.toContain('the new plan');
+  });
 });

@@ -8,6 +8,7 @@ import { UsersRepo } from '../store/users-repo.js';
 import { type ChatContext, parseTime } from './chat-context.js';
 import { authorize, type Caller, outranks, roleIn } from './policy.js';
 import type { PrefsService } from './prefs-service.js';
+import { renderUser } from './users-service.js';
 import { memberSummary } from './render.js';
 import { directRoomId, requireUser, type RoomsService } from './rooms-service.js';
 
@@ -113,7 +114,12 @@ export class ModerationService {
     authorize(role, 'ban', room);
     const repo = new ModerationRepo(this.ctx.db);
     const row = await repo.activeBan(caller.appId, roomId, blockee, now);
-    if (!row) throw new AppError('BLOCK_NOT_FOUND', 'No block relationship exists for this user in the specified room');
+    if (!row) {
+      // DELETE is idempotent: lifting a ban that is not in force answers with the current state, not an error.
+      const [user] = await new UsersRepo(this.ctx.db).getMany(caller.appId, [blockee]);
+      if (!user) throw new AppError('ROOM_OR_USER_NOT_FOUND', `User ${blockee} does not exist`);
+      return { appID: caller.appId, blockee: memberSummary(blockee, user), blocker: null, room: room.id, banned: false };
+    }
     await repo.deleteBan(caller.appId, roomId, blockee);
     this.ctx.bus.emit({ type: 'room.ban', appId: caller.appId, roomId, actorId: caller.userId, userId: blockee, banned: false, unblockAt: null });
     return this.renderBan({ ...row, updated_at: now }, room, 'ids');
@@ -126,8 +132,10 @@ export class ModerationService {
     const [user] = await new UsersRepo(this.ctx.db).getMany(caller.appId, [userId]);
     if (!user) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
     if (!(await new RoomsRepo(this.ctx.db).get(caller.appId, roomId))) throw new AppError('ROOM_NOT_FOUND', `Room ${roomId} not found`);
-    if (!muted && !(await new PrefsRepo(this.ctx.db).mutedRooms(caller.appId, userId)).includes(roomId)) {
-      throw new AppError('ROOM_NOT_MUTED', 'The specified room is not in the mute list');
+    // Unmuting a room that is not muted answers with the current state (an idempotent DELETE), changing nothing.
+    if (!muted) {
+      const mutedRooms = await new PrefsRepo(this.ctx.db).mutedRooms(caller.appId, userId);
+      if (!mutedRooms.includes(roomId)) return renderUser(user, mutedRooms);
     }
     return this.prefs.mute({ appId: caller.appId, userId, platform: true }, roomId, muted);
   }

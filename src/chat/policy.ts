@@ -1,11 +1,20 @@
 import type { Actor } from '../auth/guard.js';
 import { AppError } from '../errors.js';
 import type { MemberRow, RoomRow } from '../store/rooms-repo.js';
+import type { RoomSnapshot } from './room-cache.js';
 
 /**
- * Who may do what in a room, in one table (spec §6.7). Roles, strongest first: the platform administrator
- * (the API key), the room owner, managers (member role "admin"), members. A room without an owner (direct
- * rooms, rooms the backend made without one) is moderated by the platform administrator and its managers.
+ * Who may do what in a room, in one table (spec §6.7): the one access decision every service asks, through
+ * `RoomsService.access` / `accessCached` (which load the facts) and `authorize` (which decides). Roles, strongest
+ * first: the platform administrator (the API key), the room owner, managers (member role "admin"), members,
+ * banned users, and everyone else. A room without an owner (direct rooms, rooms the backend made without one) is
+ * moderated by the platform administrator and its managers.
+ *
+ * A ban is a role, not a separate check: a user banned from a room is "banned" there whatever else they are
+ * (member, manager, owner), until the ban ends, and that role may do nothing in the room but leave it and keep
+ * their own preferences for it. A ban binds the user, whoever acts as them: the API key naming a banned user in
+ * IM-CLIENT-ID is banned too (the API key alone is the platform and is never banned). Who receives a room's
+ * events is the same decision (`audience`).
  */
 export interface Caller {
   appId: string;
@@ -14,7 +23,7 @@ export interface Caller {
   platform: boolean;
 }
 
-export type RoomRole = 'platform' | 'owner' | 'manager' | 'member' | 'none';
+export type RoomRole = 'platform' | 'owner' | 'manager' | 'member' | 'banned' | 'none';
 
 export type RoomAction =
   | 'read' // see the room, its members and its messages
@@ -30,9 +39,11 @@ export type RoomAction =
   | 'pin'
   | 'deleteMessages'
   | 'moderateMessages' // recall/edit messages of others
-  | 'ban'; // ban and unban users, see the ban list
+  | 'ban' // ban and unban users, see the ban list
+  | 'leave' // remove oneself from the room
+  | 'ownPrefs'; // one's own preferences and mute for the room (they reveal nothing of the room)
 
-const RANK: Record<RoomRole, number> = { platform: 4, owner: 3, manager: 2, member: 1, none: 0 };
+const RANK: Record<RoomRole, number> = { platform: 5, owner: 4, manager: 3, member: 2, banned: 1, none: 0 };
 
 const NEEDS: Record<RoomAction, RoomRole> = {
   read: 'member',
@@ -49,6 +60,8 @@ const NEEDS: Record<RoomAction, RoomRole> = {
   deleteMessages: 'manager',
   moderateMessages: 'manager',
   ban: 'manager',
+  leave: 'banned',
+  ownPrefs: 'banned',
 };
 
 export function callerOf(actor: Actor): Caller {
@@ -57,12 +70,45 @@ export function callerOf(actor: Actor): Caller {
     : { appId: actor.app.id, userId: actor.userId, platform: false };
 }
 
-export function roleIn(caller: Caller, room: RoomRow, member: MemberRow | undefined): RoomRole {
+/** The caller's role; `banned` says whether the acting user (if any) is banned from the room now. */
+export function roleIn(caller: Caller, room: RoomRow, member: MemberRow | undefined, banned = false): RoomRole {
+  if (banned && caller.userId !== null) return 'banned';
   if (caller.platform) return 'platform';
   if (!member) return 'none';
   if (room.owner === member.user_id) return 'owner';
   if (member.role === 'admin') return 'manager';
   return 'member';
+}
+
+/** The caller's role from a room's snapshot (members, roles and bans as cached) at `now`. */
+export function roleInSnapshot(caller: Caller, snap: RoomSnapshot, now: number): RoomRole {
+  const userId = caller.userId;
+  return roleIn(caller, snap.room, userId === null ? undefined : snap.members.get(userId), userId !== null && isBanned(snap, userId, now));
+}
+
+/** Whether a ban ending at `until` (null: without end; undefined: no ban) is in force at `now`. */
+export function banInForce(until: number | null | undefined, now: number): boolean {
+  return until === null || (until !== undefined && until > now);
+}
+
+/** True when the user is banned from the snapshot's room at `now`. */
+export function isBanned(snap: RoomSnapshot, userId: string, now: number): boolean {
+  return snap.bans.has(userId) && banInForce(snap.bans.get(userId), now);
+}
+
+/**
+ * Who receives what happens in a room (new and changed messages, room changes, typing, read receipts): the members
+ * whose role there lets them read it, so everyone but the banned.
+ */
+export function audience(snap: RoomSnapshot, now: number): string[] {
+  const out: string[] = [];
+  for (const id of snap.members.keys()) if (!isBanned(snap, id, now)) out.push(id);
+  return out;
+}
+
+/** Whether one user receives what happens in the room (the per-user form of `audience`). */
+export function inAudience(snap: RoomSnapshot, userId: string, now: number): boolean {
+  return snap.members.has(userId) && !isBanned(snap, userId, now);
 }
 
 export function can(role: RoomRole, action: RoomAction, room: RoomRow): boolean {
@@ -74,6 +120,7 @@ export function can(role: RoomRole, action: RoomAction, room: RoomRow): boolean 
 /** Throws the error a caller should see when it may not act: not a member, or not a strong enough role. */
 export function authorize(role: RoomRole, action: RoomAction, room: RoomRow): void {
   if (can(role, action, room)) return;
+  if (role === 'banned') throw banned();
   if (role === 'none') throw new AppError('NOT_ROOM_MEMBER', 'You are not a member of this room');
   throw new AppError('INSUFFICIENT_PERMISSIONS', `Only the room owner${NEEDS[action] === 'owner' ? '' : ', a manager'} or the platform administrator can ${DESCRIBE[action]}`);
 }
@@ -81,6 +128,10 @@ export function authorize(role: RoomRole, action: RoomAction, room: RoomRow): vo
 /** True when `a` is a strictly stronger role than `b` (who may ban whom). */
 export function outranks(a: RoomRole, b: RoomRole): boolean {
   return RANK[a] > RANK[b];
+}
+
+export function banned(): AppError {
+  return new AppError('USER_BANNED', 'You are banned from this room');
 }
 
 export function isSuperuser(role: RoomRole): boolean {
@@ -102,4 +153,6 @@ const DESCRIBE: Record<RoomAction, string> = {
   deleteMessages: 'delete messages',
   moderateMessages: "change other members' messages",
   ban: 'ban or unban users in this room',
+  leave: 'leave this room',
+  ownPrefs: 'change preferences for this room',
 };

@@ -4,6 +4,7 @@ import type { Clock } from '../lib/clock.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
+import { audience } from './policy.js';
 
 /**
  * What the message paths ask of a room on every send and every delivery: the room's own settings, who is in it
@@ -106,16 +107,7 @@ export class RoomCache {
   }
 }
 
-/** True when the user is banned from the snapshot's room at `now`. */
-export function isBanned(snap: RoomSnapshot, userId: string, now: number): boolean {
-  if (!snap.bans.has(userId)) return false;
-  const until = snap.bans.get(userId);
-  return until === null || until === undefined || until > now;
-}
-
-/** The members who receive the room's new messages at `now`: everyone but the banned. */
+/** The members who receive the room's new messages at `now`: the policy's audience (everyone but the banned). */
 export function recipients(snap: RoomSnapshot, now: number): string[] {
-  const out: string[] = [];
-  for (const id of snap.members.keys()) if (!isBanned(snap, id, now)) out.push(id);
-  return out;
+  return audience(snap, now);
 }

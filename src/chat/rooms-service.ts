@@ -12,8 +12,7 @@ import { GroupsRepo } from '../store/groups-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import { type ChatContext, parseTime } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
-import { assertMayRead, banned } from './moderation-rules.js';
-import { authorize, type Caller, roleIn, type RoomRole } from './policy.js';
+import { authorize, banned, type Caller, isBanned, type RoomAction, roleIn, roleInSnapshot, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
 import type { RoomSnapshot } from './room-cache.js';
 
@@ -81,12 +80,16 @@ export class RoomsService {
     const invitees = unique((input.members ?? []).filter((m) => m !== joiner));
     const everyone = unique([...(joiner ? [joiner] : []), ...invitees]);
     if (roomType === 'direct' && everyone.length > 2) throw invalidRequest('A direct room has at most two members');
-    const id = input._id ?? (roomType === 'direct' && everyone.length === 2 ? directRoomId(everyone[0]!, everyone[1]!) : undefined) ?? newRoomId(now);
+    const pairId = roomType === 'direct' && everyone.length === 2 ? directRoomId(everyone[0]!, everyone[1]!) : undefined;
+    const id = input._id ?? pairId ?? newRoomId(now);
     validateRoomId(id);
+    assertDirectIdUse(id, roomType, pairId);
 
     const existing = await new RoomsRepo(this.ctx.db).get(caller.appId, id);
     if (existing) {
       if (mode !== 'createAndJoin') throw new AppError('ROOM_EXISTS', `Room ${id} already exists`);
+      // A pair's direct room is answered only with that pair's direct room: never a group room under its id.
+      if (roomType === 'direct' && !(await this.isPairRoom(existing, everyone))) throw new AppError('ROOM_EXISTS', `Room ${id} already exists and is not the direct room of these members`);
       // createAndJoin on an existing room: join it (if allowed) and add the invitees.
       if (joiner && !(await new RoomsRepo(this.ctx.db).member(caller.appId, id, joiner))) await this.join(caller, id, input.systemMessage === true);
       if (invitees.length) return this.addMembers(caller, id, invitees, { systemMessage: input.systemMessage === true, invitationRequired: input.invitationRequired === true });
@@ -156,8 +159,6 @@ export class RoomsService {
 
   async get(caller: Caller, roomId: string): Promise<Json> {
     const { room, role } = await this.access(caller, roomId, 'read');
-    const snap = await this.ctx.roomCache.get(caller.appId, roomId);
-    if (snap) assertMayRead(snap, caller.platform ? null : caller.userId, this.ctx.clock.now());
     return this.ctx.render.renderRoom(caller.appId, room, { userId: caller.userId, role });
   }
 
@@ -310,6 +311,7 @@ export class RoomsService {
         if (room.opening === 0) throw new AppError('ROOM_CLOSED', 'This room is closed to new members');
       }
       if ((await repo.countMembers(caller.appId, roomId)) >= this.ctx.limits.maxRoomMembers) throw tooManyMembers(this.ctx.limits.maxRoomMembers);
+      if (room.room_type === 'direct') assertDirectMembers(roomId, [...(await repo.members(caller.appId, roomId)).map((m) => m.user_id), userId]);
       const users = await requireUsers(trx, caller.appId, [userId]);
       await repo.addMembers(caller.appId, roomId, [userId], now);
       if (invited) events.push({ type: 'invitation.cancelled', appId: caller.appId, roomId, actorId: userId, invitees: [userId], accepted: true });
@@ -338,6 +340,7 @@ export class RoomsService {
       const current = (await repo.members(caller.appId, roomId)).map((m) => m.user_id);
       const fresh = wanted.filter((u) => !current.includes(u));
       if (room.room_type === 'direct' && current.length + fresh.length > 2) throw invalidRequest('A direct room has at most two members');
+      if (room.room_type === 'direct' && fresh.length > 0) assertDirectMembers(room.id, [...current, ...fresh]);
       if (current.length + fresh.length > this.ctx.limits.maxRoomMembers) throw tooManyMembers(this.ctx.limits.maxRoomMembers);
       if (fresh.length === 0) return;
       if (opts.invitationRequired && room.room_type === 'group') {
@@ -358,11 +361,11 @@ export class RoomsService {
   /** `POST /rooms/:id/delete/members` and `DELETE /rooms/:id/members/:uid`: leave, or remove others. */
   async removeMembers(caller: Caller, roomId: string, userIds: string[], systemMessage: boolean): Promise<Json> {
     const now = this.ctx.clock.now();
-    const { room, role } = await this.access(caller, roomId, 'read');
     const wanted = unique(userIds);
     if (wanted.length === 0) throw invalidRequest('Missing required field: members');
     const others = wanted.filter((u) => u !== caller.userId);
-    if (others.length) authorize(role, 'removeOthers', room);
+    // Leaving is the one thing a banned member may still do in the room.
+    const { room, role } = await this.access(caller, roomId, others.length ? 'removeOthers' : 'leave');
     if (!caller.platform && room.owner !== null && others.includes(room.owner)) throw new AppError('INSUFFICIENT_PERMISSIONS', 'The room owner cannot be removed');
     const events: DomainEvent[] = [];
     await this.ctx.db.transaction().execute(async (trx) => {
@@ -526,27 +529,40 @@ export class RoomsService {
 
   // ---------------------------------------------------------------- helpers
 
-  /** Loads a room and the caller's role in it, refusing callers who may not even read it. */
-  async access(caller: Caller, roomId: string, action: 'read' | 'send'): Promise<{ room: RoomRow; role: RoomRole; member: MemberRow | undefined }> {
+  /**
+   * Loads a room and the caller's role in it, refusing callers the policy does not let do `action`. The decision
+   * is taken on the room's snapshot (members, roles and bans, as `accessCached` takes it); the room row and the
+   * caller's member row returned are read from the store, current for rendering.
+   */
+  async access(caller: Caller, roomId: string, action: RoomAction): Promise<{ room: RoomRow; role: RoomRole; member: MemberRow | undefined }> {
+    const snap = await this.ctx.roomCache.get(caller.appId, roomId);
     const repo = new RoomsRepo(this.ctx.db);
-    const room = await repo.get(caller.appId, roomId);
-    if (!room) throw roomNotFound(roomId);
+    const room = snap && (await repo.get(caller.appId, roomId));
+    if (!snap || !room) throw roomNotFound(roomId);
     const member = caller.userId ? await repo.member(caller.appId, roomId, caller.userId) : undefined;
-    const role = roleIn(caller, room, member);
+    // Membership and roles from the rows just read, the ban from the snapshot (which every ban change drops).
+    const role = roleIn(caller, room, member, caller.userId !== null && isBanned(snap, caller.userId, this.ctx.clock.now()));
     authorize(role, action, room);
     return { room, role, member };
   }
 
   /**
-   * The same decision as `access`, from the room cache: for the paths that run on every message (send, history).
-   * The snapshot's room row may lag in its last message and update time; use `access` to render a room.
+   * The same decision as `access`, from the room cache alone: for the paths that run on every message (send,
+   * history). The snapshot's room row may lag in its last message and update time; use `access` to render a room.
    */
-  async accessCached(caller: Caller, roomId: string, action: 'read' | 'send'): Promise<{ snap: RoomSnapshot; role: RoomRole }> {
+  async accessCached(caller: Caller, roomId: string, action: RoomAction): Promise<{ snap: RoomSnapshot; role: RoomRole }> {
     const snap = await this.ctx.roomCache.get(caller.appId, roomId);
     if (!snap) throw roomNotFound(roomId);
-    const role = roleIn(caller, snap.room, caller.userId ? snap.members.get(caller.userId) : undefined);
+    const role = roleInSnapshot(caller, snap, this.ctx.clock.now());
     authorize(role, action, snap.room);
     return { snap, role };
+  }
+
+  /** Whether an existing room is the direct room of these (one or two) users: direct, and nobody else in it. */
+  private async isPairRoom(room: RoomRow, users: string[]): Promise<boolean> {
+    if (room.room_type !== 'direct') return false;
+    const members = (await new RoomsRepo(this.ctx.db).members(room.app_id, room.id)).map((m) => m.user_id);
+    return members.every((m) => users.includes(m));
   }
 
   private async systemAdd(trx: Kysely<Database>, caller: Caller, room: RoomRow, added: string[], users: Map<string, UserRow>, now: number): Promise<MessageRow> {
@@ -614,6 +630,31 @@ export function directRoomId(a: string, b: string): string {
 
 function newRoomId(now: number): string {
   return `${Math.floor(now / 1000).toString(16).padStart(8, '0')}${createHash('md5').update(`${now}${Math.random()}`).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Ids of 32 lower-case hex digits are the direct-room ids the SDKs compute from a pair of users (`directRoomId`),
+ * and are reserved for that pair's direct room: no other kind of room may take one (whoever asks, the platform
+ * included), and a direct room may take one only when it is its two members' id. Otherwise a user could create
+ * a group room under the id of two other users' future direct room, own it, and receive what they send there.
+ */
+export function isDirectShapedId(id: string): boolean {
+  return /^[0-9a-f]{32}$/.test(id);
+}
+
+function assertDirectIdUse(id: string, roomType: string, pairId: string | undefined): void {
+  if (!isDirectShapedId(id)) return;
+  if (roomType !== 'direct') throw invalidRequest('Invalid field _id: ids of 32 hexadecimal digits are reserved for direct rooms');
+  if (id !== pairId) throw invalidRequest("Invalid field _id: a direct room with an id of 32 hexadecimal digits must have the id of its two members' pair");
+}
+
+/** Members joining a direct room under a reserved id must be its pair (the id is checked against every two of them). */
+function assertDirectMembers(roomId: string, members: string[]): void {
+  if (!isDirectShapedId(roomId)) return;
+  const all = unique(members);
+  if (all.length === 2 && directRoomId(all[0]!, all[1]!) === roomId) return;
+  if (all.length < 2) throw invalidRequest('A direct room under its pair id takes its members together: add both');
+  throw invalidRequest('This direct room belongs to another pair of users');
 }
 
 function validateRoomId(id: string): void {
