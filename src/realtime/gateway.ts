@@ -190,12 +190,13 @@ export class Realtime {
       });
     });
 
-    // The SDKs send typing without an ack; one given anyway receives the errors.
+    // The SDKs send typing without an ack; one given anyway receives the outcome.
     this.on(socket, state, 'typing', false, (args, ack) => {
       const [roomId, text] = args;
       void this.guarded(socket, state, ack, async (actor) => {
         if (typeof roomId !== 'string') throw new AppError('INVALID_REQUEST', 'typing takes a room id');
         await this.deps.services.prefs.typing({ appId: actor.app.id, userId: actor.userId, platform: false }, roomId, maybeBase64(text));
+        if (typeof ack === 'function') ack({ RC: 0, RM: 'OK' });
       });
     });
   }
