@@ -185,7 +185,8 @@ export class Guard {
    * on every client event. A token now bound to another user counts as revoked.
    */
   async tokenLiveness(appId: string, userId: string, tokenDigest: string): Promise<{ ok: true; expiresAt: number | null } | { ok: false; error: AppError }> {
-    await this.credentials.sync();
+    const syncing = this.credentials.sync();
+    if (syncing) await syncing;
     const row = await this.credentials.token(appId, tokenDigest);
     if (!row || row.user_id !== userId) return { ok: false, error: CredentialErrors.invalidToken('The provided user token is invalid or has been revoked') };
     if (row.expires_at !== null && row.expires_at <= this.clock.now()) return { ok: false, error: CredentialErrors.invalidToken('The provided user token has expired') };

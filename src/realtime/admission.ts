@@ -47,6 +47,9 @@ export class Admission {
   private readonly byRequest = new WeakMap<IncomingMessage, Slot>();
   private readonly byConn = new WeakMap<EngineConn, Slot>();
   private held = 0;
+  /** Refusals since the last log line: a flood of refused handshakes must not become a flood of log lines. */
+  private refusals = 0;
+  private lastRefusalLog = 0;
 
   constructor(private readonly opts: AdmissionOptions) {}
 
@@ -91,9 +94,9 @@ export class Admission {
 
   private admit(req: IncomingMessage): string | undefined {
     const address = this.opts.addressOf(req);
-    if (this.opts.total !== undefined && this.held >= this.opts.total) return REFUSED_TOTAL;
+    if (this.opts.total !== undefined && this.held >= this.opts.total) return this.refuse(REFUSED_TOTAL, address);
     const count = this.perAddress.get(address) ?? 0;
-    if (this.opts.perAddress > 0 && count >= this.opts.perAddress) return REFUSED_PER_ADDRESS;
+    if (this.opts.perAddress > 0 && count >= this.opts.perAddress) return this.refuse(REFUSED_PER_ADDRESS, address);
     this.perAddress.set(address, count + 1);
     this.held++;
     const slot: Slot = { address, released: false };
@@ -103,6 +106,17 @@ export class Admission {
     slot.onEarlyClose = () => this.release(slot);
     req.socket.once('close', slot.onEarlyClose);
     return undefined;
+  }
+
+  private refuse(reason: string, address: string): string {
+    this.refusals++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog >= 60_000) {
+      this.opts.logger.warn({ refused: this.refusals, reason, address, sockets: this.held }, 'socket handshakes refused by admission (at most one line a minute)');
+      this.refusals = 0;
+      this.lastRefusalLog = now;
+    }
+    return reason;
   }
 
   private connected(conn: EngineConn): void {
