@@ -146,6 +146,9 @@ describe.each(DIALECTS)('socket admission (%s)', (dialect) => {
     expect(limits.sockets).toBe(819);
     expect(limits.maxConnections).toBeLessThan(1024);
     expect(limits.maxConnections).toBeGreaterThan(limits.sockets!);
+    const tiny = limitsFromFileLimit(128);
+    expect(tiny.sockets).toBeLessThan(tiny.maxConnections!);
+    expect(tiny.sockets).toBeGreaterThan(0);
     expect(limitsFromFileLimit(undefined)).toEqual({ sockets: undefined, maxConnections: undefined });
   });
 });

@@ -162,8 +162,9 @@ export class Admission {
  */
 export function limitsFromFileLimit(softLimit: number | undefined): { sockets: number | undefined; maxConnections: number | undefined } {
   if (softLimit === undefined) return { sockets: undefined, maxConnections: undefined };
-  const reserve = Math.max(64, Math.ceil(softLimit / 20));
-  return { sockets: Math.max(1, Math.floor(softLimit * 0.8)), maxConnections: Math.max(1, softLimit - reserve) };
+  const maxConnections = Math.max(1, softLimit - Math.max(64, Math.ceil(softLimit / 20)));
+  // With a tiny limit the 80% would not fit under maxConnections: keep some TCP connections for HTTP anyway.
+  return { sockets: Math.max(1, Math.min(Math.floor(softLimit * 0.8), maxConnections - 16)), maxConnections };
 }
 
 /** The soft and hard RLIMIT_NOFILE of this process from /proc/self/limits (Linux); undefined where unknown or unlimited. */
