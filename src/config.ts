@@ -26,6 +26,9 @@ export interface Config {
   maxMessageBytes: number;
   maxRoomMembers: number;
   maxQueuedMessages: number;
+  socketLoginTimeoutMs: number;
+  maxSocketsPerIp: number;
+  maxSockets: number | undefined;
   pingIntervalMs: number;
   pingTimeoutMs: number;
   legacySocketAuth: boolean;
@@ -161,6 +164,18 @@ export const SETTINGS: Setting[] = [
   {
     key: 'maxQueuedMessages', env: 'IMKIT_MAX_QUEUED_MESSAGES', flag: 'max-queued-messages', default: '20000',
     help: 'users\' messages waiting to be stored at most; beyond, sends get 503 SERVICE_UNAVAILABLE (overload)', parse: integer(1, 10_000_000),
+  },
+  {
+    key: 'socketLoginTimeoutMs', env: 'IMKIT_SOCKET_LOGIN_TIMEOUT', flag: 'socket-login-timeout', default: '10s',
+    help: 'a socket that has not logged in (auth2/auth) this long after connecting is closed', parse: duration,
+  },
+  {
+    key: 'maxSocketsPerIp', env: 'IMKIT_MAX_SOCKETS_PER_IP', flag: 'max-sockets-per-ip', default: '1000',
+    help: 'open sockets one client address may hold (0: no cap); raise it when many users share one address (carrier NAT)', parse: integer(0, 10_000_000),
+  },
+  {
+    key: 'maxSockets', env: 'IMKIT_MAX_SOCKETS', flag: 'max-sockets', default: undefined,
+    help: 'open sockets in all; beyond, new ones are refused (default: 80% of the open-file limit, leaving the rest to HTTP and the database)', parse: integer(1, 100_000_000),
   },
   {
     key: 'pingIntervalMs', env: 'IMKIT_PING_INTERVAL', flag: 'ping-interval', default: '10s',

@@ -54,6 +54,11 @@ export class AppsService {
     this.repo = new AppsRepo(db);
   }
 
+  /** Ids of the client keys revoked after `since` (epoch ms): the realtime gateway drops the sockets that used them. */
+  clientKeysRevokedSince(since: number): Promise<string[]> {
+    return this.repo.clientKeysRevokedSince(since);
+  }
+
   async create(input: NewApp): Promise<CreatedApp> {
     const name = input.name.trim();
     if (!name || name.length > 200) throw invalidRequest('name must be 1-200 characters');

@@ -178,6 +178,20 @@ export class Guard {
     }
     if (!ownMatch && (await domains.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
   }
+
+  /**
+   * Whether the token a socket logged in with is still good, with the texts login gives; on success, when it
+   * expires. Read through the credential cache (a map lookup while nothing changed), so the gateway can ask
+   * on every client event. A token now bound to another user counts as revoked.
+   */
+  async tokenLiveness(appId: string, userId: string, tokenDigest: string): Promise<{ ok: true; expiresAt: number | null } | { ok: false; error: AppError }> {
+    const syncing = this.credentials.sync();
+    if (syncing) await syncing;
+    const row = await this.credentials.token(appId, tokenDigest);
+    if (!row || row.user_id !== userId) return { ok: false, error: CredentialErrors.invalidToken('The provided user token is invalid or has been revoked') };
+    if (row.expires_at !== null && row.expires_at <= this.clock.now()) return { ok: false, error: CredentialErrors.invalidToken('The provided user token has expired') };
+    return { ok: true, expiresAt: row.expires_at };
+  }
 }
 
 export function header(headers: CredentialInput['headers'], name: string): string | undefined {

@@ -2,14 +2,15 @@ import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
 import type { Guard } from '../auth/guard.js';
-import { MemoryRateLimitStore } from '../auth/rate-limit.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { addressResolver } from '../lib/client-address.js';
 import type { Clock } from '../lib/clock.js';
+import { tooDeep, valueTooDeep } from '../lib/json-depth.js';
 import type { Services } from '../services.js';
-import { AppsRepo } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
+import { Admission, capHttpConnections, limitsFromFileLimit, readFileLimits } from './admission.js';
 import { coalesceWebSocketWrites } from './coalesce.js';
 import { encode, encodingFrom, type Encoding, maybeBase64 } from './codec.js';
 import { Delivery, userChannel } from './delivery.js';
@@ -17,10 +18,18 @@ import { Delivery, userChannel } from './delivery.js';
 /** What a socket knows about itself once authenticated. */
 export interface SocketState {
   encoding: Encoding;
+  /** The caller's address (proxy-aware), resolved once from the handshake. */
+  address: string;
   appId?: string;
   userId?: string;
   tokenDigest?: string;
   clientKeyId?: string | null;
+  /** Why the last session of this socket ended (its token expired or was revoked), until it logs in again. */
+  ended?: AppError;
+  /** Ends the session when the token expires (see armExpiry). */
+  expiryTimer?: NodeJS.Timeout;
+  /** The socket's own event budget: it lives and dies with the socket, so nothing of it outlives a connection. */
+  events: EventBudget;
   authFailures: number;
   strikes: number;
 }
@@ -30,6 +39,13 @@ type Ack = (...args: unknown[]) => void;
 const MAX_AUTH_FAILURES = 5;
 const MAX_STRIKES = 3;
 const WINDOW = 10_000;
+/** setTimeout fires at once for a delay above 2^31-1 ms (about 24.8 days): longer waits are taken in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * The shortest wait before the expiry is checked again. A timer can fire a little before the clock reaches the
+ * expiry (a different time source, or tests' ManualClock, which only moves when told): then it waits again.
+ */
+const MIN_RECHECK_MS = 25;
 
 /**
  * The Socket.IO side of the IMKIT protocol (realtime spec §1-§3) on the HTTP server. Sockets connect
@@ -39,7 +55,9 @@ const WINDOW = 10_000;
 export class Realtime {
   readonly io: Server;
   private readonly delivery: Delivery;
-  private readonly eventRates = new MemoryRateLimitStore();
+  private readonly admission: Admission;
+  /** Built once: compiling the trusted-proxy list is not free. */
+  private readonly addressOf: (req: Socket['request']) => string;
   private readonly revocationPoll: NodeJS.Timeout;
   private lastRevocationCheck: number;
 
@@ -55,6 +73,18 @@ export class Realtime {
       maxHttpBufferSize: Math.max(deps.config.bodyLimitBytes, 1_000_000),
       serveClient: false,
     });
+    this.addressOf = addressResolver(deps.config.trustProxy);
+    // Read after main.ts raised the soft limit to the hard one, so the caps follow the limit the process has.
+    const limits = limitsFromFileLimit(readFileLimits().soft);
+    capHttpConnections(http, limits.maxConnections);
+    this.admission = new Admission({
+      perAddress: deps.config.maxSocketsPerIp,
+      total: deps.config.maxSockets ?? limits.sockets,
+      loginTimeoutMs: deps.config.socketLoginTimeoutMs,
+      addressOf: this.addressOf,
+      logger: deps.logger,
+    });
+    this.admission.attach(this.io);
     coalesceWebSocketWrites(this.io);
     this.delivery = new Delivery(this.io, deps.services, deps.store, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
@@ -76,20 +106,39 @@ export class Realtime {
     return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0) > 0;
   }
 
+  /**
+   * What this node holds for its connections: admitted sockets, client addresses in the per-address table, and
+   * Socket.IO sockets. All three are zero once every connection closed (nothing per socket outlives it).
+   */
+  admissionStats(): { sockets: number; addresses: number; ioSockets: number } {
+    return { ...this.admission.stats(), ioSockets: this.io.sockets.sockets.size };
+  }
+
   async close(): Promise<void> {
     clearInterval(this.revocationPoll);
     this.delivery.stop();
-    await this.eventRates.close();
+    for (const s of this.io.sockets.sockets.values()) clearTimeout((s.data as SocketState).expiryTimer);
     // Closing the engine drops the transports without a DISCONNECT packet, so clients reconnect by themselves
     // (to this server after a restart, or to another node).
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
   }
 
   private onConnection(socket: Socket): void {
-    const state: SocketState = { encoding: 'plain', authFailures: 0, strikes: 0 };
+    const state: SocketState = {
+      encoding: 'plain',
+      address: this.addressOf(socket.request),
+      events: new EventBudget(this.deps.config.socketEventsPer10s, WINDOW),
+      authFailures: 0,
+      strikes: 0,
+    };
     socket.data = state;
+    // Socket.IO fills the handshake with the TCP peer's address; behind a reverse proxy that is the proxy. Every
+    // reader of the handshake sees the caller's address instead.
+    socket.handshake.address = state.address;
+    socket.on('disconnect', () => clearTimeout(state.expiryTimer));
 
-    socket.on('conf', (conf: unknown, ack?: Ack) => {
+    this.on(socket, state, 'conf', true, (args, ack) => {
+      const conf = args[0];
       const before = state.encoding;
       state.encoding = encodingFrom(conf);
       if (state.appId && state.userId && before !== state.encoding) {
@@ -99,8 +148,7 @@ export class Realtime {
       if (typeof ack === 'function') ack(encode({ RC: 0, RM: 'OK', result: { encoding: state.encoding === 'base64' ? 'base64' : 'json' } }, state.encoding));
     });
 
-    socket.on('auth2', (...args: unknown[]) => {
-      const ack = lastFunction(args);
+    this.on(socket, state, 'auth2', true, (args, ack) => {
       const token = typeof args[0] === 'string' ? args[0] : undefined;
       const headers = lowerKeys(typeof args[1] === 'object' && args[1] !== null ? (args[1] as Record<string, unknown>) : {});
       void this.authenticate(socket, state, ack, () =>
@@ -112,15 +160,14 @@ export class Realtime {
               host: socket.handshake.headers.host,
               origin: socket.handshake.headers.origin,
             },
-            ip: socket.handshake.address,
+            ip: state.address,
           },
           'user',
         ),
       );
     });
 
-    socket.on('auth', (...args: unknown[]) => {
-      const ack = lastFunction(args);
+    this.on(socket, state, 'auth', true, (args, ack) => {
       const token = typeof args[0] === 'string' ? args[0] : '';
       if (!this.deps.config.legacySocketAuth) {
         reply(ack, state, { RC: 401, RM: 'The legacy auth event is disabled on this server; use auth2 with the client key', error: 'INVALID_TOKEN' });
@@ -129,7 +176,8 @@ export class Realtime {
       void this.authenticate(socket, state, ack, () => this.deps.guard.authenticateTokenOnly(token, socket.handshake.address));
     });
 
-    socket.on('chat message', (msg: unknown, ack?: Ack) => {
+    this.on(socket, state, 'chat message', false, (args, ack) => {
+      const msg = args[0];
       void this.guarded(socket, state, ack, async (actor) => {
         if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new AppError('INVALID_REQUEST', 'chat message takes one message object');
         const body = msg as Record<string, unknown>;
@@ -142,11 +190,33 @@ export class Realtime {
       });
     });
 
-    socket.on('typing', (roomId: unknown, text?: unknown) => {
-      void this.guarded(socket, state, undefined, async (actor) => {
+    // The SDKs send typing without an ack; one given anyway receives the outcome.
+    this.on(socket, state, 'typing', false, (args, ack) => {
+      const [roomId, text] = args;
+      void this.guarded(socket, state, ack, async (actor) => {
         if (typeof roomId !== 'string') throw new AppError('INVALID_REQUEST', 'typing takes a room id');
         await this.deps.services.prefs.typing({ appId: actor.app.id, userId: actor.userId, platform: false }, roomId, maybeBase64(text));
+        if (typeof ack === 'function') ack({ RC: 0, RM: 'OK' });
       });
+    });
+  }
+
+  /**
+   * Registers a client event. Its arguments are checked for nesting depth before any handler walks them
+   * (JSON.stringify, the renderers and the store all recurse, and a payload some thousands of levels deep
+   * overflows the stack): too deep is a 400 ack naming the limit. `encodedAck`: the ack follows the socket's
+   * encoding (conf, auth) or is always a plain object (chat message, typing).
+   */
+  private on(socket: Socket, state: SocketState, event: string, encodedAck: boolean, handler: (args: unknown[], ack: Ack | undefined) => void): void {
+    socket.on(event, (...args: unknown[]) => {
+      const ack = lastFunction(args);
+      if (args.some((a) => valueTooDeep(a, this.deps.config.maxJsonDepth))) {
+        const body = tooDeep(this.deps.config.maxJsonDepth).toBody();
+        if (encodedAck) reply(ack, state, body);
+        else if (typeof ack === 'function') ack(body);
+        return;
+      }
+      handler(args, ack);
     });
   }
 
@@ -154,22 +224,27 @@ export class Realtime {
     try {
       const { actor } = await check();
       if (actor.kind !== 'user') throw new AppError('INVALID_TOKEN', 'A user token is required');
-      const me = await this.deps.services.users.me(actor, { ip: socket.handshake.address, userAgent: str(socket.handshake.headers['user-agent']) });
+      const me = await this.deps.services.users.me(actor, { ip: state.address, userAgent: str(socket.handshake.headers['user-agent']) });
+      // When the token expires; read through the guard's cache, which the check above has just filled.
+      const live = await this.deps.guard.tokenLiveness(actor.app.id, actor.userId, actor.tokenDigest);
+      if (!live.ok) throw live.error;
       // Re-auth on the same socket re-binds it to the new user.
       for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
       state.appId = actor.app.id;
       state.userId = actor.userId;
       state.tokenDigest = actor.tokenDigest;
       state.clientKeyId = actor.clientKeyId;
+      state.ended = undefined;
       state.authFailures = 0;
+      this.admission.loggedIn(socket.conn);
+      this.armExpiry(socket, state, live.expiresAt);
       await socket.join([`app:${actor.app.id}`, userChannel(actor.app.id, actor.userId, state.encoding)]);
       reply(ack, state, { RC: 0, RM: 'OK', result: { ...me, client: actor.userId } });
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError('INTERNAL_ERROR', 'Authentication failed');
       if (!(err instanceof AppError)) this.deps.logger.error({ err }, 'socket auth failed');
       // A failed auth leaves the socket connected but receiving nothing (and unbinds a previous user).
-      for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
-      state.appId = state.userId = state.tokenDigest = undefined;
+      this.unbind(socket, state);
       state.authFailures++;
       reply(ack, state, { RC: e.code === 'RATE_LIMIT_EXCEEDED' ? 429 : e.status >= 500 ? 500 : 401, RM: e.message, error: e.code });
       if (state.authFailures >= MAX_AUTH_FAILURES) socket.disconnect(true);
@@ -179,19 +254,81 @@ export class Realtime {
   /** Runs a client event for an authenticated socket, within its event budget; errors become {RC,RM} acks. */
   private async guarded(socket: Socket, state: SocketState, ack: Ack | undefined, run: (actor: { app: { id: string }; userId: string }) => Promise<void>): Promise<void> {
     try {
-      const rate = await this.eventRates.hit(socket.id, this.deps.config.socketEventsPer10s, WINDOW, Date.now());
+      const rate = state.events.take(Date.now());
       if (!rate.allowed) {
         state.strikes++;
         if (state.strikes >= MAX_STRIKES) socket.disconnect(true);
         throw new AppError('RATE_LIMIT_EXCEEDED', 'Too many events, please slow down', { retryAfter: rate.retryAfter });
       }
-      if (!state.appId || !state.userId) throw new AppError('INVALID_TOKEN', 'Authenticate with auth2 first');
-      await run({ app: { id: state.appId }, userId: state.userId });
+      if (!state.appId || !state.userId || !state.tokenDigest) throw state.ended ?? new AppError('INVALID_TOKEN', 'Authenticate with auth2 first');
+      const { appId, userId, tokenDigest } = state;
+      // The token may have expired or been revoked since login (also by the CLI in another process).
+      const live = await this.deps.guard.tokenLiveness(appId, userId, tokenDigest);
+      if (!live.ok) {
+        if (state.tokenDigest === tokenDigest && state.appId === appId) this.endSession(socket, state, live.error);
+        throw live.error;
+      }
+      await run({ app: { id: appId }, userId });
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError('INTERNAL_ERROR', 'Internal server error');
       if (!(err instanceof AppError)) this.deps.logger.error({ err }, 'socket event failed');
       if (typeof ack === 'function') ack(e.toBody());
     }
+  }
+
+  /**
+   * Ends the session when its token expires. The delay is computed from the server's Clock and the timer checks
+   * the token again when it fires: if the clock has not reached the expiry yet (a timer that fires early, a
+   * wait longer than setTimeout can take, a token whose expiry was moved, tests' ManualClock that was not
+   * advanced), it waits again for what is left. So the session ends at the first firing at or after the
+   * expiry by the Clock. A revoked token is noticed on the next event, and its sockets are disconnected by
+   * delivery when this process revoked it.
+   */
+  private armExpiry(socket: Socket, state: SocketState, expiresAt: number | null): void {
+    clearTimeout(state.expiryTimer);
+    state.expiryTimer = undefined;
+    if (expiresAt === null || !socket.connected) return;
+    const delay = Math.min(Math.max(expiresAt - this.deps.clock.now(), MIN_RECHECK_MS), MAX_TIMER_MS);
+    state.expiryTimer = setTimeout(() => void this.onExpiryTimer(socket, state, expiresAt), delay);
+    state.expiryTimer.unref();
+  }
+
+  private async onExpiryTimer(socket: Socket, state: SocketState, expiresAt: number): Promise<void> {
+    state.expiryTimer = undefined;
+    const { appId, userId, tokenDigest } = state;
+    if (!appId || !userId || !tokenDigest || !socket.connected) return;
+    try {
+      const live = await this.deps.guard.tokenLiveness(appId, userId, tokenDigest);
+      // Logged in again (another token) while the check ran: that login armed its own timer.
+      if (state.tokenDigest !== tokenDigest || state.appId !== appId) return;
+      if (live.ok) {
+        this.armExpiry(socket, state, live.expiresAt);
+        return;
+      }
+      this.endSession(socket, state, live.error);
+      // Closing the transport, not a Socket.IO disconnect: the SDK reconnects by itself, logs in again and gets
+      // the login error (a Socket.IO disconnect would tell it not to reconnect).
+      socket.conn.close();
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'socket token expiry check failed');
+      if (state.tokenDigest === tokenDigest) this.armExpiry(socket, state, Math.max(expiresAt, this.deps.clock.now() + 1000));
+    }
+  }
+
+  /** The session's token ended: the socket receives nothing more and must log in again before its deadline. */
+  private endSession(socket: Socket, state: SocketState, why: AppError): void {
+    this.unbind(socket, state);
+    state.ended = why;
+  }
+
+  private unbind(socket: Socket, state: SocketState): void {
+    for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
+    clearTimeout(state.expiryTimer);
+    state.expiryTimer = undefined;
+    const wasIn = state.appId !== undefined;
+    state.appId = state.userId = state.tokenDigest = undefined;
+    state.clientKeyId = undefined;
+    if (wasIn) this.admission.loggedOut(socket.conn);
   }
 
   /** Drops the sockets of a user (all, or those authenticated with the given token digests) on this node. */
@@ -209,7 +346,7 @@ export class Realtime {
     try {
       const since = this.lastRevocationCheck - 2000;
       this.lastRevocationCheck = this.deps.clock.now();
-      const revoked = await new AppsRepo(this.deps.store.db).clientKeysRevokedSince(since);
+      const revoked = await this.deps.services.apps.clientKeysRevokedSince(since);
       if (revoked.length === 0) return;
       const ids = new Set(revoked);
       for (const s of this.io.sockets.sockets.values()) {
@@ -219,6 +356,37 @@ export class Realtime {
     } catch (err) {
       this.deps.logger.warn({ err }, 'client key revocation check failed');
     }
+  }
+}
+
+/**
+ * A sliding-window log of one socket's events: an event is allowed when fewer than `limit` were allowed in the
+ * last `windowMs`. Kept on the socket's state rather than in a shared rate-limit store keyed by socket id, whose
+ * entries outlived their sockets by up to the store's sweep interval (and a per-socket budget has nothing to
+ * share across nodes).
+ */
+export class EventBudget {
+  private readonly times: number[] = [];
+  private head = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+  ) {}
+
+  take(now: number): { allowed: boolean; retryAfter: number } {
+    const t = this.times;
+    while (this.head < t.length && t[this.head]! <= now - this.windowMs) this.head++;
+    if (this.head > 64 && this.head * 2 > t.length) {
+      t.splice(0, this.head);
+      this.head = 0;
+    }
+    if (t.length - this.head >= this.limit) {
+      const resetAt = t[t.length - this.limit]! + this.windowMs;
+      return { allowed: false, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
+    }
+    t.push(now);
+    return { allowed: true, retryAfter: 0 };
   }
 }
 
@@ -232,7 +400,8 @@ function lastFunction(args: unknown[]): Ack | undefined {
 }
 
 function lowerKeys(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  // No prototype: a "__proto__" key sent by the client stays a key.
+  const out: Record<string, unknown> = Object.create(null);
   for (const [k, v] of Object.entries(o)) out[k.toLowerCase()] = v;
   return out;
 }
