@@ -27,13 +27,15 @@ import { TestClient } from './realtime-helpers.js';
  */
 
 // Markers in the fixtures' texts: their presence in an answer means the other tenant's or the room's data leaked.
+// Every message the matrix puts into R carries R_TEXT, so R's last message always does.
 const A_TAG = 'atag7q';
 const B_TAG = 'btag9z';
 const R_TEXT = `r-secret ${A_TAG}`;
 /** The text of the copies of R made for calls that change them (the outsider may join those, never R). */
 const FRESH_TEXT = `f-secret ${A_TAG}`;
 
-type Req = { url: string; body?: unknown; headers?: Record<string, string> };
+/** A call; `unchanged` says what a refused call must have left as it was (undefined when it did). */
+type Req = { url: string; body?: unknown; headers?: Record<string, string>; unchanged?: () => Promise<string | undefined> };
 type Target = 'own' | 'foreign';
 
 interface Fx {
@@ -116,6 +118,28 @@ async function freshVictim(fx: Fx): Promise<string> {
   return id;
 }
 
+/** The state checks of refused calls: each answers a problem, or undefined when the object is as it was. */
+const still = {
+  room: (fx: Fx, id: string) => async () => ((await fx.t.request({ method: 'GET', url: `/rooms/${id}`, headers: admin(fx) })).status === 200 ? undefined : `room ${id} is gone`),
+  user: (fx: Fx, id: string) => async () => ((await fx.t.request({ method: 'GET', url: '/me', headers: { ...admin(fx), 'IM-CLIENT-ID': id } })).status === 200 ? undefined : `user ${id} is gone`),
+  member: (fx: Fx, roomId: string, userId: string) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
+    return r.body?.result?.members?.some((m: any) => m._id === userId) ? undefined : `${userId} is no longer a member of ${roomId}`;
+  },
+  noProperty: (fx: Fx, roomId: string, userId: string) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
+    const p = r.body?.result?.memberProperties?.find((m: any) => m.client === userId);
+    return p && 'note' in p ? `${userId}'s member property was written` : undefined;
+  },
+  message: (fx: Fx, roomId: string, messageId: string) => async () =>
+    (await fx.t.request({ method: 'GET', url: `/rooms/${roomId}/messages/${messageId}?before=0&after=0`, headers: admin(fx) })).status === 200 ? undefined : `message ${messageId} is gone`,
+  bans: (fx: Fx, roomId: string, userId: string, banned: boolean) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/blockStatus/room/${roomId}`, headers: admin(fx) });
+    const is = r.body?.result?.data?.some((b: any) => (b.blockee?._id ?? b.blockee) === userId) === true;
+    return is === banned ? undefined : `${userId} is ${is ? 'now' : 'no longer'} banned from ${roomId}`;
+  },
+};
+
 /** Runs a service-level setup for the user a kind acts as, ignoring "already so" answers. */
 async function quietly(p: Promise<unknown>): Promise<void> {
   await p.catch(() => undefined);
@@ -138,7 +162,12 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'POST /admin/clients': { default: (fx) => ({ url: '/admin/clients', body: { _id: `made-${++fx.seq}`, nickname: 'made' } }) },
   'POST /admin/clients/list': { default: (fx) => ({ url: '/admin/clients/list', body: { data: [{ _id: `listed-${++fx.seq}`, nickname: 'listed' }] } }) },
   'GET /admin/clients': { default: () => ({ url: '/admin/clients?limit=100' }) },
-  'DELETE /admin/clients/:id': { default: async (fx, _k, target, live) => ({ url: `/admin/clients/${target === 'foreign' ? 'b-owner' : live ? await freshVictim(fx) : 'nobody'}` }) },
+  'DELETE /admin/clients/:id': {
+    default: async (fx, _k, target, live) => {
+      const id = target === 'foreign' ? 'b-owner' : live ? await freshVictim(fx) : 'nobody';
+      return { url: `/admin/clients/${id}`, unchanged: live && target === 'own' ? still.user(fx, id) : undefined };
+    },
+  },
   'PUT /admin/clients/:id/token': {
     default: async (fx, _k, target, live) => ({
       url: `/admin/clients/${target === 'foreign' ? 'b-owner' : live ? await freshVictim(fx) : 'nobody'}/token`,
@@ -157,22 +186,37 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'GET /rooms/ids': { default: () => ({ url: '/rooms/ids' }) },
   'GET /rooms/:id': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}` }) },
   'PUT /rooms/:id': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}`, body: { description: 'changed' } }) },
-  'DELETE /rooms/:id': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}` }) },
+  'DELETE /rooms/:id': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/rooms/${id}`, unchanged: live && target === 'own' ? still.room(fx, id) : undefined };
+    },
+  },
   'POST /rooms/:id/join': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/join` }) },
   'PUT /rooms/:id/bot': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/bot`, body: { botState: 'CONTACT' } }) },
   'GET /rooms/:id/count': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/count?timeInMS=0` }) },
   'POST /rooms/:id/members': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members`, body: { invitees: ['outsider'] } }) },
   'POST /rooms/:id/members/:uid': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members/outsider` }) },
   'POST /rooms/:id/delete/members': {
-    default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/delete/members`, body: { members: [target === 'own' ? 'spare' : 'b-owner'] } }),
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/rooms/${id}/delete/members`, body: { members: [target === 'own' ? 'spare' : 'b-owner'] }, unchanged: live && target === 'own' ? still.member(fx, id, 'spare') : undefined };
+    },
   },
   'DELETE /rooms/:id/members/:uid': {
-    'remove another member': async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members/${target === 'own' ? 'spare' : 'b-owner'}` }),
+    'remove another member': async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/rooms/${id}/members/${target === 'own' ? 'spare' : 'b-owner'}`, unchanged: live && target === 'own' ? still.member(fx, id, 'spare') : undefined };
+    },
     'leave (own id)': async (fx, kind, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members/${userOf(kind)}` }),
   },
   'PUT /rooms/:id/member/:client': {
     'role of another member': (_fx, _k, target) => ({ url: `/rooms/${room(target)}/member/${target === 'own' ? 'spare' : 'b-owner'}`, body: { property: 'role', value: 'member' } }),
-    'own custom property': (_fx, kind, target) => ({ url: `/rooms/${room(target)}/member/${target === 'own' ? userOf(kind) : 'b-owner'}`, body: { property: 'note', value: 'hi' } }),
+    'own custom property': (fx, kind, target) => ({
+      url: `/rooms/${room(target)}/member/${target === 'own' ? userOf(kind) : 'b-owner'}`,
+      body: { property: 'note', value: 'hi' },
+      unchanged: target === 'own' ? still.noProperty(fx, 'r-a', userOf(kind)) : undefined,
+    }),
   },
   'PUT /rooms/:id/lastRead': { default: (fx, _k, target) => ({ url: `/rooms/${room(target)}/lastRead`, body: { message: msg(fx, target) } }) },
 
@@ -186,8 +230,8 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   },
   'DELETE /rooms/:id/invitations/:uid': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live, 'invitee')}/invitations/invitee` }) },
 
-  'POST /rooms/:id/message': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/message`, body: { messageType: 'text', message: 'hello' } }) },
-  'POST /messages': { default: (_fx, _k, target) => ({ url: '/messages', body: { room: room(target), sender: target === 'own' ? 'owner' : 'b-owner', messageType: 'text', message: 'hi' } }) },
+  'POST /rooms/:id/message': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/message`, body: { messageType: 'text', message: R_TEXT } }) },
+  'POST /messages': { default: (_fx, _k, target) => ({ url: '/messages', body: { room: room(target), sender: target === 'own' ? 'owner' : 'b-owner', messageType: 'text', message: R_TEXT } }) },
   'GET /rooms/:id/messages/v3': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/messages/v3?limit=5` }) },
   'GET /rooms/:id/messages': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/messages?limit=5` }) },
   'GET /rooms/:id/messages/:messageId': {
@@ -195,7 +239,10 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
     "R and B's message id": (fx) => ({ url: `/rooms/r-a/messages/${fx.mB}` }),
   },
   'DELETE /rooms/:id/messages/:messageId': {
-    default: async (fx, _k, target, live) => ({ url: `/rooms/${room(target)}/messages/${target === 'foreign' ? fx.mB : live ? await freshMessage(fx) : fx.m1}` }),
+    default: async (fx, _k, target, live) => {
+      const id = target === 'foreign' ? fx.mB : live ? await freshMessage(fx) : fx.m1;
+      return { url: `/rooms/${room(target)}/messages/${id}`, unchanged: target === 'own' ? still.message(fx, 'r-a', id) : undefined };
+    },
   },
   'POST /messages/:id/pin': { default: (fx, _k, target) => ({ url: `/messages/${msg(fx, target)}/pin` }) },
   'DELETE /messages/:id/pin': { default: (fx, _k, target) => ({ url: `/messages/${msg(fx, target)}/pin` }) },
@@ -231,7 +278,7 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'GET /messages/user-delete': { default: (_fx, _k, target) => ({ url: `/messages/user-delete?room=${room(target)}` }) },
   'POST /messages/user-delete/all-in-room': { default: (_fx, _k, target) => ({ url: '/messages/user-delete/all-in-room', body: { room: room(target) } }) },
 
-  'POST /messages/batch': { default: (_fx, _k, target) => ({ url: '/messages/batch', body: { messageType: 'text', message: 'hi $name$', paras: [{ room: room(target), $name$: 'all' }] } }) },
+  'POST /messages/batch': { default: (_fx, _k, target) => ({ url: '/messages/batch', body: { messageType: 'text', message: `${R_TEXT} $name$`, paras: [{ room: room(target), $name$: 'all' }] } }) },
   'GET /messages/batch/:batchID': { default: (fx, _k, target) => ({ url: `/messages/batch/${target === 'own' ? fx.batchA : fx.batchB}` }) },
   'POST /admin/groups': { default: (fx) => ({ url: '/admin/groups', body: { _id: `group-${++fx.seq}`, nickname: 'group', members: ['member'] } }) },
   'GET /admin/groups': { default: () => ({ url: '/admin/groups' }) },
@@ -255,9 +302,19 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
       return { url: `/blockStatus/my/${target === 'own' ? 'blockee' : 'b-owner'}` };
     },
   },
-  'POST /blockStatus/room/:roomID/:blockee': { default: async (fx, _k, target, live) => ({ url: `/blockStatus/room/${await fresh(fx, target, live)}/${target === 'own' ? 'spare' : 'b-owner'}` }) },
+  'POST /blockStatus/room/:roomID/:blockee': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/blockStatus/room/${id}/${target === 'own' ? 'spare' : 'b-owner'}`, unchanged: live && target === 'own' ? still.bans(fx, id, 'spare', false) : undefined };
+    },
+  },
   'GET /blockStatus/room/:roomID': { default: (_fx, _k, target) => ({ url: `/blockStatus/room/${room(target)}` }) },
-  'DELETE /blockStatus/room/:roomID/:blockee': { default: async (fx, _k, target, live) => ({ url: `/blockStatus/room/${await fresh(fx, target, live)}/${target === 'own' ? 'banned' : 'b-owner'}` }) },
+  'DELETE /blockStatus/room/:roomID/:blockee': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/blockStatus/room/${id}/${target === 'own' ? 'banned' : 'b-owner'}`, unchanged: live && target === 'own' ? still.bans(fx, id, 'banned', true) : undefined };
+    },
+  },
   'POST /admin/clients/:uid/mute/:room': { default: (_fx, _k, target) => ({ url: target === 'own' ? '/admin/clients/member/mute/r-a' : '/admin/clients/b-owner/mute/r-b' }) },
   'DELETE /admin/clients/:uid/mute/:room': {
     default: async (fx, _k, target, live) => {
@@ -298,7 +355,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
     await must(fx, 'POST', '/rooms/r-a/members', { invitees: ['invitee'], invitationRequired: true });
     await must(fx, 'POST', '/rooms/createAndJoin', { roomType: 'direct', invitee: 'outsider' }, userHeaders(t.clientKey, fx.tok.member!));
     await must(fx, 'POST', '/config', { announcement: { text: `hello ${A_TAG}` }, onlyInA: 1 });
-    fx.batchA = (await must(fx, 'POST', '/messages/batch', { messageType: 'text', message: 'hi', sender: 'owner', paras: [{ room: 'r-a' }] })).batchID;
+    fx.batchA = (await must(fx, 'POST', '/messages/batch', { messageType: 'text', message: R_TEXT, sender: 'owner', paras: [{ room: 'r-a' }] })).batchID;
 
     const other = await t.server.services.apps.create({ name: 'Other' });
     const bAdmin = { 'IM-API-KEY': other.apiKey };
@@ -307,7 +364,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
     for (const id of ['r-b', 'r-b-cj']) await must(fx, 'POST', '/rooms', { _id: id, name: `room ${B_TAG}`, roomType: 'group', members: ['b-owner'], owner: 'b-owner' }, bAdmin);
     fx.mB = (await must(fx, 'POST', '/messages', { room: 'r-b', sender: 'b-owner', messageType: 'text', message: `b-secret ${B_TAG}` }, bAdmin))._id;
     await must(fx, 'POST', '/config', { announcement: { text: `hello ${B_TAG}` } }, bAdmin);
-    fx.batchB = (await must(fx, 'POST', '/messages/batch', { messageType: 'text', message: 'hi', sender: 'b-owner', paras: [{ room: 'r-b' }] }, bAdmin)).batchID;
+    fx.batchB = (await must(fx, 'POST', '/messages/batch', { messageType: 'text', message: `b-secret ${B_TAG}`, sender: 'b-owner', paras: [{ room: 'r-b' }] }, bAdmin)).batchID;
   });
   afterAll(async () => {
     if (failures.length) console.log(`authorization matrix (${dialect}): ${failures.length} rows differ\n${failures.join('\n')}`);
@@ -342,8 +399,10 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
   }
 
   it('socket events: every client event the gateway registers has an entry, and every entry is registered', async () => {
+    // Logged in, so that handlers registered only after a login are listed too.
     const c = await TestClient.connect(await base(fx), 'bundle');
     try {
+      expect((await c.login(fx.tok.member!, fx.t.clientKey)).RC).toBe(0);
       const names = await serverEventNames(fx, c);
       expect({ missing: names.filter((n) => !(n in SOCKET_MATRIX)), stale: Object.keys(SOCKET_MATRIX).filter((n) => !names.includes(n)) }).toEqual({ missing: [], stale: [] });
     } finally {
@@ -397,7 +456,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
       // chat message on R and on B's room; typing on R and on B's room.
       for (const kind of SOCKET_KINDS) {
         const c = byKind.get(kind)!;
-        const ack = await c.emitAck('chat message', { room: 'r-a', messageType: 'text', message: `socket from ${kind}` });
+        const ack = await c.emitAck('chat message', { room: 'r-a', messageType: 'text', message: `${R_TEXT} from ${kind}` });
         check(`chat message ${kind} on R`, SOCKET_MATRIX['chat message']!.onR[kind], ack[0]);
         c.socket.emit('typing', 'r-a', Buffer.from(`typing ${kind}`).toString('base64'));
       }
@@ -450,7 +509,6 @@ function base(fx: Fx): Promise<string> {
 
 /** The client events the server side of a connected socket listens to (reserved Socket.IO events left out). */
 async function serverEventNames(fx: Fx, c: TestClient): Promise<string[]> {
-  await c.emitAck('conf', { encoding: 'base64' });
   const server = fx.t.server.realtime.io.sockets.sockets.get(c.socket.id!);
   if (!server) throw new Error('the server side of the socket was not found');
   const reserved = new Set(['disconnect', 'disconnecting', 'error', 'newListener', 'removeListener']);
@@ -470,6 +528,10 @@ async function callOne(fx: Fx, key: string, method: string, auth: 'admin' | 'use
     if (!allowed) problems.push(`expected allow, got ${describeAnswer(res.status, res.body)}`);
   } else if (res.status !== ERROR_STATUS[want] || res.body?.error !== want) {
     problems.push(`expected ${ERROR_STATUS[want]} ${want}, got ${describeAnswer(res.status, res.body)}`);
+  }
+  if (!allowed && req.unchanged) {
+    const changed = await req.unchanged();
+    if (changed) problems.push(`refused, but ${changed}`);
   }
   if (kind === 'otherApp' && res.raw.includes(A_TAG)) problems.push("answer carries A's data");
   if (target === 'foreign' && res.raw.includes(B_TAG)) problems.push("answer carries B's data");
