@@ -126,6 +126,18 @@ const still = {
     const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
     return r.body?.result?.members?.some((m: any) => m._id === userId) ? undefined : `${userId} is no longer a member of ${roomId}`;
   },
+  notMember: (fx: Fx, roomId: string, userId: string) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
+    return r.body?.result?.members?.some((m: any) => m._id === userId) ? `${userId} was added to ${roomId}` : undefined;
+  },
+  field: (fx: Fx, roomId: string, field: string, value: string) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
+    return r.body?.result?.[field] === value ? `${roomId}'s ${field} was set to ${value}` : undefined;
+  },
+  invited: (fx: Fx, roomId: string, userId: string) => async () => {
+    const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}/invitations`, headers: admin(fx) });
+    return r.body?.result?.data?.some((i: any) => i.invitee?._id === userId) ? undefined : `${userId}'s invitation to ${roomId} is gone`;
+  },
   noProperty: (fx: Fx, roomId: string, userId: string) => async () => {
     const r = await fx.t.request({ method: 'GET', url: `/rooms/${roomId}`, headers: admin(fx) });
     const p = r.body?.result?.memberProperties?.find((m: any) => m.client === userId);
@@ -185,7 +197,9 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'GET /rooms': { default: () => ({ url: '/rooms' }) },
   'GET /rooms/ids': { default: () => ({ url: '/rooms/ids' }) },
   'GET /rooms/:id': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}` }) },
-  'PUT /rooms/:id': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}`, body: { description: 'changed' } }) },
+  'PUT /rooms/:id': {
+    default: (fx, kind, target) => ({ url: `/rooms/${room(target)}`, body: { description: `by ${kind}` }, unchanged: target === 'own' ? still.field(fx, 'r-a', 'description', `by ${kind}`) : undefined }),
+  },
   'DELETE /rooms/:id': {
     default: async (fx, _k, target, live) => {
       const id = await fresh(fx, target, live);
@@ -193,10 +207,22 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
     },
   },
   'POST /rooms/:id/join': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/join` }) },
-  'PUT /rooms/:id/bot': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/bot`, body: { botState: 'CONTACT' } }) },
+  'PUT /rooms/:id/bot': {
+    default: (fx, kind, target) => ({ url: `/rooms/${room(target)}/bot`, body: { botState: `CONTACT ${kind}` }, unchanged: target === 'own' ? still.field(fx, 'r-a', 'botState', `CONTACT ${kind}`) : undefined }),
+  },
   'GET /rooms/:id/count': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/count?timeInMS=0` }) },
-  'POST /rooms/:id/members': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members`, body: { invitees: ['outsider'] } }) },
-  'POST /rooms/:id/members/:uid': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live)}/members/outsider` }) },
+  'POST /rooms/:id/members': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/rooms/${id}/members`, body: { invitees: ['outsider'] }, unchanged: live && target === 'own' ? still.notMember(fx, id, 'outsider') : undefined };
+    },
+  },
+  'POST /rooms/:id/members/:uid': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live);
+      return { url: `/rooms/${id}/members/outsider`, unchanged: live && target === 'own' ? still.notMember(fx, id, 'outsider') : undefined };
+    },
+  },
   'POST /rooms/:id/delete/members': {
     default: async (fx, _k, target, live) => {
       const id = await fresh(fx, target, live);
@@ -228,7 +254,12 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'POST /rooms/:id/invitations/decline': {
     default: async (fx, kind, target, live) => ({ url: `/rooms/${await fresh(fx, target, live, kind === 'outsider' ? 'outsider' : 'invitee')}/invitations/decline` }),
   },
-  'DELETE /rooms/:id/invitations/:uid': { default: async (fx, _k, target, live) => ({ url: `/rooms/${await fresh(fx, target, live, 'invitee')}/invitations/invitee` }) },
+  'DELETE /rooms/:id/invitations/:uid': {
+    default: async (fx, _k, target, live) => {
+      const id = await fresh(fx, target, live, 'invitee');
+      return { url: `/rooms/${id}/invitations/invitee`, unchanged: live && target === 'own' ? still.invited(fx, id, 'invitee') : undefined };
+    },
+  },
 
   'POST /rooms/:id/message': { default: (_fx, _k, target) => ({ url: `/rooms/${room(target)}/message`, body: { messageType: 'text', message: R_TEXT } }) },
   'POST /messages': { default: (_fx, _k, target) => ({ url: '/messages', body: { room: room(target), sender: target === 'own' ? 'owner' : 'b-owner', messageType: 'text', message: R_TEXT } }) },
@@ -480,8 +511,8 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
 
       // R's events must not reach the banned member's or the outsider's socket; a member's socket gets each.
       for (const c of byKind.values()) c.events.length = 0;
-      await must(fx, 'PUT', '/rooms/r-a', { description: 'room event' }); // room
-      await must(fx, 'POST', '/rooms/r-a/message', { messageType: 'text', message: 'for members' }, userHeaders(t.clientKey, fx.tok.owner!)); // chat message
+      await must(fx, 'POST', '/rooms/r-a/message', { messageType: 'text', message: `${R_TEXT} for members` }, userHeaders(t.clientKey, fx.tok.owner!)); // chat message
+      await must(fx, 'PUT', '/rooms/r-a', { description: 'room event' }); // room (its lastMessage is the one above)
       await must(fx, 'POST', '/rooms/r-a/typing', { message: 'typing' }, userHeaders(t.clientKey, fx.tok.owner!)); // typing
       await must(fx, 'PUT', '/rooms/r-a/lastRead', { message: fx.m1 }, userHeaders(t.clientKey, fx.tok.manager!)); // lastRead
       for (const event of SOCKET_DELIVERY) await member.next(event).catch(() => rows.push(`delivery control: the member's socket got no "${event}" of R`));
@@ -489,8 +520,8 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
       for (const kind of ['banned', 'outsider'] as const) {
         const got = byKind.get(kind)!.events.filter((e) => (SOCKET_DELIVERY as readonly string[]).includes(e.event)).map((e) => e.event);
         if (got.length) rows.push(`delivery to ${kind}: received R's ${[...new Set(got)].join(', ')}`);
-        const leak = byKind.get(kind)!.events.find((e) => JSON.stringify(e.payload).includes('for members'));
-        if (leak) rows.push(`delivery to ${kind}: received R's new message text in "${leak.event}"`);
+        const leak = byKind.get(kind)!.events.find((e) => JSON.stringify(e.payload).includes(R_TEXT));
+        if (leak) rows.push(`delivery to ${kind}: received R's message text in "${leak.event}"`);
       }
     } finally {
       for (const c of sockets) c.close();
