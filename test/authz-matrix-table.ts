@@ -261,9 +261,11 @@ export function expectedAnswer(auth: 'admin' | 'user' | 'either' | 'public', spe
 
 /**
  * Client events the gateway registers, and what each kind of socket gets. The socket kinds: `none` (connected,
- * never logged in), `otherApp` (B's client key with A's member token), `noToken` (A's client key, no token),
- * and logged-in sockets of outsider, banned, member, manager, owner. The test also checks what other members'
- * sockets receive (see SOCKET_DELIVERY).
+ * never logged in), `otherApp` (its login with B's client key and A's member token is refused; it then logs in
+ * as B's own user, so its room events on R are another tenant's), `noToken` (A's client key, no token), and
+ * logged-in sockets of outsider, banned, member, manager, owner. For events without an ack (typing) the answer
+ * is whether a member of R (who is none of the kinds) receives it. The test also checks what the banned
+ * member's and the outsider's sockets receive of R (see SOCKET_DELIVERY).
  */
 export type SocketKind = 'none' | 'otherApp' | 'noToken' | 'outsider' | 'banned' | 'member' | 'manager' | 'owner';
 export const SOCKET_KINDS: SocketKind[] = ['none', 'otherApp', 'noToken', 'outsider', 'banned', 'member', 'manager', 'owner'];
@@ -291,12 +293,12 @@ export const SOCKET_MATRIX: Record<string, SocketEventSpec> = {
   // Legacy token-only login: off by default (issue #15), so refused to everyone with the default settings.
   auth: { onR: { none: notLoggedIn, otherApp: notLoggedIn, noToken: notLoggedIn, outsider: notLoggedIn, banned: notLoggedIn, member: notLoggedIn, manager: notLoggedIn, owner: notLoggedIn } },
   'chat message': {
-    onR: { none: notLoggedIn, otherApp: notLoggedIn, noToken: notLoggedIn, outsider: e('NOT_ROOM_MEMBER', 403), banned: e('USER_BANNED', 403), member: ok, manager: ok, owner: ok },
+    onR: { none: notLoggedIn, otherApp: e('ROOM_NOT_FOUND', 404), noToken: notLoggedIn, outsider: e('NOT_ROOM_MEMBER', 403), banned: e('USER_BANNED', 403), member: ok, manager: ok, owner: ok },
     onB: e('ROOM_NOT_FOUND', 404),
   },
   // typing has no ack: its answer is whether the other members receive it (checked with SOCKET_DELIVERY).
   typing: {
-    onR: { none: notLoggedIn, otherApp: notLoggedIn, noToken: notLoggedIn, outsider: e('NOT_ROOM_MEMBER', 403), banned: e('USER_BANNED', 403), member: ok, manager: ok, owner: ok },
+    onR: { none: notLoggedIn, otherApp: e('ROOM_NOT_FOUND', 404), noToken: notLoggedIn, outsider: e('NOT_ROOM_MEMBER', 403), banned: e('USER_BANNED', 403), member: ok, manager: ok, owner: ok },
     onB: e('ROOM_NOT_FOUND', 404),
   },
 };

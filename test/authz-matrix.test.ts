@@ -478,6 +478,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
         byKind.set(kind, c);
         check(`conf ${kind}`, SOCKET_MATRIX.conf!.onR[kind], decodeAck(c, await c.emitAck('conf', { encoding: 'base64' })));
         check(`auth2 ${kind}`, SOCKET_MATRIX.auth2!.onR[kind], decodeAck(c, await c.emitAck('auth2', ...auth2Args(kind))));
+        if (kind === 'otherApp') expect(decodeAck(c, await c.emitAck('auth2', fx.b.token, { CLIENT_KEY: fx.b.clientKey, Authorization: fx.b.token })).RC).toBe(0);
         const legacy = await open();
         await legacy.emitAck('conf', { encoding: 'base64' });
         check(`auth ${kind}`, SOCKET_MATRIX.auth!.onR[kind], decodeAck(legacy, await legacy.emitAck('auth', legacyToken(kind))));
@@ -498,13 +499,16 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
       // What the watcher (a member of R) received from each kind: exactly the accepted ones.
       await new Promise((r) => setTimeout(r, 400));
       const senderOf = (p: any) => (typeof p?.sender === 'object' ? p.sender?._id : p?.sender);
-      const fromKinds = (event: string) => new Set(watcher.events.filter((e) => e.event === event).map((e) => String(senderOf(e.payload))));
+      const userOfSocket = (kind: SocketKind): string => (kind === 'otherApp' ? 'b-owner' : kind);
       for (const [event, spec] of [['chat message', SOCKET_MATRIX['chat message']!], ['typing', SOCKET_MATRIX.typing!]] as const) {
-        const got = fromKinds(event);
-        for (const kind of ['outsider', 'banned', 'member', 'manager', 'owner'] as const) {
-          const shouldArrive = spec.onR[kind].rc === 0;
-          if (got.has(kind) !== shouldArrive) rows.push(`${event} ${kind} on R: a member ${shouldArrive ? 'did not receive' : 'received'} it`);
+        const got = new Set(watcher.events.filter((e) => e.event === event).map((e) => String(senderOf(e.payload))));
+        const want = new Set(SOCKET_KINDS.filter((k) => spec.onR[k].rc === 0).map(userOfSocket));
+        for (const kind of SOCKET_KINDS) {
+          const u = userOfSocket(kind);
+          if (got.has(u) !== want.has(u)) rows.push(`${event} ${kind} on R: a member ${want.has(u) ? 'did not receive' : 'received'} it`);
         }
+        const strangers = [...got].filter((u) => !SOCKET_KINDS.map(userOfSocket).includes(u));
+        if (strangers.length) rows.push(`${event} on R: a member received it from ${strangers.join(', ')}`);
       }
       const crossed = bWatcher.events.filter((e) => e.event === 'chat message' || e.event === 'typing');
       if (crossed.length) rows.push(`A's member reached B's room: B's socket got ${JSON.stringify(crossed.map((e) => e.event))}`);
