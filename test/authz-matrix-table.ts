@@ -15,12 +15,16 @@ import type { ErrorCode } from '../src/errors.js';
  *   member    a plain member of R;  manager: member with role "admin";  owner: R's owner
  *   apiKey    A's API key alone (the platform administrator)
  *   apiKeyAs  A's API key with IM-CLIENT-ID naming a plain member of R (only called on user and either routes)
+ *   apiKeyAsBanned  A's API key with IM-CLIENT-ID naming the banned member (user and either routes). The API key
+ *             keeps the platform's powers (it passes every manager and owner check), but a ban binds the user it
+ *             acts as, whoever submits (docs/moderation.md): what a banned member is refused for reading or
+ *             writing R's content or members (the `member` routes below) is refused to it too, with USER_BANNED.
  *
  * Targets: every kind is called on A's objects (R, its messages, A's users). A's member, owner, apiKey and apiKeyAs
  * are also called on B's objects (B's room, message, user, batch) where the route names an object: that answer
  * is `foreign`, and it must never carry B's data.
  */
-export const KINDS = ['none', 'otherApp', 'noToken', 'outsider', 'banned', 'member', 'manager', 'owner', 'apiKey', 'apiKeyAs'] as const;
+export const KINDS = ['none', 'otherApp', 'noToken', 'outsider', 'banned', 'member', 'manager', 'owner', 'apiKey', 'apiKeyAs', 'apiKeyAsBanned'] as const;
 export type Kind = (typeof KINDS)[number];
 /** The kinds of A called on B's objects too. */
 export const FOREIGN_KINDS: Kind[] = ['member', 'owner', 'apiKey', 'apiKeyAs'];
@@ -59,7 +63,7 @@ const one = (spec: Omit<CaseSpec, 'name'>): CaseSpec[] => [{ name: 'default', ..
  * entry". apiKeyAs is not called on admin and public routes (IM-CLIENT-ID means nothing there).
  */
 export const AUTH_LEVEL: Record<'admin' | 'user' | 'either' | 'public', Record<Kind, Expect | 'route' | 'skip'>> = {
-  public: { none: 'allow', otherApp: 'allow', noToken: 'allow', outsider: 'allow', banned: 'allow', member: 'allow', manager: 'allow', owner: 'allow', apiKey: 'allow', apiKeyAs: 'skip' },
+  public: { none: 'allow', otherApp: 'allow', noToken: 'allow', outsider: 'allow', banned: 'allow', member: 'allow', manager: 'allow', owner: 'allow', apiKey: 'allow', apiKeyAs: 'skip', apiKeyAsBanned: 'skip' },
   admin: {
     none: 'MISSING_API_KEY',
     otherApp: 'route',
@@ -72,6 +76,7 @@ export const AUTH_LEVEL: Record<'admin' | 'user' | 'either' | 'public', Record<K
     owner: 'INSUFFICIENT_PERMISSIONS',
     apiKey: 'route',
     apiKeyAs: 'skip',
+    apiKeyAsBanned: 'skip',
   },
   user: {
     none: 'MISSING_CLIENT_KEY',
@@ -85,8 +90,9 @@ export const AUTH_LEVEL: Record<'admin' | 'user' | 'either' | 'public', Record<K
     // The API key must name the user it acts as.
     apiKey: 'INVALID_REQUEST',
     apiKeyAs: 'route',
+    apiKeyAsBanned: 'route',
   },
-  either: { none: 'MISSING_CLIENT_KEY', otherApp: 'route', noToken: 'INVALID_TOKEN', outsider: 'route', banned: 'route', member: 'route', manager: 'route', owner: 'route', apiKey: 'route', apiKeyAs: 'route' },
+  either: { none: 'MISSING_CLIENT_KEY', otherApp: 'route', noToken: 'INVALID_TOKEN', outsider: 'route', banned: 'route', member: 'route', manager: 'route', owner: 'route', apiKey: 'route', apiKeyAs: 'route', apiKeyAsBanned: 'route' },
 };
 
 /** Every route, by "METHOD url" exactly as in the route table. */
@@ -153,7 +159,7 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
     need: 'anyone',
     otherApp: 'INVITATION_NOT_FOUND',
     foreign: 'INVITATION_NOT_FOUND',
-    except: { banned: 'INVITATION_NOT_FOUND', member: 'INVITATION_NOT_FOUND', manager: 'INVITATION_NOT_FOUND', owner: 'INVITATION_NOT_FOUND', apiKeyAs: 'INVITATION_NOT_FOUND' },
+    except: { banned: 'INVITATION_NOT_FOUND', member: 'INVITATION_NOT_FOUND', manager: 'INVITATION_NOT_FOUND', owner: 'INVITATION_NOT_FOUND', apiKeyAs: 'INVITATION_NOT_FOUND', apiKeyAsBanned: 'INVITATION_NOT_FOUND' },
   }),
   // Withdrawing another's invitation (made by the platform): managers and up.
   'DELETE /rooms/:id/invitations/:uid': one({ need: 'manager', otherApp: 'ROOM_NOT_FOUND', foreign: 'ROOM_NOT_FOUND' }),
@@ -250,6 +256,7 @@ export function expectedAnswer(auth: 'admin' | 'user' | 'either' | 'public', spe
       return 'allow';
     default: {
       if (kind === 'apiKey' || kind === 'apiKeyAs') return 'allow';
+      if (kind === 'apiKeyAsBanned') return spec.need === 'member' && spec.banned !== 'allow' ? 'USER_BANNED' : 'allow';
       if (kind === 'outsider') return 'NOT_ROOM_MEMBER';
       if (kind === 'banned') return spec.banned === 'allow' ? 'allow' : 'USER_BANNED';
       return RANK[kind]! >= RANK[spec.need]! ? 'allow' : 'INSUFFICIENT_PERMISSIONS';

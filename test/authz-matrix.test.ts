@@ -64,6 +64,8 @@ function userOf(kind: Kind): string {
     case 'apiKey':
     case 'apiKeyAs':
       return 'extra';
+    case 'apiKeyAsBanned':
+      return 'banned';
     default:
       return 'member';
   }
@@ -82,6 +84,8 @@ function headersOf(fx: Fx, kind: Kind, auth: string): Record<string, string> {
       return { 'IM-API-KEY': A.apiKey };
     case 'apiKeyAs':
       return { 'IM-API-KEY': A.apiKey, 'IM-CLIENT-ID': 'extra' };
+    case 'apiKeyAsBanned':
+      return { 'IM-API-KEY': A.apiKey, 'IM-CLIENT-ID': 'banned' };
     default:
       return userHeaders(A.clientKey, fx.tok[kind]!);
   }
