@@ -15,10 +15,10 @@ import type { ErrorCode } from '../src/errors.js';
  *   member    a plain member of R;  manager: member with role "admin";  owner: R's owner
  *   apiKey    A's API key alone (the platform administrator)
  *   apiKeyAs  A's API key with IM-CLIENT-ID naming a plain member of R (only called on user and either routes)
- *   apiKeyAsBanned  A's API key with IM-CLIENT-ID naming the banned member (user and either routes). The API key
- *             keeps the platform's powers (it passes every manager and owner check), but a ban binds the user it
- *             acts as, whoever submits (docs/moderation.md): what a banned member is refused for reading or
- *             writing R's content or members (the `member` routes below) is refused to it too, with USER_BANNED.
+ *   apiKeyAsBanned  A's API key with IM-CLIENT-ID naming the banned member (user and either routes). A ban binds
+ *             the user it acts as, whoever submits (docs/chat.md, "A ban is a role"): in R it is banned like the
+ *             member, for every room action but what the banned keep (leaving, their own state). The API key alone
+ *             keeps every power of the platform.
  *
  * Targets: every kind is called on A's objects (R, its messages, A's users). A's member, owner, apiKey and apiKeyAs
  * are also called on B's objects (B's room, message, user, batch) where the route names an object: that answer
@@ -256,7 +256,7 @@ export function expectedAnswer(auth: 'admin' | 'user' | 'either' | 'public', spe
       return 'allow';
     default: {
       if (kind === 'apiKey' || kind === 'apiKeyAs') return 'allow';
-      if (kind === 'apiKeyAsBanned') return spec.need === 'member' && spec.banned !== 'allow' ? 'USER_BANNED' : 'allow';
+      if (kind === 'apiKeyAsBanned') return spec.banned === 'allow' ? 'allow' : 'USER_BANNED';
       if (kind === 'outsider') return 'NOT_ROOM_MEMBER';
       if (kind === 'banned') return spec.banned === 'allow' ? 'allow' : 'USER_BANNED';
       return RANK[kind]! >= RANK[spec.need]! ? 'allow' : 'INSUFFICIENT_PERMISSIONS';

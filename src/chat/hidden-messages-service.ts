@@ -43,7 +43,8 @@ export class HiddenMessagesService {
   /** `GET /messages/user-delete?room=`: the caller's hidden ids, in one room or all. */
   async hidden(caller: Caller, roomId: string | undefined): Promise<{ totalCount: number; data: string[] }> {
     const userId = requireUser(caller);
-    if (roomId !== undefined) await this.rooms.access(caller, roomId, 'read');
+    // The ids the caller hid are their own: a banned member still sees them.
+    if (roomId !== undefined) await this.rooms.access(caller, roomId, 'ownState');
     const data = await new MessagesRepo(this.ctx.db).hiddenIds(caller.appId, userId, roomId);
     return { totalCount: data.length, data };
   }

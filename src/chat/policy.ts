@@ -41,7 +41,7 @@ export type RoomAction =
   | 'moderateMessages' // recall/edit messages of others
   | 'ban' // ban and unban users, see the ban list
   | 'leave' // remove oneself from the room
-  | 'ownPrefs'; // one's own preferences and mute for the room (they reveal nothing of the room)
+  | 'ownState'; // one's own preferences and mute for the room, the ids one hid there (nothing of the room itself)
 
 const RANK: Record<RoomRole, number> = { platform: 5, owner: 4, manager: 3, member: 2, banned: 1, none: 0 };
 
@@ -61,7 +61,7 @@ const NEEDS: Record<RoomAction, RoomRole> = {
   moderateMessages: 'manager',
   ban: 'manager',
   leave: 'banned',
-  ownPrefs: 'banned',
+  ownState: 'banned',
 };
 
 export function callerOf(actor: Actor): Caller {
@@ -154,5 +154,5 @@ const DESCRIBE: Record<RoomAction, string> = {
   moderateMessages: "change other members' messages",
   ban: 'ban or unban users in this room',
   leave: 'leave this room',
-  ownPrefs: 'change preferences for this room',
+  ownState: 'change your own state in this room',
 };

@@ -48,7 +48,7 @@ export class PrefsService {
   /** `POST` / `DELETE /me/mute/:room`: no notifications from the room for the caller; returns their Client with `mute`. */
   async mute(caller: Caller, roomId: string, muted: boolean): Promise<Json> {
     const user = await this.actingUser(caller);
-    await this.rooms.access(caller, roomId, 'ownPrefs');
+    await this.rooms.access(caller, roomId, 'ownState');
     await this.writeRoomPref(caller.appId, user.id, roomId, '', (current) => ({ data: current.data, muted: muted ? 1 : 0 }));
     this.emit({ type: 'roomPref.changed', appId: caller.appId, roomId, userId: user.id, scope: '' });
     return renderUser(user, await new PrefsRepo(this.ctx.db).mutedRooms(caller.appId, user.id));
@@ -61,7 +61,7 @@ export class PrefsService {
     const { id: userId } = await this.actingUser(caller);
     if (scope.length > MAX_SCOPE_LENGTH) throw invalidRequest(`A room tag scope may be at most ${MAX_SCOPE_LENGTH} characters`);
     const changes = roomPrefChanges(patch ?? {});
-    await this.rooms.access(caller, roomId, 'ownPrefs');
+    await this.rooms.access(caller, roomId, 'ownState');
     const row = await this.writeRoomPref(caller.appId, userId, roomId, scope, (current) => {
       const data = { ...(JSON.parse(current.data) as Json), ...changes.data };
       for (const k of changes.cleared) delete data[k];
