@@ -40,6 +40,8 @@ const RESERVED = new Set([
 const MAX_CUSTOM_BYTES = 16 * 1024;
 export const MAX_USERS_PER_PAGE = 100;
 export const MAX_BATCH_USERS = 1000;
+/** Shortest custom token a backend may bind: a short one could be guessed by trying. */
+export const MIN_CUSTOM_TOKEN_LENGTH = 16;
 
 /** Users and their tokens. Knows nothing of HTTP; every method is scoped to one application. */
 export class UsersService {
@@ -268,6 +270,7 @@ export class UsersService {
   }
 
   private async bindCustom(repo: UsersRepo, appId: string, userId: string, token: string, expiresAt: number | null, now: number): Promise<void> {
+    if (token.length < MIN_CUSTOM_TOKEN_LENGTH) throw invalidRequest(`Invalid field token: must be at least ${MIN_CUSTOM_TOKEN_LENGTH} characters`);
     const d = digest(token);
     const existing = await repo.findToken(appId, d);
     if (existing && existing.user_id !== userId) throw new AppError('TOKEN_CONFLICT', 'This token is already bound to another client');
