@@ -77,22 +77,15 @@ describe.each(DIALECTS)('credential cache (%s)', (dialect) => {
   const admin = (apiKey: string) => t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': apiKey } });
 
   /**
-   * On Postgres this server's own writes are also announced by the database, a moment later, and empty the cache
-   * once more. Notifications arrive in commit order: once the one of an empty write made now has emptied the
-   * cache, the earlier ones have too. (SQLite does not report a connection's own commits.)
+   * On Postgres this server's own writes are also announced by the database, a moment later, and drop what they
+   * concern once more. Notifications arrive in commit order: once a marker sent now has arrived, the earlier ones
+   * have too. (SQLite does not report a connection's own commits until another connection commits.)
    */
   async function settle(): Promise<void> {
     if (dialect === 'sqlite') return;
-    const flushes = stats().flushes;
-    await pgQuery(`update ${t.config.databaseSchema}.apps set updated_at = updated_at where false`);
-    expect(await until(() => stats().flushes > flushes)).toBe(true);
-    // The flush seen may be an earlier write's announcement arriving just before ours: wait until none has come
-    // for a while (announcements arrive within milliseconds).
-    for (let seen = stats().flushes, i = 0; i < 40; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      if (stats().flushes === seen) break;
-      seen = stats().flushes;
-    }
+    const drops = stats().drops;
+    await pgQuery(`select pg_notify('imkit_credentials', json_build_array('${t.config.databaseSchema}', 'token', '~settle', 'marker')::text)`);
+    expect(await until(() => stats().drops > drops)).toBe(true);
   }
 
   /** Makes one request twice; the second must be answered from memory alone. */
@@ -380,9 +373,9 @@ describe.runIf(POSTGRES_URL)('credential cache: losing the Postgres LISTEN conne
     // listening again: a key is served from memory, and a change is noticed
     const app = await t.server.services.apps.resolve('default');
     const { apiKey } = await t.server.services.apps.rotateApiKey(app, 0);
-    const flushes = t.server.guard.credentials.stats.flushes;
-    await pgQuery(`update ${schema}.apps set updated_at = updated_at where false`);
-    expect(await until(() => t.server.guard.credentials.stats.flushes > flushes)).toBe(true);
+    const drops = t.server.guard.credentials.stats.drops;
+    await pgQuery(`select pg_notify('imkit_credentials', json_build_array('${schema}', 'token', '~settle', 'marker')::text)`);
+    expect(await until(() => t.server.guard.credentials.stats.drops > drops)).toBe(true);
     expect((await admin(apiKey)).status).toBe(200);
     const reads = t.server.guard.credentials.stats.storeReads;
     expect((await admin(apiKey)).status).toBe(200);

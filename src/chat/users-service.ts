@@ -97,7 +97,7 @@ export class UsersService {
       });
     const row = await retryOnceOnConflict(run);
     this.profilesWritten(app.id, [input.id]);
-    if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests);
+    if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests, issued ? undefined : input.token);
     const out = renderUser(row);
     if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
     else if (input.token !== undefined) Object.assign(out, { token: input.token, expirationDate: expiresAt === null ? null : iso(expiresAt) });
@@ -181,7 +181,7 @@ export class UsersService {
       return { ...user, updated_at: now };
     });
     this.profilesWritten(app.id, [userId]);
-    this.tokensWritten(app.id, userId, replaced);
+    this.tokensWritten(app.id, userId, replaced, token);
     return {
       _id: row.id,
       id: row.id,
@@ -234,10 +234,13 @@ export class UsersService {
     this.bus?.emit({ type: 'credentials.revoked', appId, userId, tokenDigests });
   }
 
-  /** After a committed token write: the replaced tokens are revoked; a write that revoked none (a new token, a new expiry) is still announced. */
-  private tokensWritten(appId: string, userId: string, replaced: string[]): void {
+  /**
+   * After a committed token write: the replaced tokens are revoked; a custom token bound again may have a new
+   * expiry, so it is announced by digest (a new token needs no announcement: nothing can have cached it).
+   */
+  private tokensWritten(appId: string, userId: string, replaced: string[], rebound: string | undefined): void {
     if (replaced.length > 0) this.revoked(appId, userId, replaced);
-    else this.bus?.emit({ type: 'credentials.changed', appId });
+    if (rebound !== undefined) this.bus?.emit({ type: 'credentials.changed', appId, tokenDigests: [digest(rebound)] });
   }
 
   private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {
