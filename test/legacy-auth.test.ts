@@ -86,11 +86,11 @@ describe.each(DIALECTS)('custom token length (%s)', (dialect) => {
     const post = await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'kim', token: 'fifteen-chars-x' } });
     expect(post.status).toBe(400);
     expect(post.body).toMatchObject({ RC: 400, error: 'INVALID_REQUEST' });
-    expect(post.body.message).toMatch(/token.*16/);
+    expect(post.body.message).toBe('Invalid field token: must NOT have fewer than 16 characters');
     expect((await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'kim', token: 'sixteen-chars-xx' } })).status).toBe(200);
     const put = await t.request({ method: 'PUT', url: '/admin/clients/kim/token', headers: admin, body: { token: 'a', expirationDate: '2031-01-01T00:00:00Z' } });
     expect(put.status).toBe(400);
-    expect(put.body.message).toMatch(/token.*16/);
+    expect(put.body.message).toBe('Invalid field token: must NOT have fewer than 16 characters');
   });
 
   it('the service refuses one too, for callers that do not go through HTTP', async () => {

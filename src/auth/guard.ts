@@ -34,9 +34,9 @@ const MINUTE = 60_000;
 
 /**
  * The one auth guard, shared by HTTP routes and socket handshakes: headers in, Actor out, or one of the seed
- * documents' errors. Credentials are read through its CredentialCache, which every committed change to them
- * empties first (also one made by the CLI in another process), so a revocation takes effect on the very next
- * request (on Postgres, once the change's notification has arrived from the database).
+ * documents' errors. Credentials are read through its CredentialCache, from which every committed change drops
+ * what it concerns first (also one made by the CLI in another process), so a revocation takes effect on the very
+ * next request (on Postgres, once the change's notification has arrived from the database).
  */
 export class Guard {
   /** What the guard keeps in memory; `stats` says how often the store was read. */
