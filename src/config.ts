@@ -94,6 +94,9 @@ const parseCorsOrigins = (raw: string): CorsOrigins => {
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username) {
       throw new ConfigError(`"${o}" is not an origin (scheme://host[:port], no path), e.g. https://app.example.com`);
     }
+    if (url.hostname.includes('*')) {
+      throw new ConfigError(`"${o}": list exact origins here; a wildcard (*.example.com) belongs among an application's domains, which are allowed anyway`);
+    }
     return url.origin;
   });
 };

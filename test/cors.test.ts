@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
 /**
@@ -107,5 +108,16 @@ describe.each(DIALECTS)('domain binding from a browser (%s)', (dialect) => {
   it('an application without domains still accepts any Origin that is not another application\'s', async () => {
     expect((await me(t.clientKey, defaultToken, { host: 'localhost', origin: 'https://anywhere.example' })).status).toBe(200);
     expect((await me(t.clientKey, defaultToken, { host: 'localhost', origin: 'https://chat.shop.example' })).body.error).toBe('CLIENT_KEY_MISMATCH');
+  });
+});
+
+describe('IMKIT_CORS_ORIGINS', () => {
+  it('takes *, none or a list of origins; anything else stops start-up naming the setting', () => {
+    expect(loadConfig({}, {}).corsOrigins).toBe('*');
+    expect(loadConfig({}, { IMKIT_CORS_ORIGINS: 'none' }).corsOrigins).toEqual([]);
+    expect(loadConfig({}, { IMKIT_CORS_ORIGINS: 'https://App.Example.com, http://localhost:5173/' }).corsOrigins).toEqual(['https://app.example.com', 'http://localhost:5173']);
+    for (const bad of ['app.example.com', 'https://app.example.com/path', 'ftp://x.example', 'https://*.example.com']) {
+      expect(() => loadConfig({}, { IMKIT_CORS_ORIGINS: bad }), bad).toThrow(/IMKIT_CORS_ORIGINS/);
+    }
   });
 });
