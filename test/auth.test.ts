@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { TestClient } from './realtime-helpers.js';
 
 describe.each(DIALECTS)('credentials and the error table (%s)', (dialect) => {
   let t: TestServer;
@@ -215,6 +216,26 @@ describe('failed credential attempts', () => {
       const back = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': 'wrong-key-6-xxxxxxxx' } });
       expect(back.status).toBe(401);
     } finally {
+      await t.close();
+    }
+  });
+
+  it('socket logins from a locked-out address: a valid token logs in over auth2, a bad one gets 429', async () => {
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 3 });
+    const base = await t.server.listen();
+    const c = await TestClient.connect(base, 'bundle');
+    try {
+      const token = await createUser(t, 'sam');
+      // Fastify inject and the socket both come from 127.0.0.1.
+      for (let i = 0; i < 3; i++) expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, `bad-${i}`) })).status).toBe(401);
+      expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'bad-3') })).status).toBe(429);
+      await c.emitAck('conf', { encoding: 'base64' });
+      const [bad] = await c.emitAck('auth2', 'bad-4', { CLIENT_KEY: t.clientKey, Authorization: 'bad-4' });
+      expect(c.decode(bad)).toMatchObject({ RC: 429, error: 'RATE_LIMIT_EXCEEDED' });
+      const [good] = await c.emitAck('auth2', token, { CLIENT_KEY: t.clientKey, Authorization: token });
+      expect(c.decode(good)).toMatchObject({ RC: 0, result: { client: 'sam' } });
+    } finally {
+      c.close();
       await t.close();
     }
   });
