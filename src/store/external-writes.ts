@@ -102,21 +102,37 @@ export function watchSqlite(conn: Sqlite.Database, db: Kysely<any>, opts: WatchO
     if (typeof n === 'number') return compare(n);
     return n.then(compare);
   };
+  // A check that has to wait (inside a transaction) has already taken the new version and counter as seen: a check
+  // made meanwhile must wait for it too, or it would find nothing new and go on before the drops are applied.
+  let pending: Promise<void> | undefined;
+  const settle = (p: Promise<void> | undefined): Promise<void> | undefined => {
+    if (p === undefined) return undefined;
+    const entry: Promise<void> = p.finally(() => {
+      if (pending === entry) pending = undefined;
+    });
+    pending = entry;
+    return entry;
+  };
   return {
     reliable: true,
     started: Promise.resolve(),
     check() {
-      if (!conn.inTransaction) return seen(version.get() as number, () => counter.get() as number, (after) => since.all(after) as LoggedChange[]);
-      return sql<{ data_version: number }>`pragma data_version`.execute(db).then((r) =>
-        seen(
-          Number(r.rows[0]!.data_version),
-          async () => Number((await sql.raw<{ n: number }>(CREDENTIAL_COUNT).execute(db)).rows[0]!.n),
-          async (after) => (await sql<LoggedChange>`select seq, kind, app_id, ref from credential_changes where seq > ${after} order by seq`.execute(db)).rows,
-        ),
-      );
+      if (pending) return pending;
+      return settle(checkNow());
     },
     close: async () => {},
   };
+
+  function checkNow(): Promise<void> | undefined {
+    if (!conn.inTransaction) return seen(version.get() as number, () => counter.get() as number, (after) => since.all(after) as LoggedChange[]);
+    return sql<{ data_version: number }>`pragma data_version`.execute(db).then((r) =>
+      seen(
+        Number(r.rows[0]!.data_version),
+        async () => Number((await sql.raw<{ n: number }>(CREDENTIAL_COUNT).execute(db)).rows[0]!.n),
+        async (after) => (await sql<LoggedChange>`select seq, kind, app_id, ref from credential_changes where seq > ${after} order by seq`.execute(db)).rows,
+      ),
+    );
+  }
 }
 
 const RETRY_MIN_MS = 100;
