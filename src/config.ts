@@ -2,6 +2,9 @@ import path from 'node:path';
 import { parseTrustedProxies, type TrustedProxies } from './lib/client-address.js';
 import { parseDuration } from './lib/duration.js';
 
+/** Browser origins allowed by IMKIT_CORS_ORIGINS, besides the applications' domains: any, or these exact origins. */
+export type CorsOrigins = '*' | string[];
+
 /**
  * Every setting of the server, in one table: its environment variable, its flag, its default and how it is
  * checked. `--help`, docs/configuration.md and the parser all read this table, so they cannot drift apart.
@@ -19,6 +22,7 @@ export interface Config {
   rateLimitPerMinute: number;
   userRateLimitPerMinute: number;
   authFailuresPerMinute: number;
+  corsOrigins: CorsOrigins;
   tokenTtlMs: number;
   bodyLimitBytes: number;
   trustProxy: TrustedProxies;
@@ -31,7 +35,8 @@ export interface Config {
   maxSockets: number | undefined;
   pingIntervalMs: number;
   pingTimeoutMs: number;
-  legacySocketAuth: boolean;
+  /** The one application whose tokens the legacy socket `auth` event accepts; undefined: the event is refused. */
+  legacySocketAuth: string | undefined;
   socketEventsPer10s: number;
 }
 
@@ -76,6 +81,27 @@ const bool = (raw: string) => {
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
   if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
   throw new ConfigError(`must be true or false, got "${raw}"`);
+};
+/** '*', 'none' (only the applications' domains) or a list of origins, each kept as `new URL(o).origin` (scheme://host[:port]). */
+const parseCorsOrigins = (raw: string): CorsOrigins => {
+  const v = raw.trim();
+  if (v === '*') return '*';
+  if (v.toLowerCase() === 'none') return [];
+  return v.split(',').map((s) => s.trim()).filter(Boolean).map((o) => {
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      throw new ConfigError(`must be *, none or a comma-separated list of origins such as https://app.example.com, got "${o}"`);
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username) {
+      throw new ConfigError(`"${o}" is not an origin (scheme://host[:port], no path), e.g. https://app.example.com`);
+    }
+    if (url.hostname.includes('*')) {
+      throw new ConfigError(`"${o}": list exact origins here; a wildcard (*.example.com) belongs among an application's domains, which are allowed anyway`);
+    }
+    return url.origin;
+  });
 };
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -143,7 +169,13 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: 'authFailuresPerMinute', env: 'IMKIT_AUTH_FAILURE_LIMIT', flag: 'auth-failure-limit', default: '60',
-    help: 'failed credential checks per sliding minute per client IP before that IP gets 429', parse: integer(1, 10_000_000),
+    help: 'failed credential checks per sliding minute per client address, and per presented credential, before further failing attempts get 429 (a valid credential always passes)',
+    parse: integer(1, 10_000_000),
+  },
+  {
+    key: 'corsOrigins', env: 'IMKIT_CORS_ORIGINS', flag: 'cors-origins', default: '*',
+    help: 'browser origins allowed besides the domains of the applications: * (any), none, or a comma-separated list such as https://app.example.com (never with credentials)',
+    parse: parseCorsOrigins,
   },
   {
     key: 'tokenTtlMs', env: 'IMKIT_TOKEN_TTL', flag: 'token-ttl', default: '7d',
@@ -186,8 +218,16 @@ export const SETTINGS: Setting[] = [
     help: 'Socket.IO ping timeout: a socket silent this long after a ping is closed', parse: duration,
   },
   {
-    key: 'legacySocketAuth', env: 'IMKIT_LEGACY_SOCKET_AUTH', flag: 'legacy-socket-auth', default: 'true',
-    help: 'accept the legacy socket `auth` event, which sends a user token without a client key', parse: bool,
+    key: 'legacySocketAuth', env: 'IMKIT_LEGACY_SOCKET_AUTH', flag: 'legacy-socket-auth', default: undefined,
+    help: 'the application whose user tokens the legacy socket `auth` event accepts (a token without a client key or domain check); unset: the event is refused',
+    parse: (raw) => {
+      const v = raw.trim();
+      if (['0', 'false', 'no', 'off'].includes(v.toLowerCase())) return undefined;
+      // The old boolean setting: "true" named no application, and guessing one would bind every tenant's tokens to it.
+      if (['1', 'true', 'yes', 'on'].includes(v.toLowerCase())) throw new ConfigError('now names the one application whose tokens it accepts (e.g. default), not true');
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(v)) throw new ConfigError('must be an application id (1-64 letters, digits, "_", "." or "-") or off');
+      return v;
+    },
   },
   {
     key: 'socketEventsPer10s', env: 'IMKIT_SOCKET_EVENT_LIMIT', flag: 'socket-event-limit', default: '100',

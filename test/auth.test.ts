@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { TestClient } from './realtime-helpers.js';
 
 describe.each(DIALECTS)('credentials and the error table (%s)', (dialect) => {
   let t: TestServer;
@@ -190,22 +191,96 @@ describe.each(DIALECTS)('domain binding (%s)', (dialect) => {
   });
 });
 
-describe('failed credential attempts per IP', () => {
-  it('locks an IP out with 429 after the configured number of failures, and lets it back in after a minute', async () => {
+describe('failed credential attempts', () => {
+  it('after too many failures from an address, further failures get 429 (and age out after a minute); valid credentials from it still pass', async () => {
     const t = await startTestServer('sqlite', { authFailuresPerMinute: 5 });
     try {
+      const token = await createUser(t, 'olga');
       for (let i = 0; i < 5; i++) {
         const res = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': `wrong-key-${i}-xxxxxxxx` } });
         expect(res.status).toBe(401);
       }
-      const locked = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': t.apiKey } });
+      const locked = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': 'wrong-key-5-xxxxxxxx' } });
       expect(locked.status).toBe(429);
       expect(locked.body).toMatchObject({ error: 'RATE_LIMIT_EXCEEDED', message: 'Too many requests, please try again later' });
       expect(locked.body.retryAfter).toBeGreaterThan(0);
       expect(locked.headers['retry-after']).toBe(String(locked.body.retryAfter));
+      const badToken = await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'not-a-token') });
+      expect(badToken.status).toBe(429);
+
+      // The same address, right then: the valid API key and the valid user token are served.
+      expect((await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': t.apiKey } })).status).toBe(200);
+      expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, token) })).status).toBe(200);
+
       t.clock.advance(60_001);
-      const back = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': t.apiKey } });
-      expect(back.status).toBe(200);
+      const back = await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': 'wrong-key-6-xxxxxxxx' } });
+      expect(back.status).toBe(401);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('socket logins from a locked-out address: a valid token logs in over auth2, a bad one gets 429', async () => {
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 3 });
+    const base = await t.server.listen();
+    const c = await TestClient.connect(base, 'bundle');
+    try {
+      const token = await createUser(t, 'sam');
+      // Fastify inject and the socket both come from 127.0.0.1.
+      for (let i = 0; i < 3; i++) expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, `bad-${i}`) })).status).toBe(401);
+      expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'bad-3') })).status).toBe(429);
+      await c.emitAck('conf', { encoding: 'base64' });
+      const [bad] = await c.emitAck('auth2', 'bad-4', { CLIENT_KEY: t.clientKey, Authorization: 'bad-4' });
+      expect(c.decode(bad)).toMatchObject({ RC: 429, error: 'RATE_LIMIT_EXCEEDED' });
+      const [good] = await c.emitAck('auth2', token, { CLIENT_KEY: t.clientKey, Authorization: token });
+      expect(c.decode(good)).toMatchObject({ RC: 0, result: { client: 'sam' } });
+    } finally {
+      c.close();
+      await t.close();
+    }
+  });
+
+  it('a valid token passes the legacy socket login path while its address is locked out; a bad one gets 429', async () => {
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 3, legacySocketAuth: 'default' });
+    try {
+      const token = await createUser(t, 'lena');
+      const guard = t.server.guard;
+      for (let i = 0; i < 3; i++) await expect(guard.authenticateTokenOnly(`bad-${i}`, '198.51.100.1')).rejects.toMatchObject({ code: 'INVALID_TOKEN' });
+      await expect(guard.authenticateTokenOnly('bad-3', '198.51.100.1')).rejects.toMatchObject({ code: 'RATE_LIMIT_EXCEEDED' });
+      const ok = await guard.authenticateTokenOnly(token, '198.51.100.1');
+      expect(ok.actor).toMatchObject({ kind: 'user', userId: 'lena' });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('the same bad credential from many addresses is locked out by itself, without locking those addresses', async () => {
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 3, trustProxy: ['loopback'] });
+    try {
+      const from = (ip: string, key: string) => t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': key, 'X-Forwarded-For': ip } });
+      for (let i = 0; i < 3; i++) expect((await from(`203.0.113.${i + 1}`, 'one-stolen-old-key-xxxx')).status).toBe(401);
+      expect((await from('203.0.113.50', 'one-stolen-old-key-xxxx')).status).toBe(429);
+      // Those addresses failed once each: another wrong key from one of them is a plain failure.
+      expect((await from('203.0.113.1', 'another-wrong-key-xxxx')).status).toBe(401);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('behind a trusted proxy the address counted is the rightmost untrusted hop: forged X-Forwarded-For entries neither escape the lockout nor lock out a chosen address', async () => {
+    // Fastify inject connects from 127.0.0.1: that is the trusted proxy, appending the address it saw last.
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 5, trustProxy: ['loopback'] });
+    try {
+      const attacker = '203.0.113.66';
+      const victim = '198.51.100.23';
+      const req = (xff: string, key: string) => t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': key, 'X-Forwarded-For': xff } });
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) statuses.push((await req(`10.9.${i}.1, ${victim}, ${attacker}`, `attempt-${i}-wrong-key-xxxx`)).status);
+      // Rotating the entries to the left of the proxy's own did not give each attempt a fresh address.
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+      // The victim, whose address the attacker wrote in every request, is not locked out.
+      expect((await req(victim, 'victim-wrong-key-xxxxxxx')).status).toBe(401);
+      expect((await req(victim, t.apiKey)).status).toBe(200);
     } finally {
       await t.close();
     }

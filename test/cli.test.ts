@@ -233,13 +233,13 @@ describe('keys given by the environment (IMKIT_APP_ID, IMKIT_API_KEY, IMKIT_CLIE
     let r = await startProcess(env, cwd);
     try {
       expect(r.out()).not.toContain(apiKey);
-      const created = await fetch(`${r.base}/admin/clients`, { method: 'POST', headers: { 'IM-API-KEY': apiKey, 'Content-Type': 'application/json' }, body: JSON.stringify({ _id: 'sam', token: 'sam-token-1' }) });
+      const created = await fetch(`${r.base}/admin/clients`, { method: 'POST', headers: { 'IM-API-KEY': apiKey, 'Content-Type': 'application/json' }, body: JSON.stringify({ _id: 'sam', token: 'sam-custom-token-1' }) });
       expect(((await created.json()) as any).result.appID).toBe('SampleApp');
-      const me = await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-token-1' } });
+      const me = await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-custom-token-1' } });
       expect(me.status).toBe(200);
       await stop(r);
       r = await startProcess(env, cwd); // idempotent on restart
-      expect((await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-token-1' } })).status).toBe(200);
+      expect((await fetch(`${r.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': 'sam-custom-token-1' } })).status).toBe(200);
       expect(fs.existsSync(path.join(cwd, 'data', 'imkit.sqlite'))).toBe(true);
     } finally {
       await stop(r);

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppsService } from '../src/apps/apps-service.js';
@@ -77,22 +78,15 @@ describe.each(DIALECTS)('credential cache (%s)', (dialect) => {
   const admin = (apiKey: string) => t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': apiKey } });
 
   /**
-   * On Postgres this server's own writes are also announced by the database, a moment later, and empty the cache
-   * once more. Notifications arrive in commit order: once the one of an empty write made now has emptied the
-   * cache, the earlier ones have too. (SQLite does not report a connection's own commits.)
+   * On Postgres this server's own writes are also announced by the database, a moment later, and drop what they
+   * concern once more. Notifications arrive in commit order: once a marker sent now has arrived, the earlier ones
+   * have too. (SQLite does not report a connection's own commits until another connection commits.)
    */
   async function settle(): Promise<void> {
     if (dialect === 'sqlite') return;
-    const flushes = stats().flushes;
-    await pgQuery(`update ${t.config.databaseSchema}.apps set updated_at = updated_at where false`);
-    expect(await until(() => stats().flushes > flushes)).toBe(true);
-    // The flush seen may be an earlier write's announcement arriving just before ours: wait until none has come
-    // for a while (announcements arrive within milliseconds).
-    for (let seen = stats().flushes, i = 0; i < 40; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      if (stats().flushes === seen) break;
-      seen = stats().flushes;
-    }
+    const drops = stats().drops;
+    await pgQuery(`select pg_notify('imkit_credentials', json_build_array('${t.config.databaseSchema}', 'token', '~settle', 'marker')::text)`);
+    expect(await until(() => stats().drops > drops)).toBe(true);
   }
 
   /** Makes one request twice; the second must be answered from memory alone. */
@@ -380,14 +374,147 @@ describe.runIf(POSTGRES_URL)('credential cache: losing the Postgres LISTEN conne
     // listening again: a key is served from memory, and a change is noticed
     const app = await t.server.services.apps.resolve('default');
     const { apiKey } = await t.server.services.apps.rotateApiKey(app, 0);
-    const flushes = t.server.guard.credentials.stats.flushes;
-    await pgQuery(`update ${schema}.apps set updated_at = updated_at where false`);
-    expect(await until(() => t.server.guard.credentials.stats.flushes > flushes)).toBe(true);
+    const drops = t.server.guard.credentials.stats.drops;
+    await pgQuery(`select pg_notify('imkit_credentials', json_build_array('${schema}', 'token', '~settle', 'marker')::text)`);
+    expect(await until(() => t.server.guard.credentials.stats.drops > drops)).toBe(true);
     expect((await admin(apiKey)).status).toBe(200);
     const reads = t.server.guard.credentials.stats.storeReads;
     expect((await admin(apiKey)).status).toBe(200);
     expect(t.server.guard.credentials.stats.storeReads).toBe(reads);
     await pgQuery(`update ${schema}.api_keys set revoked_at = 1 where app_id = 'default'`);
     expect((await afterExternalChange('postgres', () => admin(apiKey), 401)).status).toBe(401);
+  });
+});
+
+describe.each(DIALECTS)('credential cache: a change drops what it concerns (%s)', (dialect) => {
+  let t: TestServer;
+  let other: Store;
+  let otherUsers: UsersService;
+  let b: { apiKey: string };
+  const stats = () => t.server.guard.credentials.stats;
+  const me = (token: string) => t.request({ method: 'GET', url: '/me/pref', headers: userHeaders(t.clientKey, token) });
+
+  /** On Postgres: waits until every notification committed before now has arrived (a marker sent after them). */
+  async function settle(): Promise<void> {
+    if (dialect === 'sqlite') return;
+    const drops = stats().drops;
+    await pgQuery(`select pg_notify('imkit_credentials', json_build_array('${t.config.databaseSchema}', 'token', '~settle', 'marker')::text)`);
+    expect(await until(() => stats().drops > drops)).toBe(true);
+  }
+
+  /** The request is answered from memory: the store is not read for its client key, domains and token. */
+  async function expectFromMemory(token: string): Promise<void> {
+    const before = { ...stats() };
+    expect((await me(token)).status).toBe(200);
+    expect(stats().storeReads).toBe(before.storeReads);
+    expect(stats().hits).toBe(before.hits + 3);
+  }
+
+  beforeAll(async () => {
+    t = await startTestServer(dialect, { authFailuresPerMinute: 10_000 });
+    b = await t.server.services.apps.create({ id: 'tenant-b', name: 'B' });
+    // Another connection to the same store, as another process (the CLI, another node) would have.
+    other = openStore(t.config);
+    otherUsers = new UsersService(other.db, dialect, t.clock, 3_600_000);
+  });
+  afterAll(async () => {
+    await other?.close();
+    await t?.close();
+  });
+
+  it("issuing tokens, for another application or this one, through this server or another connection, keeps what is cached", async () => {
+    const token = await createUser(t, 'ann');
+    await settle();
+    expect((await me(token)).status).toBe(200);
+    await expectFromMemory(token);
+    const flushes = stats().flushes;
+
+    for (let i = 0; i < 3; i++) await createUser(t, `b-user-${i}`, b.apiKey);
+    await createUser(t, 'ann-colleague');
+    const appB = (await t.server.guard.credentials.app('tenant-b'))!;
+    await otherUsers.upsert(appB, { id: 'b-remote', issueAccessToken: true, custom: {} });
+    await otherUsers.upsert(appB, { id: 'b-custom', token: 'b-custom-token-000001', custom: {} });
+    await settle();
+
+    await expectFromMemory(token);
+    expect(stats().flushes).toBe(flushes);
+  });
+
+  it("revoking a token drops that token only: another user's cached token stays, the revoked one is refused at once", async () => {
+    const keep = await createUser(t, 'kai');
+    const gone = await createUser(t, 'gil');
+    await settle();
+    for (const tok of [keep, gone]) expect((await me(tok)).status).toBe(200);
+    const del = await t.request({ method: 'DELETE', url: '/admin/clients/gil/token', headers: { 'IM-API-KEY': t.apiKey }, body: { token: gone } });
+    expect(del.status).toBe(200);
+    expect((await me(gone)).status).toBe(401);
+    await settle();
+    await expectFromMemory(keep);
+  });
+
+  it('a revocation through another connection, or tokens deleted by hand, apply on the next request; the rest stays cached', async () => {
+    const keep = await createUser(t, 'lou');
+    const revoked = await createUser(t, 'mo');
+    const deleted = await createUser(t, 'ned');
+    await settle();
+    for (const tok of [keep, revoked, deleted]) expect((await me(tok)).status).toBe(200);
+    const app = (await t.server.guard.credentials.app(t.appId))!;
+    const flushes = stats().flushes;
+
+    await otherUsers.revokeTokens(app, 'mo', revoked);
+    expect((await afterExternalChange(dialect, () => me(revoked), 401)).status).toBe(401);
+    // An operator deleting a user's tokens by hand (sqlite3, psql): the triggers name each token.
+    if (dialect === 'sqlite') await sql`delete from user_tokens where app_id = ${app.id} and user_id = 'ned'`.execute(other.db);
+    else await pgQuery(`delete from ${t.config.databaseSchema}.user_tokens where app_id = '${app.id}' and user_id = 'ned'`);
+    expect((await afterExternalChange(dialect, () => me(deleted), 401)).status).toBe(401);
+
+    await settle();
+    await expectFromMemory(keep);
+    expect(stats().flushes).toBe(flushes);
+  });
+
+  it("a change to another application's keys keeps this application's entries; a change to this one's drops them", async () => {
+    const token = await createUser(t, 'pia');
+    await settle();
+    expect((await me(token)).status).toBe(200);
+    const appB = await t.server.services.apps.resolve('tenant-b');
+    await t.server.services.apps.rotateApiKey(appB, 0);
+    await settle();
+    // The domain table is one snapshot for every application: an application's change reloads it (one read); this
+    // application's client key and token are still held.
+    const before = { ...stats() };
+    expect((await me(token)).status).toBe(200);
+    expect(stats().storeReads).toBe(before.storeReads + 1);
+    expect(stats().hits).toBe(before.hits + 2);
+    const appA = await t.server.services.apps.resolve(t.appId);
+    const { apiKey } = await t.server.services.apps.rotateApiKey(appA, 3_600_000);
+    const reads = stats().storeReads;
+    expect((await me(token)).status).toBe(200);
+    expect(stats().storeReads).toBe(reads + 3);
+    await settle();
+    expect((await t.request({ method: 'GET', url: '/admin/clients', headers: { 'IM-API-KEY': apiKey } })).status).toBe(200);
+  });
+});
+
+describe('credential cache: a reader too far behind the change log (sqlite)', () => {
+  it('empties everything when the changes it missed were already pruned from the log', async () => {
+    const t = await startTestServer('sqlite', { authFailuresPerMinute: 10_000 });
+    const other = openStore(t.config);
+    try {
+      const token = await createUser(t, 'quinn');
+      const me = () => t.request({ method: 'GET', url: '/me/pref', headers: userHeaders(t.clientKey, token) });
+      expect((await me()).status).toBe(200);
+      const flushes = t.server.guard.credentials.stats.flushes;
+      // More changes than the log keeps (4096), the last of them revoking quinn's token, in one transaction.
+      await other.db.transaction().execute(async (trx) => {
+        for (let i = 0; i < 4100; i++) await sql`update user_tokens set expires_at = expires_at where user_id = 'quinn'`.execute(trx);
+        await sql`delete from user_tokens where user_id = 'quinn'`.execute(trx);
+      });
+      expect((await me()).status).toBe(401);
+      expect(t.server.guard.credentials.stats.flushes).toBe(flushes + 1);
+    } finally {
+      await other.close();
+      await t.close();
+    }
   });
 });

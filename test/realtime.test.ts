@@ -48,7 +48,7 @@ describe.each(DIALECTS)('Socket.IO protocol (%s)', (dialect) => {
   };
 
   beforeAll(async () => {
-    t = await startTestServer(dialect);
+    t = await startTestServer(dialect, { legacySocketAuth: 'default' });
     base = await t.server.listen();
     admin = { 'IM-API-KEY': t.apiKey };
     for (const u of ['amy', 'bo', 'cy', 'di', 'ed']) tok[u] = await createUser(t, u);

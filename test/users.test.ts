@@ -58,8 +58,8 @@ describe.each(DIALECTS)('users and tokens (%s)', (dialect) => {
       [{ _id: '' }, 'Invalid field _id'],
       [{ _id: 'x', nickname: { a: 1 } }, 'Invalid field nickname'],
       [{ _id: 'x', issueAccessToken: 'yes' }, 'Invalid field issueAccessToken'],
-      [{ _id: 'x', token: 'abc', expirationDate: 'tomorrow' }, 'Invalid expirationDate format'],
-      [{ _id: 'x', token: 'abc', expirationDate: '2001-01-01T00:00:00Z' }, 'expirationDate must be in the future'],
+      [{ _id: 'x', token: 'abc-token-0000001', expirationDate: 'tomorrow' }, 'Invalid expirationDate format'],
+      [{ _id: 'x', token: 'abc-token-0000001', expirationDate: '2001-01-01T00:00:00Z' }, 'expirationDate must be in the future'],
       [[1, 2], 'must be object'],
     ];
     for (const [body, message] of cases) {
@@ -143,20 +143,20 @@ describe.each(DIALECTS)('users and tokens (%s)', (dialect) => {
   });
 
   it('U5 replaces the custom token; errors for unknown users and conflicts', async () => {
-    await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'user006', token: 'six-old-token' } });
-    const res = await t.request({ method: 'PUT', url: '/admin/clients/user006/token', headers: admin, body: { token: 'six-new-token', expirationDate: '2031-01-01T00:00:00Z' } });
+    await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'user006', token: 'six-old-token-0001' } });
+    const res = await t.request({ method: 'PUT', url: '/admin/clients/user006/token', headers: admin, body: { token: 'six-new-token-0001', expirationDate: '2031-01-01T00:00:00Z' } });
     expect(res.status).toBe(200);
-    expect(res.body.result).toMatchObject({ _id: 'user006', issueAccessToken: false, token: 'six-new-token', expirationDate: '2031-01-01T00:00:00.000Z' });
-    expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'six-old-token') })).status).toBe(401);
-    expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'six-new-token') })).status).toBe(200);
+    expect(res.body.result).toMatchObject({ _id: 'user006', issueAccessToken: false, token: 'six-new-token-0001', expirationDate: '2031-01-01T00:00:00.000Z' });
+    expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'six-old-token-0001') })).status).toBe(401);
+    expect((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, 'six-new-token-0001') })).status).toBe(200);
 
-    const unknown = await t.request({ method: 'PUT', url: '/admin/clients/nobody/token', headers: admin, body: { token: 'zz-token', expirationDate: '2031-01-01T00:00:00Z' } });
+    const unknown = await t.request({ method: 'PUT', url: '/admin/clients/nobody/token', headers: admin, body: { token: 'zz-token-00000001', expirationDate: '2031-01-01T00:00:00Z' } });
     expect(unknown.status).toBe(404);
     expect(unknown.body.error).toBe('CLIENT_NOT_FOUND');
     const conflict = await t.request({ method: 'PUT', url: '/admin/clients/user006/token', headers: admin, body: { token: 'custom-token-003', expirationDate: '2031-01-01T00:00:00Z' } });
     expect(conflict.status).toBe(409);
     expect(conflict.body.error).toBe('TOKEN_CONFLICT');
-    const missing = await t.request({ method: 'PUT', url: '/admin/clients/user006/token', headers: admin, body: { token: 'abc-token' } });
+    const missing = await t.request({ method: 'PUT', url: '/admin/clients/user006/token', headers: admin, body: { token: 'abc-token-0000001' } });
     expect(missing.status).toBe(400);
     expect(missing.body.message).toBe('Missing required field: expirationDate');
   });

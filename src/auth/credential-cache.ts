@@ -1,7 +1,7 @@
 import type { EventBus } from '../events/bus.js';
 import { AppsRepo, type ApiKeyRow, type AppRow, type ClientKeyRow } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
-import type { ExternalWrites } from '../store/external-writes.js';
+import type { CredentialChange, ExternalWrites } from '../store/external-writes.js';
 import { UsersRepo, type UserTokenRow } from '../store/users-repo.js';
 
 export interface KeyOfApp<K> {
@@ -24,6 +24,8 @@ export interface CredentialCacheStats {
   storeReads: number;
   /** Times everything held was dropped. */
   flushes: number;
+  /** Changes that dropped only the entries they concern (a token, a key, one application's entries). */
+  drops: number;
 }
 
 export interface CredentialCacheOptions {
@@ -42,20 +44,24 @@ export interface CredentialCacheOptions {
  * created a moment later works). Rows are kept as stored; expiry and revocation times are compared with the clock
  * by the guard on every request.
  *
- * Any change to these tables drops everything (they change rarely): a change made by this process through the
- * bus events its services emit after committing; one made by another process through the store
- * (`Store.watchExternalWrites`: PRAGMA data_version on SQLite, LISTEN/NOTIFY on Postgres). While the store cannot
- * say (the Postgres LISTEN connection is down) every lookup reads the store. A read that began before a drop does
- * not store its result: each drop raises a generation number that the read compares before storing.
+ * A change drops what it concerns, and only that: a revoked or changed token its (application, digest) entry, a
+ * changed key its entry, a deleted user that user's tokens, a changed application everything of that application,
+ * a changed domain the domain table. A new token, key or application drops nothing (nothing held can be stale). A
+ * change made by this process arrives through the bus events its services emit after committing; one made by
+ * another process through the store (`Store.watchExternalWrites`: a trigger-kept change log read when PRAGMA
+ * data_version moved on SQLite, LISTEN/NOTIFY with the changed row on Postgres). When the store cannot say what
+ * changed (a gap in watching, a reader too far behind) everything is dropped; while it cannot say at all (the
+ * Postgres LISTEN connection is down) every lookup reads the store. A read that began before any drop does not
+ * store its result: each drop raises a generation number that the read compares before storing.
  *
  * One per guard, so several servers in one process do not share it.
  */
 export class CredentialCache {
-  readonly stats: CredentialCacheStats = { hits: 0, storeReads: 0, flushes: 0 };
+  readonly stats: CredentialCacheStats = { hits: 0, storeReads: 0, flushes: 0, drops: 0 };
   private generation = 0;
   private readonly apiKeys: BoundedMap<KeyOfApp<ApiKeyRow>>;
   private readonly clientKeys: BoundedMap<KeyOfApp<ClientKeyRow>>;
-  private readonly tokens: BoundedMap<UserTokenRow>;
+  private readonly tokens: TokenMap;
   private readonly apps: BoundedMap<AppRow>;
   private domains: DomainSnapshot | undefined;
   private domainsLoading: { generation: number; promise: Promise<DomainSnapshot> } | undefined;
@@ -69,12 +75,22 @@ export class CredentialCache {
     this.apiKeys = new BoundedMap(maxKeys);
     this.clientKeys = new BoundedMap(maxKeys);
     this.apps = new BoundedMap(maxKeys);
-    this.tokens = new BoundedMap(options.maxTokens ?? 100_000);
+    this.tokens = new TokenMap(options.maxTokens ?? 100_000);
     this.appsRepo = new AppsRepo(store.db);
     this.usersRepo = new UsersRepo(store.db);
-    this.external = store.watchExternalWrites({ onChange: () => this.flush(), onStatus: options.onWatchStatus });
+    this.external = store.watchExternalWrites({
+      onChange: (changes) => (changes === undefined ? this.flush() : changes.forEach((c) => this.drop(c))),
+      onStatus: options.onWatchStatus,
+    });
     this.off = bus.on((e) => {
-      if (e.type === 'credentials.changed' || e.type === 'credentials.revoked') this.flush();
+      if (e.type === 'credentials.revoked') {
+        if (e.tokenDigests === 'all') this.drop({ kind: 'user', appId: e.appId, ref: e.userId });
+        else for (const d of e.tokenDigests) this.drop({ kind: 'token', appId: e.appId, ref: d });
+      } else if (e.type === 'credentials.changed') {
+        // Token writes name the tokens that may be cached (none for a new token); anything else concerns the application.
+        if (e.tokenDigests) for (const d of e.tokenDigests) this.drop({ kind: 'token', appId: e.appId, ref: d });
+        else this.drop({ kind: 'app', appId: e.appId, ref: null });
+      }
     });
   }
 
@@ -114,8 +130,7 @@ export class CredentialCache {
   }
 
   token(appId: string, digest: string): Promise<UserTokenRow | undefined> {
-    // A digest is 64 hex characters, so digest + application id is unambiguous.
-    return this.lookup(this.tokens, digest + appId, () => this.usersRepo.findToken(appId, digest));
+    return this.lookup(this.tokens, TokenMap.key(appId, digest), () => this.usersRepo.findToken(appId, digest));
   }
 
   app(appId: string): Promise<AppRow | undefined> {
@@ -140,6 +155,41 @@ export class CredentialCache {
     };
   }
 
+  /** Drops what one change concerns. */
+  private drop(change: CredentialChange): void {
+    this.generation++;
+    this.stats.drops++;
+    const { appId, ref } = change;
+    switch (change.kind) {
+      case 'token':
+        if (ref !== null) this.tokens.delete(TokenMap.key(appId, ref));
+        break;
+      case 'user':
+        if (ref !== null) this.tokens.deleteWhere(appId, (row) => row.user_id === ref);
+        break;
+      case 'api_key':
+        if (ref !== null) this.apiKeys.delete(ref);
+        break;
+      case 'client_key':
+        if (ref !== null) this.clientKeys.delete(ref);
+        break;
+      case 'domains':
+        this.dropDomains();
+        break;
+      default:
+        this.apiKeys.deleteWhere((v) => v.app.id === appId);
+        this.clientKeys.deleteWhere((v) => v.app.id === appId);
+        this.tokens.deleteWhere(appId, () => true);
+        this.apps.delete(appId);
+        this.dropDomains();
+    }
+  }
+
+  private dropDomains(): void {
+    this.domains = undefined;
+    this.domainsLoading = undefined;
+  }
+
   private flush(): void {
     this.generation++;
     this.stats.flushes++;
@@ -151,7 +201,7 @@ export class CredentialCache {
     this.domainsLoading = undefined;
   }
 
-  private async lookup<V extends object>(map: BoundedMap<V>, key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {
+  private async lookup<V extends object>(map: Pick<BoundedMap<V>, 'get' | 'set'>, key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {
     if (this.external.reliable) {
       const hit = map.get(key);
       if (hit !== undefined) {
@@ -224,8 +274,63 @@ class BoundedMap<V> {
     this.map.set(key, value);
   }
 
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+
+  /** Scans every entry: for keys and applications, which are few. */
+  deleteWhere(pred: (value: V) => boolean): void {
+    for (const [k, v] of this.map) if (pred(v)) this.map.delete(k);
+  }
+
   clear(): void {
     this.map.clear();
+  }
+}
+
+/**
+ * User tokens by (application, digest), the oldest forgotten first when full, with an index by application so that
+ * dropping one application's or one user's tokens does not scan every tenant's.
+ */
+class TokenMap {
+  private readonly map = new Map<string, UserTokenRow>();
+  private readonly byApp = new Map<string, Set<string>>();
+
+  constructor(private readonly max: number) {}
+
+  /** A digest is 64 hex characters, so digest + application id is unambiguous. */
+  static key(appId: string, digest: string): string {
+    return digest + appId;
+  }
+
+  get(key: string): UserTokenRow | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, row: UserTokenRow): void {
+    if (!this.map.has(key) && this.map.size >= this.max) this.delete(this.map.keys().next().value!);
+    this.map.set(key, row);
+    let keys = this.byApp.get(row.app_id);
+    if (!keys) this.byApp.set(row.app_id, (keys = new Set()));
+    keys.add(key);
+  }
+
+  delete(key: string): void {
+    const row = this.map.get(key);
+    if (!row) return;
+    this.map.delete(key);
+    const keys = this.byApp.get(row.app_id);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byApp.delete(row.app_id);
+  }
+
+  deleteWhere(appId: string, pred: (row: UserTokenRow) => boolean): void {
+    for (const key of this.byApp.get(appId) ?? []) if (pred(this.map.get(key)!)) this.delete(key);
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.byApp.clear();
   }
 }
 

@@ -5,7 +5,6 @@ import type { Clock } from '../lib/clock.js';
 import { digest } from '../lib/secrets.js';
 import type { AppRow } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
-import { UsersRepo } from '../store/users-repo.js';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.js';
 import { apiKeyIsLive } from './keys.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
@@ -35,25 +34,23 @@ const MINUTE = 60_000;
 
 /**
  * The one auth guard, shared by HTTP routes and socket handshakes: headers in, Actor out, or one of the seed
- * documents' errors. Credentials are read through its CredentialCache, which every committed change to them
- * empties first (also one made by the CLI in another process), so a revocation takes effect on the very next
- * request (on Postgres, once the change's notification has arrived from the database).
+ * documents' errors. Credentials are read through its CredentialCache, from which every committed change drops
+ * what it concerns first (also one made by the CLI in another process), so a revocation takes effect on the very
+ * next request (on Postgres, once the change's notification has arrived from the database).
  */
 export class Guard {
   /** What the guard keeps in memory; `stats` says how often the store was read. */
   readonly credentials: CredentialCache;
-  private readonly users: UsersRepo;
 
   constructor(
     store: Store,
     bus: EventBus,
     private readonly rates: RateLimitStore,
     private readonly clock: Clock,
-    private readonly config: Pick<Config, 'rateLimitPerMinute' | 'userRateLimitPerMinute' | 'authFailuresPerMinute'>,
+    private readonly config: Pick<Config, 'rateLimitPerMinute' | 'userRateLimitPerMinute' | 'authFailuresPerMinute' | 'legacySocketAuth'>,
     cacheOptions: CredentialCacheOptions = {},
   ) {
     this.credentials = new CredentialCache(store, bus, cacheOptions);
-    this.users = new UsersRepo(store.db);
   }
 
   /** Settles once the cache watches the store for other processes' changes (until then it is bypassed). */
@@ -67,45 +64,58 @@ export class Guard {
 
   async authenticate(input: CredentialInput, mode: AuthMode): Promise<AuthResult> {
     const now = this.clock.now();
-    const failKey = `fail:${input.ip}`;
-    const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
-    if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
     try {
       await this.credentials.sync();
       return await this.resolve(input, mode, now);
     } catch (err) {
-      if (err instanceof AppError && CREDENTIAL_FAILURE_CODES.has(err.code)) {
-        await this.rates.hit(failKey, this.config.authFailuresPerMinute, MINUTE, now);
-      }
-      throw err;
+      throw await this.failed(err, input.ip, presentedCredential(input.headers), now);
     }
   }
 
   /**
-   * Legacy socket `auth` carries only a token, no client key: the token alone names its application when it is
-   * unique across applications. Same failure accounting and rate limits as `authenticate`.
+   * Legacy socket `auth` carries only a token, no client key and no Origin to bind: it is accepted for the one
+   * application IMKIT_LEGACY_SOCKET_AUTH names (refused when unset), looked up by (application, digest) like any
+   * token, so another tenant binding the same string changes nothing here. Same failure accounting and rate
+   * limits as `authenticate`.
    */
   async authenticateTokenOnly(token: string, ip: string): Promise<AuthResult> {
     const now = this.clock.now();
-    const failKey = `fail:${ip}`;
-    const lockout = await this.rates.peek(failKey, this.config.authFailuresPerMinute, MINUTE, now);
-    if (!lockout.allowed) throw CredentialErrors.rateLimited(lockout.retryAfter, lockout);
+    const raw = token.replace(/^Bearer\s+/i, '').trim();
     try {
+      const appId = this.config.legacySocketAuth;
+      if (appId === undefined) throw CredentialErrors.invalidToken('The legacy auth event is disabled on this server; use auth2 with the client key');
       await this.credentials.sync();
-      const tokenDigest = digest(token.replace(/^Bearer\s+/i, '').trim());
-      // Not cached: this legacy path runs once per socket, and "unique across applications" is no single row.
-      const rows = await this.users.findTokensAnyApp(tokenDigest);
-      const row = rows.length === 1 ? rows[0]! : undefined;
-      if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
+      if (!raw) throw CredentialErrors.invalidToken('A user token is required');
+      const tokenDigest = digest(raw);
+      const app = await this.credentials.app(appId);
+      const row = app && (await this.credentials.token(app.id, tokenDigest));
+      if (!app || !row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
       if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
-      const app = await this.credentials.app(row.app_id);
-      if (!app) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
       const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
       return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: null }, rate };
     } catch (err) {
-      if (err instanceof AppError && CREDENTIAL_FAILURE_CODES.has(err.code)) await this.rates.hit(failKey, this.config.authFailuresPerMinute, MINUTE, now);
-      throw err;
+      throw await this.failed(err, ip, raw ? digest(`legacy\n${raw}`) : undefined, now);
     }
+  }
+
+  /**
+   * A failed credential check counts against the caller's address and against the credential presented; when
+   * either has failed too often within the minute, the answer is 429 instead of the failure. Only failures are
+   * ever refused so: a valid credential is checked first and passes, whoever else fails from the same address
+   * (an office, a proxy) or with the same key. The address counter is hit first and the credential counter only
+   * while the address is not over its limit, so one address cannot fill memory with counters of made-up
+   * credentials faster than the limit allows.
+   */
+  private async failed(err: unknown, ip: string, credential: string | undefined, now: number): Promise<unknown> {
+    if (!(err instanceof AppError) || !CREDENTIAL_FAILURE_CODES.has(err.code)) return err;
+    const limit = this.config.authFailuresPerMinute;
+    const byAddress = await this.rates.hit(`fail:${ip}`, limit, MINUTE, now);
+    if (!byAddress.allowed) return CredentialErrors.rateLimited(byAddress.retryAfter, byAddress);
+    if (credential !== undefined) {
+      const byCredential = await this.rates.hit(`failcred:${credential}`, limit, MINUTE, now);
+      if (!byCredential.allowed) return CredentialErrors.rateLimited(byCredential.retryAfter, byCredential);
+    }
+    return err;
   }
 
   private async resolve(input: CredentialInput, mode: AuthMode, now: number): Promise<AuthResult> {
@@ -157,26 +167,31 @@ export class Guard {
   }
 
   /**
-   * Domain binding. The Host says which server name the caller used, a browser's Origin which site it runs
-   * on. If either belongs to another application the key is refused; if this application lists domains,
-   * the Host or the Origin must be one of them. The most specific entry wins (chat.example.com over
-   * *.example.com).
+   * Domain binding. A browser says with its Origin which site the page runs on; that is what a client key bound to
+   * domains must be used from, so when a request carries an Origin, the Origin alone must be one of the
+   * application's domains (a matching Host proves nothing about the page that sent the request). Without an
+   * Origin (an app, a server) the Host, the server name the caller used, stands in. Either naming another
+   * application's domain is refused, also for an application without domains. The most specific entry wins
+   * (chat.example.com over *.example.com).
    */
   private async checkDomain(app: AppRow, headers: CredentialInput['headers']): Promise<void> {
-    const names = [hostnameOf(header(headers, 'origin'), true), hostnameOf(header(headers, 'host'), false)].filter(
-      (n): n is string => n !== undefined,
-    );
+    const originHeader = header(headers, 'origin');
+    const origin = hostnameOf(originHeader, true);
+    const host = hostnameOf(header(headers, 'host'), false);
+    const names = [origin, host].filter((n): n is string => n !== undefined);
     const domains = await this.credentials.domainsFor([...new Set(names.flatMap(patternsFor))]);
-    let ownMatch = false;
-    for (const name of names) {
-      const owner = patternsFor(name)
-        .map((p) => domains.ownerOf(p))
-        .find((o) => o !== undefined);
-      if (owner === undefined) continue;
-      if (owner !== app.id) throw CredentialErrors.clientKeyMismatch();
-      ownMatch = true;
-    }
-    if (!ownMatch && (await domains.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
+    const ownerOf = (name: string | undefined) =>
+      name === undefined
+        ? undefined
+        : patternsFor(name)
+            .map((p) => domains.ownerOf(p))
+            .find((o) => o !== undefined);
+    const originOwner = ownerOf(origin);
+    const hostOwner = ownerOf(host);
+    for (const owner of [originOwner, hostOwner]) if (owner !== undefined && owner !== app.id) throw CredentialErrors.clientKeyMismatch();
+    // An Origin that is present but names no site ("null" from a sandboxed frame or a file) cannot match a domain.
+    const satisfied = originHeader !== undefined ? originOwner === app.id : hostOwner === app.id;
+    if (!satisfied && (await domains.hasDomains(app.id))) throw CredentialErrors.clientKeyMismatch();
   }
 
   /**
@@ -194,6 +209,20 @@ export class Guard {
   }
 }
 
+/**
+ * What the failure counter of a credential is keyed by: a digest of the API key, or of the client key and token
+ * together (the same token under another client key is another attempt). Undefined when nothing was presented.
+ */
+function presentedCredential(headers: CredentialInput['headers']): string | undefined {
+  const h = (name: string) => header(headers, name);
+  const apiKey = h('im-api-key') ?? h('api_key');
+  if (apiKey !== undefined) return digest(`api\n${apiKey}`);
+  const clientKey = h('im-client-key') ?? h('client_key');
+  const token = (h('im-authorization') ?? h('authorization'))?.replace(/^Bearer\s+/i, '').trim();
+  if (clientKey === undefined && !token) return undefined;
+  return digest(`user\n${clientKey ?? ''}\n${token ?? ''}`);
+}
+
 export function header(headers: CredentialInput['headers'], name: string): string | undefined {
   const v = headers[name];
   const s = Array.isArray(v) ? v[0] : v;
@@ -201,14 +230,14 @@ export function header(headers: CredentialInput['headers'], name: string): strin
 }
 
 /** "a.b.example.com" -> ["a.b.example.com", "*.b.example.com", "*.example.com", "*.com"], most specific first. */
-function patternsFor(host: string): string[] {
+export function patternsFor(host: string): string[] {
   const parts = host.split('.');
   const out = [host];
   for (let i = 1; i < parts.length; i++) out.push(`*.${parts.slice(i).join('.')}`);
   return out;
 }
 
-function hostnameOf(value: string | undefined, isOrigin: boolean): string | undefined {
+export function hostnameOf(value: string | undefined, isOrigin: boolean): string | undefined {
   if (!value || value === 'null') return undefined;
   try {
     const url = new URL(isOrigin ? value : `http://${value}`);

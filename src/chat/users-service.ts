@@ -40,6 +40,8 @@ const RESERVED = new Set([
 const MAX_CUSTOM_BYTES = 16 * 1024;
 export const MAX_USERS_PER_PAGE = 100;
 export const MAX_BATCH_USERS = 1000;
+/** Shortest custom token a backend may bind: a short one could be guessed by trying. */
+export const MIN_CUSTOM_TOKEN_LENGTH = 16;
 
 /** Users and their tokens. Knows nothing of HTTP; every method is scoped to one application. */
 export class UsersService {
@@ -95,7 +97,7 @@ export class UsersService {
       });
     const row = await retryOnceOnConflict(run);
     this.profilesWritten(app.id, [input.id]);
-    if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests);
+    if (issued || input.token !== undefined) this.tokensWritten(app.id, input.id, replacedDigests, issued ? undefined : input.token);
     const out = renderUser(row);
     if (issued) Object.assign(out, { token: issued, expirationDate: iso(expiresAt!) });
     else if (input.token !== undefined) Object.assign(out, { token: input.token, expirationDate: expiresAt === null ? null : iso(expiresAt) });
@@ -179,7 +181,7 @@ export class UsersService {
       return { ...user, updated_at: now };
     });
     this.profilesWritten(app.id, [userId]);
-    this.tokensWritten(app.id, userId, replaced);
+    this.tokensWritten(app.id, userId, replaced, token);
     return {
       _id: row.id,
       id: row.id,
@@ -232,10 +234,13 @@ export class UsersService {
     this.bus?.emit({ type: 'credentials.revoked', appId, userId, tokenDigests });
   }
 
-  /** After a committed token write: the replaced tokens are revoked; a write that revoked none (a new token, a new expiry) is still announced. */
-  private tokensWritten(appId: string, userId: string, replaced: string[]): void {
+  /**
+   * After a committed token write: the replaced tokens are revoked; a custom token bound again may have a new
+   * expiry, so it is announced by digest (a new token needs no announcement: nothing can have cached it).
+   */
+  private tokensWritten(appId: string, userId: string, replaced: string[], rebound: string | undefined): void {
     if (replaced.length > 0) this.revoked(appId, userId, replaced);
-    else this.bus?.emit({ type: 'credentials.changed', appId });
+    if (rebound !== undefined) this.bus?.emit({ type: 'credentials.changed', appId, tokenDigests: [digest(rebound)] });
   }
 
   private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {
@@ -268,6 +273,7 @@ export class UsersService {
   }
 
   private async bindCustom(repo: UsersRepo, appId: string, userId: string, token: string, expiresAt: number | null, now: number): Promise<void> {
+    if (token.length < MIN_CUSTOM_TOKEN_LENGTH) throw invalidRequest(`Invalid field token: must be at least ${MIN_CUSTOM_TOKEN_LENGTH} characters`);
     const d = digest(token);
     const existing = await repo.findToken(appId, d);
     if (existing && existing.user_id !== userId) throw new AppError('TOKEN_CONFLICT', 'This token is already bound to another client');

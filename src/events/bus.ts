@@ -30,9 +30,10 @@ export type DomainEvent =
   | { type: 'credentials.revoked'; appId: string; userId: string; tokenDigests: string[] | 'all' }
   /**
    * Rows that authenticate requests were written (an application, its domains or keys, user tokens) without a
-   * revocation event saying so: what was cached from them must be dropped.
+   * revocation event saying so: what was cached from them must be dropped. `tokenDigests`, when given, says the
+   * write concerned only these tokens of the application (empty: only new tokens, which nothing has cached).
    */
-  | { type: 'credentials.changed'; appId: string };
+  | { type: 'credentials.changed'; appId: string; tokenDigests?: string[] };
 
 export type DomainEventType = DomainEvent['type'];
 type Listener = (event: DomainEvent) => void;

@@ -2,6 +2,7 @@ import cors from '@fastify/cors';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { corsOptions } from '../auth/cors.js';
 import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
@@ -21,7 +22,7 @@ declare module 'fastify' {
  * Knows no business rules.
  */
 export function buildHttp(opts: {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins'>;
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
@@ -50,8 +51,13 @@ export function buildHttp(opts: {
   const strictAjv = new Ajv({ ...base, coerceTypes: false });
   const coercingAjv = new Ajv({ ...base, coerceTypes: 'array' });
   // Browsers (the Web SDK) call from other origins with custom headers (IM-CLIENT-KEY, CLIENT_KEY, ...):
-  // preflights reflect the requested headers; domain binding is enforced by the guard, not by CORS.
-  void app.register(cors, { origin: true, exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After'], maxAge: 600 });
+  // preflights reflect the requested headers for an allowed Origin (the same decision as Socket.IO's, see
+  // auth/cors.ts); domain binding is enforced by the guard, not by CORS.
+  void app.register(cors, {
+    ...corsOptions(opts.guard, opts.config),
+    exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After'],
+    maxAge: 600,
+  });
 
   // The API speaks JSON only: any other content type is 415, not a string handed to the JSON schemas.
   app.removeContentTypeParser('text/plain');

@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
+import { corsOptions } from '../auth/cors.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
@@ -67,7 +68,7 @@ export class Realtime {
   ) {
     this.io = new Server(http, {
       allowEIO3: true,
-      cors: { origin: true, credentials: true },
+      cors: corsOptions(deps.guard, deps.config),
       pingInterval: deps.config.pingIntervalMs,
       pingTimeout: deps.config.pingTimeoutMs,
       maxHttpBufferSize: Math.max(deps.config.bodyLimitBytes, 1_000_000),
@@ -169,7 +170,7 @@ export class Realtime {
 
     this.on(socket, state, 'auth', true, (args, ack) => {
       const token = typeof args[0] === 'string' ? args[0] : '';
-      if (!this.deps.config.legacySocketAuth) {
+      if (this.deps.config.legacySocketAuth === undefined) {
         reply(ack, state, { RC: 401, RM: 'The legacy auth event is disabled on this server; use auth2 with the client key', error: 'INVALID_TOKEN' });
         return;
       }

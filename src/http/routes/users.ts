@@ -1,4 +1,4 @@
-import { MAX_BATCH_USERS, UsersService } from '../../chat/users-service.js';
+import { MAX_BATCH_USERS, MIN_CUSTOM_TOKEN_LENGTH, UsersService } from '../../chat/users-service.js';
 import type { Services } from '../../services.js';
 import { defineRoutes } from '../route.js';
 
@@ -12,6 +12,9 @@ const expirationDate = { type: ['string', 'integer'], maxLength: 64 };
 const idParams = { type: 'object', required: ['id'], properties: { id: userId } };
 
 /** Users and tokens (spec §3.1 U1-U6, plus POST /me and DELETE /admin/clients/:id). */
+/** A token the backend chooses: long enough not to be guessed (the service checks it too, for other callers). */
+const customToken = { type: 'string', minLength: MIN_CUSTOM_TOKEN_LENGTH, maxLength: 4096 };
+
 export function userRoutes({ users }: Services) {
   return defineRoutes([
     {
@@ -29,7 +32,7 @@ export function userRoutes({ users }: Services) {
             ...profile,
             isRobot: { type: 'boolean' },
             issueAccessToken: { type: 'boolean' },
-            token: { type: 'string', minLength: 1, maxLength: 4096 },
+            token: customToken,
             expirationDate,
           },
         },
@@ -100,13 +103,13 @@ export function userRoutes({ users }: Services) {
       url: '/admin/clients/:id/token',
       auth: 'admin',
       summary: "Replace a user's custom token",
-      example: `curl -X PUT $BASE/admin/clients/u1/token -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"token":"my-token-001","expirationDate":"2030-01-01T00:00:00Z"}'`,
+      example: `curl -X PUT $BASE/admin/clients/u1/token -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"token":"my-own-token-0000001","expirationDate":"2030-01-01T00:00:00Z"}'`,
       schema: {
         params: idParams,
         body: {
           type: 'object',
           required: ['token', 'expirationDate'],
-          properties: { token: { type: 'string', minLength: 1, maxLength: 4096 }, expirationDate },
+          properties: { token: customToken, expirationDate },
         },
       },
       handler: async ({ actor, params, body }) => users.replaceToken(actor.app, params.id, body.token, body.expirationDate),

@@ -2,8 +2,9 @@ import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely
 import type { Dialect } from '../database.js';
 
 /**
- * The Postgres channel on which every committed change to a credential table is announced (payload: the table's
- * schema), so that other processes drop what they cached (migration 0007, src/store/external-writes.ts).
+ * The Postgres channel on which committed changes to credential rows are announced (payload: JSON
+ * [schema, kind, application, digest or user id], migration 0012), so that other processes drop what they cached
+ * of those rows (src/store/external-writes.ts).
  */
 export const CREDENTIALS_CHANNEL = 'imkit_credentials';
 
@@ -395,6 +396,41 @@ const postgresOnly: Record<string, Migration> = {
         end $$`.execute(db);
     },
   },
+  '0012_credential_notify_rows': {
+    async up(db: Kysely<any>) {
+      // 0007 announced every statement on a credential table with the schema alone, so every listener emptied its
+      // whole cache, for every tenant, on each issued token. Now each changed row is announced with what it was:
+      // [schema, kind, application, digest or user id] as JSON, and only changes that can make a cached row stale
+      // are announced (a new token, key or application is not in any cache: only rows that exist are kept).
+      // NOTIFY is still transactional and still sent whoever writes.
+      for (const table of ['apps', 'app_domains', 'api_keys', 'client_keys', 'user_tokens', 'users']) {
+        await sql`drop trigger if exists imkit_credentials_changed on ${sql.table(table)}`.execute(db);
+      }
+      await sql`drop function if exists imkit_credentials_changed()`.execute(db);
+      await sql`create or replace function imkit_credential_row_changed() returns trigger language plpgsql as $$
+        declare
+          r jsonb := case when tg_op = 'INSERT' then to_jsonb(new) else to_jsonb(old) end;
+          kind text := tg_argv[0];
+        begin
+          perform pg_notify(${sql.lit(CREDENTIALS_CHANNEL)}, json_build_array(
+            tg_table_schema,
+            kind,
+            coalesce(r->>'app_id', r->>'id'),
+            case kind when 'user' then r->>'id' when 'token' then r->>'digest' when 'api_key' then r->>'digest' when 'client_key' then r->>'digest' else null end
+          )::text);
+          return null;
+        end $$`.execute(db);
+      const on = (table: string, events: string, kind: string) =>
+        sql`create trigger imkit_credential_row_changed after ${sql.raw(events)} on ${sql.table(table)}
+            for each row execute function imkit_credential_row_changed(${sql.lit(kind)})`.execute(db);
+      await on('user_tokens', 'update or delete', 'token');
+      await on('api_keys', 'update or delete', 'api_key');
+      await on('client_keys', 'update or delete', 'client_key');
+      await on('apps', 'update or delete', 'app');
+      await on('app_domains', 'insert or update or delete', 'domains');
+      await on('users', 'delete', 'user');
+    },
+  },
 };
 
 /** Migrations that act on SQLite only; on Postgres they are recorded as done and do nothing. */
@@ -412,6 +448,37 @@ const sqliteOnly: Record<string, Migration> = {
             begin update credential_version set n = n + 1 where id = 1; end`.execute(db);
       for (const table of ['apps', 'app_domains', 'api_keys', 'client_keys', 'user_tokens']) for (const event of ['insert', 'update', 'delete']) await on(table, event);
       await on('users', 'delete');
+    },
+  },
+  '0013_credential_change_log': {
+    async up(db: Kysely<any>) {
+      // 0009's counter said only "a credential changed", so every server emptied its whole cache (for every tenant)
+      // on each token issued by anyone. Now the counter moves only for changes that can make a cached row stale (a
+      // new token, key or application is in no cache), and each such change leaves a row saying what changed, under
+      // the counter's new value: a reader that last saw counter n drops exactly what rows n+1.. name. The log keeps
+      // the last 4096 changes; a reader further behind finds a gap and empties everything, as before.
+      for (const table of ['apps', 'app_domains', 'api_keys', 'client_keys', 'user_tokens']) {
+        for (const event of ['insert', 'update', 'delete']) await sql`drop trigger if exists ${sql.raw(`imkit_credentials_${table}_${event}`)}`.execute(db);
+      }
+      await sql`drop trigger if exists imkit_credentials_users_delete`.execute(db);
+      await sql`create table credential_changes (seq integer primary key, kind text not null, app_id text not null, ref text)`.execute(db);
+      const on = (table: string, event: string, kind: string, row: 'old' | 'new', app: string, ref: string | null) =>
+        sql`create trigger ${sql.raw(`imkit_credential_log_${table}_${event}`)} after ${sql.raw(event)} on ${sql.table(table)}
+            begin
+              update credential_version set n = n + 1 where id = 1;
+              insert into credential_changes (seq, kind, app_id, ref)
+                values ((select n from credential_version where id = 1), ${sql.lit(kind)}, ${sql.raw(`${row}.${app}`)}, ${sql.raw(ref === null ? 'null' : `${row}.${ref}`)});
+              delete from credential_changes where seq <= (select n from credential_version where id = 1) - 4096;
+            end`.execute(db);
+      for (const event of ['update', 'delete']) {
+        await on('user_tokens', event, 'token', 'old', 'app_id', 'digest');
+        await on('api_keys', event, 'api_key', 'old', 'app_id', 'digest');
+        await on('client_keys', event, 'client_key', 'old', 'app_id', 'digest');
+        await on('apps', event, 'app', 'old', 'id', null);
+        await on('app_domains', event, 'domains', 'old', 'app_id', null);
+      }
+      await on('app_domains', 'insert', 'domains', 'new', 'app_id', null);
+      await on('users', 'delete', 'user', 'old', 'app_id', 'id');
     },
   },
 };
