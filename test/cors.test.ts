@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { loadConfig } from '../src/config.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
@@ -56,6 +57,24 @@ describe.each(DIALECTS)('CORS (%s)', (dialect) => {
     const evil = await handshake('https://evil.example');
     expect(evil.headers.get('access-control-allow-origin')).toBeNull();
     expect(evil.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('a WebSocket handshake (to which browsers apply no CORS) from an Origin CORS refuses is refused; an allowed one connects', async () => {
+    const open = (origin: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(`${base.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`, { headers: { origin } });
+        ws.on('message', () => (ws.close(), resolve('open')));
+        ws.on('unexpected-response', (_req, res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve(`${res.statusCode} ${body}`));
+        });
+        ws.on('error', () => resolve('error'));
+      });
+    expect(await open('https://chat.shop.example')).toBe('open');
+    expect(await open('https://console.example.org')).toBe('open');
+    const refused = await open('https://evil.example');
+    expect(refused).toMatch(/^400 .*Origin may not open a connection/);
   });
 });
 

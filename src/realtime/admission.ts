@@ -18,6 +18,11 @@ export interface AdmissionOptions {
   total: number | undefined;
   loginTimeoutMs: number;
   addressOf: (req: IncomingMessage) => string;
+  /**
+   * The CORS decision (src/auth/cors.ts) for a handshake that carries an Origin. Browsers apply CORS to polling
+   * but not to WebSocket connections, so the handshake itself is refused for an Origin CORS would not allow.
+   */
+  originAllowed?: (origin: string) => Promise<boolean>;
   logger: Logger;
 }
 
@@ -61,8 +66,16 @@ export class Admission {
       on(event: 'connection_error', listener: (err: { req?: IncomingMessage }) => void): void;
     };
     engine.opts.allowRequest = (req, cb) => {
-      const refusal = this.admit(req);
-      cb(refusal, refusal === undefined);
+      const admit = () => {
+        const refusal = this.admit(req);
+        cb(refusal, refusal === undefined);
+      };
+      const origin = req.headers.origin;
+      if (origin === undefined || origin === '' || !this.opts.originAllowed) return admit();
+      this.opts.originAllowed(origin).then(
+        (ok) => (ok ? admit() : cb('This Origin may not open a connection to this server (IMKIT_CORS_ORIGINS, application domains)', false)),
+        () => cb('The Origin could not be checked; try again', false),
+      );
     };
     engine.on('connection', (conn) => this.connected(conn));
     // A handshake that fails after it was allowed (bad protocol version, transport error) gives its slot back.

@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
-import { corsOptions } from '../auth/cors.js';
+import { corsOptions, originDecision } from '../auth/cors.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
@@ -83,6 +83,7 @@ export class Realtime {
       total: deps.config.maxSockets ?? limits.sockets,
       loginTimeoutMs: deps.config.socketLoginTimeoutMs,
       addressOf: this.addressOf,
+      originAllowed: originDecision(deps.guard, deps.config.corsOrigins),
       logger: deps.logger,
     });
     this.admission.attach(this.io);
