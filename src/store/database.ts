@@ -5,6 +5,7 @@ import Sqlite from 'better-sqlite3';
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.js';
+import { compileRe2 } from '../lib/re2.js';
 import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
 import type { PlannedStatement } from './append-repo.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -145,19 +146,13 @@ function statementName(text: string): string {
   return name;
 }
 
-const regexCache = new Map<string, RegExp>();
-
-/** imkit_regexp(pattern, flags, value): 1 when the JavaScript RegExp matches the text value, else 0 (NULL -> 0). */
+/**
+ * imkit_regexp(pattern, flags, value): 1 when the RE2 pattern (flags '' or 'i') matches somewhere in the text value,
+ * else 0 (NULL -> 0). RE2, not V8: the pattern comes from a user and runs on the event loop (lib/re2.ts).
+ */
 function imkitRegexp(pattern: unknown, flags: unknown, value: unknown): number {
   if (typeof value !== 'string') return 0;
-  const key = `${String(flags)}/${String(pattern)}`;
-  let re = regexCache.get(key);
-  if (!re) {
-    re = new RegExp(String(pattern), String(flags).replace(/[gy]/g, '')); // test() must not keep state
-    if (regexCache.size >= 100) regexCache.delete(regexCache.keys().next().value!);
-    regexCache.set(key, re);
-  }
-  return re.test(value) ? 1 : 0;
+  return compileRe2(String(pattern), String(flags)).test(value) ? 1 : 0;
 }
 
 function openPostgres(url: string, schema: string | undefined): Store {
