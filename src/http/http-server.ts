@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
-import { AppError } from '../errors.js';
+import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
 import { redactUrl } from '../logger.js';
 import { Described, type RouteDef } from './route.js';
 
@@ -61,6 +61,7 @@ export function buildHttp(opts: {
     const appErr = toAppError(err);
     // A refusal under overload is the server protecting itself, not a failure to log at every request.
     if (appErr.status >= 500 && appErr.code !== 'SERVICE_UNAVAILABLE') request.log.error({ err }, 'request failed');
+    else if (isStatementTimeout(err)) request.log.warn({ method: request.method, url: redactUrl(request.url) }, 'statement timeout: request cancelled');
     if (appErr.rate) setRateHeaders(reply, appErr.rate);
     if (appErr.extra.retryAfter !== undefined) reply.header('Retry-After', String(appErr.extra.retryAfter));
     void reply.status(appErr.status).send(appErr.toBody());
@@ -118,6 +119,8 @@ function setRateHeaders(reply: FastifyReply, rate: Pick<RateDecision, 'limit' | 
 /** Maps anything thrown while serving a request to the one error type. */
 function toAppError(err: FastifyError | AppError | Error): AppError {
   if (err instanceof AppError) return err;
+  const fromStore = fromStoreError(err);
+  if (fromStore) return fromStore;
   const fe = err as FastifyError;
   if (fe.validation && fe.validation.length > 0) return new AppError('INVALID_REQUEST', validationMessage(fe));
   switch (fe.code) {
