@@ -6,6 +6,7 @@ import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
+import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
 import { Described, type RouteDef } from './route.js';
 
@@ -21,7 +22,7 @@ declare module 'fastify' {
  * Knows no business rules.
  */
 export function buildHttp(opts: {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'maxJsonDepth'>;
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
@@ -55,6 +56,29 @@ export function buildHttp(opts: {
 
   // The API speaks JSON only: any other content type is 415, not a string handed to the JSON schemas.
   app.removeContentTypeParser('text/plain');
+  // Nesting is bounded before anything recurses over a body (validation, JSON.stringify when it is stored, the
+  // renderers): thousands of levels overflow the stack there. The text is scanned without recursion first, then
+  // parsed exactly as Fastify's own parser does (secure-json-parse, refusing __proto__ and constructor keys).
+  const maxDepth = opts.config.maxJsonDepth;
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (jsonTextTooDeep(body as string, maxDepth)) {
+      done(tooDeep(maxDepth), undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
+  // Query parameters that carry JSON (q, where, pref, ...) get the same bound, before any service parses them.
+  app.addHook('preValidation', async (request) => {
+    const query = request.query as Record<string, unknown> | undefined;
+    if (!query) return;
+    for (const value of Object.values(query)) {
+      for (const text of Array.isArray(value) ? value : [value]) {
+        if (typeof text === 'string' && jsonTextTooDeep(text, maxDepth)) throw tooDeep(maxDepth);
+      }
+    }
+  });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema));
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
