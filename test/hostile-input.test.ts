@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteDef } from '../src/http/route.js';
 import { createUser, DIALECTS, type Res, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { TestClient } from './realtime-helpers.js';
 
 /** The names an object literal answers from its prototype. */
 const PROTO_NAMES = ['constructor', '__proto__', 'toString', 'hasOwnProperty'];
@@ -13,11 +14,13 @@ describe.each(DIALECTS)('hostile input (%s)', (dialect) => {
   let admin: Record<string, string>;
   let alice: Record<string, string>;
   let messageId: string;
+  let aliceToken: string;
 
   beforeAll(async () => {
     t = await startTestServer(dialect);
     admin = { 'IM-API-KEY': t.apiKey };
-    alice = userHeaders(t.clientKey, await createUser(t, 'alice'));
+    aliceToken = await createUser(t, 'alice');
+    alice = userHeaders(t.clientKey, aliceToken);
     await createUser(t, 'bob');
     const room = await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'r1', name: 'R1', roomType: 'group', members: ['alice', 'bob'], owner: 'alice' } });
     expect(room.status).toBe(200);
@@ -89,6 +92,28 @@ describe.each(DIALECTS)('hostile input (%s)', (dialect) => {
       expect(refused.status).toBe(400);
       expect(refused.body).toMatchObject({ RC: 400, error: 'INVALID_QUERY' });
       expect(refused.body.message).toMatch(/backreferences|lookahead or lookbehind/);
+    }
+  });
+
+  it('socket: prototype names as the conf encoding and in a chat message are plain values, never an RC 500', async () => {
+    const base = await t.server.listen();
+    const c = await TestClient.connect(base, 'flutter');
+    try {
+      for (const name of PROTO_NAMES) {
+        const [conf] = await c.emitAck('conf', { encoding: name });
+        expect(conf).toMatchObject({ RC: 0, result: { encoding: 'json' } });
+      }
+      const [auth] = await c.emitAck('auth2', aliceToken, { 'IM-CLIENT-KEY': t.clientKey, 'IM-Authorization': aliceToken });
+      expect(c.decode(auth)).toMatchObject({ RC: 0 });
+      for (const name of PROTO_NAMES) {
+        for (const payload of [{ room: 'r1', messageType: name, message: 'x' }, { room: name, messageType: 'text', message: 'x' }]) {
+          const [ack] = await c.emitAck('chat message', payload);
+          const rc = (c.decode(ack) as { RC: number }).RC;
+          expect(rc === 0 || (rc >= 400 && rc < 500), `${JSON.stringify(payload)} -> ${JSON.stringify(ack)}`).toBe(true);
+        }
+      }
+    } finally {
+      c.socket.disconnect();
     }
   });
 
