@@ -104,7 +104,7 @@ async function openEnv(dialect: Dialect): Promise<Env> {
   };
   try {
     await store.migrate();
-    for (const id of [APP, OTHER_APP, 'qp']) {
+    for (const id of [APP, OTHER_APP, 'qp', 'qm']) {
       await store.db
         .insertInto('apps')
         .values({ id, name: id, rate_limit_per_minute: null, signing_secret: 'secret', created_at: T0, updated_at: T0 })
@@ -377,6 +377,17 @@ describe.each(DIALECTS)('compileUserQuery (%s)', (dialect) => {
     expect(await ids(dialect, { nickname: { $regex: '^(?:(?:a*)*)*b$' } }, 'qp')).toEqual(['p2']);
   });
 
+  it('with m, ^ and $ match at \\n only (as RE2 and MongoDB do); . still skips \\r', async () => {
+    const env = envs.get(dialect)!;
+    await env.repo.insert(user('m1', { custom: { note: 'x\ry' } }, 'qm'));
+    await env.repo.insert(user('m2', { custom: { note: 'x\ny' } }, 'qm'));
+    expect(await ids(dialect, { note: { $regex: '^y$', $options: 'm' } }, 'qm')).toEqual(['m2']);
+    expect(await ids(dialect, { note: { $regex: '^x$', $options: 'm' } }, 'qm')).toEqual(['m2']);
+    expect(await ids(dialect, { note: { $regex: 'x.y' } }, 'qm')).toEqual([]);
+    expect(await ids(dialect, { note: { $regex: 'x.y', $options: 's' } }, 'qm')).toEqual(['m1', 'm2']);
+    expect(await ids(dialect, { note: { $regex: 'x\\ry' } }, 'qm')).toEqual(['m1']);
+  });
+
   it('refuses backreferences and lookarounds with a clear message', () => {
     for (const pattern of ['(a)\\1', '(a*)*\\1b', 'a(?=b)', '(?<!x)a']) {
       const err = invalid({ nickname: { $regex: pattern } }, dialect);
@@ -461,7 +472,7 @@ const VALUES: unknown[] = [
 ];
 const OPERATORS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists', '$type', '$regex', '$not', '$foo'];
 const TYPE_NAMES = ['string', 'number', 'bool', 'boolean', 'null', 'object', 'array', 'date'];
-const REGEX_PIECES = ['a', 'A', 'li', '.', '^', '$', '\\d', '\\W', '\\s', '\\b', '[a-c]', '[^a]', '[\\s\\S]', '(', ')', '(?:', '(?=', '|', '*', '+', '?', '{2}', '{1,3}', '{', ']', '\\.', '\\1', '\u{1F600}', '@', 'e', '[\\Wa]'];
+const REGEX_PIECES = ['a', 'A', 'li', '.', '^', '$', '\\d', '\\W', '\\s', '\\b', '[a-c]', '[^a]', '[\\s\\S]', '(', ')', '(?:', '(?=', '|', '*', '+', '?', '{2}', '{1,3}', '{', ']', '\\.', '\\1', '\u{1F600}', '@', 'e', '[\\Wa]', '[^\\Wl]', '(a+)+', '(?:i|c)*', '\\B', 'E'];
 
 function pick<T>(rand: () => number, list: readonly T[]): T {
   return list[Math.floor(rand() * list.length)]!;
