@@ -75,7 +75,8 @@ export function buildHttp(opts: {
     if (!query) return;
     for (const value of Object.values(query)) {
       for (const text of Array.isArray(value) ? value : [value]) {
-        if (typeof text === 'string' && jsonTextTooDeep(text, maxDepth)) throw tooDeep(maxDepth);
+        // Only values that are JSON (an object or array): plain text full of brackets is left to its route.
+        if (typeof text === 'string' && /^\s*[[{]/.test(text) && jsonTextTooDeep(text, maxDepth)) throw tooDeep(maxDepth);
       }
     }
   });
