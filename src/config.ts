@@ -27,6 +27,7 @@ export interface Config {
   bodyLimitBytes: number;
   trustProxy: TrustedProxies;
   maxJsonDepth: number;
+  statementTimeoutMs: number;
   maxMessageBytes: number;
   maxRoomMembers: number;
   maxQueuedMessages: number;
@@ -247,6 +248,15 @@ export const SETTINGS: Setting[] = [
   {
     key: 'maxJsonDepth', env: 'IMKIT_MAX_JSON_DEPTH', flag: 'max-json-depth', default: '32',
     help: 'deepest nesting of arrays and objects a JSON body or socket payload may have (deeper gets 400 INVALID_REQUEST)', parse: integer(2, 1000),
+  },
+  {
+    key: 'statementTimeoutMs', env: 'IMKIT_STATEMENT_TIMEOUT', flag: 'statement-timeout', default: '10s',
+    help: 'PostgreSQL: longest a request\'s SQL statement may run before it is cancelled and the request gets 503 SERVICE_UNAVAILABLE (e.g. 10s, 500ms; 0 = no limit)',
+    parse: (raw: string) => {
+      const ms = parseDuration(raw);
+      if (ms === undefined) throw new ConfigError(`must be a duration such as 10s or 500ms (0 = no limit), got "${raw}"`);
+      return ms;
+    },
   },
 ];
 

@@ -116,3 +116,20 @@ export const CREDENTIAL_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCod
 export function invalidRequest(message: string, extra: Record<string, unknown> = {}): AppError {
   return new AppError('INVALID_REQUEST', message, extra);
 }
+
+/** PostgreSQL cancelled the statement: it ran past `statement_timeout` (IMKIT_STATEMENT_TIMEOUT). */
+export function isStatementTimeout(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '57014';
+}
+
+/**
+ * The one place where a store failure that means something to the caller becomes an AppError (every transport
+ * asks it); anything else stays an internal error. A cancelled statement is the server protecting the other
+ * tenants from one slow request: 503, the server itself is fine.
+ */
+export function fromStoreError(err: unknown): AppError | undefined {
+  if (isStatementTimeout(err)) {
+    return new AppError('SERVICE_UNAVAILABLE', 'The database took too long to answer this request and cancelled it (statement timeout): narrow the query, or retry later');
+  }
+  return undefined;
+}

@@ -50,14 +50,23 @@ export interface ListRoomsInput {
   sortUnreadFirst?: number;
 }
 
-const SORT_FIELDS: Record<string, RoomListQuery['sort'][number]['field']> = {
-  lastMessage: 'last_message_id',
-  createdTime: 'created_at',
-  createdAt: 'created_at',
-  updatedAt: 'updated_at',
-  name: 'name',
-  _id: 'id',
-};
+// A Map: `sort` is user input, and an object literal would answer "constructor" or "toString" from its prototype.
+const SORT_FIELDS = new Map<string, RoomListQuery['sort'][number]['field']>([
+  ['lastMessage', 'last_message_id'],
+  ['createdTime', 'created_at'],
+  ['createdAt', 'created_at'],
+  ['updatedAt', 'updated_at'],
+  ['name', 'name'],
+  ['_id', 'id'],
+]);
+
+/**
+ * The largest page of `GET /rooms` (each room is rendered with its members) and of `GET /rooms/ids`. The spec's
+ * `limit=0`, the default, means "all": it gets a full page, and `totalCount` tells whether there are more (page on
+ * with `skip`). A larger `limit` is refused by the route's schema.
+ */
+export const MAX_ROOMS_PAGE = 1_000;
+export const MAX_ROOM_IDS_PAGE = 100_000;
 
 /**
  * Rooms, members, invitations and read state. Rules live here (through policy.ts); every change is committed
@@ -173,7 +182,7 @@ export class RoomsService {
   }
 
   async list(caller: Caller, input: ListRoomsInput): Promise<{ totalCount: number; data: Json[] }> {
-    const { rows, total } = await this.query(caller, input);
+    const { rows, total } = await this.query(caller, input, MAX_ROOMS_PAGE);
     const members = await new RoomsRepo(this.ctx.db).membersOfRooms(caller.appId, rows.map((r) => r.id));
     const roles = new Map<string, RoomRole>();
     for (const r of rows) roles.set(r.id, roleIn(caller, r, members.find((m) => m.room_id === r.id && m.user_id === caller.userId)));
@@ -181,11 +190,11 @@ export class RoomsService {
   }
 
   async listIds(caller: Caller, input: ListRoomsInput): Promise<{ totalCount: number; data: string[] }> {
-    const { rows, total } = await this.query(caller, input);
+    const { rows, total } = await this.query(caller, input, MAX_ROOM_IDS_PAGE);
     return { totalCount: total, data: rows.map((r) => r.id) };
   }
 
-  private async query(caller: Caller, input: ListRoomsInput) {
+  private async query(caller: Caller, input: ListRoomsInput, maxPage: number) {
     const userId = requireUser(caller);
     const q: RoomListQuery = {
       userId,
@@ -193,7 +202,7 @@ export class RoomsService {
       sort: parseSort(input.sort),
       unreadFirst: (input.sortUnreadFirst ?? 0) !== 0,
       now: this.ctx.clock.now(),
-      limit: input.limit ?? 0,
+      limit: pageSize(input.limit, maxPage),
       skip: input.skip ?? 0,
     };
     if (input.updatedAfter !== undefined) {
@@ -670,10 +679,19 @@ function parseSort(sort: string | undefined): RoomListQuery['sort'] {
   return text.split(/[\s,]+/).map((part) => {
     const desc = part.startsWith('-');
     const name = part.replace(/^[-+]/, '');
-    const field = SORT_FIELDS[name];
-    if (!field) throw invalidRequest(`Invalid query parameter sort: unknown field ${name} (use ${Object.keys(SORT_FIELDS).join(', ')})`);
+    const field = SORT_FIELDS.get(name);
+    if (!field) throw invalidRequest(`Invalid query parameter sort: unknown field ${name.slice(0, 64)} (use ${[...SORT_FIELDS.keys()].join(', ')})`);
     return { field, desc };
   });
+}
+
+/** `limit` of a room list: 0 or absent (the spec's "all") is a full page; above the largest page is refused. */
+function pageSize(limit: number | undefined, maxPage: number): number {
+  if (limit === undefined || limit === 0) return maxPage;
+  if (!Number.isInteger(limit) || limit < 0 || limit > maxPage) {
+    throw invalidRequest(`Invalid query parameter limit: must be between 0 and ${maxPage} (0 means a full page of ${maxPage})`);
+  }
+  return limit;
 }
 
 function parseJsonObject(text: string, name: string): Json {
@@ -697,7 +715,8 @@ function scalarString(v: unknown, name: string): string {
 function prefMatches(data: string, muted: number, filter: Json): boolean {
   const pref: Json = { ...(JSON.parse(data) as Json), muted: muted === 1 };
   for (const [k, want] of Object.entries(filter)) {
-    const have = pref[k];
+    // The filter's keys are user input: only the preference's own fields count, never its prototype's.
+    const have = Object.hasOwn(pref, k) ? pref[k] : undefined;
     if (k === 'tags') {
       const tags = Array.isArray(have) ? have : [];
       const wanted = Array.isArray(want) ? want : [want];

@@ -6,7 +6,8 @@ import { corsOptions } from '../auth/cors.js';
 import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
-import { AppError } from '../errors.js';
+import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
+import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
 import { Described, type RouteDef } from './route.js';
 
@@ -22,7 +23,7 @@ declare module 'fastify' {
  * Knows no business rules.
  */
 export function buildHttp(opts: {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins' | 'maxJsonDepth'>;
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
@@ -61,12 +62,37 @@ export function buildHttp(opts: {
 
   // The API speaks JSON only: any other content type is 415, not a string handed to the JSON schemas.
   app.removeContentTypeParser('text/plain');
+  // Nesting is bounded before anything recurses over a body (validation, JSON.stringify when it is stored, the
+  // renderers): thousands of levels overflow the stack there. The text is scanned without recursion first, then
+  // parsed exactly as Fastify's own parser does (secure-json-parse, refusing __proto__ and constructor keys).
+  const maxDepth = opts.config.maxJsonDepth;
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (jsonTextTooDeep(body as string, maxDepth)) {
+      done(tooDeep(maxDepth), undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
+  // Query parameters that carry JSON (q, where, pref, ...) get the same bound, before any service parses them.
+  app.addHook('preValidation', async (request) => {
+    const query = request.query as Record<string, unknown> | undefined;
+    if (!query) return;
+    for (const value of Object.values(query)) {
+      for (const text of Array.isArray(value) ? value : [value]) {
+        // Only values that are JSON (an object or array): plain text full of brackets is left to its route.
+        if (typeof text === 'string' && /^\s*[[{]/.test(text) && jsonTextTooDeep(text, maxDepth)) throw tooDeep(maxDepth);
+      }
+    }
+  });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema));
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const appErr = toAppError(err);
     // A refusal under overload is the server protecting itself, not a failure to log at every request.
     if (appErr.status >= 500 && appErr.code !== 'SERVICE_UNAVAILABLE') request.log.error({ err }, 'request failed');
+    else if (isStatementTimeout(err)) request.log.warn({ method: request.method, url: redactUrl(request.url) }, 'statement timeout: request cancelled');
     if (appErr.rate) setRateHeaders(reply, appErr.rate);
     if (appErr.extra.retryAfter !== undefined) reply.header('Retry-After', String(appErr.extra.retryAfter));
     void reply.status(appErr.status).send(appErr.toBody());
@@ -124,6 +150,8 @@ function setRateHeaders(reply: FastifyReply, rate: Pick<RateDecision, 'limit' | 
 /** Maps anything thrown while serving a request to the one error type. */
 function toAppError(err: FastifyError | AppError | Error): AppError {
   if (err instanceof AppError) return err;
+  const fromStore = fromStoreError(err);
+  if (fromStore) return fromStore;
   const fe = err as FastifyError;
   if (fe.validation && fe.validation.length > 0) return new AppError('INVALID_REQUEST', validationMessage(fe));
   switch (fe.code) {

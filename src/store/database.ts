@@ -5,6 +5,7 @@ import Sqlite from 'better-sqlite3';
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.js';
+import { compileRe2 } from '../lib/re2.js';
 import { type ExternalWrites, type WatchOptions, watchPostgres, watchSqlite } from './external-writes.js';
 import type { PlannedStatement } from './append-repo.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
@@ -52,8 +53,8 @@ const WAL_SAFETY_PAGES = 4_000;
 export const SQLITE_FILE = 'imkit.sqlite';
 
 /** Opens the store chosen by the config: PostgreSQL when DATABASE_URL is set, else SQLite in the data dir. */
-export function openStore(config: Pick<Config, 'databaseUrl' | 'databaseSchema' | 'dataDir'>): Store {
-  return config.databaseUrl ? openPostgres(config.databaseUrl, config.databaseSchema) : openSqlite(config.dataDir);
+export function openStore(config: Pick<Config, 'databaseUrl' | 'databaseSchema' | 'dataDir'> & Partial<Pick<Config, 'statementTimeoutMs'>>): Store {
+  return config.databaseUrl ? openPostgres(config.databaseUrl, config.databaseSchema, config.statementTimeoutMs ?? 0) : openSqlite(config.dataDir);
 }
 
 function openSqlite(dataDir: string): Store {
@@ -145,31 +146,35 @@ function statementName(text: string): string {
   return name;
 }
 
-const regexCache = new Map<string, RegExp>();
-
-/** imkit_regexp(pattern, flags, value): 1 when the JavaScript RegExp matches the text value, else 0 (NULL -> 0). */
+/**
+ * imkit_regexp(pattern, flags, value): 1 when the RE2 pattern (flags '' or 'i') matches somewhere in the text value,
+ * else 0 (NULL -> 0). RE2, not V8: the pattern comes from a user and runs on the event loop (lib/re2.ts).
+ */
 function imkitRegexp(pattern: unknown, flags: unknown, value: unknown): number {
   if (typeof value !== 'string') return 0;
-  const key = `${String(flags)}/${String(pattern)}`;
-  let re = regexCache.get(key);
-  if (!re) {
-    re = new RegExp(String(pattern), String(flags).replace(/[gy]/g, '')); // test() must not keep state
-    if (regexCache.size >= 100) regexCache.delete(regexCache.keys().next().value!);
-    regexCache.set(key, re);
-  }
-  return re.test(value) ? 1 : 0;
+  return compileRe2(String(pattern), String(flags)).test(value) ? 1 : 0;
 }
 
-function openPostgres(url: string, schema: string | undefined): Store {
+/** BIGINT (epoch ms) comes back as a JS number, as it does from SQLite. */
+const PG_TYPES = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * statementTimeoutMs (0 = none) bounds every statement of the pool's connections: one tenant's slow query (a
+ * regular expression over many rows, say) is cancelled by the server (error 57014, answered 503) instead of
+ * holding a connection, and the database's CPU, for as long as it likes. Migrations run on a pool of their own
+ * without it: an index build on a big table may rightly take longer.
+ */
+function openPostgres(url: string, schema: string | undefined, statementTimeoutMs: number): Store {
   const session = { connectionString: url, ...(schema ? { options: `-c search_path=${schema}` } : {}) };
   const pool = new pg.Pool({
     ...session,
     max: 10,
-    // BIGINT (epoch ms) comes back as a JS number, as it does from SQLite.
-    types: {
-      getTypeParser: ((oid: number, format?: string) =>
-        oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-    },
+    // Sent when each connection starts, so it holds for every statement on it.
+    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+    types: PG_TYPES,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
@@ -180,8 +185,15 @@ function openPostgres(url: string, schema: string | undefined): Store {
     dialect: 'postgres',
     describe: `PostgreSQL ${where.hostname}:${where.port || 5432}${where.pathname}${schema ? ` schema ${schema}` : ''}`,
     migrate: async () => {
-      if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-      await runMigrations(db, 'postgres', schema);
+      const migrationPool = new pg.Pool({ ...session, max: 1, types: PG_TYPES });
+      migrationPool.on('error', () => {});
+      const migrationDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: migrationPool }) });
+      try {
+        if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(migrationDb);
+        await runMigrations(migrationDb, 'postgres', schema);
+      } finally {
+        await migrationDb.destroy();
+      }
     },
     watchExternalWrites: (opts) => watchPostgres(session, schema, opts),
     startBackgroundWork() {},

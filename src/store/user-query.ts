@@ -1,5 +1,6 @@
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
 import { AppError } from '../errors.js';
+import { compileRe2 } from '../lib/re2.js';
 import type { Dialect } from './database.js';
 import type { UserFilter } from './users-repo.js';
 
@@ -13,10 +14,13 @@ import type { UserFilter } from './users-repo.js';
  * also match rows where the field is missing, `{f: null}` matches missing or null. Custom fields live in the
  * `extra` JSON; arrays and embedded documents there are only reachable through `$exists` and `$type`.
  *
- * `$regex` takes JavaScript syntax. SQLite runs it with the JS engine (`imkit_regexp`, see store/database.ts);
- * for Postgres it is translated to an equivalent ARE. Constructs that cannot be translated faithfully, or that
- * could make either engine blow up (backreferences, nested quantifiers, alternation inside a repeated group, counts
- * above 255), are refused.
+ * `$regex` takes JavaScript syntax without the constructs a linear-time engine cannot run (backreferences and
+ * lookarounds). It is translated twice: into RE2 syntax, which SQLite runs with re2js (`imkit_regexp`, see
+ * store/database.ts), and into an equivalent Postgres ARE. A pattern from one tenant runs inside the one server
+ * process (SQLite) or the shared database, so it must not be able to take exponential time: RE2 matches in time
+ * linear in the text, and Postgres' engine, given no backreferences, runs as an automaton too (and is cut by the
+ * statement timeout). The RE2 form is compiled on both dialects, so Postgres only ever runs patterns RE2 accepts.
+ * Constructs that cannot be translated faithfully, and counts above 255, are refused.
  */
 export function compileUserQuery(q: unknown, dialect: Dialect): UserFilter {
   const expr = new Compiler(dialect).filter(q, 1, 'q');
@@ -36,7 +40,7 @@ export const USER_QUERY_LIMITS = {
   maxTotalValues: 5000,
   /** Characters of a $regex pattern. */
   maxRegexLength: 512,
-  /** Size of a $regex once counted repetitions are expanded (Postgres compiles those by copying). */
+  /** Size of a $regex once counted repetitions are expanded (both engines compile those by copying). */
   maxRegexWeight: 4000,
   /** Largest {n,m} count in a $regex (Postgres' own limit). */
   maxRegexCount: 255,
@@ -423,18 +427,20 @@ class Compiler {
       fail(`${where}: invalid $regex: ${(err as Error).message}`);
     }
     const translated = translateRegex(pattern, flags, where);
+    const caseInsensitive = flags.includes('i');
     try {
-      new RegExp(translated.js, `${flags}u`); // what SQLite will run; a failure here would be a bug in translateRegex
-    } catch {
-      fail(`${where}: $regex ${show(pattern)} is not supported`);
+      // What SQLite runs; compiled on Postgres too, so that both dialects take exactly the patterns RE2 takes.
+      compileRe2(translated.re2, caseInsensitive ? 'i' : '');
+    } catch (err) {
+      fail(`${where}: $regex ${show(pattern)} is not supported by the linear-time engine (${(err as Error).message})`);
     }
     if (t.kind !== 'custom' && t.kind !== 'text') fail(`${where}: $regex only applies to text fields`);
     if (this.dialect === 'postgres') {
-      const op = sql.raw(flags.includes('i') ? '~*' : '~');
+      const op = sql.raw(caseInsensitive ? '~*' : '~');
       if (t.kind !== 'custom') return sql<SqlBool>`${sql.ref(t.column)} ${op} ${translated.pg}`;
       return and([this.customIs(t.key, 'string'), sql<SqlBool>`${this.pgText(t.key)} ${op} ${translated.pg}`]);
     }
-    const call = (value: RawBuilder<unknown>) => sql<SqlBool>`imkit_regexp(${translated.js}, ${`${flags}u`}, ${value}) = 1`;
+    const call = (value: RawBuilder<unknown>) => sql<SqlBool>`imkit_regexp(${translated.re2}, ${caseInsensitive ? 'i' : ''}, ${value}) = 1`;
     if (t.kind !== 'custom') return call(sql.ref(t.column));
     return and([this.customIs(t.key, 'string'), call(this.sqliteValue(t.key))]);
   }
@@ -470,7 +476,7 @@ function parseDate(s: string): number | undefined {
   return ms;
 }
 
-// --- $regex: JavaScript syntax -> a Postgres ARE and a normalized JavaScript pattern
+// --- $regex: JavaScript syntax -> a Postgres ARE and the same pattern in RE2 syntax
 
 /** Sorted, disjoint, inclusive code-point intervals. */
 type Ranges = Array<[number, number]>;
@@ -483,7 +489,7 @@ const SPACE: Ranges = [
   [0x2028, 0x2029], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000], [0xfeff, 0xfeff],
 ];
 const LINE_TERMINATORS: Ranges = [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]];
-const CLASS_ESCAPES: Record<string, Ranges> = { d: DIGIT, w: WORD, s: SPACE };
+const NEWLINE: Ranges = [[0x0a, 0x0a]];
 
 function normalize(r: Ranges): Ranges {
   const sorted = [...r].sort((a, b) => a[0] - b[0]);
@@ -519,9 +525,9 @@ function pgChar(code: number): string {
   return code <= 0xffff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\U${code.toString(16).padStart(8, '0')}`;
 }
 
-/** One character in a JavaScript pattern with the u flag, inside or outside brackets. */
-function jsChar(code: number): string {
-  return isAsciiAlnum(code) ? String.fromCharCode(code) : `\\u{${code.toString(16)}}`;
+/** One character in RE2 syntax, inside or outside brackets. */
+function re2Char(code: number): string {
+  return isAsciiAlnum(code) ? String.fromCharCode(code) : `\\x{${code.toString(16)}}`;
 }
 
 function pgClass(r: Ranges, negated: boolean): string {
@@ -531,55 +537,76 @@ function pgClass(r: Ranges, negated: boolean): string {
   return `[${negated ? '^' : ''}${body}]`;
 }
 
+/** The items of an RE2 bracket expression for these code points (without the brackets). */
+function re2Items(r: Ranges): string {
+  return normalize(r)
+    .map(([lo, hi]) => (lo === hi ? re2Char(lo) : `${re2Char(lo)}-${re2Char(hi)}`))
+    .join('');
+}
+
+/**
+ * The class escapes, with their RE2 form inside brackets. RE2's \d and \w are JavaScript's (ASCII), and RE2 folds
+ * case over \W the way JavaScript's u flag does (the Kelvin sign and the long s count as word characters under i),
+ * so they stay escapes; RE2's \s is narrower than JavaScript's, so \s and \S are spelled out (spaces have no case,
+ * so the spelled-out sets fold the same).
+ */
+const CLASS_ESCAPES = new Map<string, { set: Ranges; negated: boolean; re2: string }>([
+  ['d', { set: DIGIT, negated: false, re2: '\\d' }],
+  ['D', { set: DIGIT, negated: true, re2: '\\D' }],
+  ['w', { set: WORD, negated: false, re2: '\\w' }],
+  ['W', { set: WORD, negated: true, re2: '\\W' }],
+  ['s', { set: SPACE, negated: false, re2: re2Items(SPACE) }],
+  ['S', { set: SPACE, negated: true, re2: re2Items(complement(SPACE)) }],
+]);
+
+const SIMPLE_ESCAPES = new Map<string, number>([['t', 0x09], ['n', 0x0a], ['v', 0x0b], ['f', 0x0c], ['r', 0x0d], ['-', 0x2d]]);
+
 const PG_WORD = pgClass(WORD, false);
 // Postgres' \y and \Y count non-ASCII letters as word characters; JavaScript's \b and \B do not.
 const PG_WORD_BOUNDARY = `(?:(?<=${PG_WORD})(?!${PG_WORD})|(?<!${PG_WORD})(?=${PG_WORD}))`;
 const PG_NOT_WORD_BOUNDARY = `(?:(?<=${PG_WORD})(?=${PG_WORD})|(?<!${PG_WORD})(?!${PG_WORD}))`;
 const PG_NOT_LINE_TERMINATOR = pgClass(LINE_TERMINATORS, true);
+const RE2_NOT_LINE_TERMINATOR = `[^${re2Items(LINE_TERMINATORS)}]`;
+// With the m flag, ^ and $ match at a \n (as MongoDB's PCRE does, and as RE2 can): RE2 knows no other line end.
+const PG_LINE_START = `(?<!${pgClass(NEWLINE, true)})`;
+const PG_LINE_END = `(?!${pgClass(NEWLINE, true)})`;
 
 interface Atom {
   weight: number;
-  /** A quantifier occurs inside (for groups). */
-  quantified: boolean;
-  /** An alternation occurs inside (for groups). */
-  alternation: boolean;
-  /** A quantifier may follow (not after anchors and lookarounds). */
+  /** A quantifier may follow (not after an anchor). */
   repeatable: boolean;
 }
 
 interface Frame {
   weight: number;
-  quantified: boolean;
-  alternation: boolean;
-  lookaround: boolean;
   last: Atom | null;
 }
 
-type ClassItem = { code: number } | { set: Ranges; negated: boolean; js: string };
+type ClassItem = { code: number } | { set: Ranges; negated: boolean; re2: string };
 
 /**
  * Translates a pattern that `new RegExp(pattern, flags)` accepted (flags among i, m, s) into
  *  - `pg`, a Postgres ARE matching the same strings, and
- *  - `js`, the same pattern in the stricter syntax of the u flag (run by SQLite's imkit_regexp with flags + 'u'),
+ *  - `re2`, the same pattern in RE2 syntax (run by SQLite's imkit_regexp, case-insensitive when flags has i),
  * so that both dialects match by code points (an emoji is one character, as in MongoDB) and accept or refuse the
  * same patterns. Fails with INVALID_QUERY naming any construct it does not take.
  */
-function translateRegex(src: string, flags: string, where: string): { pg: string; js: string } {
+function translateRegex(src: string, flags: string, where: string): { pg: string; re2: string } {
   const dotAll = flags.includes('s');
   const multiline = flags.includes('m');
   const bad: (what: string) => never = (what) => fail(`${where}: $regex ${what} is not supported`);
 
   let pg = '';
-  let js = '';
+  let re2 = '';
   let i = 0;
-  const stack: Frame[] = [{ weight: 0, quantified: false, alternation: false, lookaround: false, last: null }];
+  const stack: Frame[] = [{ weight: 0, last: null }];
   const top = () => stack[stack.length - 1]!;
-  const atom = (pgText: string, jsText: string, repeatable = true) => {
+  const atom = (pgText: string, re2Text: string, repeatable = true) => {
     pg += pgText;
-    js += jsText;
+    re2 += re2Text;
     const f = top();
     f.weight += 1;
-    f.last = { weight: 1, quantified: false, alternation: false, repeatable };
+    f.last = { weight: 1, repeatable };
   };
   /** The code point at i, consumed. */
   const nextCodePoint = () => {
@@ -598,15 +625,15 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
   const escape = (inClass: boolean): ClassItem | { assertion: 'b' | 'B' } => {
     if (i >= src.length) bad('trailing backslash');
     const c = src[i]!;
-    const lower = c.toLowerCase();
-    if (lower.length === 1 && Object.hasOwn(CLASS_ESCAPES, lower)) {
+    const classEscape = CLASS_ESCAPES.get(c);
+    if (classEscape) {
       i++;
-      return { set: CLASS_ESCAPES[lower]!, negated: c !== lower, js: `\\${c}` };
+      return classEscape;
     }
-    const simple: Record<string, number> = { t: 0x09, n: 0x0a, v: 0x0b, f: 0x0c, r: 0x0d, '-': 0x2d };
-    if (Object.hasOwn(simple, c)) {
+    const simple = SIMPLE_ESCAPES.get(c);
+    if (simple !== undefined) {
       i++;
-      return { code: simple[c]! };
+      return { code: simple };
     }
     i++;
     switch (c) {
@@ -645,7 +672,7 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
     if (negated) i++;
     const plain: Ranges = [];
     const negatedSets: Ranges[] = [];
-    let jsBody = '';
+    let re2Body = '';
     const item = (): ClassItem => {
       if (i >= src.length) bad('unterminated [...]');
       if (src[i] === '\\') {
@@ -660,11 +687,11 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
       if ('code' in x) {
         if (x.code === 0) bad('NUL character');
         plain.push([x.code, x.code]);
-        jsBody += jsChar(x.code);
+        re2Body += re2Char(x.code);
       } else {
         if (x.negated) negatedSets.push(x.set);
         else plain.push(...x.set);
-        jsBody += x.js;
+        re2Body += x.re2;
       }
     };
     while (src[i] !== ']') {
@@ -676,7 +703,7 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
           if (first.code === 0) bad('NUL character');
           if (first.code > second.code) bad('range out of order in [...]'); // surrogate pairs can reorder ranges
           plain.push([first.code, second.code]);
-          jsBody += `${jsChar(first.code)}-${jsChar(second.code)}`;
+          re2Body += `${re2Char(first.code)}-${re2Char(second.code)}`;
           continue;
         }
         add(first); // [\d-z]: the dash stands for itself
@@ -687,42 +714,40 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
       add(first);
     }
     i++; // ']'
-    const jsText = `[${negated ? '^' : ''}${jsBody}]`;
+    // RE2 folds case over the class before negating it, as JavaScript does, so the class keeps its shape.
+    const re2Text = negated && re2Body === '' ? '(?s:.)' : `[${negated ? '^' : ''}${re2Body}]`;
     if (negatedSets.length === 0) {
-      if (plain.length === 0) return negated ? atom('.', jsText) : bad('empty class [] (it never matches)');
-      return atom(pgClass(plain, negated), jsText);
+      if (plain.length === 0) return negated ? atom('.', re2Text) : bad('empty class [] (it never matches)');
+      return atom(pgClass(plain, negated), re2Text);
     }
     // A class with \D, \W or \S is plain ∪ ¬N where N is the intersection of their positive sets. Postgres refuses
     // those escapes in brackets, and a computed complement would defeat case-insensitive matching, so spell it out.
     let n = negatedSets[0]!;
     for (const set of negatedSets.slice(1)) n = intersect(n, set);
     if (!negated) {
-      if (n.length === 0) return atom('.', jsText);
-      return atom(plain.length ? `(?:${pgClass(plain, false)}|${pgClass(n, true)})` : pgClass(n, true), jsText);
+      if (n.length === 0) return atom('.', re2Text);
+      return atom(plain.length ? `(?:${pgClass(plain, false)}|${pgClass(n, true)})` : pgClass(n, true), re2Text);
     }
     if (n.length === 0) bad('class that never matches');
-    return atom(plain.length ? `(?:(?!${pgClass(plain, false)})${pgClass(n, false)})` : pgClass(n, false), jsText);
+    return atom(plain.length ? `(?:(?!${pgClass(plain, false)})${pgClass(n, false)})` : pgClass(n, false), re2Text);
   };
 
   const quantifier = (min: number, max: number, text: string) => {
     const f = top();
     const last = f.last;
-    if (!last || !last.repeatable) bad(`quantifier ${text} after an anchor or a lookaround`);
+    if (!last || !last.repeatable) bad(`quantifier ${text} after an anchor`);
     if (min > USER_QUERY_LIMITS.maxRegexCount || (Number.isFinite(max) && max > USER_QUERY_LIMITS.maxRegexCount)) {
       bad(`repetition count above ${USER_QUERY_LIMITS.maxRegexCount}`);
     }
-    // The two shapes that make a backtracking engine (SQLite runs V8's) take exponential time, e.g. (a+)+ or (a|a)*.
-    if (max > 1 && last.quantified) bad('nested quantifier (a repeated group that contains a quantifier)');
-    if (max > 1 && last.alternation) bad('alternation inside a repeated group (use a character class such as [ab] where you can)');
+    // No check for nested quantifiers or repeated alternations: neither engine backtracks (see compileUserQuery).
     if (src[i] === '?') {
       i++;
       text += '?';
     }
     pg += text;
-    js += text;
+    re2 += text;
     const times = Number.isFinite(max) ? Math.max(max, 1) : Math.max(min, 1);
     f.weight += last.weight * (times - 1);
-    f.quantified = true;
     f.last = null;
   };
 
@@ -735,21 +760,21 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         if ('assertion' in e) atom(e.assertion === 'b' ? PG_WORD_BOUNDARY : PG_NOT_WORD_BOUNDARY, `\\${e.assertion}`, false);
         else if ('code' in e) {
           if (e.code === 0) bad('NUL character');
-          atom(pgChar(e.code), jsChar(e.code));
-        } else atom(pgClass(e.set, e.negated), e.js);
+          atom(pgChar(e.code), re2Char(e.code));
+        } else atom(pgClass(e.set, e.negated), `[${e.re2}]`);
         break;
       }
       case '.':
         i++;
-        atom(dotAll ? '.' : PG_NOT_LINE_TERMINATOR, '.');
+        atom(dotAll ? '.' : PG_NOT_LINE_TERMINATOR, dotAll ? '(?s:.)' : RE2_NOT_LINE_TERMINATOR);
         break;
       case '^':
         i++;
-        atom(multiline ? `(?<!${PG_NOT_LINE_TERMINATOR})` : '^', '^', false);
+        atom(multiline ? PG_LINE_START : '^', multiline ? '(?m:^)' : '^', false);
         break;
       case '$':
         i++;
-        atom(multiline ? `(?!${PG_NOT_LINE_TERMINATOR})` : '$', '$', false);
+        atom(multiline ? PG_LINE_END : '$', multiline ? '(?m:$)' : '$', false);
         break;
       case '[':
         i++;
@@ -760,15 +785,16 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         let open = '(';
         if (src[i] === '?') {
           const head = src.slice(i, i + 3);
-          if (head.startsWith('?:') || head.startsWith('?=') || head.startsWith('?!')) open = `(${head.slice(0, 2)}`;
-          else if (head === '?<=' || head === '?<!') open = `(${head}`;
-          else if (!head.startsWith('?<') || src.indexOf('>', i) < 0) bad('group syntax');
+          if (head.startsWith('?:')) open = '(?:';
+          else if (head.startsWith('?=') || head.startsWith('?!') || head === '?<=' || head === '?<!') {
+            bad('lookahead or lookbehind ((?=, (?!, (?<=, (?<!): the linear-time engine has none');
+          } else if (!head.startsWith('?<') || src.indexOf('>', i) < 0) bad('group syntax');
           // a named group is an ordinary group here (named backreferences are refused)
-          i = open === '(' ? src.indexOf('>', i) + 1 : i + open.length - 1;
+          i = open === '(' ? src.indexOf('>', i) + 1 : i + 2;
         }
         pg += open;
-        js += open;
-        stack.push({ weight: 0, quantified: false, alternation: false, lookaround: open !== '(' && open !== '(?:', last: null });
+        re2 += open;
+        stack.push({ weight: 0, last: null });
         break;
       }
       case ')': {
@@ -776,19 +802,16 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         if (stack.length === 1) bad('unbalanced )');
         const f = stack.pop()!;
         pg += ')';
-        js += ')';
+        re2 += ')';
         const parent = top();
         parent.weight += f.weight + 1;
-        parent.quantified ||= f.quantified;
-        parent.alternation ||= f.alternation;
-        parent.last = { weight: f.weight + 1, quantified: f.quantified, alternation: f.alternation, repeatable: !f.lookaround };
+        parent.last = { weight: f.weight + 1, repeatable: true };
         break;
       }
       case '|':
         i++;
         pg += '|';
-        js += '|';
-        top().alternation = true;
+        re2 += '|';
         top().last = null;
         break;
       case '*':
@@ -803,7 +826,7 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
         const m = braced.exec(src);
         if (!m) {
           i++;
-          atom(pgChar(0x7b), jsChar(0x7b)); // not a quantifier: a literal brace
+          atom(pgChar(0x7b), re2Char(0x7b)); // not a quantifier: a literal brace
           break;
         }
         i += m[0].length;
@@ -814,7 +837,7 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
       }
       default: {
         const code = nextCodePoint();
-        atom(pgChar(code), jsChar(code));
+        atom(pgChar(code), re2Char(code));
       }
     }
   }
@@ -822,7 +845,5 @@ function translateRegex(src: string, flags: string, where: string): { pg: string
   if (stack[0]!.weight > USER_QUERY_LIMITS.maxRegexWeight) {
     fail(`${where}: $regex too large once its repetitions are expanded (more than ${USER_QUERY_LIMITS.maxRegexWeight} elements)`);
   }
-  // V8 tries unanchored matches at every code unit, even between the halves of a surrogate pair (where \B or a
-  // lookaround can succeed); starting at the beginning and skipping whole code points keeps to code points.
-  return { pg, js: `^[^]*?(?:${js})` };
+  return { pg, re2 };
 }

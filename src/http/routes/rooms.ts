@@ -1,5 +1,5 @@
 import { callerOf } from '../../chat/policy.js';
-import type { RoomInput } from '../../chat/rooms-service.js';
+import { MAX_ROOM_IDS_PAGE, MAX_ROOMS_PAGE, type RoomInput } from '../../chat/rooms-service.js';
 import type { Services } from '../../services.js';
 import { defineRoutes } from '../route.js';
 
@@ -66,7 +66,7 @@ export function roomRoutes({ rooms }: Services) {
       method: 'GET',
       url: '/rooms',
       auth: 'user',
-      summary: "The caller's active rooms with their own unread, muted and pref (sort, skip, limit (0 = all), updatedAfter, q, pref, sortUnreadFirst)",
+      summary: `The caller's active rooms with their own unread, muted and pref (sort, skip, limit (0, the default, = a full page of ${MAX_ROOMS_PAGE}; totalCount counts all), updatedAfter, q, pref, sortUnreadFirst)`,
       example: `curl -G $BASE/rooms ${H} -d sort=-lastMessage -d limit=20`,
       schema: {
         querystring: {
@@ -74,7 +74,7 @@ export function roomRoutes({ rooms }: Services) {
           properties: {
             sort: str(200),
             skip: { type: 'integer', minimum: 0 },
-            limit: { type: 'integer', minimum: 0, maximum: 10_000 },
+            limit: { type: 'integer', minimum: 0, maximum: MAX_ROOMS_PAGE },
             updatedAfter: str(64),
             q: str(2048),
             pref: str(2048),
@@ -88,9 +88,9 @@ export function roomRoutes({ rooms }: Services) {
       method: 'GET',
       url: '/rooms/ids',
       auth: 'user',
-      summary: "Ids of the caller's active rooms (same filters as GET /rooms)",
+      summary: `Ids of the caller's active rooms (same filters as GET /rooms; limit 0, the default, = a full page of ${MAX_ROOM_IDS_PAGE})`,
       example: `curl -G $BASE/rooms/ids ${H} -d limit=500`,
-      schema: { querystring: { type: 'object', properties: { skip: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 0, maximum: 100_000 }, sort: str(200), updatedAfter: str(64) } } },
+      schema: { querystring: { type: 'object', properties: { skip: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 0, maximum: MAX_ROOM_IDS_PAGE }, sort: str(200), updatedAfter: str(64) } } },
       handler: async ({ actor, query }) => rooms.listIds(callerOf(actor), query),
     },
     {
