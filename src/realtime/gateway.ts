@@ -5,7 +5,7 @@ import { corsOptions, originDecision } from '../auth/cors.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
-import { AppError } from '../errors.js';
+import { AppError, fromStoreError } from '../errors.js';
 import { addressResolver } from '../lib/client-address.js';
 import type { Clock } from '../lib/clock.js';
 import { tooDeep, valueTooDeep } from '../lib/json-depth.js';
@@ -272,8 +272,9 @@ export class Realtime {
       }
       await run({ app: { id: appId }, userId });
     } catch (err) {
-      const e = err instanceof AppError ? err : new AppError('INTERNAL_ERROR', 'Internal server error');
-      if (!(err instanceof AppError)) this.deps.logger.error({ err }, 'socket event failed');
+      const known = err instanceof AppError ? err : fromStoreError(err);
+      const e = known ?? new AppError('INTERNAL_ERROR', 'Internal server error');
+      if (!known) this.deps.logger.error({ err }, 'socket event failed');
       if (typeof ack === 'function') ack(e.toBody());
     }
   }
