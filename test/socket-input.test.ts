@@ -94,9 +94,10 @@ describe.each(DIALECTS)('socket input and addresses (%s)', (dialect) => {
     // A stranger's bad logins through the same proxy...
     const stranger = await open('198.51.100.66');
     for (let i = 0; i < 4; i++) await login(stranger, `wrong-token-${i}-0123456789`);
-    expect((await login(stranger, token)).RC).toBe(429);
-    // ...do not lock out everybody else behind it.
+    expect((await login(stranger, 'wrong-token-x-0123456789')).RC).toBe(429);
+    // ...do not lock out everybody else behind it: another address's failure is still only a failure.
     const other = await open('203.0.113.6');
+    expect((await login(other, 'wrong-token-y-0123456789')).RC).toBe(401);
     expect((await login(other, token)).RC).toBe(0);
   });
 });
