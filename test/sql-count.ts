@@ -13,7 +13,14 @@ export interface StatementLog {
   reset(): void;
   /** The statements since `reset` whose text starts with `prefix` (case-insensitive). */
   matching(prefix: string): string[];
+  /**
+   * The statements since `reset` but those the server runs on timers whatever else happens (the batch worker's
+   * poll, the socket layer's check for revoked client keys): what a request and its events cost.
+   */
+  caused(): string[];
 }
+
+const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"/;
 
 const COUNTED = Symbol('counted');
 const logs = new WeakMap<object, { statements: string[] }>();
@@ -33,6 +40,9 @@ export function statementLog(db: Kysely<any>): StatementLog {
     },
     reset() {
       s.statements.length = 0;
+    },
+    caused() {
+      return s.statements.filter((q) => !ON_TIMERS.test(q));
     },
     matching(prefix: string) {
       return s.statements.filter((q) => q.trimStart().toLowerCase().startsWith(prefix.toLowerCase()));
