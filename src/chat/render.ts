@@ -104,21 +104,33 @@ export class ChatRenderer {
    * One room as each of `viewers` sees it, for the socket `room` events: what every viewer sees alike (members,
    * last message...) is read and built once, then each viewer's own fields (unread, muted, pref, isSuperuser) are
    * added from their member row and one read of their preferences. The same objects `renderRoom` makes for each
-   * of them, at a fixed number of queries however many viewers and members there are.
+   * of them, at a fixed number of queries however many viewers and members there are. Viewers whose own fields
+   * are alike (most members of a big room: no unread, no preference, no role) share one object, so that it is
+   * serialized once for all of them.
    */
-  async renderRoomViews(appId: string, room: RoomRow, viewers: string[], roleOf: (userId: string, member: MemberRow | undefined) => RoomRole): Promise<Map<string, Json>> {
-    const out = new Map<string, Json>();
-    if (viewers.length === 0) return out;
+  async renderRoomViews(
+    appId: string,
+    room: RoomRow,
+    viewers: string[],
+    roleOf: (userId: string, member: MemberRow | undefined) => RoomRole,
+  ): Promise<Array<{ viewers: string[]; room: Json }>> {
+    if (viewers.length === 0) return [];
     const parts = await this.roomParts(appId, [room]);
     const prefs = new Map((await this.prefs.roomPrefsOfUsers(appId, room.id, viewers)).map((p) => [p.user_id, p]));
     const head = this.roomHead(appId, room, parts);
     const members = parts.memberOf.get(room.id);
+    const alike = new Map<string, { viewers: string[]; room: Json }>();
     for (const userId of viewers) {
       const mine = members?.get(userId);
+      const pref = prefs.get(userId);
+      const role = roleOf(userId, mine);
+      const key = `${mine?.badge ?? 0}\u0000${isSuperuser(role)}\u0000${pref?.muted ?? 0}\u0000${pref?.data ?? ''}`;
+      const same = alike.get(key);
+      if (same) same.viewers.push(userId);
       // A shallow copy: the members, memberProperties and lastMessage inside are shared by every viewer's object.
-      out.set(userId, withViewer({ ...head }, room, mine, prefs.get(userId), roleOf(userId, mine)));
+      else alike.set(key, { viewers: [userId], room: withViewer({ ...head }, room, mine, pref, role) });
     }
-    return out;
+    return [...alike.values()];
   }
 
   /** Everything a room's rendering needs besides the viewer's own rows, for many rooms in a fixed number of queries. */

@@ -173,13 +173,13 @@ export class RoomsService {
 
   /**
    * The room as each of `viewers` sees it (socket `room` events to the members online): rendered once, each
-   * viewer's own unread, pref and role added from one read of their rows. Viewers who are not members see it
-   * as a non-member would.
+   * viewer's own unread, pref and role added from one read of their rows; viewers who see the same object are
+   * grouped. Viewers who are not members see it as a non-member would.
    */
-  async viewsFor(appId: string, roomId: string, viewers: string[]): Promise<Map<string, Json>> {
-    if (viewers.length === 0) return new Map();
+  async viewsFor(appId: string, roomId: string, viewers: string[]): Promise<Array<{ viewers: string[]; room: Json }>> {
+    if (viewers.length === 0) return [];
     const room = await new RoomsRepo(this.ctx.db).get(appId, roomId);
-    if (!room) return new Map();
+    if (!room) return [];
     return this.ctx.render.renderRoomViews(appId, room, viewers, (userId, member) => roleIn({ appId, userId, platform: false }, room, member));
   }
 

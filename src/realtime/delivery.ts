@@ -83,12 +83,13 @@ export class Delivery {
       case 'member.updated':
       case 'members.removed': {
         // Each member online here gets the room as they see it; the others resync over REST when they connect.
-        // Rendered once for all of them (rooms.viewsFor), so the cost does not grow with the room's size.
+        // Rendered once for all of them (rooms.viewsFor), so the queries do not grow with the room's size, and
+        // emitted once per group of members who see the same object.
         const snap = await this.services.chat.roomCache.get(e.appId, e.roomId);
         if (!snap) return;
         const viewers = this.onlineHere(e.appId, recipients(snap, this.services.chat.clock.now()));
         if (viewers.length === 0) return;
-        for (const [uid, room] of await this.services.rooms.viewsFor(e.appId, e.roomId, viewers)) this.toUsers(e.appId, [uid], 'room', room);
+        for (const view of await this.services.rooms.viewsFor(e.appId, e.roomId, viewers)) this.toUsers(e.appId, view.viewers, 'room', view.room);
         return;
       }
       case 'read':
