@@ -3,7 +3,7 @@ import http from 'node:http';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
-export function request(base, method, path, { headers = {}, body } = {}) {
+export function request(base, method, path, { headers = {}, body, timeoutMs = 30_000 } = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const req = http.request(
@@ -22,7 +22,7 @@ export function request(base, method, path, { headers = {}, body } = {}) {
         });
       },
     );
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
     req.end(data);
   });

@@ -49,6 +49,11 @@ export class HiddenMessagesService {
     return { totalCount: data.length, data };
   }
 
+  /** The socket `userDeleteMessages` event's ids after a whole room was hidden: every id the user hides there. */
+  hiddenIdsOf(appId: string, userId: string, roomId: string): Promise<string[]> {
+    return new MessagesRepo(this.ctx.db).hiddenIds(appId, userId, roomId);
+  }
+
   private async hideIds(appId: string, userId: string, roomId: string, ids: string[], wholeRoom: boolean): Promise<{ totalCount: number; data: string[] }> {
     const now = this.ctx.clock.now();
     const { fresh, data } = await this.ctx.db.transaction().execute(async (trx) => {

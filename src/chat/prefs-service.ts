@@ -7,6 +7,7 @@ import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import type { ChatContext } from './chat-context.js';
 import type { Caller } from './policy.js';
 import { requireUser, type RoomsService } from './rooms-service.js';
+import { memberSummary } from './render.js';
 import { renderUser } from './users-service.js';
 
 type Json = Record<string, unknown>;
@@ -144,6 +145,29 @@ export class PrefsService {
     const data: Record<string, number> = {};
     for (const tag of wanted ?? sums.keys()) data[tag] = sums.get(tag) ?? 0;
     return { totalBadge: await repo.total(caller.appId, userId), data };
+  }
+
+  // ---------------------------------------------------------------- socket event payloads
+
+  /** The socket `roomPref` event: the user's stored preference of the room (in a room tag's scope when given). */
+  async roomPrefEvent(appId: string, userId: string, roomId: string, scope: string): Promise<Json> {
+    const [pref] = await new PrefsRepo(this.ctx.db).roomPrefs(appId, userId, [roomId], scope);
+    const data = pref ? (JSON.parse(pref.data) as Json) : {};
+    return { room: roomId, ...data, muted: pref?.muted === 1, ...(scope ? { roomTag: scope } : {}) };
+  }
+
+  /** The socket `myPrefChange` event, or undefined when the preference is gone again. */
+  async userPrefEvent(appId: string, userId: string, key: string): Promise<{ key: string; data: unknown } | undefined> {
+    const pref = (await new PrefsRepo(this.ctx.db).userPrefs(appId, userId)).find((p) => p.key === key);
+    return pref ? { key, data: JSON.parse(pref.data) as unknown } : undefined;
+  }
+
+  /** The socket `typing` event; the sender's summary comes from the user cache, as new messages' do. */
+  async typingEvent(appId: string, roomId: string, userId: string, message: unknown): Promise<Json> {
+    const s = memberSummary(userId, await this.ctx.userCache.get(appId, userId));
+    const payload: Json = { room: roomId, sender: userId, senderInfo: { _id: s._id, id: s.id, nickname: s.nickname, avatarUrl: s.avatarUrl, isRobot: s.isRobot } };
+    if (message !== undefined && message !== null && message !== '') payload.message = message;
+    return payload;
   }
 
   // ---------------------------------------------------------------- helpers

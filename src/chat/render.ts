@@ -2,9 +2,9 @@ import type { Kysely } from 'kysely';
 import { iso } from '../lib/clock.js';
 import { withCustom } from '../lib/objects.js';
 import type { Database } from '../store/schema.js';
-import { GroupsRepo } from '../store/groups-repo.js';
+import { GroupsRepo, type GroupRow } from '../store/groups-repo.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
-import { PrefsRepo } from '../store/prefs-repo.js';
+import { PrefsRepo, type RoomPrefRow } from '../store/prefs-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import type { PresenceSource } from './chat-context.js';
@@ -46,8 +46,7 @@ export class ChatRenderer {
     const replies = new Map((await this.messages.getMany(appId, replyIds)).map((m) => [m.id, m]));
     const users = await this.userMap(appId, [...rows, ...replies.values()].map((r) => r.sender_id));
     const reactions = await this.messages.reactionsOf(appId, rows.map((r) => r.id));
-    const byMessage = new Map<string, Array<{ client: string; reaction: string }>>();
-    for (const r of reactions) byMessage.set(r.message_id, [...(byMessage.get(r.message_id) ?? []), { client: r.user_id, reaction: r.reaction }]);
+    const byMessage = groupBy(reactions, (r) => r.message_id, (r) => ({ client: r.user_id, reaction: r.reaction }));
     return rows.map((row) => {
       const out = messageObject(row, users, byMessage.get(row.id) ?? []);
       const reply = row.reply_id ? replies.get(row.reply_id) : undefined;
@@ -76,76 +75,161 @@ export class ChatRenderer {
     return (await this.renderMessages(appId, [row]))[0]!;
   }
 
+  /** A stored message as clients read it now (edits, reactions, pins); undefined when it is gone. */
+  async renderStoredMessage(appId: string, messageId: string): Promise<Json | undefined> {
+    const row = await this.messages.get(appId, messageId);
+    return row ? this.renderMessage(appId, row) : undefined;
+  }
+
   /**
    * Rooms as one caller sees them: members populated, memberProperties, lastMessage, and the caller's own
    * unread, muted, pref and isSuperuser.
    */
   async renderRooms(appId: string, rooms: RoomRow[], viewer: { userId: string | null; roles: Map<string, RoomRole> }): Promise<Json[]> {
     if (rooms.length === 0) return [];
-    const ids = rooms.map((r) => r.id);
-    const members = await this.rooms.membersOfRooms(appId, ids);
-    const byRoom = new Map<string, MemberRow[]>();
-    // Users who are in a room through a user group are listed inside the group's entry, not beside it.
-    for (const m of members) if (m.via === null) byRoom.set(m.room_id, [...(byRoom.get(m.room_id) ?? []), m]);
-    const shown = members.filter((m) => m.via === null);
-    const groups = new Map((await new GroupsRepo(this.db).getMany(appId, shown.map((m) => m.user_id))).map((g) => [g.id, g]));
-    const users = await this.userMap(appId, [...members.map((m) => m.user_id), ...[...groups.values()].flatMap((g) => g.members)]);
-    const lastRows = await this.messages.getMany(appId, rooms.map((r) => r.last_message_id).filter((x): x is string => x !== null));
-    const last = new Map((await this.renderMessages(appId, lastRows)).map((m) => [m._id as string, m]));
-    const prefs = viewer.userId ? await this.prefs.roomPrefs(appId, viewer.userId, ids) : [];
+    const parts = await this.roomParts(appId, rooms);
+    const prefs = viewer.userId ? await this.prefs.roomPrefs(appId, viewer.userId, rooms.map((r) => r.id)) : [];
     const prefByRoom = new Map(prefs.map((p) => [p.room_id, p]));
-
     return rooms.map((room) => {
-      const ms = byRoom.get(room.id) ?? [];
-      const mine = viewer.userId ? members.find((m) => m.room_id === room.id && m.user_id === viewer.userId) : undefined;
-      const pref = prefByRoom.get(room.id);
-      const prefData = pref ? (JSON.parse(pref.data) as Json) : {};
-      const out: Json = {
-        _id: room.id,
-        id: room.id,
-        appID: room.app_id,
-        roomType: room.room_type,
-        roomTags: JSON.parse(room.room_tags),
-        status: room.status,
-        opening: room.opening,
-        botMode: room.bot_mode === 1,
-        encrypted: room.encrypted === 1,
-        serviceStatus: 0,
-      };
-      if (room.name !== null) out.name = room.name;
-      if (room.cover !== null) out.cover = room.cover;
-      if (room.description !== null) out.description = room.description;
-      if (room.webhook !== null) out.webhook = room.webhook;
-      if (room.bot_state !== null) out.botState = room.bot_state;
-      if (room.ext_params !== null) out.extParams = room.ext_params;
-      if (room.owner !== null) out.owner = room.owner;
-      out.managers = ms.filter((m) => m.role === 'admin').map((m) => m.user_id);
-      out.members = ms.map((m) => {
-        const group = groups.get(m.user_id);
-        if (group) {
-          const inner = group.members.map((u) => ({ ...memberSummary(u, users.get(u)), isSocketConnected: this.presence.online(appId, u) }));
-          return { _id: group.id, id: group.id, nickname: group.nickname, ...(group.avatar_url ? { avatarUrl: group.avatar_url } : {}), clientType: 'group', isRobot: false, lastLoginTimeMS: 0, members: inner };
-        }
-        return { ...memberSummary(m.user_id, users.get(m.user_id)), isSocketConnected: this.presence.online(appId, m.user_id) };
-      });
-      out.memberProperties = ms.map((m) => memberProperty(m, room));
-      if (room.last_message_id && last.has(room.last_message_id)) out.lastMessage = last.get(room.last_message_id);
-      out.createdTime = iso(room.created_at);
-      out.createdTimeMS = room.created_at;
-      out.updatedAt = iso(room.updated_at);
-      out.updatedAtMS = room.updated_at;
-      out.unread = mine?.badge ?? 0;
-      out.muted = pref?.muted === 1;
-      out.isMentioned = false;
-      out.pref = { tags: [], tagColors: {}, hidden: false, sticky: false, ...prefData, muted: pref?.muted === 1 };
-      out.isSuperuser = isSuperuser(viewer.roles.get(room.id) ?? 'none');
-      return withCustom(out, JSON.parse(room.extra) as Json);
+      const mine = viewer.userId ? parts.memberOf.get(room.id)?.get(viewer.userId) : undefined;
+      return withViewer(this.roomHead(appId, room, parts), room, mine, prefByRoom.get(room.id), viewer.roles.get(room.id) ?? 'none');
     });
   }
 
   async renderRoom(appId: string, room: RoomRow, viewer: { userId: string | null; role: RoomRole }): Promise<Json> {
     return (await this.renderRooms(appId, [room], { userId: viewer.userId, roles: new Map([[room.id, viewer.role]]) }))[0]!;
   }
+
+  /**
+   * One room as each of `viewers` sees it, for the socket `room` events: what every viewer sees alike (members,
+   * last message...) is read and built once, then each viewer's own fields (unread, muted, pref, isSuperuser) are
+   * added from their member row and one read of their preferences. The same objects `renderRoom` makes for each
+   * of them, at a fixed number of queries however many viewers and members there are. Viewers whose own fields
+   * are alike (most members of a big room: no unread, no preference, no role) share one object, so that it is
+   * serialized once for all of them.
+   */
+  async renderRoomViews(
+    appId: string,
+    room: RoomRow,
+    viewers: string[],
+    roleOf: (userId: string, member: MemberRow | undefined) => RoomRole,
+  ): Promise<Array<{ viewers: string[]; room: Json }>> {
+    if (viewers.length === 0) return [];
+    const parts = await this.roomParts(appId, [room]);
+    const prefs = new Map((await this.prefs.roomPrefsOfUsers(appId, room.id, viewers)).map((p) => [p.user_id, p]));
+    const head = this.roomHead(appId, room, parts);
+    const members = parts.memberOf.get(room.id);
+    const alike = new Map<string, { viewers: string[]; room: Json }>();
+    for (const userId of viewers) {
+      const mine = members?.get(userId);
+      const pref = prefs.get(userId);
+      const role = roleOf(userId, mine);
+      const key = `${mine?.badge ?? 0}\u0000${isSuperuser(role)}\u0000${pref?.muted ?? 0}\u0000${pref?.data ?? ''}`;
+      const same = alike.get(key);
+      if (same) same.viewers.push(userId);
+      // A shallow copy: the members, memberProperties and lastMessage inside are shared by every viewer's object.
+      else alike.set(key, { viewers: [userId], room: withViewer({ ...head }, room, mine, pref, role) });
+    }
+    return [...alike.values()];
+  }
+
+  /** Everything a room's rendering needs besides the viewer's own rows, for many rooms in a fixed number of queries. */
+  private async roomParts(appId: string, rooms: RoomRow[]): Promise<RoomParts> {
+    const members = await this.rooms.membersOfRooms(appId, rooms.map((r) => r.id));
+    const shownByRoom = new Map<string, MemberRow[]>();
+    const memberOf = new Map<string, Map<string, MemberRow>>();
+    const shown: MemberRow[] = [];
+    for (const m of members) {
+      let byUser = memberOf.get(m.room_id);
+      if (!byUser) memberOf.set(m.room_id, (byUser = new Map()));
+      byUser.set(m.user_id, m);
+      // Users who are in a room through a user group are listed inside the group's entry, not beside it.
+      if (m.via !== null) continue;
+      shown.push(m);
+      const list = shownByRoom.get(m.room_id);
+      if (list) list.push(m);
+      else shownByRoom.set(m.room_id, [m]);
+    }
+    const groups = new Map((await new GroupsRepo(this.db).getMany(appId, shown.map((m) => m.user_id))).map((g) => [g.id, g]));
+    const userIds = members.map((m) => m.user_id);
+    for (const g of groups.values()) for (const u of g.members) userIds.push(u);
+    const users = await this.userMap(appId, userIds);
+    const lastRows = await this.messages.getMany(appId, rooms.map((r) => r.last_message_id).filter((x): x is string => x !== null));
+    const last = new Map((await this.renderMessages(appId, lastRows)).map((m) => [m._id as string, m]));
+    return { shownByRoom, memberOf, groups, users, last };
+  }
+
+  /** A room's fields that every viewer sees alike, in the order clients have always received them. */
+  private roomHead(appId: string, room: RoomRow, parts: RoomParts): Json {
+    const ms = parts.shownByRoom.get(room.id) ?? [];
+    const out: Json = {
+      _id: room.id,
+      id: room.id,
+      appID: room.app_id,
+      roomType: room.room_type,
+      roomTags: JSON.parse(room.room_tags),
+      status: room.status,
+      opening: room.opening,
+      botMode: room.bot_mode === 1,
+      encrypted: room.encrypted === 1,
+      serviceStatus: 0,
+    };
+    if (room.name !== null) out.name = room.name;
+    if (room.cover !== null) out.cover = room.cover;
+    if (room.description !== null) out.description = room.description;
+    if (room.webhook !== null) out.webhook = room.webhook;
+    if (room.bot_state !== null) out.botState = room.bot_state;
+    if (room.ext_params !== null) out.extParams = room.ext_params;
+    if (room.owner !== null) out.owner = room.owner;
+    out.managers = ms.filter((m) => m.role === 'admin').map((m) => m.user_id);
+    out.members = ms.map((m) => {
+      const group = parts.groups.get(m.user_id);
+      if (group) {
+        const inner = group.members.map((u) => ({ ...memberSummary(u, parts.users.get(u)), isSocketConnected: this.presence.online(appId, u) }));
+        return { _id: group.id, id: group.id, nickname: group.nickname, ...(group.avatar_url ? { avatarUrl: group.avatar_url } : {}), clientType: 'group', isRobot: false, lastLoginTimeMS: 0, members: inner };
+      }
+      return { ...memberSummary(m.user_id, parts.users.get(m.user_id)), isSocketConnected: this.presence.online(appId, m.user_id) };
+    });
+    out.memberProperties = ms.map((m) => memberProperty(m, room));
+    if (room.last_message_id && parts.last.has(room.last_message_id)) out.lastMessage = parts.last.get(room.last_message_id);
+    out.createdTime = iso(room.created_at);
+    out.createdTimeMS = room.created_at;
+    out.updatedAt = iso(room.updated_at);
+    out.updatedAtMS = room.updated_at;
+    return out;
+  }
+}
+
+interface RoomParts {
+  /** The members each room lists (users in through a group are listed inside the group's entry). */
+  shownByRoom: Map<string, MemberRow[]>;
+  /** Every member row of each room, by user. */
+  memberOf: Map<string, Map<string, MemberRow>>;
+  groups: Map<string, GroupRow>;
+  users: Map<string, UserRow>;
+  last: Map<string, Json>;
+}
+
+/** Adds one viewer's own fields to a room's shared fields (`head` is completed in place and returned). */
+function withViewer(head: Json, room: RoomRow, mine: MemberRow | undefined, pref: RoomPrefRow | undefined, role: RoomRole): Json {
+  const prefData = pref ? (JSON.parse(pref.data) as Json) : {};
+  head.unread = mine?.badge ?? 0;
+  head.muted = pref?.muted === 1;
+  head.isMentioned = false;
+  head.pref = { tags: [], tagColors: {}, hidden: false, sticky: false, ...prefData, muted: pref?.muted === 1 };
+  head.isSuperuser = isSuperuser(role);
+  return withCustom(head, JSON.parse(room.extra) as Json);
+}
+
+function groupBy<T, V>(items: T[], key: (item: T) => string, value: (item: T) => V): Map<string, V[]> {
+  const out = new Map<string, V[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(value(item));
+    else out.set(k, [value(item)]);
+  }
+  return out;
 }
 
 /** The Member / Client summary embedded in rooms and messages. A deleted user keeps its id. */

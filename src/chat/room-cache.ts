@@ -4,7 +4,6 @@ import type { Clock } from '../lib/clock.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
 import { RoomsRepo, type MemberRow, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
-import { audience } from './policy.js';
 
 /**
  * What the message paths ask of a room on every send and every delivery: the room's own settings, who is in it
@@ -105,9 +104,4 @@ export class RoomCache {
     }
     return snap;
   }
-}
-
-/** The members who receive the room's new messages at `now`: the policy's audience (everyone but the banned). */
-export function recipients(snap: RoomSnapshot, now: number): string[] {
-  return audience(snap, now);
 }

@@ -181,11 +181,33 @@ export class RoomsService {
     return this.ctx.render.renderRoom(appId, room, { userId, role });
   }
 
+  /**
+   * The room as each of `viewers` sees it (socket `room` events to the members online): rendered once, each
+   * viewer's own unread, pref and role added from one read of their rows; viewers who see the same object are
+   * grouped. Viewers who are not members see it as a non-member would.
+   */
+  async viewsFor(appId: string, roomId: string, viewers: string[]): Promise<Array<{ viewers: string[]; room: Json }>> {
+    if (viewers.length === 0) return [];
+    const room = await new RoomsRepo(this.ctx.db).get(appId, roomId);
+    if (!room) return [];
+    return this.ctx.render.renderRoomViews(appId, room, viewers, (userId, member) => roleIn({ appId, userId, platform: false }, room, member));
+  }
+
+  /** The payload of the socket `invitation` event: the room as the (first) invitee sees it, and who invited. */
+  async invitationView(appId: string, roomId: string, inviterId: string | null, invitee: string): Promise<{ room: Json | undefined; inviter: Json | null }> {
+    const room = await this.viewAs(appId, roomId, invitee);
+    if (!inviterId) return { room, inviter: null };
+    return { room, inviter: memberSummary(inviterId, await this.ctx.userCache.get(appId, inviterId)) };
+  }
+
   async list(caller: Caller, input: ListRoomsInput): Promise<{ totalCount: number; data: Json[] }> {
     const { rows, total } = await this.query(caller, input, MAX_ROOMS_PAGE);
-    const members = await new RoomsRepo(this.ctx.db).membersOfRooms(caller.appId, rows.map((r) => r.id));
+    const mine = new Map<string, MemberRow>();
+    if (caller.userId !== null) {
+      for (const m of await new RoomsRepo(this.ctx.db).membersOfRooms(caller.appId, rows.map((r) => r.id))) if (m.user_id === caller.userId) mine.set(m.room_id, m);
+    }
     const roles = new Map<string, RoomRole>();
-    for (const r of rows) roles.set(r.id, roleIn(caller, r, members.find((m) => m.room_id === r.id && m.user_id === caller.userId)));
+    for (const r of rows) roles.set(r.id, roleIn(caller, r, mine.get(r.id)));
     return { totalCount: total, data: await this.ctx.render.renderRooms(caller.appId, rows, { userId: caller.userId, roles }) };
   }
 
@@ -449,15 +471,20 @@ export class RoomsService {
 
   async myInvitations(caller: Caller): Promise<{ totalCount: number; data: Json[] }> {
     const userId = requireUser(caller);
-    const invites = await new RoomsRepo(this.ctx.db).invitationsOf(caller.appId, userId);
-    const rooms = new RoomsRepo(this.ctx.db);
+    const repo = new RoomsRepo(this.ctx.db);
+    const invites = await repo.invitationsOf(caller.appId, userId);
+    if (invites.length === 0) return { totalCount: 0, data: [] };
+    // All the rooms in one rendering (a fixed number of queries), not one rendering per invitation.
+    const rooms = await repo.getMany(caller.appId, invites.map((i) => i.room_id));
+    const rendered = await this.ctx.render.renderRooms(caller.appId, rooms, { userId, roles: new Map(rooms.map((r) => [r.id, 'none' as RoomRole])) });
+    const byId = new Map(rendered.map((r) => [r._id as string, r]));
     const users = await this.ctx.render.userMap(caller.appId, invites.map((i) => i.inviter));
     const data: Json[] = [];
     for (const inv of invites) {
-      const room = await rooms.get(caller.appId, inv.room_id);
+      const room = byId.get(inv.room_id);
       if (!room) continue;
       data.push({
-        room: await this.ctx.render.renderRoom(caller.appId, room, { userId, role: 'none' }),
+        room,
         inviter: inv.inviter ? memberSummary(inv.inviter, users.get(inv.inviter)) : null,
         createdTimeMS: inv.created_at,
         updatedTimeMS: inv.created_at,

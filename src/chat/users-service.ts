@@ -42,6 +42,8 @@ export const MAX_USERS_PER_PAGE = 100;
 export const MAX_BATCH_USERS = 1000;
 /** Shortest custom token a backend may bind: a short one could be guessed by trying. */
 export const MIN_CUSTOM_TOKEN_LENGTH = 16;
+/** How old the stored login time may get before GET /me writes it again (see `me`). */
+const LOGIN_REFRESH_MS = 60_000;
 
 /** Users and their tokens. Knows nothing of HTTP; every method is scoped to one application. */
 export class UsersService {
@@ -142,12 +144,18 @@ export class UsersService {
     const row = await this.repo.get(actor.app.id, userId);
     if (!row) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
     if (actor.kind === 'user' && connection) {
-      // The SDKs call GET /me right after logging in, so this is the login the IMKIT pages report.
+      // The SDKs call GET /me right after logging in, so this is the login the IMKIT pages report. Clients also
+      // call it again and again (every socket login does), and each write of the users row empties the sender
+      // caches for that user: so the row is written only when the address or user agent changed, or when the
+      // stored login time is more than a minute old. The login time shown may thus lag by up to a minute.
       const now = this.clock.now();
       const patch = { last_login_at: now, address: JSON.stringify(addressOf(connection.ip)), user_agent: connection.userAgent ?? null };
-      await this.repo.update(actor.app.id, userId, patch);
-      this.profilesWritten(actor.app.id, [userId]);
-      Object.assign(row, patch);
+      const stale = row.last_login_at === null || now - row.last_login_at >= LOGIN_REFRESH_MS;
+      if (stale || row.address !== patch.address || row.user_agent !== patch.user_agent) {
+        await this.repo.update(actor.app.id, userId, patch);
+        this.profilesWritten(actor.app.id, [userId]);
+        Object.assign(row, patch);
+      }
     }
     const mute = await new PrefsRepo(this.db).mutedRooms(actor.app.id, userId);
     return { ...renderUser(row, mute), notificationEnabled: true };

@@ -2,12 +2,8 @@ import type { Logger } from 'pino';
 import type { Server } from 'socket.io';
 import type { DomainEvent } from '../events/bus.js';
 import type { Services } from '../services.js';
-import type { Store } from '../store/database.js';
-import { MessagesRepo } from '../store/messages-repo.js';
-import { PrefsRepo } from '../store/prefs-repo.js';
-import { UsersRepo } from '../store/users-repo.js';
-import { memberSummary } from '../chat/render.js';
-import { recipients, type RoomSnapshot } from '../chat/room-cache.js';
+import { audience } from '../chat/policy.js';
+import type { RoomSnapshot } from '../chat/room-cache.js';
 import { encode, type Encoding } from './codec.js';
 
 /** Each user has one channel per encoding, so one emit reaches all of their sockets in the form each expects. */
@@ -36,7 +32,6 @@ export class Delivery {
   constructor(
     private readonly io: Server,
     private readonly services: Services,
-    private readonly store: Store,
     private readonly logger: Logger,
     private readonly dropSockets: (appId: string, userId: string, digests: string[] | 'all') => void,
   ) {
@@ -71,18 +66,13 @@ export class Delivery {
   }
 
   private async deliver(e: DomainEvent): Promise<void> {
-    const db = this.store.db;
     switch (e.type) {
       case 'message.created':
       case 'message.updated': {
         const snap = await this.services.chat.roomCache.get(e.appId, e.roomId);
         if (!snap) return;
-        let message = e.type === 'message.created' ? e.message : undefined;
-        if (!message) {
-          const row = await new MessagesRepo(db).get(e.appId, e.messageId);
-          if (!row) return;
-          message = await this.services.chat.render.renderMessage(e.appId, row);
-        }
+        const message = (e.type === 'message.created' ? e.message : undefined) ?? (await this.services.chat.render.renderStoredMessage(e.appId, e.messageId));
+        if (!message) return;
         this.toChannels(this.channelsOf(snap), 'chat message', message);
         return;
       }
@@ -91,10 +81,14 @@ export class Delivery {
       case 'members.added':
       case 'member.updated':
       case 'members.removed': {
-        for (const uid of await this.memberIds(e.appId, e.roomId)) {
-          const room = await this.services.rooms.viewAs(e.appId, e.roomId, uid);
-          if (room) this.toUsers(e.appId, [uid], 'room', room);
-        }
+        // Each member online here gets the room as they see it; the others resync over REST when they connect.
+        // Rendered once for all of them (rooms.viewsFor), so the queries do not grow with the room's size, and
+        // emitted once per group of members who see the same object.
+        const snap = await this.services.chat.roomCache.get(e.appId, e.roomId);
+        if (!snap) return;
+        const viewers = this.onlineHere(e.appId, audience(snap, this.services.chat.clock.now()));
+        if (viewers.length === 0) return;
+        for (const view of await this.services.rooms.viewsFor(e.appId, e.roomId, viewers)) this.toUsers(e.appId, view.viewers, 'room', view.room);
         return;
       }
       case 'read':
@@ -102,41 +96,32 @@ export class Delivery {
         return;
       case 'typing': {
         const others = (await this.memberIds(e.appId, e.roomId)).filter((u) => u !== e.userId);
-        const [user] = await new UsersRepo(db).getMany(e.appId, [e.userId]);
-        const s = memberSummary(e.userId, user);
-        const payload: Record<string, unknown> = { room: e.roomId, sender: e.userId, senderInfo: { _id: s._id, id: s.id, nickname: s.nickname, avatarUrl: s.avatarUrl, isRobot: s.isRobot } };
-        if (e.message !== undefined && e.message !== null && e.message !== '') payload.message = e.message;
-        this.toUsers(e.appId, others, 'typing', payload);
+        this.toUsers(e.appId, others, 'typing', await this.services.prefs.typingEvent(e.appId, e.roomId, e.userId, e.message));
         return;
       }
-      case 'roomPref.changed': {
-        const [pref] = await new PrefsRepo(db).roomPrefs(e.appId, e.userId, [e.roomId], e.scope);
-        const data = pref ? (JSON.parse(pref.data) as Record<string, unknown>) : {};
-        this.toUsers(e.appId, [e.userId], 'roomPref', { room: e.roomId, ...data, muted: pref?.muted === 1, ...(e.scope ? { roomTag: e.scope } : {}) });
+      case 'roomPref.changed':
+        this.toUsers(e.appId, [e.userId], 'roomPref', await this.services.prefs.roomPrefEvent(e.appId, e.userId, e.roomId, e.scope));
         return;
-      }
       case 'userPref.changed': {
         if (e.deleted) {
           this.toUsers(e.appId, [e.userId], 'myPrefDelete', e.key);
           return;
         }
-        const pref = (await new PrefsRepo(db).userPrefs(e.appId, e.userId)).find((p) => p.key === e.key);
-        if (pref) this.toUsers(e.appId, [e.userId], 'myPrefChange', { key: e.key, data: JSON.parse(pref.data) });
+        const pref = await this.services.prefs.userPrefEvent(e.appId, e.userId, e.key);
+        if (pref) this.toUsers(e.appId, [e.userId], 'myPrefChange', pref);
         return;
       }
       case 'invitation.created': {
-        const room = await this.services.rooms.viewAs(e.appId, e.roomId, e.invitees[0] ?? '');
-        const [inviter] = e.actorId ? await new UsersRepo(db).getMany(e.appId, [e.actorId]) : [];
+        const { room, inviter } = await this.services.rooms.invitationView(e.appId, e.roomId, e.actorId, e.invitees[0] ?? '');
         const now = Date.now();
-        const payload = { room, inviter: e.actorId ? memberSummary(e.actorId, inviter) : null, createdTimeMS: now, updatedTimeMS: now };
-        this.toUsers(e.appId, e.invitees, 'invitation', payload);
+        this.toUsers(e.appId, e.invitees, 'invitation', { room, inviter, createdTimeMS: now, updatedTimeMS: now });
         return;
       }
       case 'invitation.cancelled':
         if (!e.accepted) this.toUsers(e.appId, e.invitees, 'cancelInvitation', { room: e.roomId });
         return;
       case 'messages.userDeleted': {
-        const ids = e.messageIds === 'all' ? await new MessagesRepo(db).hiddenIds(e.appId, e.userId, e.roomId) : e.messageIds;
+        const ids = e.messageIds === 'all' ? await this.services.hiddenMessages.hiddenIdsOf(e.appId, e.userId, e.roomId) : e.messageIds;
         this.toUsers(e.appId, [e.userId], 'userDeleteMessages', { room: e.roomId, messages: ids });
         return;
       }
@@ -157,9 +142,16 @@ export class Delivery {
     }
   }
 
+  /** Who receives the room's events: the policy's audience (members, less the banned). */
   private async memberIds(appId: string, roomId: string): Promise<string[]> {
     const snap = await this.services.chat.roomCache.get(appId, roomId);
-    return snap ? [...snap.members.keys()] : [];
+    return snap ? audience(snap, this.services.chat.clock.now()) : [];
+  }
+
+  /** The users among `userIds` with a socket on this node (in either encoding). */
+  private onlineHere(appId: string, userIds: string[]): string[] {
+    const rooms = this.io.sockets.adapter.rooms;
+    return userIds.filter((u) => rooms.has(userChannel(appId, u, 'base64')) || rooms.has(userChannel(appId, u, 'plain')));
   }
 
   /**
@@ -169,7 +161,7 @@ export class Delivery {
   private channelsOf(snap: RoomSnapshot): Channels {
     const kept = this.channelCache.get(snap);
     if (kept) return kept;
-    const channels = channelsFor(snap.room.app_id, recipients(snap, this.services.chat.clock.now()));
+    const channels = channelsFor(snap.room.app_id, audience(snap, this.services.chat.clock.now()));
     if (snap.bans.size === 0) this.channelCache.set(snap, channels);
     return channels;
   }

@@ -88,7 +88,7 @@ export class Realtime {
     });
     this.admission.attach(this.io);
     coalesceWebSocketWrites(this.io);
-    this.delivery = new Delivery(this.io, deps.services, deps.store, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
+    this.delivery = new Delivery(this.io, deps.services, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
     this.lastRevocationCheck = deps.clock.now();

@@ -20,6 +20,19 @@ export class PrefsRepo {
       .execute();
   }
 
+  /** One room's preferences of many users (a room event rendered for each online member). */
+  roomPrefsOfUsers(appId: string, roomId: string, userIds: string[], scope = ''): Promise<RoomPrefRow[]> {
+    if (userIds.length === 0) return Promise.resolve([]);
+    return this.db
+      .selectFrom('room_prefs')
+      .selectAll()
+      .where('app_id', '=', appId)
+      .where('room_id', '=', roomId)
+      .where('scope', '=', scope)
+      .where('user_id', 'in', userIds)
+      .execute();
+  }
+
   allRoomPrefs(appId: string, userId: string, scope = ''): Promise<RoomPrefRow[]> {
     return this.db.selectFrom('room_prefs').selectAll().where('app_id', '=', appId).where('user_id', '=', userId).where('scope', '=', scope).execute();
   }

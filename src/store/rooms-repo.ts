@@ -30,6 +30,11 @@ export class RoomsRepo {
     return this.db.selectFrom('rooms').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
   }
 
+  getMany(appId: string, ids: string[]): Promise<RoomRow[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('rooms').selectAll().where('app_id', '=', appId).where('id', 'in', [...new Set(ids)]).execute();
+  }
+
   async existing(appId: string, ids: string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     return (await this.db.selectFrom('rooms').select('id').where('app_id', '=', appId).where('id', 'in', ids).execute()).map((r) => r.id);
