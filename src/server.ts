@@ -76,7 +76,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   let realtime: Realtime | undefined;
   const routes = routeTable(services, () => ready, () => realtime);
   const http = buildHttp({ config, logger, guard, routes });
-  realtime = new Realtime(http.server, { config, guard, services, store, clock, logger });
+  realtime = new Realtime(http.server, { config, guard, services, clock, logger });
   await http.ready();
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();

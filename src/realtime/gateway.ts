@@ -10,7 +10,6 @@ import { addressResolver } from '../lib/client-address.js';
 import type { Clock } from '../lib/clock.js';
 import { tooDeep, valueTooDeep } from '../lib/json-depth.js';
 import type { Services } from '../services.js';
-import type { Store } from '../store/database.js';
 import { Admission, capHttpConnections, limitsFromFileLimit, readFileLimits } from './admission.js';
 import { coalesceWebSocketWrites } from './coalesce.js';
 import { encode, encodingFrom, type Encoding, maybeBase64 } from './codec.js';
@@ -64,7 +63,7 @@ export class Realtime {
 
   constructor(
     http: HttpServer,
-    private readonly deps: { config: Config; guard: Guard; services: Services; store: Store; clock: Clock; logger: Logger },
+    private readonly deps: { config: Config; guard: Guard; services: Services; clock: Clock; logger: Logger },
   ) {
     this.io = new Server(http, {
       allowEIO3: true,
