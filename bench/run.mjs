@@ -106,6 +106,9 @@ function serverEnv(extra = {}) {
   return {
     LOG_LEVEL: opts['log-level'] ?? '',
     IMKIT_RATE_LIMIT: '1000000',
+    // Every load generator connects from 127.0.0.1: the per-address socket cap would refuse the idle-connection
+    // scenario's thousands of sockets (the total cap, from the open-file limit, still applies).
+    IMKIT_MAX_SOCKETS_PER_IP: '0',
     ...extra,
   };
 }

@@ -62,6 +62,11 @@ export class Guard {
     return this.credentials.close();
   }
 
+  /** Applies other processes' credential changes to the cache (see `tokenLiveness`). */
+  async syncCredentials(): Promise<void> {
+    await this.credentials.sync();
+  }
+
   async authenticate(input: CredentialInput, mode: AuthMode): Promise<AuthResult> {
     const now = this.clock.now();
     try {
@@ -196,12 +201,13 @@ export class Guard {
 
   /**
    * Whether the token a socket logged in with is still good, with the texts login gives; on success, when it
-   * expires. Read through the credential cache (a map lookup while nothing changed), so the gateway can ask
-   * on every client event. A token now bound to another user counts as revoked.
+   * expires. Read from the credential cache as it stands (a map lookup), so the gateway can ask on every client
+   * event: this process's revocations drop their entries at once; other processes' reach the cache when it is
+   * synced (`syncCredentials`: every HTTP request, and the gateway's poll every second). Syncing here, on every
+   * event, cost a store read per message on SQLite, whose writer thread changes `data_version` with every batch.
+   * A token now bound to another user counts as revoked.
    */
   async tokenLiveness(appId: string, userId: string, tokenDigest: string): Promise<{ ok: true; expiresAt: number | null } | { ok: false; error: AppError }> {
-    const syncing = this.credentials.sync();
-    if (syncing) await syncing;
     const row = await this.credentials.token(appId, tokenDigest);
     if (!row || row.user_id !== userId) return { ok: false, error: CredentialErrors.invalidToken('The provided user token is invalid or has been revoked') };
     if (row.expires_at !== null && row.expires_at <= this.clock.now()) return { ok: false, error: CredentialErrors.invalidToken('The provided user token has expired') };

@@ -23,17 +23,36 @@ export function jsonTextTooDeep(text: string, limit: number): boolean {
   return false;
 }
 
-/** Whether a parsed value (a socket payload) nests arrays and objects deeper than `limit`. */
+/**
+ * Whether a parsed value (a socket payload) nests arrays and objects deeper than `limit`. Payloads come off the
+ * wire as trees (no cycles), so no visited set is kept; binary attachments (Buffers) are leaves. Runs on every
+ * client event, so it allocates only its two stacks.
+ */
 export function valueTooDeep(value: unknown, limit: number): boolean {
   if (typeof value !== 'object' || value === null) return false;
-  const stack: Array<[object, number]> = [[value, 1]];
-  const seen = new Set<object>();
+  const stack: object[] = [value];
+  const depths: number[] = [1];
   while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (depth > limit) return true;
-    if (seen.has(v)) continue;
-    seen.add(v);
-    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    const v = stack.pop()!;
+    const depth = depths.pop()!;
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (Array.isArray(v)) {
+      for (const child of v) {
+        if (typeof child !== 'object' || child === null) continue;
+        if (depth + 1 > limit) return true;
+        stack.push(child);
+        depths.push(depth + 1);
+      }
+    } else {
+      for (const key in v) {
+        if (!Object.hasOwn(v, key)) continue;
+        const child = (v as Record<string, unknown>)[key];
+        if (typeof child !== 'object' || child === null) continue;
+        if (depth + 1 > limit) return true;
+        stack.push(child);
+        depths.push(depth + 1);
+      }
+    }
   }
   return false;
 }

@@ -91,7 +91,7 @@ export class Realtime {
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
     this.lastRevocationCheck = deps.clock.now();
-    // Client keys can be rotated by the CLI in another process; notice within a second and drop their sockets.
+    // Client keys can be rotated, and tokens revoked, by the CLI in another process: noticed within a second.
     this.revocationPoll = setInterval(() => void this.pollRevokedClientKeys(), 1000);
     this.revocationPoll.unref();
   }
@@ -346,6 +346,8 @@ export class Realtime {
 
   private async pollRevokedClientKeys(): Promise<void> {
     try {
+      // Other processes' revocations and expiry changes reach the cache the socket events read (tokenLiveness).
+      await this.deps.guard.syncCredentials();
       const since = this.lastRevocationCheck - 2000;
       this.lastRevocationCheck = this.deps.clock.now();
       const revoked = await this.deps.services.apps.clientKeysRevokedSince(since);
