@@ -5,7 +5,7 @@ import { corsOptions, originDecision } from '../auth/cors.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
-import { AppError, fromStoreError } from '../errors.js';
+import { AppError, CredentialErrors, fromStoreError } from '../errors.js';
 import { addressResolver } from '../lib/client-address.js';
 import type { Clock } from '../lib/clock.js';
 import { tooDeep, valueTooDeep } from '../lib/json-depth.js';
@@ -26,8 +26,8 @@ export interface SocketState {
   clientKeyId?: string | null;
   /** Why the last session of this socket ended (its token expired or was revoked), until it logs in again. */
   ended?: AppError;
-  /** Ends the session when the token expires (see armExpiry). */
-  expiryTimer?: NodeJS.Timeout;
+  /** When the session's token expires (null: never), as read at login; the gateway's sweep ends it then. */
+  expiresAt?: number | null;
   /** The socket's own event budget: it lives and dies with the socket, so nothing of it outlives a connection. */
   events: EventBudget;
   authFailures: number;
@@ -36,16 +36,12 @@ export interface SocketState {
 
 type Ack = (...args: unknown[]) => void;
 
+/** Client events whose acks are encoded as the socket chose (`conf`); the others' acks are plain objects. */
+const ENCODED_ACKS: ReadonlySet<string> = new Set(['conf', 'auth2', 'auth']);
+
 const MAX_AUTH_FAILURES = 5;
 const MAX_STRIKES = 3;
 const WINDOW = 10_000;
-/** setTimeout fires at once for a delay above 2^31-1 ms (about 24.8 days): longer waits are taken in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-/**
- * The shortest wait before the expiry is checked again. A timer can fire a little before the clock reaches the
- * expiry (a different time source, or tests' ManualClock, which only moves when told): then it waits again.
- */
-const MIN_RECHECK_MS = 25;
 
 /**
  * The Socket.IO side of the IMKIT protocol (realtime spec §1-§3) on the HTTP server. Sockets connect
@@ -92,7 +88,7 @@ export class Realtime {
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
     this.lastRevocationCheck = deps.clock.now();
     // Client keys can be rotated, and tokens revoked, by the CLI in another process: noticed within a second.
-    this.revocationPoll = setInterval(() => void this.pollRevokedClientKeys(), 1000);
+    this.revocationPoll = setInterval(() => void this.pollEverySecond(), 1000);
     this.revocationPoll.unref();
   }
 
@@ -118,7 +114,6 @@ export class Realtime {
   async close(): Promise<void> {
     clearInterval(this.revocationPoll);
     this.delivery.stop();
-    for (const s of this.io.sockets.sockets.values()) clearTimeout((s.data as SocketState).expiryTimer);
     // Closing the engine drops the transports without a DISCONNECT packet, so clients reconnect by themselves
     // (to this server after a restart, or to another node).
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
@@ -133,12 +128,13 @@ export class Realtime {
       strikes: 0,
     };
     socket.data = state;
+    this.checkDepth(socket, state);
     // Socket.IO fills the handshake with the TCP peer's address; behind a reverse proxy that is the proxy. Every
     // reader of the handshake sees the caller's address instead.
     socket.handshake.address = state.address;
-    socket.on('disconnect', () => clearTimeout(state.expiryTimer));
 
-    this.on(socket, state, 'conf', true, (args, ack) => {
+    socket.on('conf', (...args: unknown[]) => {
+      const ack = lastFunction(args);
       const conf = args[0];
       const before = state.encoding;
       state.encoding = encodingFrom(conf);
@@ -149,7 +145,8 @@ export class Realtime {
       if (typeof ack === 'function') ack(encode({ RC: 0, RM: 'OK', result: { encoding: state.encoding === 'base64' ? 'base64' : 'json' } }, state.encoding));
     });
 
-    this.on(socket, state, 'auth2', true, (args, ack) => {
+    socket.on('auth2', (...args: unknown[]) => {
+      const ack = lastFunction(args);
       const token = typeof args[0] === 'string' ? args[0] : undefined;
       const headers = lowerKeys(typeof args[1] === 'object' && args[1] !== null ? (args[1] as Record<string, unknown>) : {});
       void this.authenticate(socket, state, ack, () =>
@@ -168,7 +165,8 @@ export class Realtime {
       );
     });
 
-    this.on(socket, state, 'auth', true, (args, ack) => {
+    socket.on('auth', (...args: unknown[]) => {
+      const ack = lastFunction(args);
       const token = typeof args[0] === 'string' ? args[0] : '';
       if (this.deps.config.legacySocketAuth === undefined) {
         reply(ack, state, { RC: 401, RM: 'The legacy auth event is disabled on this server; use auth2 with the client key', error: 'INVALID_TOKEN' });
@@ -177,7 +175,8 @@ export class Realtime {
       void this.authenticate(socket, state, ack, () => this.deps.guard.authenticateTokenOnly(token, socket.handshake.address));
     });
 
-    this.on(socket, state, 'chat message', false, (args, ack) => {
+    socket.on('chat message', (...args: unknown[]) => {
+      const ack = lastFunction(args);
       const msg = args[0];
       void this.guarded(socket, state, ack, async (actor) => {
         if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new AppError('INVALID_REQUEST', 'chat message takes one message object');
@@ -192,7 +191,8 @@ export class Realtime {
     });
 
     // The SDKs send typing without an ack; one given anyway receives the outcome.
-    this.on(socket, state, 'typing', false, (args, ack) => {
+    socket.on('typing', (...args: unknown[]) => {
+      const ack = lastFunction(args);
       const [roomId, text] = args;
       void this.guarded(socket, state, ack, async (actor) => {
         if (typeof roomId !== 'string') throw new AppError('INVALID_REQUEST', 'typing takes a room id');
@@ -203,21 +203,24 @@ export class Realtime {
   }
 
   /**
-   * Registers a client event. Its arguments are checked for nesting depth before any handler walks them
-   * (JSON.stringify, the renderers and the store all recurse, and a payload some thousands of levels deep
-   * overflows the stack): too deep is a 400 ack naming the limit. `encodedAck`: the ack follows the socket's
-   * encoding (conf, auth) or is always a plain object (chat message, typing).
+   * Every client event's arguments are checked for nesting depth before any handler walks them (JSON.stringify,
+   * the renderers and the store all recurse, and a payload some thousands of levels deep overflows the stack):
+   * too deep is a 400 ack naming the limit, and the event goes no further. One middleware per socket, ahead of
+   * every handler, so an event added later is covered too. The ack follows the socket's encoding for the login
+   * events (conf, auth) and is a plain object for the others, as each event's own acks are.
    */
-  private on(socket: Socket, state: SocketState, event: string, encodedAck: boolean, handler: (args: unknown[], ack: Ack | undefined) => void): void {
-    socket.on(event, (...args: unknown[]) => {
-      const ack = lastFunction(args);
-      if (args.some((a) => valueTooDeep(a, this.deps.config.maxJsonDepth))) {
-        const body = tooDeep(this.deps.config.maxJsonDepth).toBody();
-        if (encodedAck) reply(ack, state, body);
+  private checkDepth(socket: Socket, state: SocketState): void {
+    const limit = this.deps.config.maxJsonDepth;
+    socket.use((packet, next) => {
+      for (let i = 1; i < packet.length; i++) {
+        if (!valueTooDeep(packet[i], limit)) continue;
+        const ack = lastFunction(packet);
+        const body = tooDeep(limit).toBody();
+        if (ENCODED_ACKS.has(String(packet[0]))) reply(ack, state, body);
         else if (typeof ack === 'function') ack(body);
         return;
       }
-      handler(args, ack);
+      next();
     });
   }
 
@@ -238,7 +241,7 @@ export class Realtime {
       state.ended = undefined;
       state.authFailures = 0;
       this.admission.loggedIn(socket.conn);
-      this.armExpiry(socket, state, live.expiresAt);
+      state.expiresAt = live.expiresAt;
       await socket.join([`app:${actor.app.id}`, userChannel(actor.app.id, actor.userId, state.encoding)]);
       reply(ack, state, { RC: 0, RM: 'OK', result: { ...me, client: actor.userId } });
     } catch (err) {
@@ -279,41 +282,20 @@ export class Realtime {
   }
 
   /**
-   * Ends the session when its token expires. The delay is computed from the server's Clock and the timer checks
-   * the token again when it fires: if the clock has not reached the expiry yet (a timer that fires early, a
-   * wait longer than setTimeout can take, a token whose expiry was moved, tests' ManualClock that was not
-   * advanced), it waits again for what is left. So the session ends at the first firing at or after the
-   * expiry by the Clock. A revoked token is noticed on the next event, and its sockets are disconnected by
-   * delivery when this process revoked it.
+   * Ends the sessions whose token has expired by the server's Clock, and closes their transports: the SDK
+   * reconnects by itself, logs in again and gets the login error (a Socket.IO disconnect would tell it not to
+   * reconnect). Run by the gateway's poll every second, over this node's sockets: one pass costs less than a timer
+   * per socket would hold in memory, and it follows the Clock (tests move it) without timers to re-arm. A token
+   * revoked in this process has its sockets dropped at once (delivery); one revoked elsewhere is refused on the
+   * next event once the cache is synced (every second, by the same poll).
    */
-  private armExpiry(socket: Socket, state: SocketState, expiresAt: number | null): void {
-    clearTimeout(state.expiryTimer);
-    state.expiryTimer = undefined;
-    if (expiresAt === null || !socket.connected) return;
-    const delay = Math.min(Math.max(expiresAt - this.deps.clock.now(), MIN_RECHECK_MS), MAX_TIMER_MS);
-    state.expiryTimer = setTimeout(() => void this.onExpiryTimer(socket, state, expiresAt), delay);
-    state.expiryTimer.unref();
-  }
-
-  private async onExpiryTimer(socket: Socket, state: SocketState, expiresAt: number): Promise<void> {
-    state.expiryTimer = undefined;
-    const { appId, userId, tokenDigest } = state;
-    if (!appId || !userId || !tokenDigest || !socket.connected) return;
-    try {
-      const live = await this.deps.guard.tokenLiveness(appId, userId, tokenDigest);
-      // Logged in again (another token) while the check ran: that login armed its own timer.
-      if (state.tokenDigest !== tokenDigest || state.appId !== appId) return;
-      if (live.ok) {
-        this.armExpiry(socket, state, live.expiresAt);
-        return;
-      }
-      this.endSession(socket, state, live.error);
-      // Closing the transport, not a Socket.IO disconnect: the SDK reconnects by itself, logs in again and gets
-      // the login error (a Socket.IO disconnect would tell it not to reconnect).
+  private endExpiredSessions(): void {
+    const now = this.deps.clock.now();
+    for (const socket of this.io.sockets.sockets.values()) {
+      const state = socket.data as SocketState;
+      if (state.tokenDigest === undefined || state.expiresAt === null || state.expiresAt === undefined || state.expiresAt > now) continue;
+      this.endSession(socket, state, CredentialErrors.invalidToken('The provided user token has expired'));
       socket.conn.close();
-    } catch (err) {
-      this.deps.logger.warn({ err }, 'socket token expiry check failed');
-      if (state.tokenDigest === tokenDigest) this.armExpiry(socket, state, Math.max(expiresAt, this.deps.clock.now() + 1000));
     }
   }
 
@@ -325,8 +307,7 @@ export class Realtime {
 
   private unbind(socket: Socket, state: SocketState): void {
     for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
-    clearTimeout(state.expiryTimer);
-    state.expiryTimer = undefined;
+    state.expiresAt = undefined;
     const wasIn = state.appId !== undefined;
     state.appId = state.userId = state.tokenDigest = undefined;
     state.clientKeyId = undefined;
@@ -344,7 +325,8 @@ export class Realtime {
     }
   }
 
-  private async pollRevokedClientKeys(): Promise<void> {
+  private async pollEverySecond(): Promise<void> {
+    this.endExpiredSessions();
     try {
       // Other processes' revocations and expiry changes reach the cache the socket events read (tokenLiveness).
       await this.deps.guard.syncCredentials();
