@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // imkit-server benchmarks: every scenario against a baseline measured in the same run on the same machine.
-// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store]
+// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store,rooms]
 // See docs/performance.md for what each scenario measures and the latest figures.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { ratioChart } from './lib/svg.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store'];
+const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store', 'rooms'];
 
 const { values: opts } = parseArgs({
   options: {
@@ -691,6 +692,36 @@ async function scenarioConnections() {
 
 // ------------------------------------------------------------------------------------------ store
 
+/**
+ * Room events (issue 15): a rename, a leave and a join in a room of 1,000 members with 100 online
+ * (bench/room-events.mjs, in a process of its own), against the same changes in a room of 100 members with 10 online
+ * measured in this run: statements per change must not grow with the room, and the time grows with the sockets
+ * online, not with the members.
+ */
+async function scenarioRooms() {
+  out('\nRoom events: rename, leave and join in a room of 1,000 members (100 online) vs 100 members (10 online), SQL statements and ms per change (bench/room-events.mjs)');
+  const reps = opts.quick ? '3' : '5';
+  const runOne = (members, online) =>
+    new Promise((resolve, reject) => {
+      execFile(process.execPath, [path.join(here, 'room-events.mjs'), '--members', String(members), '--online', String(online), '--reps', reps], { maxBuffer: 16 * 1024 * 1024, timeout: 300_000 }, (err, stdout) => {
+        if (err) return reject(err);
+        const last = stdout.trim().split('\n').pop();
+        resolve(JSON.parse(last));
+      });
+    });
+  const small = await runOne(100, 10);
+  const big = await runOne(1000, 100);
+  const changes = ['rename', 'leave', 'join'];
+  for (const c of changes) {
+    out(`  ${c.padEnd(7)} 1,000 members: ${String(big[c].statements).padStart(3)} statements ${fmt(big[c].ms, 1).padStart(7)} ms   100 members: ${String(small[c].statements).padStart(3)} statements ${fmt(small[c].ms, 1).padStart(7)} ms   missed events ${big[c].missed + small[c].missed}, dropped sockets ${big[c].dropped + small[c].dropped}`);
+  }
+  const statements = Math.max(...changes.map((c) => big[c].statements));
+  const ms = Math.max(...changes.map((c) => big[c].ms));
+  const statementRatio = Math.round((statements / Math.max(...changes.map((c) => small[c].statements))) * 100) / 100;
+  out(`  => most statements per change at 1,000 members: ${statements} (x${statementRatio} of 100 members); slowest change ${fmt(ms, 1)} ms`);
+  return { small, big, statements, ms, statementRatio };
+}
+
 async function scenarioStore(dialect) {
   const D = P.store;
   out(`\nStore (${dialect}): services.messages.send / .history in-process (8 concurrent callers, one room, no socket delivery) vs raw ${dialect === 'sqlite' ? 'better-sqlite3' : 'pg'} statements on the same rows, ${D.durationMs / 1000} s each`);
@@ -764,6 +795,7 @@ async function main() {
   }
   if (only.has('connections')) await run('connections', scenarioConnections);
   if (only.has('store')) await run('store', () => scenarioStore('sqlite'));
+  if (only.has('rooms')) await run('rooms', scenarioRooms);
   if (opts.postgres) {
     if (only.has('rest')) {
       await run('restPostgres', async () => {
@@ -823,6 +855,9 @@ async function main() {
     censorshipRatio: s.censorship?.ratio ?? null,
     censorshipCostUs: s.censorship?.costUs ?? null,
     censorshipMaskUs: s.censorship?.automaton?.maskUsPerMessage ?? null,
+    roomEventStatements: s.rooms?.statements ?? null,
+    roomEventStatementRatio: s.rooms?.statementRatio ?? null,
+    roomEventMs: s.rooms?.ms ?? null,
   };
   results.targets = targets(results);
   printSummary(results);
@@ -876,7 +911,7 @@ function printSummary(r) {
   const w = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)));
   for (const row of rows) out('  ' + row.map((c, i) => String(c).padEnd(w[i])).join('  '));
   const h = r.headline;
-  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'} (peak), ${h.fanoutSustainedRatio ?? '-'} (kept up), REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}`);
+  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'} (peak), ${h.fanoutSustainedRatio ?? '-'} (kept up), REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}, room-event statements 1,000 vs 100 members ${h.roomEventStatementRatio ?? '-'}`);
   out(`  ${r.censorship}`);
   for (const [k, v] of Object.entries(r.errors)) out(`  ERROR ${k}: ${v}`);
 }
