@@ -653,7 +653,16 @@ async function scenarioConnections() {
       const mem1 = await server.call('gc');
       const after = rssOf(server.pid);
       const per = (k) => Math.round((mem1[k] - mem0[k]) / c.connected);
+      // Then every socket closes: what the server keeps of them afterwards (issue 15: memory must come back).
+      await Promise.all(workers.map((w) => w.call('close')));
+      await sleep(P.connections.settleMs);
+      await server.call('gc');
+      await sleep(150);
+      const mem2 = await server.call('gc');
+      const closed = rssOf(server.pid);
       return {
+        heapKeptAfterCloseBytesPerConnection: Math.round((mem2.heapUsed - mem0.heapUsed) / c.connected),
+        rssAfterCloseMB: round(closed / 2 ** 20, 1),
         connected: c.connected,
         connectMs: Math.round(c.ms),
         connectsPerSec: Math.round(c.connected / (c.ms / 1000)),
@@ -669,7 +678,7 @@ async function scenarioConnections() {
     const count = await S.call('sockets');
     imkit.serverSockets = count.engine;
     out(`  imkit-server: ${fmt(imkit.connected)} authenticated in ${fmt(imkit.connectMs)} ms (${fmt(imkit.connectsPerSec)}/s); RSS ${imkit.rssBeforeMB} -> ${imkit.rssAfterMB} MB = ${fmt(imkit.bytesPerConnection)} bytes per connection (JS heap ${fmt(imkit.heapBytesPerConnection)}, ArrayBuffers ${fmt(imkit.arrayBufferBytesPerConnection)}); users created in ${fmt(setupMs)} ms`);
-    await Promise.all(workers.map((w) => w.call('close')));
+    out(`    all closed: RSS ${imkit.rssAfterCloseMB} MB, JS heap kept ${fmt(imkit.heapKeptAfterCloseBytesPerConnection)} bytes per closed connection`);
     await S.stop();
 
     const bare = await startChild('bare-io.mjs', { env: { BENCH_TEMPLATE: '{}' }, execArgv: ['--expose-gc'] });
@@ -681,6 +690,7 @@ async function scenarioConnections() {
       await bare.stop();
     }
     out(`  bare Socket.IO: ${fmt(baseline.connected)} joined in ${fmt(baseline.connectMs)} ms; RSS ${baseline.rssBeforeMB} -> ${baseline.rssAfterMB} MB = ${fmt(baseline.bytesPerConnection)} bytes per connection (JS heap ${fmt(baseline.heapBytesPerConnection)}, ArrayBuffers ${fmt(baseline.arrayBufferBytesPerConnection)})`);
+    out(`    all closed: RSS ${baseline.rssAfterCloseMB} MB, JS heap kept ${fmt(baseline.heapKeptAfterCloseBytesPerConnection)} bytes per closed connection`);
     const ratio = round(baseline.bytesPerConnection / imkit.bytesPerConnection, 3);
     out(`  => ${fmt(imkit.bytesPerConnection / 1024, 1)} KB per authenticated socket vs ${fmt(baseline.bytesPerConnection / 1024, 1)} KB bare (baseline/imkit ${ratio})`);
     return { requested: P.connections.n, n, warnings, userSetupMs: Math.round(setupMs), imkit, baseline, ratio };
