@@ -7,7 +7,7 @@ import type { Server } from 'socket.io';
 interface EngineConn {
   request: IncomingMessage;
   readyState: string;
-  once(event: 'close', listener: () => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
   close(): unknown;
 }
 
@@ -139,9 +139,12 @@ export class Admission {
     // A polling connection outlives the TCP connection of its handshake (keep-alive sockets come and go).
     if (slot.onEarlyClose) conn.request.socket.off('close', slot.onEarlyClose);
     slot.onEarlyClose = undefined;
+    // From here the connection holds the slot (what is kept per socket is kept small: one map entry, no `once`
+    // wrapper, since a connection closes once and release() gives a slot back only once anyway).
+    this.byRequest.delete(conn.request);
     this.byConn.set(conn, slot);
     slot.deadline = this.startDeadline(conn);
-    conn.once('close', () => this.release(slot));
+    conn.on('close', () => this.release(slot));
   }
 
   private startDeadline(conn: EngineConn): NodeJS.Timeout {
