@@ -27,6 +27,8 @@ describe.each(DIALECTS)('CORS (%s)', (dialect) => {
       expect(res.status, origin).toBe(204);
       expect(res.headers['access-control-allow-origin'], origin).toBe(origin);
       expect(res.headers['access-control-allow-headers']).toBe('im-client-key,im-authorization');
+      // The API's own methods, PUT and DELETE included (the Web SDK renames rooms, leaves them, deletes messages).
+      expect(String(res.headers['access-control-allow-methods']).split(/,\s*/)).toEqual(expect.arrayContaining(['GET', 'POST', 'PUT', 'DELETE']));
       expect(res.headers['access-control-allow-credentials']).toBeUndefined();
     }
     for (const origin of ['https://evil.example', 'https://shop-cdn.example', 'https://console.example.org.evil.example', 'http://console.example.org', 'null']) {

@@ -56,6 +56,8 @@ export function buildHttp(opts: {
   // auth/cors.ts); domain binding is enforced by the guard, not by CORS.
   void app.register(cors, {
     ...corsOptions(opts.guard, opts.config),
+    // The plugin's default allows GET, HEAD and POST only: a browser could not send PUT /rooms/:id or DELETE.
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
     exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After'],
     maxAge: 600,
   });
