@@ -26,6 +26,8 @@ export interface Config {
   tokenTtlMs: number;
   bodyLimitBytes: number;
   trustProxy: TrustedProxies;
+  /** IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: webhooks may reach loopback, private, link-local, CGNAT and unique-local addresses. */
+  webhookAllowPrivateNetworks: boolean;
   maxJsonDepth: number;
   statementTimeoutMs: number;
   maxMessageBytes: number;
@@ -244,6 +246,11 @@ export const SETTINGS: Setting[] = [
         throw new ConfigError(`must be true, false or a comma-separated list of addresses and CIDRs (${(err as Error).message})`);
       }
     },
+  },
+  {
+    key: 'webhookAllowPrivateNetworks', env: 'IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS', flag: 'webhook-allow-private-networks', default: 'false',
+    help: 'let webhooks reach loopback, private, link-local, CGNAT and unique-local addresses (receivers on this host or network); cloud metadata, multicast and broadcast addresses stay refused (docs/webhooks.md)',
+    parse: bool,
   },
   {
     key: 'maxJsonDepth', env: 'IMKIT_MAX_JSON_DEPTH', flag: 'max-json-depth', default: '32',

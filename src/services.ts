@@ -45,7 +45,7 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages'>,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'>,
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };

@@ -16,7 +16,7 @@ export interface ChatContext {
   dialect: Dialect;
   clock: Clock;
   bus: EventBus;
-  limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages'>;
+  limits: Pick<Config, 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'>;
   render: ChatRenderer;
   presence: PresenceSource;
   /** Rooms' settings, members and bans as the send and delivery paths need them (see room-cache.ts). */

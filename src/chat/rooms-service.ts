@@ -15,6 +15,7 @@ import { appendMessage } from './message-writer.js';
 import { authorize, banned, type Caller, isBanned, type RoomAction, roleIn, roleInSnapshot, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
 import type { RoomSnapshot } from './room-cache.js';
+import { checkRoomWebhook } from '../webhooks/ssrf.js';
 
 type Json = Record<string, unknown>;
 
@@ -111,6 +112,7 @@ export class RoomsService {
     if (direct.length > this.ctx.limits.maxRoomMembers) throw tooManyMembers(this.ctx.limits.maxRoomMembers);
     const owner = input.owner ?? (roomType === 'group' && !caller.platform ? joiner : null) ?? null;
     if (owner !== null && !direct.includes(owner)) throw invalidRequest('owner must be one of the members');
+    await checkRoomWebhook(input.webhook, this.ctx.limits.webhookAllowPrivateNetworks);
 
     const events: DomainEvent[] = [];
     try {
@@ -276,6 +278,8 @@ export class RoomsService {
     }
     if (input.owner !== undefined || input.managers !== undefined) authorize(role, 'setOwnerOrManagers', room);
     if (input.roomType !== undefined && input.roomType !== room.room_type) throw invalidRequest('roomType cannot be changed');
+    // After the authorization above: only a manager makes the server resolve names (no DNS oracle for others).
+    await checkRoomWebhook(input.webhook, this.ctx.limits.webhookAllowPrivateNetworks);
 
     await this.ctx.db.transaction().execute(async (trx) => {
       const repo = new RoomsRepo(trx);
