@@ -155,7 +155,9 @@ export function classifyAddress(ip: string): AddressClass {
   // here comes from the URL parser (already dotted quad) or the resolver, so anything else is not an address.
   const family = net.isIP(text);
   if (family === 4) return verdict(classifyV4(ipaddr.IPv4.parse(text)));
-  if (family === 6) return verdict(classifyV6(ipaddr.IPv6.parse(text)));
+  // The WHATWG parser writes an embedded dotted quad in hex first: ipaddr.js reads "::1.2.3.4" (IPv4-compatible)
+  // as the IPv4-mapped ::ffff:1.2.3.4.
+  if (family === 6) return verdict(classifyV6(ipaddr.IPv6.parse(new URL(`http://[${text}]/`).hostname.slice(1, -1))));
   return verdict('invalid');
 }
 
