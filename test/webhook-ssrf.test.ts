@@ -1,6 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../src/errors.js';
-import { type AddressKind, checkWebhookUrl, classifyAddress, isAllowedAddress, type Lookup, resolveAndVet } from '../src/webhooks/ssrf.js';
+import { type AddressKind, checkWebhookUrl, classifyAddress, isAllowedAddress, type Lookup, pinnedLookup, resolveAndVet } from '../src/webhooks/ssrf.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
 // No test here sends traffic off this machine: "public" addresses are IP literals (no DNS), names are resolved
@@ -222,6 +224,39 @@ describe('checkWebhookUrl', () => {
     expect((await refusal('http://169.254.169.254/latest', { allowPrivate: true })).message).toContain('never receives webhooks');
     expect((await refusal('http://224.0.0.1/', { allowPrivate: true })).message).toContain('multicast');
     expect((await refusal('http://127.0.0.1/')).message).toContain('IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS');
+  });
+});
+
+describe('pinnedLookup (what the dispatcher connects with)', () => {
+  it('connects to the vetted address without asking DNS again, keeps the Host header, refuses other names', async () => {
+    const seen: string[] = [];
+    const receiver = http.createServer((req, res) => {
+      seen.push(String(req.headers.host));
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (receiver.address() as AddressInfo).port;
+      const lookup = fakeLookup({ 'hooks.test': ['127.0.0.1'] });
+      const vetted = await checkWebhookUrl(`http://hooks.test:${port}/in`, { allowPrivate: true, lookup });
+      expect(lookup.asked).toEqual(['hooks.test']);
+      const body = await new Promise<string>((resolve, reject) => {
+        http.get(vetted.url, { lookup: pinnedLookup(vetted) }, (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      expect(body).toBe('ok');
+      expect(seen).toEqual([`hooks.test:${port}`]);
+      expect(lookup.asked).toEqual(['hooks.test']);
+      const other = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+        pinnedLookup(vetted)('elsewhere.test', {}, (err) => resolve(err ?? undefined));
+      });
+      expect(other?.code).toBe('ENOTFOUND');
+    } finally {
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 });
 

@@ -287,6 +287,28 @@ export function isWebhookUrl(value: string): boolean {
   return URL.canParse(value);
 }
 
+/**
+ * A `lookup` for node:net/http/https (`http.request(url, { lookup })`, or the `connect` options of an undici
+ * Agent) that answers with the vetted addresses and never asks DNS: the connection goes to an address the guard
+ * checked, whatever the name points to by then. Any other host name is an error (a redirect, say, which the
+ * dispatcher must not follow anyway).
+ */
+export function pinnedLookup(vetted: VettedUrl): net.LookupFunction {
+  const expected = vetted.url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  return (hostname, options, callback) => {
+    const asked = hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+    const family = options.family === 4 || options.family === 6 ? options.family : undefined;
+    const usable = vetted.addresses.filter((a) => family === undefined || a.family === family);
+    if (asked !== expected || usable.length === 0) {
+      const err = Object.assign(new Error(`not a vetted webhook host: ${hostname}`), { code: 'ENOTFOUND' });
+      callback(err as NodeJS.ErrnoException, '', 0);
+      return;
+    }
+    if (options.all) callback(null, usable.map((a) => ({ address: a.address, family: a.family })));
+    else callback(null, usable[0]!.address, usable[0]!.family);
+  };
+}
+
 /** The rule for a room's `webhook` field: a URL must pass the guard, a key is kept as it is. */
 export async function checkRoomWebhook(value: string | undefined, allowPrivate: boolean): Promise<void> {
   if (value !== undefined && isWebhookUrl(value)) await checkWebhookUrl(value, { allowPrivate, field: 'webhook' });
