@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../src/errors.js';
-import { type AddressKind, checkWebhookUrl, classifyAddress, isAllowedAddress, type Lookup, pinnedLookup, resolveAndVet } from '../src/webhooks/ssrf.js';
+import { type AddressKind, checkRoomWebhook, checkWebhookUrl, classifyAddress, isAllowedAddress, type Lookup, pinnedLookup, resolveAndVet } from '../src/webhooks/ssrf.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
 // No test here sends traffic off this machine: "public" addresses are IP literals (no DNS), names are resolved
@@ -224,6 +224,19 @@ describe('checkWebhookUrl', () => {
     expect((await refusal('http://169.254.169.254/latest', { allowPrivate: true })).message).toContain('never receives webhooks');
     expect((await refusal('http://224.0.0.1/', { allowPrivate: true })).message).toContain('multicast');
     expect((await refusal('http://127.0.0.1/')).message).toContain('IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS');
+  });
+});
+
+describe('checkRoomWebhook (a URL is vetted, a key is kept)', () => {
+  it('whatever a URL parser would fetch is vetted; other values are keys', async () => {
+    // new URL strips surrounding spaces and inner tabs and lower-cases the scheme: these are all URLs to 127.0.0.1.
+    for (const value of [' http://127.0.0.1/', 'HTTP://127.0.0.1/', 'ht\ttp://127.0.0.1/', 'http:127.0.0.1', 'localhost:8080', 'javascript:alert(1)']) {
+      const err = await checkRoomWebhook(value, false).then(() => undefined, (e: AppError) => e);
+      expect([JSON.stringify(value), err?.code]).toEqual([JSON.stringify(value), 'WEBHOOK_URL_NOT_ALLOWED']);
+    }
+    for (const value of ['orders_endpoint', '65f0c0ffee0000000000abcd', '127.0.0.1:8080/x', '', undefined]) {
+      await expect(checkRoomWebhook(value, false)).resolves.toBeUndefined();
+    }
   });
 });
 

@@ -192,7 +192,7 @@ export interface CheckOptions {
 }
 
 const systemLookup: Lookup = async (hostname) => {
-  const found = await dns.promises.lookup(hostname, { all: true, verbatim: true });
+  const found = await dns.promises.lookup(hostname, { all: true });
   return found.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
 };
 
