@@ -163,7 +163,10 @@ export function classifyAddress(ip: string): AddressClass {
 
 /** Whether an address may receive webhooks under the given setting. */
 export function isAllowedAddress(ip: string, allowPrivate: boolean): boolean {
-  const c = classifyAddress(ip);
+  return allowed(classifyAddress(ip), allowPrivate);
+}
+
+function allowed(c: AddressClass, allowPrivate: boolean): boolean {
   return c.kind === 'public' || (allowPrivate && c.privateNetwork);
 }
 
@@ -235,7 +238,7 @@ export async function resolveAndVet(hostname: string, options: CheckOptions): Pr
   if (addresses.length === 0) throw refused(field, 'the URL\'s host name does not resolve to any address');
   for (const a of addresses) {
     const c = classifyAddress(a.address);
-    if (!(c.kind === 'public' || (options.allowPrivate && c.privateNetwork))) throw refused(field, refusalFor(c, options.allowPrivate, 'the URL\'s host name resolves to'));
+    if (!allowed(c, options.allowPrivate)) throw refused(field, refusalFor(c, options.allowPrivate, 'the URL\'s host name resolves to'));
   }
   return addresses;
 }
@@ -268,7 +271,7 @@ export async function checkWebhookUrl(raw: string, options: CheckOptions): Promi
   const family = net.isIP(literal);
   if (family !== 0) {
     const c = classifyAddress(literal);
-    if (!(c.kind === 'public' || (options.allowPrivate && c.privateNetwork))) throw refused(field, refusalFor(c, options.allowPrivate, 'the URL\'s host is'));
+    if (!allowed(c, options.allowPrivate)) throw refused(field, refusalFor(c, options.allowPrivate, 'the URL\'s host is'));
     return { url, addresses: [{ address: literal, family: family === 6 ? 6 : 4 }] };
   }
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
