@@ -125,6 +125,9 @@ describe.each(DIALECTS)('monitoring (%s)', (dialect) => {
         const t = await start();
         const plan = await sql.raw<{ detail: string }>(`explain query plan select count(*) as n from messages where app_id = 'a' and id >= '6650000000000000000000000'`).execute(t.server.store.db);
         expect(plan.rows.map((r) => r.detail).join('; ')).toMatch(/SEARCH messages USING COVERING INDEX sqlite_autoindex_messages_1 \(app_id=\? AND id>\?\)/);
+        // The users who logged in during the window: a range of users_app_login, not every user of the application.
+        const users = await sql.raw<{ detail: string }>(`explain query plan select id from users where app_id = 'a' and last_login_at >= 5`).execute(t.server.store.db);
+        expect(users.rows.map((r) => r.detail).join('; ')).toMatch(/SEARCH users USING (COVERING )?INDEX users_app_login \(app_id=\? AND last_login_at>\?\)/);
       });
     }
   });
@@ -249,6 +252,17 @@ describe.each(DIALECTS)('monitoring (%s)', (dialect) => {
       const theirs = await ok(t, 'GET', '/admin/usage', undefined, admin(t, other.apiKey));
       expect(theirs.keys).toHaveLength(1);
       expect(theirs.keys[0]).toMatchObject({ last4: other.apiKey.slice(-4), requestsLastMinute: 0, requestsLastHour: 1 });
+    });
+
+    it('counts the requests its rate limit refused', async () => {
+      const t = await start({ rateLimitPerMinute: 2 });
+      t.clock.set(Date.parse('2026-06-01T00:20:00Z'));
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await t.request({ method: 'GET', url: '/admin/connection-count', headers: admin(t) })).status);
+      expect(statuses).toEqual([200, 200, 429]);
+      await t.server.usage.flush();
+      const rows = await t.server.store.db.selectFrom('api_key_usage').select(['requests', 'refused']).where('minute', '=', t.clock.now()).execute();
+      expect(rows).toEqual([{ requests: 3, refused: 1 }]);
     });
 
     it('is written by the timer after the batch interval, and what is left at close', async () => {

@@ -13,7 +13,9 @@ export interface MetricSources {
  * The server's Prometheus metrics, one registry per server (tests run several servers in one process). Built
  * only when IMKIT_METRICS_TOKEN is set: with /metrics off, nothing is counted on the request path.
  * prom-client's default metrics (event-loop lag, heap, CPU, handles, GC) are in the same registry; they describe
- * the process, so with several servers in one process each registry reports the same process.
+ * the process, so with several servers in one process each registry reports the same process. prom-client
+ * offers no way to stop what they start (an event-loop delay monitor, a GC observer), so each server with
+ * metrics on leaves those running until the process exits: one per process in production.
  */
 export class Metrics {
   readonly registry = new Registry();

@@ -36,6 +36,7 @@ export class UsageMeter {
   /** One request authenticated with the key; `refused` when its rate limit answered 429. */
   record(appId: string, keyId: string, address: string, refused: boolean): void {
     const now = this.clock.now();
+    const lastAddress = address.slice(0, 64);
     const minute = now - (now % MINUTE);
     const k = `${keyId}\u0000${minute}`;
     const row = this.pending.get(k);
@@ -43,9 +44,9 @@ export class UsageMeter {
       row.requests++;
       if (refused) row.refused++;
       row.last_used_at = now;
-      row.last_address = address;
+      row.last_address = lastAddress;
     } else {
-      this.pending.set(k, { app_id: appId, key_id: keyId, minute, requests: 1, refused: refused ? 1 : 0, last_used_at: now, last_address: address.slice(0, 64) });
+      this.pending.set(k, { app_id: appId, key_id: keyId, minute, requests: 1, refused: refused ? 1 : 0, last_used_at: now, last_address: lastAddress });
     }
   }
 
