@@ -99,7 +99,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const monitoring = new MonitoringService(store.db, clock, peaks, appSockets);
   const routes = routeTable(services, () => ready, () => realtime, { service: monitoring, metrics, metricsToken: config.metricsToken });
   const http = buildHttp({ config, logger, guard, routes, metrics });
-  realtime = new Realtime(http.server, { config, guard, services, clock, logger });
+  realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats): a socket joins its application's channel at login.
   const adapter = realtime.io.sockets.adapter;
   adapter.on('join-room', (room: string) => {

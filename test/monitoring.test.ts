@@ -154,7 +154,7 @@ describe.each(DIALECTS)('monitoring (%s)', (dialect) => {
     });
 
     it('serves the Prometheus text format, and its counters move with traffic', async () => {
-      const t = await start({ metricsToken: METRICS_TOKEN, userRateLimitPerMinute: 2 });
+      const t = await start({ metricsToken: METRICS_TOKEN, userRateLimitPerMinute: 2, socketEventsPer10s: 1 });
       let firstText = '';
       let lastText = '';
       const scrape = async (): Promise<Family[]> => {
@@ -185,7 +185,12 @@ describe.each(DIALECTS)('monitoring (%s)', (dialect) => {
       const statuses = [];
       for (let i = 0; i < 3; i++) statuses.push((await t.request({ method: 'GET', url: '/me', headers: userHeaders(t.clientKey, token) })).status);
       expect(statuses).toEqual([200, 200, 429]);
-      await connect(t, await createUser(t, 'carol'));
+      const carol = await connect(t, await createUser(t, 'carol'));
+      // The socket's event budget is one event per 10 s: the second is refused.
+      await ok(t, 'POST', '/rooms/room-42/members', { members: ['carol'] });
+      const acks = [];
+      for (let i = 0; i < 2; i++) acks.push(((await carol.emitAck('chat message', { room: 'room-42', messageType: 'text', message: `s${i}` }))[0] as any)?.RC);
+      expect(acks).toEqual([0, 429]);
 
       const after = await scrape();
       const sent = { method: 'POST', route: '/messages', status: '200' };
@@ -199,9 +204,11 @@ describe.each(DIALECTS)('monitoring (%s)', (dialect) => {
       expect(value(after, 'imkit_http_requests_total', { route: '(unmatched)', status: '404' })).toBe(1);
       // Route patterns only: no label carries an id from a URL.
       expect(JSON.stringify(after)).not.toContain('room-42');
-      expect(value(after, 'imkit_messages_stored_total', { kind: 'user' }) - value(before, 'imkit_messages_stored_total', { kind: 'user' })).toBe(3);
+      // Three by REST, one by carol's socket.
+      expect(value(after, 'imkit_messages_stored_total', { kind: 'user' }) - value(before, 'imkit_messages_stored_total', { kind: 'user' })).toBe(4);
       expect(value(after, 'imkit_message_batch_size') - value(before, 'imkit_message_batch_size')).toBeGreaterThanOrEqual(1);
       expect(value(after, 'imkit_rate_limit_refusals_total', { kind: 'user_token' })).toBe(1);
+      expect(value(after, 'imkit_rate_limit_refusals_total', { kind: 'socket_events' })).toBe(1);
       expect(value(after, 'imkit_sockets', { state: 'authenticated' })).toBe(1);
       expect(value(after, 'imkit_sockets', { state: 'open' })).toBe(1);
     });

@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Kinds of refusal counted by `imkit_rate_limit_refusals_total` (docs/monitoring.md). */
-export type RefusalKind = 'api_key' | 'user_token' | 'auth_failures';
+export type RefusalKind = 'api_key' | 'user_token' | 'auth_failures' | 'socket_events';
 
 /** What the metrics read from the live server when scraped. */
 export interface MetricSources {
@@ -42,7 +42,7 @@ export class Metrics {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers,
     });
-    this.refusals = new Counter({ name: 'imkit_rate_limit_refusals_total', help: 'Requests and socket logins refused with 429, by limit', labelNames: ['kind'], registers });
+    this.refusals = new Counter({ name: 'imkit_rate_limit_refusals_total', help: 'Requests, socket logins and socket events refused by a rate limit (429), by limit', labelNames: ['kind'], registers });
     new Gauge({
       name: 'imkit_sockets',
       help: 'Sockets connected to this node (state: open = every connected socket, authenticated = logged in)',
