@@ -41,6 +41,8 @@ export interface Config {
   /** The one application whose tokens the legacy socket `auth` event accepts; undefined: the event is refused. */
   legacySocketAuth: string | undefined;
   socketEventsPer10s: number;
+  /** The bearer token GET /metrics requires; undefined: /metrics is off (401) and no metric is collected. */
+  metricsToken: string | undefined;
 }
 
 interface Setting {
@@ -263,6 +265,14 @@ export const SETTINGS: Setting[] = [
       const ms = parseDuration(raw);
       if (ms === undefined) throw new ConfigError(`must be a duration such as 10s or 500ms (0 = no limit), got "${raw}"`);
       return ms;
+    },
+  },
+  {
+    key: 'metricsToken', env: 'IMKIT_METRICS_TOKEN', flag: 'metrics-token', default: undefined, secret: true,
+    help: 'turns on GET /metrics (Prometheus text format), which then requires "Authorization: Bearer <this token>"; unset: /metrics answers 401 and no metric is collected',
+    parse: (raw) => {
+      if (raw.trim().length < 16) throw new ConfigError('must be at least 16 characters (a scraper sends it with every request: use a random string)');
+      return raw.trim();
     },
   },
 ];

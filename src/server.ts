@@ -14,12 +14,18 @@ import { type Clock, systemClock } from './lib/clock.js';
 import { createLogger } from './logger.js';
 import { createServices, type Services } from './services.js';
 import { openStore, type Store } from './store/database.js';
+import { ConnectionPeaks } from './monitoring/connection-peaks.js';
+import { Metrics } from './monitoring/metrics.js';
+import { MonitoringService } from './monitoring/monitoring-service.js';
+import { UsageMeter } from './monitoring/usage.js';
 
 export interface ServerOptions {
   clock?: Clock;
   /** Where log lines go (default stdout); tests pass a stream to read them. */
   logDestination?: DestinationStream;
   rateLimitStore?: RateLimitStore;
+  /** How often per-API-key usage counted in memory is written to the store (default 10 s). */
+  usageFlushMs?: number;
 }
 
 /** What start-up did to the applications, for the CLI to report (it holds secrets only on first start). */
@@ -40,6 +46,10 @@ export interface ImkitServer {
   routes: RouteDef[];
   realtime: Realtime;
   guard: Guard;
+  /** Per-API-key usage counted in memory; `flush()` writes it now (it is written every `usageFlushMs` anyway). */
+  usage: UsageMeter;
+  /** The Prometheus registry of this server; undefined while IMKIT_METRICS_TOKEN is unset. */
+  metrics: Metrics | undefined;
   /** Listens on config.port/host; resolves to the base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
@@ -74,9 +84,36 @@ export async function createServer(config: Config, options: ServerOptions = {}):
 
   let ready = true;
   let realtime: Realtime | undefined;
-  const routes = routeTable(services, () => ready, () => realtime);
-  const http = buildHttp({ config, logger, guard, routes });
-  realtime = new Realtime(http.server, { config, guard, services, clock, logger });
+  const usage = new UsageMeter(store.db, clock, (err) => logger.error({ err }, 'writing API key usage failed'));
+  usage.start(options.usageFlushMs ?? 10_000);
+  const metrics = config.metricsToken === undefined ? undefined : new Metrics({ sockets: () => liveSockets(realtime) });
+  guard.observer = { apiKeyUsed: (appId, keyId, address, refused) => usage.record(appId, keyId, address, refused), refused: metrics && ((kind) => metrics.refused(kind)) };
+  if (metrics) {
+    bus.on((e) => {
+      if (e.type === 'message.created') metrics.messageStored(e.system);
+    });
+    services.chat.writer.onBatch = (size) => metrics.batch(size);
+  }
+  const peaks = new ConnectionPeaks(() => clock.now());
+  const appSockets = (appId: string) => realtime?.io.sockets.adapter.rooms.get(`app:${appId}`)?.size ?? 0;
+  const monitoring = new MonitoringService(store.db, clock, peaks, appSockets);
+  const routes = routeTable(services, () => ready, () => realtime, { service: monitoring, metrics, metricsToken: config.metricsToken });
+  const http = buildHttp({ config, logger, guard, routes, metrics });
+  realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
+  // The peak of logged-in sockets per application (stats): a socket joins its application's channel at login.
+  const adapter = realtime.io.sockets.adapter;
+  adapter.on('join-room', (room: string) => {
+    if (room.startsWith('app:')) {
+      const n = adapter.rooms.get(room)?.size ?? 0;
+      peaks.changed(room.slice(4), n - 1, n);
+    }
+  });
+  adapter.on('leave-room', (room: string) => {
+    if (room.startsWith('app:')) {
+      const n = adapter.rooms.get(room)?.size ?? 0;
+      peaks.changed(room.slice(4), n + 1, n);
+    }
+  });
   await http.ready();
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
@@ -92,6 +129,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     routes,
     realtime,
     guard,
+    usage,
+    metrics,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -102,6 +141,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await batchWorker.stop();
         await realtime!.close();
         await http.close();
+        await usage.close();
         await guard.close();
         await rates.close();
         await store.close();
@@ -109,6 +149,14 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return closed;
     },
   };
+}
+
+/** Every socket connected to this node, and those logged in (members of an application's channel). */
+function liveSockets(realtime: Realtime | undefined): { open: number; authenticated: number } {
+  if (!realtime) return { open: 0, authenticated: 0 };
+  let authenticated = 0;
+  for (const [room, ids] of realtime.io.sockets.adapter.rooms) if (room.startsWith('app:')) authenticated += ids.size;
+  return { open: realtime.io.sockets.sockets.size, authenticated };
 }
 
 async function bootstrapApps(services: Services, config: Config): Promise<Bootstrap> {

@@ -237,6 +237,15 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'POST /config': one({ need: 'platform', otherApp: 'allow' }),
   'DELETE /config/:key': one({ need: 'platform', otherApp: 'CONFIG_NOT_FOUND' }),
   'GET /admin/connection-count': one({ need: 'platform', otherApp: 'allow' }),
+  // B's key reads B's own figures (never A's: the answer is checked for A's data).
+  'GET /admin/stats': one({ need: 'platform', otherApp: 'allow' }),
+  'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),
+  // Public in the route table, guarded by the operator's metrics token alone: no application credential opens it
+  // (every kind without the token gets 401), and with the token every kind gets in, whatever else it sends.
+  'GET /metrics': [
+    { name: 'without the metrics token', need: 'public', otherApp: 'INVALID_TOKEN', except: Object.fromEntries(KINDS.map((k) => [k, 'INVALID_TOKEN'])) },
+    { name: 'with the metrics token', need: 'public', otherApp: 'allow' },
+  ],
 };
 
 const RANK: Record<string, number> = { outsider: 0, banned: 1, member: 2, manager: 3, owner: 4 };
@@ -244,6 +253,8 @@ const RANK: Record<string, number> = { outsider: 0, banned: 1, member: 2, manage
 /** The expected answer of one call, from the tables above. 'skip' = the kind is not called on this route. */
 export function expectedAnswer(auth: 'admin' | 'user' | 'either' | 'public', spec: CaseSpec, kind: Kind, target: 'own' | 'foreign'): Expect | 'skip' {
   const level = AUTH_LEVEL[auth][kind];
+  // A public route may still check a credential of its own (GET /metrics): its entry says so per kind.
+  if (auth === 'public' && level !== 'skip' && spec.except?.[kind]) return spec.except[kind]!;
   if (level !== 'route') return level;
   if (target === 'foreign') return spec.foreign ?? 'skip';
   const special = spec.except?.[kind];

@@ -35,6 +35,9 @@ const R_TEXT = `r-secret ${A_TAG}`;
 const FRESH_TEXT = `f-secret ${A_TAG}`;
 
 /** A call; `unchanged` says what a refused call must have left as it was (undefined when it did). */
+/** The operator's /metrics token of the matrix's server: no application credential stands in for it. */
+const METRICS_TOKEN = 'matrix-metrics-token-0123456789';
+
 type Req = { url: string; body?: unknown; headers?: Record<string, string>; unchanged?: () => Promise<string | undefined> };
 type Target = 'own' | 'foreign';
 
@@ -368,6 +371,12 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
     },
   },
   'GET /admin/connection-count': { default: () => ({ url: '/admin/connection-count' }) },
+  'GET /admin/stats': { default: () => ({ url: '/admin/stats' }) },
+  'GET /admin/usage': { default: () => ({ url: '/admin/usage' }) },
+  'GET /metrics': {
+    'without the metrics token': () => ({ url: '/metrics' }),
+    'with the metrics token': () => ({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } }),
+  },
 };
 
 function describeAnswer(status: number, body: any): string {
@@ -380,7 +389,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
 
   beforeAll(async () => {
     // The matrix makes hundreds of calls, many with bad credentials on purpose: no lockout or rate limit here.
-    const t = await startTestServer(dialect, { authFailuresPerMinute: 1_000_000, rateLimitPerMinute: 1_000_000, userRateLimitPerMinute: 1_000_000, socketEventsPer10s: 100_000 });
+    const t = await startTestServer(dialect, { authFailuresPerMinute: 1_000_000, rateLimitPerMinute: 1_000_000, userRateLimitPerMinute: 1_000_000, socketEventsPer10s: 100_000, metricsToken: METRICS_TOKEN });
     fx.t = t;
     for (const u of ['owner', 'manager', 'member', 'banned', 'outsider', 'extra', 'spare', 'invitee', 'blockee']) fx.tok[u] = await createUser(t, u, t.apiKey, { nickname: `${u} ${A_TAG}` });
     await must(fx, 'POST', '/rooms', { _id: 'r-a', name: `room ${A_TAG}`, roomType: 'group', members: ['owner', 'manager', 'member', 'banned', 'extra', 'spare'], owner: 'owner', managers: ['manager'] });

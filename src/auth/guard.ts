@@ -32,6 +32,14 @@ export interface AuthResult {
 
 const MINUTE = 60_000;
 
+/** What monitoring learns from the guard (src/monitoring): set by createServer; empty by default. */
+export interface GuardObserver {
+  /** A request authenticated with an API key; `refused` when the key's rate limit answered 429. */
+  apiKeyUsed?(appId: string, keyId: string, address: string, refused: boolean): void;
+  /** A 429: the API key's or user token's rate limit, or the failed-credential lockout. */
+  refused?(kind: 'api_key' | 'user_token' | 'auth_failures'): void;
+}
+
 /**
  * The one auth guard, shared by HTTP routes and socket handshakes: headers in, Actor out, or one of the seed
  * documents' errors. Credentials are read through its CredentialCache, from which every committed change drops
@@ -41,6 +49,7 @@ const MINUTE = 60_000;
 export class Guard {
   /** What the guard keeps in memory; `stats` says how often the store was read. */
   readonly credentials: CredentialCache;
+  observer: GuardObserver = {};
 
   constructor(
     store: Store,
@@ -115,10 +124,16 @@ export class Guard {
     if (!(err instanceof AppError) || !CREDENTIAL_FAILURE_CODES.has(err.code)) return err;
     const limit = this.config.authFailuresPerMinute;
     const byAddress = await this.rates.hit(`fail:${ip}`, limit, MINUTE, now);
-    if (!byAddress.allowed) return CredentialErrors.rateLimited(byAddress.retryAfter, byAddress);
+    if (!byAddress.allowed) {
+      this.observer.refused?.('auth_failures');
+      return CredentialErrors.rateLimited(byAddress.retryAfter, byAddress);
+    }
     if (credential !== undefined) {
       const byCredential = await this.rates.hit(`failcred:${credential}`, limit, MINUTE, now);
-      if (!byCredential.allowed) return CredentialErrors.rateLimited(byCredential.retryAfter, byCredential);
+      if (!byCredential.allowed) {
+        this.observer.refused?.('auth_failures');
+        return CredentialErrors.rateLimited(byCredential.retryAfter, byCredential);
+      }
     }
     return err;
   }
@@ -132,7 +147,13 @@ export class Guard {
       const found = await this.credentials.apiKey(digest(apiKey));
       if (!found || !apiKeyIsLive(found.key, now)) throw CredentialErrors.invalidApiKey();
       const { key, app } = found;
-      const rate = await this.count(`api:${key.id}`, app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, now);
+      // Counted in memory here, where the key is known; written in batches (src/monitoring/usage.ts).
+      const rate = await this.rates.hit(`api:${key.id}`, app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, MINUTE, now);
+      this.observer.apiKeyUsed?.(app.id, key.id, input.ip, !rate.allowed);
+      if (!rate.allowed) {
+        this.observer.refused?.('api_key');
+        throw CredentialErrors.rateLimited(rate.retryAfter, rate);
+      }
       if (mode === 'user' && !asUser) {
         throw invalidRequest('IM-CLIENT-ID header is required to call a user route with the API key (it names the user to act as)');
       }
@@ -167,7 +188,10 @@ export class Guard {
 
   private async count(key: string, limit: number, now: number): Promise<RateDecision> {
     const d = await this.rates.hit(key, limit, MINUTE, now);
-    if (!d.allowed) throw CredentialErrors.rateLimited(d.retryAfter, d);
+    if (!d.allowed) {
+      this.observer.refused?.('user_token');
+      throw CredentialErrors.rateLimited(d.retryAfter, d);
+    }
     return d;
   }
 

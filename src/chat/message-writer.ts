@@ -60,6 +60,8 @@ export class MessageWriter {
    * refused because too many messages were waiting.
    */
   readonly stats = { batches: 0, messages: 0, refused: 0 };
+  /** Told the size of every committed batch (the batch-size histogram of /metrics). */
+  onBatch: ((size: number) => void) | undefined;
 
   private readonly repo: AppendRepo;
 
@@ -104,6 +106,7 @@ export class MessageWriter {
           await this.write(batch.map((p) => p.row));
           this.stats.batches++;
           this.stats.messages += batch.length;
+          this.onBatch?.(batch.length);
           for (const p of batch) p.resolve(p.row);
         } catch (err) {
           if (batch.length === 1) batch[0]!.reject(err);
@@ -112,6 +115,7 @@ export class MessageWriter {
               await this.write([p.row]).then(() => {
                 this.stats.batches++;
                 this.stats.messages++;
+                this.onBatch?.(1);
                 p.resolve(p.row);
               }, p.reject);
             }

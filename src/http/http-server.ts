@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
 import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
+import type { Metrics } from '../monitoring/metrics.js';
 import { Described, type RouteDef } from './route.js';
 
 declare module 'fastify' {
@@ -27,6 +28,8 @@ export function buildHttp(opts: {
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
+  /** Set when /metrics is on: every answer is counted by route pattern and status. */
+  metrics?: Metrics;
 }): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -42,6 +45,15 @@ export function buildHttp(opts: {
     app.addHook('onResponse', (request, reply, done) => {
       // Secret-looking query values (a token in /chat?token=...) are replaced, as in every other log line.
       request.log.debug({ method: request.method, url: redactUrl(request.url), ip: request.ip, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+      done();
+    });
+  }
+
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.addHook('onResponse', (request, reply, done) => {
+      // The route pattern, never the URL (ids would make a label value per room and user); unknown paths share one.
+      metrics.request(request.method, request.routeOptions.url ?? '(unmatched)', reply.statusCode, reply.elapsedTime / 1000);
       done();
     });
   }

@@ -59,7 +59,15 @@ export class Realtime {
 
   constructor(
     http: HttpServer,
-    private readonly deps: { config: Config; guard: Guard; services: Services; clock: Clock; logger: Logger },
+    private readonly deps: {
+      config: Config;
+      guard: Guard;
+      services: Services;
+      clock: Clock;
+      logger: Logger;
+      /** Told of every client event refused by its socket's event budget (the /metrics refusal counter). */
+      onEventRefused?: () => void;
+    },
   ) {
     this.io = new Server(http, {
       allowEIO3: true,
@@ -260,6 +268,7 @@ export class Realtime {
     try {
       const rate = state.events.take(Date.now());
       if (!rate.allowed) {
+        this.deps.onEventRefused?.();
         state.strikes++;
         if (state.strikes >= MAX_STRIKES) socket.disconnect(true);
         throw new AppError('RATE_LIMIT_EXCEEDED', 'Too many events, please slow down', { retryAfter: rate.retryAfter });

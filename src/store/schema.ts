@@ -250,7 +250,20 @@ export interface BatchItemsTable {
   error: string | null;
 }
 
+/** Requests made with one API key during one minute (`minute`: its start, epoch ms); see src/monitoring/usage.ts. */
+export interface ApiKeyUsageTable {
+  app_id: string;
+  key_id: string;
+  minute: Ms;
+  requests: number;
+  /** Of `requests`, those refused by the key's rate limit (429). */
+  refused: number;
+  last_used_at: Ms;
+  last_address: string;
+}
+
 export interface Database {
+  api_key_usage: ApiKeyUsageTable;
   apps: AppsTable;
   app_domains: AppDomainsTable;
   api_keys: ApiKeysTable;

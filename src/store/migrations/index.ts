@@ -337,6 +337,29 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropIndex('messages_room_updated').execute();
     },
   },
+  '0014_monitoring': {
+    async up(db: Kysely<any>) {
+      // Per-API-key usage, one row per key and minute, written in batches by the usage meter (src/monitoring/usage.ts).
+      // Not columns of api_keys: every write there is a credential change (triggers of 0009/0012/0013 empty the
+      // credential caches of every process). No foreign keys: a batch written just after its application or key
+      // was deleted must not fail; such rows are never listed (the read joins api_keys) and age out.
+      await db.schema
+        .createTable('api_key_usage')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('key_id', 'varchar(32)', (c) => c.notNull())
+        .addColumn('minute', 'bigint', (c) => c.notNull())
+        .addColumn('requests', 'integer', (c) => c.notNull())
+        .addColumn('refused', 'integer', (c) => c.notNull())
+        .addColumn('last_used_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_address', 'varchar(64)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('api_key_usage_pk', ['app_id', 'key_id', 'minute'])
+        .execute();
+      await db.schema.createIndex('api_key_usage_minute').on('api_key_usage').column('minute').execute();
+      // GET /admin/stats lists the users who logged in during the last hour: a range of this index, not a scan of
+      // every user of the application. A login writes the row anyway (at most once a minute per user).
+      await db.schema.createIndex('users_app_login').on('users').columns(['app_id', 'last_login_at']).execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
