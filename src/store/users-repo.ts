@@ -53,10 +53,6 @@ export class UsersRepo {
     return q.execute();
   }
 
-  findTokensAnyApp(digest: string): Promise<UserTokenRow[]> {
-    return this.db.selectFrom('user_tokens').selectAll().where('digest', '=', digest).limit(2).execute();
-  }
-
   async insertToken(row: UserTokenRow): Promise<void> {
     await this.db.insertInto('user_tokens').values(row).execute();
   }
