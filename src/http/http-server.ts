@@ -7,6 +7,7 @@ import type { Actor, Guard } from '../auth/guard.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
+import { trustFunction } from '../lib/client-address.js';
 import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
 import type { Metrics } from '../monitoring/metrics.js';
@@ -34,7 +35,8 @@ export function buildHttp(opts: {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     bodyLimit: opts.config.bodyLimitBytes,
-    trustProxy: opts.config.trustProxy,
+    // The same trust decision the Socket.IO gateway uses for its handshakes (lib/client-address.ts).
+    trustProxy: trustFunction(opts.config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     return503OnClosing: true,
     // Fastify's own request logging writes two info lines per request, which cost about a third of the

@@ -20,9 +20,18 @@ export function parseTrustedProxies(raw: string): TrustedProxies {
   return list;
 }
 
+/**
+ * Whether the hop that handed a request over is a trusted proxy: Fastify takes it as `trustProxy` (for
+ * `request.ip`), and `addressResolver` walks the same way for sockets, so both transports read one answer.
+ */
+export function trustFunction(trusted: TrustedProxies): (address: string, hop: number) => boolean {
+  if (trusted === false) return () => false;
+  return proxyaddr.compile(trusted);
+}
+
 /** Builds the resolver once per server (compiling the trust list is not free). */
 export function addressResolver(trusted: TrustedProxies): (req: IncomingMessage) => string {
   if (trusted === false) return (req) => req.socket.remoteAddress ?? '';
-  const trust = proxyaddr.compile(trusted);
+  const trust = trustFunction(trusted);
   return (req) => proxyaddr(req, trust);
 }
