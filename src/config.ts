@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parseTrustedProxies, type TrustedProxies } from './lib/client-address.js';
 import { parseDuration } from './lib/duration.js';
+import { APP_ID_PATTERN } from './lib/ids.js';
 
 /** Browser origins allowed by IMKIT_CORS_ORIGINS, besides the applications' domains: any, or these exact origins. */
 export type CorsOrigins = '*' | string[];
@@ -81,10 +82,12 @@ const bytes = (raw: string) => {
   if (n < 1024 || n > 64 * 1024 * 1024) throw new ConfigError('must be between 1kb and 64mb');
   return n;
 };
+const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off', ''];
 const bool = (raw: string) => {
   const v = raw.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  if (TRUE_WORDS.includes(v)) return true;
+  if (FALSE_WORDS.includes(v)) return false;
   throw new ConfigError(`must be true or false, got "${raw}"`);
 };
 /** '*', 'none' (only the applications' domains) or a list of origins, each kept as `new URL(o).origin` (scheme://host[:port]). */
@@ -144,7 +147,7 @@ export const SETTINGS: Setting[] = [
     key: 'appId', env: 'IMKIT_APP_ID', flag: 'app-id', default: undefined,
     help: 'with IMKIT_API_KEY/IMKIT_CLIENT_KEY: the application to create or update at start (default "default")',
     parse: (raw) => {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(raw)) throw new ConfigError('must be 1-64 letters, digits, "_", "." or "-"');
+      if (!APP_ID_PATTERN.test(raw)) throw new ConfigError('must be 1-64 letters, digits, "_", "." or "-"');
       return raw;
     },
   },
@@ -227,10 +230,10 @@ export const SETTINGS: Setting[] = [
     help: 'the application whose user tokens the legacy socket `auth` event accepts (a token without a client key or domain check); unset: the event is refused',
     parse: (raw) => {
       const v = raw.trim();
-      if (['0', 'false', 'no', 'off'].includes(v.toLowerCase())) return undefined;
+      if (FALSE_WORDS.includes(v.toLowerCase())) return undefined;
       // The old boolean setting: "true" named no application, and guessing one would bind every tenant's tokens to it.
-      if (['1', 'true', 'yes', 'on'].includes(v.toLowerCase())) throw new ConfigError('now names the one application whose tokens it accepts (e.g. default), not true');
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(v)) throw new ConfigError('must be an application id (1-64 letters, digits, "_", "." or "-") or off');
+      if (TRUE_WORDS.includes(v.toLowerCase())) throw new ConfigError('now names the one application whose tokens it accepts (e.g. default), not true');
+      if (!APP_ID_PATTERN.test(v)) throw new ConfigError('must be an application id (1-64 letters, digits, "_", "." or "-") or off');
       return v;
     },
   },

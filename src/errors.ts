@@ -105,6 +105,8 @@ export const CredentialErrors = {
   invalidClientKey: () => new AppError('INVALID_CLIENT_KEY', 'The provided client key is invalid or expired'),
   clientKeyMismatch: () => new AppError('CLIENT_KEY_MISMATCH', 'Client key does not match the specified domain'),
   invalidToken: (message: string) => new AppError('INVALID_TOKEN', message),
+  tokenRevoked: () => new AppError('INVALID_TOKEN', 'The provided user token is invalid or has been revoked'),
+  tokenExpired: () => new AppError('INVALID_TOKEN', 'The provided user token has expired'),
 };
 
 /** Codes that mean "this credential was wrong": counted against the caller's IP for brute-force protection. */

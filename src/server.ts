@@ -86,7 +86,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   let realtime: Realtime | undefined;
   const usage = new UsageMeter(store.db, clock, (err) => logger.error({ err }, 'writing API key usage failed'));
   usage.start(options.usageFlushMs ?? 10_000);
-  const metrics = config.metricsToken === undefined ? undefined : new Metrics({ sockets: () => liveSockets(realtime) });
+  const metrics = config.metricsToken === undefined ? undefined : new Metrics({ sockets: () => realtime?.socketCounts() ?? { open: 0, authenticated: 0 } });
   guard.observer = { apiKeyUsed: (appId, keyId, address, refused) => usage.record(appId, keyId, address, refused), refused: metrics && ((kind) => metrics.refused(kind)) };
   if (metrics) {
     bus.on((e) => {
@@ -95,25 +95,12 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     services.chat.writer.onBatch = (size) => metrics.batch(size);
   }
   const peaks = new ConnectionPeaks(() => clock.now());
-  const appSockets = (appId: string) => realtime?.io.sockets.adapter.rooms.get(`app:${appId}`)?.size ?? 0;
-  const monitoring = new MonitoringService(store.db, clock, peaks, appSockets);
-  const routes = routeTable(services, () => ready, () => realtime, { service: monitoring, metrics, metricsToken: config.metricsToken });
+  const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => realtime?.appSocketsHere(appId) ?? 0, metrics, config.metricsToken);
+  const routes = routeTable(services, () => ready, () => realtime, monitoring);
   const http = buildHttp({ config, logger, guard, routes, metrics });
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
-  // The peak of logged-in sockets per application (stats): a socket joins its application's channel at login.
-  const adapter = realtime.io.sockets.adapter;
-  adapter.on('join-room', (room: string) => {
-    if (room.startsWith('app:')) {
-      const n = adapter.rooms.get(room)?.size ?? 0;
-      peaks.changed(room.slice(4), n - 1, n);
-    }
-  });
-  adapter.on('leave-room', (room: string) => {
-    if (room.startsWith('app:')) {
-      const n = adapter.rooms.get(room)?.size ?? 0;
-      peaks.changed(room.slice(4), n + 1, n);
-    }
-  });
+  // The peak of logged-in sockets per application (stats).
+  realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
   await http.ready();
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
@@ -151,13 +138,6 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   };
 }
 
-/** Every socket connected to this node, and those logged in (members of an application's channel). */
-function liveSockets(realtime: Realtime | undefined): { open: number; authenticated: number } {
-  if (!realtime) return { open: 0, authenticated: 0 };
-  let authenticated = 0;
-  for (const [room, ids] of realtime.io.sockets.adapter.rooms) if (room.startsWith('app:')) authenticated += ids.size;
-  return { open: realtime.io.sockets.sockets.size, authenticated };
-}
 
 async function bootstrapApps(services: Services, config: Config): Promise<Bootstrap> {
   if (config.apiKey || config.clientKey || config.appId) {

@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.js';
 import { iso } from '../lib/clock.js';
 import type { EventBus } from '../events/bus.js';
 import { digest } from '../lib/secrets.js';
+import { APP_ID_PATTERN } from '../lib/ids.js';
 import { AppsRepo, type ApiKeyRow, type AppRow } from '../store/apps-repo.js';
 import { isUniqueViolation } from '../store/database.js';
 import type { Database } from '../store/schema.js';
@@ -34,7 +35,6 @@ export interface AppSummary {
   clientKey: { id: string; last4: string; issued: boolean; createdAt: string } | null;
 }
 
-const APP_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /**
@@ -64,7 +64,7 @@ export class AppsService {
     if (!name || name.length > 200) throw invalidRequest('name must be 1-200 characters');
     const domains = normalizeDomains(input.domains ?? []);
     const id = input.id ?? (await this.freeIdFor(name));
-    if (!APP_ID.test(id)) throw invalidRequest('id must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
+    if (!APP_ID_PATTERN.test(id)) throw invalidRequest('id must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
     const now = this.clock.now();
     try {
       const created = await this.db.transaction().execute(async (trx) => {

@@ -197,8 +197,7 @@ export class CredentialCache {
     this.clientKeys.clear();
     this.tokens.clear();
     this.apps.clear();
-    this.domains = undefined;
-    this.domainsLoading = undefined;
+    this.dropDomains();
   }
 
   private async lookup<V extends object>(map: Pick<BoundedMap<V>, 'get' | 'set'>, key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {

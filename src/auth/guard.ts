@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.js';
 import { digest } from '../lib/secrets.js';
 import type { AppRow } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
+import type { UserTokenRow } from '../store/users-repo.js';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.js';
 import { apiKeyIsLive } from './keys.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
@@ -17,7 +18,7 @@ export type AuthMode = 'admin' | 'user' | 'either';
 
 export type Actor =
   | { kind: 'admin'; app: AppRow; apiKeyId: string; userId: string | undefined }
-  | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string; clientKeyId: string | null };
+  | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string; clientKeyId: string | null; tokenExpiresAt: number | null };
 
 /** What a transport hands over: the request headers (lower-case names) and the caller's IP. */
 export interface CredentialInput {
@@ -102,11 +103,10 @@ export class Guard {
       if (!raw) throw CredentialErrors.invalidToken('A user token is required');
       const tokenDigest = digest(raw);
       const app = await this.credentials.app(appId);
-      const row = app && (await this.credentials.token(app.id, tokenDigest));
-      if (!app || !row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
-      if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
+      if (!app) throw CredentialErrors.tokenRevoked();
+      const row = await this.liveToken(app.id, tokenDigest, undefined, now);
       const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
-      return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: null }, rate };
+      return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: null, tokenExpiresAt: row.expires_at }, rate };
     } catch (err) {
       throw await this.failed(err, ip, raw ? digest(`legacy\n${raw}`) : undefined, now);
     }
@@ -173,9 +173,7 @@ export class Guard {
     const token = rawToken?.replace(/^Bearer\s+/i, '').trim();
     if (!token) throw CredentialErrors.invalidToken('A user token is required in the IM-Authorization header');
     const tokenDigest = digest(token);
-    const row = await this.credentials.token(app.id, tokenDigest);
-    if (!row) throw CredentialErrors.invalidToken('The provided user token is invalid or has been revoked');
-    if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.invalidToken('The provided user token has expired');
+    const row = await this.liveToken(app.id, tokenDigest, undefined, now);
     const rate = await this.count(`tok:${app.id}:${tokenDigest}`, this.config.userRateLimitPerMinute, now);
     if (asUser && asUser !== row.user_id) {
       throw CredentialErrors.insufficientPermissions('IM-CLIENT-ID does not match the user of the token');
@@ -183,7 +181,7 @@ export class Guard {
     if (mode === 'admin') {
       throw CredentialErrors.insufficientPermissions('A client key and user token cannot perform this operation; it requires the API key');
     }
-    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: ck.key.id }, rate };
+    return { actor: { kind: 'user', app, userId: row.user_id, tokenDigest, clientKeyId: ck.key.id, tokenExpiresAt: row.expires_at }, rate };
   }
 
   private async count(key: string, limit: number, now: number): Promise<RateDecision> {
@@ -224,18 +222,31 @@ export class Guard {
   }
 
   /**
-   * Whether the token a socket logged in with is still good, with the texts login gives; on success, when it
-   * expires. Read from the credential cache as it stands (a map lookup), so the gateway can ask on every client
-   * event: this process's revocations drop their entries at once; other processes' reach the cache when it is
-   * synced (`syncCredentials`: every HTTP request, and the gateway's poll every second). Syncing here, on every
-   * event, cost a store read per message on SQLite, whose writer thread changes `data_version` with every batch.
-   * A token now bound to another user counts as revoked.
+   * Whether the token a socket logged in with is still good, with the texts login gives. Read from the credential
+   * cache as it stands (a map lookup), so the gateway can ask on every client event: this process's revocations
+   * drop their entries at once; other processes' reach the cache when it is synced (`syncCredentials`: every HTTP
+   * request, and the gateway's poll every second). Syncing here, on every event, cost a store read per message on
+   * SQLite, whose writer thread changes `data_version` with every batch.
    */
-  async tokenLiveness(appId: string, userId: string, tokenDigest: string): Promise<{ ok: true; expiresAt: number | null } | { ok: false; error: AppError }> {
+  async tokenLiveness(appId: string, userId: string, tokenDigest: string): Promise<AppError | undefined> {
+    try {
+      await this.liveToken(appId, tokenDigest, userId, this.clock.now());
+      return undefined;
+    } catch (err) {
+      if (err instanceof AppError) return err;
+      throw err;
+    }
+  }
+
+  /**
+   * The one check of a user token: it exists (and, when `userId` is given, still belongs to that user: a token
+   * bound to another user since counts as revoked) and has not expired at `now`.
+   */
+  private async liveToken(appId: string, tokenDigest: string, userId: string | undefined, now: number): Promise<UserTokenRow> {
     const row = await this.credentials.token(appId, tokenDigest);
-    if (!row || row.user_id !== userId) return { ok: false, error: CredentialErrors.invalidToken('The provided user token is invalid or has been revoked') };
-    if (row.expires_at !== null && row.expires_at <= this.clock.now()) return { ok: false, error: CredentialErrors.invalidToken('The provided user token has expired') };
-    return { ok: true, expiresAt: row.expires_at };
+    if (!row || (userId !== undefined && row.user_id !== userId)) throw CredentialErrors.tokenRevoked();
+    if (row.expires_at !== null && row.expires_at <= now) throw CredentialErrors.tokenExpired();
+    return row;
   }
 }
 

@@ -9,7 +9,8 @@ import type { RoomSnapshot } from './room-cache.js';
  * The checks every message path asks before storing (MessagesService, BatchService), for the sender named in the
  * message (who may differ from the caller: `POST /messages` with `sender`, batch items). The ban is the policy's
  * (policy.ts); the block between the two members of a direct room is a rule of sending only. Both bind the user,
- * whoever submits on their behalf: the API key sending as a banned or blocked user is refused too. Only a freeze is lifted for the platform (see MessagesService), because it is a state of the room.
+ * whoever submits on their behalf: the API key sending as a banned or blocked user is refused too. Only a
+ * freeze is lifted for the platform (see MessagesService), because it is a state of the room.
  * Bans and members come from the room's cached snapshot (room-cache.ts); a block between two users is read from
  * the store.
  */
@@ -27,4 +28,3 @@ export function blocked(): AppError {
   return new AppError('USER_BLOCKED', 'Messages cannot be sent in this direct room: one of its members has blocked the other');
 }
 
-export { banned };

@@ -106,11 +106,6 @@ export function audience(snap: RoomSnapshot, now: number): string[] {
   return out;
 }
 
-/** Whether one user receives what happens in the room (the per-user form of `audience`). */
-export function inAudience(snap: RoomSnapshot, userId: string, now: number): boolean {
-  return snap.members.has(userId) && !isBanned(snap, userId, now);
-}
-
 export function can(role: RoomRole, action: RoomAction, room: RoomRow): boolean {
   let need = NEEDS[action];
   if (action === 'invite' && room.opening === 0) need = 'manager';

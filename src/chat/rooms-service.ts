@@ -4,7 +4,6 @@ import { AppError, invalidRequest } from '../errors.js';
 import type { DomainEvent } from '../events/bus.js';
 import { isUniqueViolation } from '../store/database.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
-import { ModerationRepo } from '../store/moderation-repo.js';
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { type MemberRow, type RoomListQuery, RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
@@ -333,13 +332,14 @@ export class RoomsService {
     const userId = requireUser(caller);
     const now = this.ctx.clock.now();
     const events: DomainEvent[] = [];
+    const snap = await this.ctx.roomCache.get(caller.appId, roomId);
     await this.ctx.db.transaction().execute(async (trx) => {
       const repo = new RoomsRepo(trx);
       const room = await repo.get(caller.appId, roomId);
-      if (!room) throw roomNotFound(roomId);
+      if (!room || !snap) throw roomNotFound(roomId);
       if (await repo.member(caller.appId, roomId, userId)) return;
-      // A banned user stays out, even when invited or let in by the platform.
-      if (await new ModerationRepo(trx).activeBan(caller.appId, roomId, userId, now)) throw banned();
+      // A banned user stays out, even when invited or let in by the platform (the policy's ban, as `access` reads it).
+      if (isBanned(snap, userId, now)) throw banned();
       const invited = (await repo.removeInvitations(caller.appId, roomId, [userId])) > 0;
       if (!caller.platform && !invited) {
         if (room.room_type === 'direct') throw new AppError('NOT_ROOM_MEMBER', 'A direct room cannot be joined');
@@ -570,9 +570,9 @@ export class RoomsService {
   // ---------------------------------------------------------------- helpers
 
   /**
-   * Loads a room and the caller's role in it, refusing callers the policy does not let do `action`. The decision
-   * is taken on the room's snapshot (members, roles and bans, as `accessCached` takes it); the room row and the
-   * caller's member row returned are read from the store, current for rendering.
+   * Loads a room and the caller's role in it, refusing callers the policy does not let do `action`: membership and
+   * role from the room and member rows read from the store (current for rendering), the ban from the room's
+   * snapshot (which every ban change drops).
    */
   async access(caller: Caller, roomId: string, action: RoomAction): Promise<{ room: RoomRow; role: RoomRole; member: MemberRow | undefined }> {
     const snap = await this.ctx.roomCache.get(caller.appId, roomId);
@@ -580,7 +580,6 @@ export class RoomsService {
     const room = snap && (await repo.get(caller.appId, roomId));
     if (!snap || !room) throw roomNotFound(roomId);
     const member = caller.userId ? await repo.member(caller.appId, roomId, caller.userId) : undefined;
-    // Membership and roles from the rows just read, the ban from the snapshot (which every ban change drops).
     const role = roleIn(caller, room, member, caller.userId !== null && isBanned(snap, caller.userId, this.ctx.clock.now()));
     authorize(role, action, room);
     return { room, role, member };

@@ -39,3 +39,6 @@ export function isObjectId(value: string): boolean {
 function increment(id: string): string {
   return (BigInt(`0x${id}`) + 1n).toString(16).padStart(24, '0');
 }
+
+/** An application id: 1-64 letters, digits, "_", "." or "-", starting with a letter or digit. */
+export const APP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;

@@ -1,10 +1,13 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import os from 'node:os';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
+import { AppError } from '../errors.js';
 import type { Clock } from '../lib/clock.js';
 import { MonitoringRepo } from '../store/monitoring-repo.js';
 import type { Database } from '../store/schema.js';
 import type { ConnectionPeaks } from './connection-peaks.js';
+import type { Metrics } from './metrics.js';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -22,7 +25,23 @@ export class MonitoringService {
     private readonly peaks: ConnectionPeaks,
     /** Logged-in sockets of the application on this node now. */
     private readonly liveSockets: (appId: string) => number,
+    /** Set only when IMKIT_METRICS_TOKEN is (see Metrics). */
+    private readonly metrics?: Metrics,
+    private readonly metricsToken?: string,
   ) {}
+
+  /**
+   * `GET /metrics`: the operator's bearer token (IMKIT_METRICS_TOKEN), not an application's credential, so it is
+   * checked here and not by the guard. 401 while the setting is unset, saying how to set it.
+   */
+  async metricsText(authorization: string | string[] | undefined): Promise<string> {
+    if (!this.metrics || this.metricsToken === undefined) {
+      throw new AppError('INVALID_TOKEN', 'Metrics are disabled on this server: set IMKIT_METRICS_TOKEN (or --metrics-token) to a random string of 16 or more characters, and send it as "Authorization: Bearer <token>"');
+    }
+    const presented = (Array.isArray(authorization) ? authorization[0] : authorization)?.replace(/^Bearer\s+/i, '').trim() ?? '';
+    if (!sameSecret(presented, this.metricsToken)) throw new AppError('INVALID_TOKEN', 'The metrics token is missing or wrong: send "Authorization: Bearer <IMKIT_METRICS_TOKEN>"');
+    return this.metrics.text();
+  }
 
   /** IMKIT's statistics report over the last hour (docs/monitoring.md says what each figure counts). */
   async stats(actor: Actor): Promise<Record<string, unknown>> {
@@ -80,4 +99,9 @@ export class MonitoringService {
     });
     return { keys: data };
   }
+}
+
+/** Compares digests, so the time taken says nothing about the token, its length included. */
+function sameSecret(presented: string, expected: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(presented).digest(), createHash('sha256').update(expected).digest());
 }

@@ -85,6 +85,11 @@ export class Admission {
     });
   }
 
+  /** The client address a connection was admitted under (worked out once, at its handshake). */
+  addressOf(conn: EngineConn): string | undefined {
+    return this.byConn.get(conn)?.address;
+  }
+
   /** The socket logged in: it may stay past the login deadline. */
   loggedIn(conn: EngineConn): void {
     const slot = this.byConn.get(conn);

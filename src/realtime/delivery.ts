@@ -92,10 +92,10 @@ export class Delivery {
         return;
       }
       case 'read':
-        this.toUsers(e.appId, await this.memberIds(e.appId, e.roomId), 'lastRead', { roomID: e.roomId, memberID: e.userId, messageID: e.messageId });
+        this.toUsers(e.appId, await this.audienceOf(e.appId, e.roomId), 'lastRead', { roomID: e.roomId, memberID: e.userId, messageID: e.messageId });
         return;
       case 'typing': {
-        const others = (await this.memberIds(e.appId, e.roomId)).filter((u) => u !== e.userId);
+        const others = (await this.audienceOf(e.appId, e.roomId)).filter((u) => u !== e.userId);
         this.toUsers(e.appId, others, 'typing', await this.services.prefs.typingEvent(e.appId, e.roomId, e.userId, e.message));
         return;
       }
@@ -143,15 +143,14 @@ export class Delivery {
   }
 
   /** Who receives the room's events: the policy's audience (members, less the banned). */
-  private async memberIds(appId: string, roomId: string): Promise<string[]> {
+  private async audienceOf(appId: string, roomId: string): Promise<string[]> {
     const snap = await this.services.chat.roomCache.get(appId, roomId);
     return snap ? audience(snap, this.services.chat.clock.now()) : [];
   }
 
-  /** The users among `userIds` with a socket on this node (in either encoding). */
+  /** The users among `userIds` with a socket on this node (the gateway's presence). */
   private onlineHere(appId: string, userIds: string[]): string[] {
-    const rooms = this.io.sockets.adapter.rooms;
-    return userIds.filter((u) => rooms.has(userChannel(appId, u, 'base64')) || rooms.has(userChannel(appId, u, 'plain')));
+    return userIds.filter((u) => this.services.presence.online(appId, u));
   }
 
   /**

@@ -36,6 +36,12 @@ export interface SocketState {
 
 type Ack = (...args: unknown[]) => void;
 
+/** Every logged-in socket joins its application's channel (connection counts, the stats' peaks). */
+const APP_CHANNEL = 'app:';
+function appChannel(appId: string): string {
+  return APP_CHANNEL + appId;
+}
+
 /** Client events whose acks are encoded as the socket chose (`conf`); the others' acks are plain objects. */
 const ENCODED_ACKS: ReadonlySet<string> = new Set(['conf', 'auth2', 'auth']);
 
@@ -102,7 +108,31 @@ export class Realtime {
 
   /** Live authenticated sockets of one application, on every node (through the adapter). */
   async connectionCount(appId: string): Promise<number> {
-    return (await this.io.in(`app:${appId}`).fetchSockets()).length;
+    return (await this.io.in(appChannel(appId)).fetchSockets()).length;
+  }
+
+  /** Logged-in sockets of one application on this node. */
+  appSocketsHere(appId: string): number {
+    return this.io.sockets.adapter.rooms.get(appChannel(appId))?.size ?? 0;
+  }
+
+  /** Sockets connected to this node, and those logged in (members of an application's channel). */
+  socketCounts(): { open: number; authenticated: number } {
+    let authenticated = 0;
+    for (const [room, ids] of this.io.sockets.adapter.rooms) if (room.startsWith(APP_CHANNEL)) authenticated += ids.size;
+    return { open: this.io.sockets.sockets.size, authenticated };
+  }
+
+  /** Tells `listener` whenever an application's logged-in sockets on this node change in number (before, after). */
+  onAppSockets(listener: (appId: string, before: number, after: number) => void): void {
+    const adapter = this.io.sockets.adapter;
+    const changed = (room: string, delta: number) => {
+      if (!room.startsWith(APP_CHANNEL)) return;
+      const n = adapter.rooms.get(room)?.size ?? 0;
+      listener(room.slice(APP_CHANNEL.length), n - delta, n);
+    };
+    adapter.on('join-room', (room: string) => changed(room, 1));
+    adapter.on('leave-room', (room: string) => changed(room, -1));
   }
 
   /** Whether a user has an authenticated socket on this node (cluster mode will answer for every node). */
@@ -130,7 +160,7 @@ export class Realtime {
   private onConnection(socket: Socket): void {
     const state: SocketState = {
       encoding: 'plain',
-      address: this.addressOf(socket.request),
+      address: this.admission.addressOf(socket.conn) ?? this.addressOf(socket.request),
       events: new EventBudget(this.deps.config.socketEventsPer10s, WINDOW),
       authFailures: 0,
       strikes: 0,
@@ -237,9 +267,6 @@ export class Realtime {
       const { actor } = await check();
       if (actor.kind !== 'user') throw new AppError('INVALID_TOKEN', 'A user token is required');
       const me = await this.deps.services.users.me(actor, { ip: state.address, userAgent: str(socket.handshake.headers['user-agent']) });
-      // When the token expires; read through the guard's cache, which the check above has just filled.
-      const live = await this.deps.guard.tokenLiveness(actor.app.id, actor.userId, actor.tokenDigest);
-      if (!live.ok) throw live.error;
       // Re-auth on the same socket re-binds it to the new user.
       for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
       state.appId = actor.app.id;
@@ -249,8 +276,8 @@ export class Realtime {
       state.ended = undefined;
       state.authFailures = 0;
       this.admission.loggedIn(socket.conn);
-      state.expiresAt = live.expiresAt;
-      await socket.join([`app:${actor.app.id}`, userChannel(actor.app.id, actor.userId, state.encoding)]);
+      state.expiresAt = actor.tokenExpiresAt;
+      await socket.join([appChannel(actor.app.id), userChannel(actor.app.id, actor.userId, state.encoding)]);
       reply(ack, state, { RC: 0, RM: 'OK', result: { ...me, client: actor.userId } });
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError('INTERNAL_ERROR', 'Authentication failed');
@@ -276,10 +303,10 @@ export class Realtime {
       if (!state.appId || !state.userId || !state.tokenDigest) throw state.ended ?? new AppError('INVALID_TOKEN', 'Authenticate with auth2 first');
       const { appId, userId, tokenDigest } = state;
       // The token may have expired or been revoked since login (also by the CLI in another process).
-      const live = await this.deps.guard.tokenLiveness(appId, userId, tokenDigest);
-      if (!live.ok) {
-        if (state.tokenDigest === tokenDigest && state.appId === appId) this.endSession(socket, state, live.error);
-        throw live.error;
+      const ended = await this.deps.guard.tokenLiveness(appId, userId, tokenDigest);
+      if (ended) {
+        if (state.tokenDigest === tokenDigest && state.appId === appId) this.endSession(socket, state, ended);
+        throw ended;
       }
       await run({ app: { id: appId }, userId });
     } catch (err) {
@@ -303,7 +330,7 @@ export class Realtime {
     for (const socket of this.io.sockets.sockets.values()) {
       const state = socket.data as SocketState;
       if (state.tokenDigest === undefined || state.expiresAt === null || state.expiresAt === undefined || state.expiresAt > now) continue;
-      this.endSession(socket, state, CredentialErrors.invalidToken('The provided user token has expired'));
+      this.endSession(socket, state, CredentialErrors.tokenExpired());
       socket.conn.close();
     }
   }

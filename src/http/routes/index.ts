@@ -7,15 +7,16 @@ import { groupRoutes } from './groups.js';
 import { healthRoutes } from './health.js';
 import { messageRoutes } from './messages.js';
 import { moderationRoutes } from './moderation.js';
-import { type MonitorDeps, monitoringRoutes, type Presence } from './monitoring.js';
+import type { MonitoringService } from '../../monitoring/monitoring-service.js';
+import { monitoringRoutes, type Presence } from './monitoring.js';
 import { prefRoutes } from './prefs.js';
 import { roomRoutes } from './rooms.js';
 import { searchRoutes } from './search.js';
 import { userRoutes } from './users.js';
 
 /** Every route the server serves, in the order docs/api.md lists them. */
-export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitor: MonitorDeps = {}): RouteDef[] {
+export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence, monitor)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence, monitoring)];
   return routes;
 }
