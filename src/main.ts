@@ -1,12 +1,10 @@
 #!/usr/bin/env node
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
 import { parseSettings, readConfig } from './cli/args.js';
 import { ConfigError, type Config, settingsHelp } from './config.js';
 import { AppError } from './errors.js';
-import { readFileLimits } from './realtime/admission.js';
+import { raiseFileLimit } from './lib/file-limits.js';
 import { createServer } from './server.js';
 import { openStore } from './store/database.js';
 
@@ -96,27 +94,6 @@ async function start(config: Config): Promise<number> {
   return new Promise<number>(() => {});
 }
 
-/**
- * Raises this process's soft open-file limit (RLIMIT_NOFILE) to its hard limit, where the system allows. Every
- * socket and HTTP connection is a descriptor, and a soft limit of 1024 (a common default) is reached long before
- * the machine's memory or CPU. Node usually raises it itself at start-up, but not in every build or embedding,
- * and it has no setrlimit for us to call; util-linux's `prlimit` changes a running process's limit. Best effort:
- * without prlimit, without /proc (not Linux), or when refused, the server starts with the limit it has, and
- * the socket caps are derived from that (docs/realtime.md, Admission).
- */
-async function raiseFileLimit(): Promise<{ soft?: number; hard?: number; raised: boolean; note?: string }> {
-  const before = readFileLimits();
-  if (before.soft === undefined || before.hard === undefined || before.soft >= before.hard) {
-    return { soft: before.soft, hard: before.hard, raised: false };
-  }
-  try {
-    await promisify(execFile)('prlimit', ['--pid', String(process.pid), `--nofile=${before.hard}:${before.hard}`], { timeout: 5000 });
-  } catch (err) {
-    return { soft: before.soft, hard: before.hard, raised: false, note: `prlimit failed: ${(err as Error).message.split('\n')[0]}` };
-  }
-  const after = readFileLimits();
-  return { soft: after.soft, hard: after.hard, raised: (after.soft ?? 0) > before.soft };
-}
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -3,7 +3,8 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import { parseTrustedProxies } from '../src/lib/client-address.js';
-import { limitsFromFileLimit, readFileLimits, REFUSED_PER_ADDRESS, REFUSED_TOTAL } from '../src/realtime/admission.js';
+import { readFileLimits } from '../src/lib/file-limits.js';
+import { limitsFromFileLimit, REFUSED_PER_ADDRESS, REFUSED_TOTAL } from '../src/realtime/admission.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
 

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import type { Server } from 'socket.io';
@@ -188,20 +187,6 @@ export function limitsFromFileLimit(softLimit: number | undefined): { sockets: n
   return { sockets: Math.max(1, Math.min(Math.floor(softLimit * 0.8), maxConnections - 16)), maxConnections };
 }
 
-/** The soft and hard RLIMIT_NOFILE of this process from /proc/self/limits (Linux); undefined where unknown or unlimited. */
-export function readFileLimits(text?: string): { soft: number | undefined; hard: number | undefined } {
-  let content = text;
-  if (content === undefined) {
-    try {
-      content = fs.readFileSync('/proc/self/limits', 'utf8');
-    } catch {
-      return { soft: undefined, hard: undefined };
-    }
-  }
-  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(content);
-  const num = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
-  return { soft: num(m?.[1]), hard: num(m?.[2]) };
-}
 
 /** Applies the HTTP server's connection cap derived from the open-file limit (only ever lowers an unset cap). */
 export function capHttpConnections(http: HttpServer, maxConnections: number | undefined): void {
