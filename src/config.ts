@@ -29,6 +29,12 @@ export interface Config {
   trustProxy: TrustedProxies;
   /** IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: webhooks may reach loopback, private, link-local, CGNAT and unique-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+  /** Delays between a webhook delivery's attempts (ms): one more attempt after each; then it is marked failed. */
+  webhookRetrySchedule: number[];
+  /** Longest a webhook request may take, connecting included, before the attempt counts as failed. */
+  webhookTimeoutMs: number;
+  /** Requests in flight to one webhook target at once. */
+  webhookConcurrency: number;
   maxJsonDepth: number;
   statementTimeoutMs: number;
   maxMessageBytes: number;
@@ -256,6 +262,28 @@ export const SETTINGS: Setting[] = [
     key: 'webhookAllowPrivateNetworks', env: 'IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS', flag: 'webhook-allow-private-networks', default: 'false',
     help: 'let webhooks reach loopback, private, link-local, CGNAT and unique-local addresses (receivers on this host or network); cloud metadata, multicast and broadcast addresses stay refused (docs/webhooks.md)',
     parse: bool,
+  },
+  {
+    key: 'webhookRetrySchedule', env: 'IMKIT_WEBHOOK_RETRY_SCHEDULE', flag: 'webhook-retry-schedule', default: '5s,30s,2m,10m,1h,6h,24h,24h,24h',
+    help: 'delays before each retry of a webhook delivery that got no 2xx (comma-separated durations); after the last one it is marked failed (docs/webhooks.md)',
+    parse: (raw: string) => {
+      const delays = raw.split(',').map((d) => parseDuration(d));
+      if (delays.length === 0 || delays.length > 50 || delays.some((d) => d === undefined)) throw new ConfigError(`must be a comma-separated list of 1-50 durations such as 5s,30s,2m, got "${raw}"`);
+      return delays as number[];
+    },
+  },
+  {
+    key: 'webhookTimeoutMs', env: 'IMKIT_WEBHOOK_TIMEOUT', flag: 'webhook-timeout', default: '10s',
+    help: 'longest a webhook request may take (connection, answer and its body) before the attempt counts as failed',
+    parse: (raw: string) => {
+      const ms = parseDuration(raw);
+      if (ms === undefined || ms < 100 || ms > 120_000) throw new ConfigError(`must be a duration between 100ms and 120s, got "${raw}"`);
+      return ms;
+    },
+  },
+  {
+    key: 'webhookConcurrency', env: 'IMKIT_WEBHOOK_CONCURRENCY', flag: 'webhook-concurrency', default: '4',
+    help: 'webhook requests in flight to one endpoint (or room webhook URL) at once; a slow receiver holds up only its own deliveries', parse: integer(1, 256),
   },
   {
     key: 'maxJsonDepth', env: 'IMKIT_MAX_JSON_DEPTH', flag: 'max-json-depth', default: '32',

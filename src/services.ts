@@ -56,7 +56,7 @@ export function createServices(
   const prefs = new PrefsService(chat, rooms);
   return {
     apps: new AppsService(db, clock, bus),
-    users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus),
+    users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus, chat.outbox),
     rooms,
     messages,
     batch: new BatchService(chat, messages),

@@ -8,7 +8,7 @@ import { iso } from '../lib/clock.js';
 import { BatchRepo, type BatchItemRow, type BatchJobRow } from '../store/batch-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
-import type { ChatContext } from './chat-context.js';
+import { type ChatContext, transact } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
 import { assertMaySend, blocked } from './moderation-rules.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
@@ -117,10 +117,9 @@ export class BatchService {
     }
     if (ready.length === 0) return;
     try {
-      const events = await this.ctx.db.transaction().execute(async (trx) => {
-        const out: DomainEvent[] = [];
-        for (const r of ready) out.push(...(await this.writeItem(trx, job, r.item, r.prepared, worker)));
-        return out;
+      const events: DomainEvent[] = [];
+      await transact(this.ctx, events, async (trx) => {
+        for (const r of ready) events.push(...(await this.writeItem(trx, job, r.item, r.prepared, worker)));
       });
       for (const e of events) this.ctx.bus.emit(e);
     } catch (err) {

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config.js';
-import type { EventBus } from '../events/bus.js';
+import type { DomainEvent, EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { PlannedStatement } from '../store/append-repo.js';
@@ -9,6 +9,7 @@ import { MessageWriter } from './message-writer.js';
 import { ChatRenderer } from './render.js';
 import { RoomCache } from './room-cache.js';
 import { UserCache } from './user-cache.js';
+import { Outbox } from '../webhooks/outbox.js';
 
 /** What every chat service is built from. */
 export interface ChatContext {
@@ -25,6 +26,21 @@ export interface ChatContext {
   userCache: UserCache;
   /** Users' new messages, written in batches (see message-writer.ts). */
   writer: MessageWriter;
+  /** The transactional outbox of webhook events (webhooks/outbox.ts). */
+  outbox: Outbox;
+}
+
+/**
+ * Runs `fn` in a transaction and, before it commits, adds the outbox rows of the domain events `fn` put in
+ * `events` (those someone subscribes to): a change and the webhook events it causes commit together. The caller
+ * emits `events` on the bus after this resolves.
+ */
+export function transact<T>(ctx: Pick<ChatContext, 'db' | 'outbox' | 'clock'>, events: DomainEvent[], fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const result = await fn(trx);
+    await ctx.outbox.recordEvents(trx, events, ctx.clock.now());
+    return result;
+  });
 }
 
 /** Who has a live authenticated socket; the realtime layer fills it in once it runs (nobody is online before). */
@@ -42,7 +58,14 @@ export function createChatContext(
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): ChatContext {
   const userCache = new UserCache(db, bus, clock);
-  return { db, dialect, clock, bus, limits, presence, render: new ChatRenderer(db, presence, userCache), roomCache: new RoomCache(db, bus, clock), userCache, writer: new MessageWriter(db, dialect, runBatch, limits.maxQueuedMessages) };
+  const outbox = new Outbox(db);
+  return {
+    db, dialect, clock, bus, limits, presence, outbox,
+    render: new ChatRenderer(db, presence, userCache),
+    roomCache: new RoomCache(db, bus, clock),
+    userCache,
+    writer: new MessageWriter(db, dialect, runBatch, limits.maxQueuedMessages, outbox),
+  };
 }
 
 /** ISO-8601 or epoch milliseconds (as a number or digit string); undefined when absent, NaN when unparsable. */

@@ -4,7 +4,8 @@ import { newObjectId } from '../lib/ids.js';
 import { flushSoon } from '../lib/turn-end.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Dialect } from '../store/database.js';
-import type { Database } from '../store/schema.js';
+import type { Database, WebhookEventsTable } from '../store/schema.js';
+import type { Outbox } from '../webhooks/outbox.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 
@@ -19,6 +20,11 @@ export interface AppendInput {
   now: number;
   /** `message` and `fields` as JSON text, when the caller has serialized them already (to check their size). */
   json?: { message: string; fields: string };
+  /**
+   * The room's `webhook` (from the sender's snapshot) and whether a room webhook's reply posts this message: the
+   * writer adds the message's outbox row to its batch when someone wants it (webhooks/outbox.ts).
+   */
+  webhook?: { room: string | null; fromBot: boolean };
 }
 
 /**
@@ -38,6 +44,7 @@ export async function appendMessage(trx: Kysely<Database>, input: AppendInput): 
 
 interface Pending {
   row: MessageRow;
+  event: WebhookEventsTable | undefined;
   resolve: (row: MessageRow) => void;
   reject: (err: unknown) => void;
 }
@@ -76,6 +83,7 @@ export class MessageWriter {
     dialect: Dialect,
     private readonly runBatch: (statements: PlannedStatement[]) => Promise<void>,
     private readonly maxQueued = Number.POSITIVE_INFINITY,
+    private readonly outbox?: Outbox,
   ) {
     this.repo = new AppendRepo(db, dialect);
   }
@@ -88,7 +96,9 @@ export class MessageWriter {
       );
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ row: messageRow(input), resolve, reject });
+      const row = messageRow(input);
+      const event = this.outbox?.messageRow(input.appId, input.roomId, row.id, input.senderId, input.now, input.webhook?.room ?? null, input.webhook?.fromBot);
+      this.queue.push({ row, event, resolve, reject });
       if (!this.running) {
         this.running = true;
         // Let the requests already read from the sockets join this batch. (Holding batches back for a few ms
@@ -103,7 +113,7 @@ export class MessageWriter {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
         try {
-          await this.write(batch.map((p) => p.row));
+          await this.write(batch);
           this.stats.batches++;
           this.stats.messages += batch.length;
           this.onBatch?.(batch.length);
@@ -112,7 +122,7 @@ export class MessageWriter {
           if (batch.length === 1) batch[0]!.reject(err);
           else {
             for (const p of batch) {
-              await this.write([p.row]).then(() => {
+              await this.write([p]).then(() => {
                 this.stats.batches++;
                 this.stats.messages++;
                 this.onBatch?.(1);
@@ -130,15 +140,16 @@ export class MessageWriter {
     }
   }
 
-  private async write(rows: MessageRow[]): Promise<void> {
-    const byApp = new Map<string, MessageRow[]>();
-    for (const r of rows) {
-      const list = byApp.get(r.app_id);
-      if (list) list.push(r);
-      else byApp.set(r.app_id, [r]);
+  private async write(batch: Pending[]): Promise<void> {
+    const byApp = new Map<string, { rows: MessageRow[]; events: WebhookEventsTable[] }>();
+    for (const p of batch) {
+      let app = byApp.get(p.row.app_id);
+      if (!app) byApp.set(p.row.app_id, (app = { rows: [], events: [] }));
+      app.rows.push(p.row);
+      if (p.event) app.events.push(p.event);
     }
     const statements: PlannedStatement[] = [];
-    for (const [appId, appRows] of byApp) statements.push(...this.repo.plan(appId, appRows, senderReads(appRows), appRows[appRows.length - 1]!.created_at));
+    for (const [appId, { rows, events }] of byApp) statements.push(...this.repo.plan(appId, rows, senderReads(rows), rows[rows.length - 1]!.created_at, events));
     await this.runBatch(statements);
   }
 }

@@ -5,7 +5,7 @@ import { isObjectId } from '../lib/ids.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import type { ChatContext } from './chat-context.js';
-import { parseTime } from './chat-context.js';
+import { parseTime, transact } from './chat-context.js';
 import type { AppConfigService } from './config-service.js';
 import { assertMaySend } from './moderation-rules.js';
 import type { RoomSnapshot } from './room-cache.js';
@@ -58,6 +58,14 @@ export class MessagesService {
     return this.create(caller, roomId, caller.userId, body);
   }
 
+  /**
+   * A room webhook's reply (docs/webhooks.md, bot replies): `data` posted into the room as `senderId` (null: no
+   * sender), as the platform would. The room's own webhook is not told of it, or a bot would answer itself.
+   */
+  async botReply(appId: string, roomId: string, senderId: string | null, data: Json): Promise<Json> {
+    return this.create({ appId, userId: null, platform: true }, roomId, senderId, data, true);
+  }
+
   /** `POST /messages`: the platform sends as anyone (`sender`), even to a room the sender is not in. */
   async adminSend(caller: Caller, body: Json): Promise<Json> {
     const roomId = body.room as string;
@@ -66,7 +74,7 @@ export class MessagesService {
     return { ...msg, sender: body.sender ?? null };
   }
 
-  private async create(caller: Caller, roomId: string, senderId: string | null, body: Json): Promise<Json> {
+  private async create(caller: Caller, roomId: string, senderId: string | null, body: Json, fromBot = false): Promise<Json> {
     const now = this.ctx.clock.now();
     const { snap } = await this.rooms.accessCached(caller, roomId, 'send');
     const room = snap.room;
@@ -78,7 +86,7 @@ export class MessagesService {
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
     const json = this.checkSize(message, fields);
-    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json });
+    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json, webhook: { room: room.webhook, fromBot } });
     // The messages of one group commit resume here in the order they were stored, and each takes its place in
     // the announcement order before anything is awaited. Rendering may wait for the store (a user cache miss; on
     // PostgreSQL two of them run on different connections), so without the queue a later message could be
@@ -107,14 +115,17 @@ export class MessagesService {
     const message = 'message' in body ? await this.config.censorMessage(caller.appId, msg.message_type, body.message) : JSON.parse(msg.message);
     this.checkSize(message, fields);
     const replyId = 'reply' in body ? await this.replyTarget(caller.appId, room, body.reply) : msg.reply_id;
-    await new MessagesRepo(this.ctx.db).update(caller.appId, messageId, {
-      message: JSON.stringify(message ?? ''),
-      fields: JSON.stringify(fields),
-      reply_id: replyId,
-      edited_at: now,
-      updated_at: now,
-    });
-    this.emit({ type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'edit' });
+    const event: DomainEvent = { type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'edit' };
+    await transact(this.ctx, [event], (trx) =>
+      new MessagesRepo(trx).update(caller.appId, messageId, {
+        message: JSON.stringify(message ?? ''),
+        fields: JSON.stringify(fields),
+        reply_id: replyId,
+        edited_at: now,
+        updated_at: now,
+      }),
+    );
+    this.emit(event);
     return this.render(caller.appId, messageId);
   }
 
@@ -122,8 +133,11 @@ export class MessagesService {
     const now = this.ctx.clock.now();
     await this.ownMessage(caller, roomId, messageId);
     // Recall removes the content for everyone; what remains says who sent what kind of message, when.
-    await new MessagesRepo(this.ctx.db).update(caller.appId, messageId, { message: '""', message_type: 'recall', fields: '{}', reply_id: null, pinned: 0, updated_at: now });
-    this.emit({ type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'recall' });
+    const event: DomainEvent = { type: 'message.updated', appId: caller.appId, roomId, messageId, actorId: caller.userId, change: 'recall' };
+    await transact(this.ctx, [event], (trx) =>
+      new MessagesRepo(trx).update(caller.appId, messageId, { message: '""', message_type: 'recall', fields: '{}', reply_id: null, pinned: 0, updated_at: now }),
+    );
+    this.emit(event);
     return this.render(caller.appId, messageId);
   }
 
@@ -193,7 +207,8 @@ export class MessagesService {
     authorize(role, 'deleteMessages', room);
     const all = messageId === '_all';
     let deletedCount = 0;
-    await this.ctx.db.transaction().execute(async (trx) => {
+    const event: DomainEvent = { type: 'messages.deleted', appId: caller.appId, roomId, messageIds: all ? 'all' : [messageId], actorId: caller.userId };
+    await transact(this.ctx, [event], async (trx) => {
       const repo = new MessagesRepo(trx);
       if (!all) {
         const msg = await repo.get(caller.appId, messageId);
@@ -205,7 +220,7 @@ export class MessagesService {
       await rooms.update(caller.appId, roomId, { last_message_id: latest?.id ?? null, updated_at: now });
       await rooms.recountMessages(caller.appId, roomId);
     });
-    this.emit({ type: 'messages.deleted', appId: caller.appId, roomId, messageIds: all ? 'all' : [messageId], actorId: caller.userId });
+    this.emit(event);
     return { deletedCount, roomID: roomId, messageID: messageId, deletedBy: caller.userId ?? 'admin', deletedAt: iso(now) };
   }
 

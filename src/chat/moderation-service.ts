@@ -5,7 +5,8 @@ import { ModerationRepo, type RoomBanRow, type UserBlockRow } from '../store/mod
 import { PrefsRepo } from '../store/prefs-repo.js';
 import { RoomsRepo, type RoomRow } from '../store/rooms-repo.js';
 import { UsersRepo } from '../store/users-repo.js';
-import { type ChatContext, parseTime } from './chat-context.js';
+import type { DomainEvent } from '../events/bus.js';
+import { type ChatContext, parseTime, transact } from './chat-context.js';
 import { authorize, type Caller, outranks, roleIn } from './policy.js';
 import type { PrefsService } from './prefs-service.js';
 import { renderUser } from './users-service.js';
@@ -94,8 +95,9 @@ export class ModerationService {
     if (await repo.activeBan(caller.appId, roomId, blockee, now)) throw new AppError('USER_ALREADY_BLOCKED', 'This user is already blocked in this room');
     // An expired ban of the same user is replaced.
     const row: RoomBanRow = { app_id: caller.appId, room_id: roomId, user_id: blockee, banned_by: caller.userId, unblock_at: until, created_at: now, updated_at: now };
-    await repo.upsertBan(row);
-    this.ctx.bus.emit({ type: 'room.ban', appId: caller.appId, roomId, actorId: caller.userId, userId: blockee, banned: true, unblockAt: until });
+    const event: DomainEvent = { type: 'room.ban', appId: caller.appId, roomId, actorId: caller.userId, userId: blockee, banned: true, unblockAt: until };
+    await transact(this.ctx, [event], (trx) => new ModerationRepo(trx).upsertBan(row));
+    this.ctx.bus.emit(event);
     return this.renderBan(row, room, 'ids');
   }
 
@@ -120,8 +122,9 @@ export class ModerationService {
       if (!user) throw new AppError('ROOM_OR_USER_NOT_FOUND', `User ${blockee} does not exist`);
       return { appID: caller.appId, blockee: memberSummary(blockee, user), blocker: null, room: room.id, banned: false };
     }
-    await repo.deleteBan(caller.appId, roomId, blockee);
-    this.ctx.bus.emit({ type: 'room.ban', appId: caller.appId, roomId, actorId: caller.userId, userId: blockee, banned: false, unblockAt: null });
+    const event: DomainEvent = { type: 'room.ban', appId: caller.appId, roomId, actorId: caller.userId, userId: blockee, banned: false, unblockAt: null };
+    await transact(this.ctx, [event], (trx) => new ModerationRepo(trx).deleteBan(caller.appId, roomId, blockee));
+    this.ctx.bus.emit(event);
     return this.renderBan({ ...row, updated_at: now }, room, 'ids');
   }
 

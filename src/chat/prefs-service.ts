@@ -5,6 +5,7 @@ import { PrefsRepo, type RoomPrefRow } from '../store/prefs-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
 import type { ChatContext } from './chat-context.js';
+import type { WebhookFact } from '../webhooks/outbox.js';
 import type { Caller } from './policy.js';
 import { requireUser, type RoomsService } from './rooms-service.js';
 import { memberSummary } from './render.js';
@@ -50,7 +51,10 @@ export class PrefsService {
   async mute(caller: Caller, roomId: string, muted: boolean): Promise<Json> {
     const user = await this.actingUser(caller);
     await this.rooms.access(caller, roomId, 'ownState');
-    await this.writeRoomPref(caller.appId, user.id, roomId, '', (current) => ({ data: current.data, muted: muted ? 1 : 0 }));
+    // The outbox row (user.muted / user.unmuted) is written with the change, when the mute state changes.
+    const fact = (before: number): WebhookFact[] =>
+      before === (muted ? 1 : 0) ? [] : [{ type: muted ? 'user.muted' : 'user.unmuted', appId: caller.appId, roomId, facts: { userId: user.id, actorId: caller.userId } }];
+    await this.writeRoomPref(caller.appId, user.id, roomId, '', (current) => ({ data: current.data, muted: muted ? 1 : 0 }), fact);
     this.emit({ type: 'roomPref.changed', appId: caller.appId, roomId, userId: user.id, scope: '' });
     return renderUser(user, await new PrefsRepo(this.ctx.db).mutedRooms(caller.appId, user.id));
   }
@@ -187,6 +191,7 @@ export class PrefsService {
     roomId: string,
     scope: string,
     change: (current: RoomPrefRow) => Pick<RoomPrefRow, 'data' | 'muted'>,
+    facts?: (mutedBefore: number) => WebhookFact[],
   ): Promise<RoomPrefRow> {
     const now = this.ctx.clock.now();
     return this.ctx.db.transaction().execute(async (trx) => {
@@ -197,6 +202,7 @@ export class PrefsService {
       if (!(await new RoomsRepo(trx).get(appId, roomId))) throw new AppError('ROOM_NOT_FOUND', `Room ${roomId} not found`);
       const row = { ...current, ...change(current), updated_at: now };
       await repo.upsertRoomPref(row);
+      if (facts) await this.ctx.outbox.record(trx, facts(current.muted), now);
       return row;
     });
   }

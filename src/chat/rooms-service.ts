@@ -9,7 +9,7 @@ import { type MemberRow, type RoomListQuery, RoomsRepo, type RoomRow } from '../
 import type { Database } from '../store/schema.js';
 import { GroupsRepo } from '../store/groups-repo.js';
 import { UsersRepo, type UserRow } from '../store/users-repo.js';
-import { type ChatContext, parseTime } from './chat-context.js';
+import { type ChatContext, parseTime, transact } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
 import { authorize, banned, type Caller, isBanned, type RoomAction, roleIn, roleInSnapshot, type RoomRole } from './policy.js';
 import { memberSummary } from './render.js';
@@ -112,10 +112,11 @@ export class RoomsService {
     const owner = input.owner ?? (roomType === 'group' && !caller.platform ? joiner : null) ?? null;
     if (owner !== null && !direct.includes(owner)) throw invalidRequest('owner must be one of the members');
     await checkRoomWebhook(input.webhook, this.ctx.limits.webhookAllowPrivateNetworks);
+    if (input.webhook) this.ctx.outbox.noteRoomWebhook(caller.appId);
 
     const events: DomainEvent[] = [];
     try {
-      await this.ctx.db.transaction().execute(async (trx) => {
+      await transact(this.ctx, events, async (trx) => {
         const users = await requireUsers(trx, caller.appId, [...everyone, ...(input.managers ?? [])]);
         const repo = new RoomsRepo(trx);
         const row: RoomRow = {
@@ -280,7 +281,9 @@ export class RoomsService {
     // After the authorization above: only a manager makes the server resolve names (no DNS oracle for others).
     await checkRoomWebhook(input.webhook, this.ctx.limits.webhookAllowPrivateNetworks);
 
-    await this.ctx.db.transaction().execute(async (trx) => {
+    const updated: DomainEvent[] = [{ type: 'room.updated', appId: caller.appId, roomId, actorId: caller.userId, changes }];
+    if (input.webhook) this.ctx.outbox.noteRoomWebhook(caller.appId);
+    await transact(this.ctx, updated, async (trx) => {
       const repo = new RoomsRepo(trx);
       const members = await repo.members(caller.appId, roomId);
       const isMember = (u: string) => members.some((m) => m.user_id === u);
@@ -300,7 +303,7 @@ export class RoomsService {
       await repo.update(caller.appId, roomId, { ...patch, updated_at: now });
       if (input.roomTags !== undefined) await repo.setTags(caller.appId, roomId, input.roomTags);
     });
-    this.emit([{ type: 'room.updated', appId: caller.appId, roomId, actorId: caller.userId, changes }]);
+    this.emit(updated);
     return this.get(caller, roomId);
   }
 
@@ -309,19 +312,22 @@ export class RoomsService {
     authorize(role, 'delete', room);
     let members: string[] = [];
     let n = 0;
-    await this.ctx.db.transaction().execute(async (trx) => {
+    const deleted: DomainEvent[] = [];
+    await transact(this.ctx, deleted, async (trx) => {
       const repo = new RoomsRepo(trx);
       members = (await repo.members(caller.appId, roomId)).map((m) => m.user_id);
       n = await repo.delete(caller.appId, roomId);
+      deleted.push({ type: 'room.deleted', appId: caller.appId, roomId, actorId: caller.userId, members });
     });
-    this.emit([{ type: 'room.deleted', appId: caller.appId, roomId, actorId: caller.userId, members }]);
+    this.emit(deleted);
     return { n, nModified: n, ok: 1 };
   }
 
   async setBotState(caller: Caller, roomId: string, botState: string): Promise<Json> {
     await this.access(caller, roomId, 'read');
-    await new RoomsRepo(this.ctx.db).update(caller.appId, roomId, { bot_state: botState, updated_at: this.ctx.clock.now() });
-    this.emit([{ type: 'room.updated', appId: caller.appId, roomId, actorId: caller.userId, changes: ['botState'] }]);
+    const events: DomainEvent[] = [{ type: 'room.updated', appId: caller.appId, roomId, actorId: caller.userId, changes: ['botState'] }];
+    await transact(this.ctx, events, (trx) => new RoomsRepo(trx).update(caller.appId, roomId, { bot_state: botState, updated_at: this.ctx.clock.now() }));
+    this.emit(events);
     return this.get(caller, roomId);
   }
 
@@ -333,7 +339,7 @@ export class RoomsService {
     const now = this.ctx.clock.now();
     const events: DomainEvent[] = [];
     const snap = await this.ctx.roomCache.get(caller.appId, roomId);
-    await this.ctx.db.transaction().execute(async (trx) => {
+    await transact(this.ctx, events, async (trx) => {
       const repo = new RoomsRepo(trx);
       const room = await repo.get(caller.appId, roomId);
       if (!room || !snap) throw roomNotFound(roomId);
@@ -369,7 +375,7 @@ export class RoomsService {
     const wanted = unique(invitees);
     if (wanted.length === 0) throw invalidRequest('Missing required field: invitees');
     const events: DomainEvent[] = [];
-    await this.ctx.db.transaction().execute(async (trx) => {
+    await transact(this.ctx, events, async (trx) => {
       const repo = new RoomsRepo(trx);
       const users = await requireUsers(trx, caller.appId, wanted);
       const current = (await repo.members(caller.appId, roomId)).map((m) => m.user_id);
@@ -403,7 +409,7 @@ export class RoomsService {
     const { room, role } = await this.access(caller, roomId, others.length ? 'removeOthers' : 'leave');
     if (!caller.platform && room.owner !== null && others.includes(room.owner)) throw new AppError('INSUFFICIENT_PERMISSIONS', 'The room owner cannot be removed');
     const events: DomainEvent[] = [];
-    await this.ctx.db.transaction().execute(async (trx) => {
+    await transact(this.ctx, events, async (trx) => {
       const repo = new RoomsRepo(trx);
       const current = (await repo.members(caller.appId, roomId)).map((m) => m.user_id);
       const missing = wanted.filter((u) => !current.includes(u));
@@ -447,7 +453,7 @@ export class RoomsService {
     if (property === 'role') {
       authorize(role, 'setRole', room);
       if (value !== 'admin' && value !== 'member') throw invalidRequest('Invalid field value: a role is "admin" or "member"');
-      await this.ctx.db.transaction().execute(async (trx) => {
+      await transact(this.ctx, events, async (trx) => {
         await new RoomsRepo(trx).updateMember(caller.appId, roomId, userId, { role: value });
         if (value === 'admin' && systemMessage) {
           const users = await new UsersRepo(trx).getMany(caller.appId, [userId]);
@@ -525,7 +531,7 @@ export class RoomsService {
     const { room, role } = await this.access(caller, roomId, 'read');
     const events: DomainEvent[] = [];
     let cancelled: string[] = [];
-    await this.ctx.db.transaction().execute(async (trx) => {
+    await transact(this.ctx, events, async (trx) => {
       const repo = new RoomsRepo(trx);
       const pending = (await repo.invitations(caller.appId, roomId)).filter((i) => invitees.includes(i.invitee));
       if (pending.length === 0) throw new AppError('INVITATION_NOT_FOUND', 'No such pending invitation');

@@ -1,5 +1,6 @@
 import { withCustom } from '../lib/objects.js';
 import type { Kysely } from 'kysely';
+import type { Outbox, WebhookFact } from '../webhooks/outbox.js';
 import type { Actor } from '../auth/guard.js';
 import { newUserToken } from '../auth/keys.js';
 import { AppError, invalidRequest } from '../errors.js';
@@ -55,6 +56,8 @@ export class UsersService {
     private readonly clock: Clock,
     private readonly tokenTtlMs: number,
     private readonly bus?: EventBus,
+    /** Where user.created / user.deleted webhook events are written (absent: nobody is told). */
+    private readonly outbox?: Outbox,
   ) {
     this.repo = new UsersRepo(db);
   }
@@ -87,7 +90,8 @@ export class UsersService {
     const run = () =>
       this.db.transaction().execute(async (trx) => {
         const repo = new UsersRepo(trx);
-        const row = await this.write(repo, app.id, input.id, input, now);
+        const created: WebhookFact[] = [];
+        const row = await this.write(repo, app.id, input.id, input, now, created);
         replacedDigests = (await repo.tokensOf(app.id, input.id, issued ? 'issued' : 'custom')).map((t) => t.digest).filter((d) => d !== (input.token !== undefined ? digest(input.token) : ''));
         if (issued) {
           await repo.deleteTokens(app.id, input.id, { kind: 'issued' });
@@ -95,6 +99,7 @@ export class UsersService {
         } else if (input.token !== undefined) {
           await this.bindCustom(repo, app.id, input.id, input.token, expiresAt, now);
         }
+        await this.outbox?.record(trx, created, now);
         return row;
       });
     const row = await retryOnceOnConflict(run);
@@ -113,7 +118,9 @@ export class UsersService {
     await retryOnceOnConflict(() =>
       this.db.transaction().execute(async (trx) => {
         const repo = new UsersRepo(trx);
-        for (const item of items) await this.write(repo, app.id, item.id, item, now);
+        const created: WebhookFact[] = [];
+        for (const item of items) await this.write(repo, app.id, item.id, item, now, created);
+        await this.outbox?.record(trx, created, now);
       }),
     );
     this.profilesWritten(app.id, items.map((i) => i.id));
@@ -226,6 +233,7 @@ export class UsersService {
       const repo = new UsersRepo(trx);
       await repo.deleteTokens(app.id, userId);
       if (!(await repo.delete(app.id, userId))) throw new AppError('CLIENT_NOT_FOUND', `Client ${userId} does not exist`);
+      await this.outbox?.record(trx, [{ type: 'user.deleted', appId: app.id, roomId: null, facts: { userId } }], this.clock.now());
     });
     this.profilesWritten(app.id, [userId]);
     this.revoked(app.id, userId, 'all');
@@ -251,7 +259,8 @@ export class UsersService {
     if (rebound !== undefined) this.bus?.emit({ type: 'credentials.changed', appId, tokenDigests: [digest(rebound)] });
   }
 
-  private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number): Promise<UserRow> {
+  /** Creates or updates a profile; a creation adds its `user.created` webhook fact to `created`. */
+  private async write(repo: UsersRepo, appId: string, id: string, input: ProfileInput, now: number, created?: WebhookFact[]): Promise<UserRow> {
     const existing = await repo.get(appId, id);
     const custom = { ...(existing ? (JSON.parse(existing.extra) as Record<string, unknown>) : {}), ...input.custom };
     for (const [k, v] of Object.entries(custom)) if (v === null) delete custom[k];
@@ -276,6 +285,7 @@ export class UsersService {
       await repo.update(appId, id, patch);
     } else {
       await repo.insert(row);
+      created?.push({ type: 'user.created', appId, roomId: null, facts: { userId: id } });
     }
     return row;
   }

@@ -1,7 +1,7 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Dialect } from './database.js';
 import type { MessageRow } from './messages-repo.js';
-import type { Database } from './schema.js';
+import type { Database, WebhookEventsTable } from './schema.js';
 
 /** One sender's read mark after a batch: their last message of the room, and what others sent after it. */
 export interface SenderRead {
@@ -10,6 +10,8 @@ export interface SenderRead {
   messageId: string;
   badge: number;
 }
+
+const EVENT_COLUMNS = ['id', 'app_id', 'type', 'room_id', 'data', 'state', 'created_at'] as const;
 
 const MESSAGE_COLUMNS = [
   'app_id', 'id', 'room_id', 'sender_id', 'message_type', 'message', 'fields', 'reply_id', 'pinned', 'edited_at', 'message_time', 'created_at', 'updated_at',
@@ -34,16 +36,25 @@ export class AppendRepo {
    * The statements, in order, that insert the messages (in the given order), make the last one of each room its
    * last message and count them, raise every member's badge by the number of batch messages sent to the room
    * (banned members excepted), then set each sender's read mark and badge (`reads`, which also undoes the raise for
-   * their own messages). Run them as one transaction (Store.runBatch). Statements carry a power of two of rows, so
-   * few distinct shapes are ever prepared.
+   * their own messages), and add the outbox rows of the messages someone subscribes to (`events`, webhooks/outbox.ts:
+   * in the same transaction, so an event exists exactly when its message does). Run them as one transaction
+   * (Store.runBatch). Statements carry a power of two of rows, so few distinct shapes are ever prepared.
    */
-  plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number): PlannedStatement[] {
+  plan(appId: string, rows: MessageRow[], reads: SenderRead[], now: number, events: WebhookEventsTable[] = []): PlannedStatement[] {
     const out: PlannedStatement[] = [];
     if (rows.length === 0) return out;
     // Each room's last message of the batch, and how many the batch sends it.
     const perRoom = new Map<string, { last: MessageRow; n: number }>();
     for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
-    if (this.dialect === 'postgres') return [postgresCall(appId, rows, perRoom, reads, now)];
+    if (this.dialect === 'postgres') {
+      const call = postgresCall(appId, rows, perRoom, reads, now);
+      if (events.length === 0) return [call];
+      const column = <K extends keyof WebhookEventsTable>(k: K) => events.map((e) => e[k]);
+      return [call, { sql: POSTGRES_EVENTS_INSERT, params: EVENT_COLUMNS.map(column) }];
+    }
+    for (const part of chunks(events)) {
+      out.push(this.statement('events', part.length, () => eventsShape(part.length), part.flatMap((e) => EVENT_COLUMNS.map((c) => e[c]))));
+    }
     for (const part of chunks(rows)) {
       out.push(this.statement('insert', part.length, () => insertShape(part.length), part.flatMap((r) => MESSAGE_COLUMNS.map((c) => r[c]))));
     }
@@ -95,6 +106,10 @@ function postgresCall(appId: string, rows: MessageRow[], perRoom: Map<string, { 
   return { sql: `select imkit_append_batch(${params.map((_, i) => `$${i + 1}`).join(', ')})`, params };
 }
 
+/** The outbox rows of a batch on PostgreSQL: one statement whatever their number, each column as an array. */
+const POSTGRES_EVENTS_INSERT = `insert into webhook_events (${EVENT_COLUMNS.join(', ')})
+  select * from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], $6::varchar[], $7::bigint[])`;
+
 /** One statement of a batch: SQL text (one of few shapes) and its parameters. */
 export interface PlannedStatement {
   sql: string;
@@ -113,6 +128,10 @@ function tuples(n: number, width: number, cast: Array<'integer' | 'bigint' | nul
 
 function insertShape(n: number): RawBuilder<unknown> {
   return sql`insert into messages (${sql.raw(MESSAGE_COLUMNS.join(', '))}) values ${tuples(n, MESSAGE_COLUMNS.length)}`;
+}
+
+function eventsShape(n: number): RawBuilder<unknown> {
+  return sql`insert into webhook_events (${sql.raw(EVENT_COLUMNS.join(', '))}) values ${tuples(n, EVENT_COLUMNS.length)}`;
 }
 
 function lastMessageShape(n: number): RawBuilder<unknown> {

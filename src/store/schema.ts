@@ -262,7 +262,69 @@ export interface ApiKeyUsageTable {
   last_address: string;
 }
 
+export interface WebhookEndpointsTable {
+  app_id: string;
+  id: string;
+  url: string;
+  /** JSON array of event types; ["*"] is every type. */
+  events: string;
+  key: string | null;
+  description: string | null;
+  secret: string;
+  previous_secret: string | null;
+  previous_expires_at: Ms | null;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+export interface AppWebhookSecretsTable {
+  app_id: string;
+  secret: string;
+  previous_secret: string | null;
+  previous_expires_at: Ms | null;
+  created_at: Ms;
+}
+
+export interface WebhookEventsTable {
+  id: string;
+  app_id: string;
+  type: string;
+  room_id: string | null;
+  /** JSON: the event's facts (see webhooks/outbox.ts). */
+  data: string;
+  state: 'new' | 'done';
+  created_at: Ms;
+}
+
+export type DeliveryStatus = 'pending' | 'sending' | 'delivered' | 'failed' | 'refused';
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  app_id: string;
+  event_id: string;
+  event_type: string;
+  /** 'room': a room's `webhook` (IMKIT payload, bot replies); 'endpoint': an application-level endpoint. */
+  kind: 'room' | 'endpoint';
+  endpoint_id: string | null;
+  room_id: string | null;
+  target: string;
+  payload: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: Ms | null;
+  last_status: number | null;
+  last_error: string | null;
+  claimed_by: string | null;
+  claimed_at: Ms | null;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
 export interface Database {
+  webhook_endpoints: WebhookEndpointsTable;
+  app_webhook_secrets: AppWebhookSecretsTable;
+  webhook_events: WebhookEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
   api_key_usage: ApiKeyUsageTable;
   apps: AppsTable;
   app_domains: AppDomainsTable;

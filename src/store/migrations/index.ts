@@ -360,6 +360,78 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('users_app_login').on('users').columns(['app_id', 'last_login_at']).execute();
     },
   },
+  '0015_webhooks': {
+    async up(db: Kysely<any>) {
+      // Application-level endpoints (docs/webhooks.md). `events` is a JSON array of event types ("*": all); `key`
+      // is the name a room's `webhook` field may give instead of a URL. Secrets are kept in clear: the server signs
+      // with them. During a rotation the previous secret signs too, until previous_expires_at.
+      await db.schema
+        .createTable('webhook_endpoints')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('id', 'varchar(40)', (c) => c.notNull())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('events', 'text', (c) => c.notNull())
+        .addColumn('key', 'varchar(128)')
+        .addColumn('description', 'varchar(500)')
+        .addColumn('secret', 'varchar(128)', (c) => c.notNull())
+        .addColumn('previous_secret', 'varchar(128)')
+        .addColumn('previous_expires_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('webhook_endpoints_pk', ['app_id', 'id'])
+        .addUniqueConstraint('webhook_endpoints_key', ['app_id', 'key'])
+        .execute();
+      // The secret that signs room webhooks given as a URL (imkit-server app webhook-secret APP). Not a column of
+      // apps: every write there empties the credential caches of every process (0009/0012/0013).
+      await db.schema
+        .createTable('app_webhook_secrets')
+        .addColumn('app_id', 'varchar(64)', (c) => c.primaryKey().references('apps.id').onDelete('cascade'))
+        .addColumn('secret', 'varchar(128)', (c) => c.notNull())
+        .addColumn('previous_secret', 'varchar(128)')
+        .addColumn('previous_expires_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // The transactional outbox: one row per domain event someone subscribes to, written by the transaction that
+      // made the change. `data` is the event's facts (ids, actor, change) as JSON; payloads are rendered when the
+      // dispatcher turns the event into deliveries (state 'new' -> 'done').
+      await db.schema
+        .createTable('webhook_events')
+        .addColumn('id', 'varchar(40)', (c) => c.primaryKey())
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('type', 'varchar(40)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(128)')
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('state', 'varchar(8)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('webhook_events_state').on('webhook_events').columns(['state', 'id']).execute();
+      // One row per event and target: id = <event id>.<endpoint id | "room">, so turning an event into deliveries
+      // twice (a crash between the two) cannot send it twice.
+      await db.schema
+        .createTable('webhook_deliveries')
+        .addColumn('id', 'varchar(96)', (c) => c.primaryKey())
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('event_id', 'varchar(40)', (c) => c.notNull())
+        .addColumn('event_type', 'varchar(40)', (c) => c.notNull())
+        .addColumn('kind', 'varchar(8)', (c) => c.notNull())
+        .addColumn('endpoint_id', 'varchar(40)')
+        .addColumn('room_id', 'varchar(128)')
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('status', 'varchar(12)', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'bigint')
+        .addColumn('last_status', 'integer')
+        .addColumn('last_error', 'varchar(500)')
+        .addColumn('claimed_by', 'varchar(40)')
+        .addColumn('claimed_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('webhook_deliveries_due').on('webhook_deliveries').columns(['status', 'next_attempt_at']).execute();
+      await db.schema.createIndex('webhook_deliveries_app').on('webhook_deliveries').columns(['app_id', 'id']).execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */

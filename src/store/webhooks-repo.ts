@@ -1,0 +1,211 @@
+import type { Kysely } from 'kysely';
+import type {
+  AppWebhookSecretsTable,
+  Database,
+  DeliveryStatus,
+  WebhookDeliveriesTable,
+  WebhookEndpointsTable,
+  WebhookEventsTable,
+} from './schema.js';
+
+export type EndpointRow = WebhookEndpointsTable;
+export type AppSecretRow = AppWebhookSecretsTable;
+export type OutboxRow = WebhookEventsTable;
+export type DeliveryRow = WebhookDeliveriesTable;
+
+export interface DeliveryFilter {
+  endpointId?: string;
+  roomId?: string;
+  status?: DeliveryStatus;
+  /** Deliveries whose id sorts before this one (the previous page's last id). */
+  before?: string;
+  limit: number;
+}
+
+/** Endpoints, the application's webhook secret, the outbox and the delivery log (docs/webhooks.md). */
+export class WebhooksRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  // ---------------------------------------------------------------- endpoints
+
+  insertEndpoint(row: EndpointRow): Promise<unknown> {
+    return this.db.insertInto('webhook_endpoints').values(row).execute();
+  }
+
+  endpoints(appId: string): Promise<EndpointRow[]> {
+    return this.db.selectFrom('webhook_endpoints').selectAll().where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
+  }
+
+  endpoint(appId: string, id: string): Promise<EndpointRow | undefined> {
+    return this.db.selectFrom('webhook_endpoints').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+  }
+
+  endpointByKey(appId: string, key: string): Promise<EndpointRow | undefined> {
+    return this.db.selectFrom('webhook_endpoints').selectAll().where('app_id', '=', appId).where('key', '=', key).executeTakeFirst();
+  }
+
+  /** Every endpoint's subscriptions, to know at once whether an event is wanted (webhooks/outbox.ts). */
+  subscriptions(): Promise<Array<Pick<EndpointRow, 'app_id' | 'events'>>> {
+    return this.db.selectFrom('webhook_endpoints').select(['app_id', 'events']).execute();
+  }
+
+  async deleteEndpoint(appId: string, id: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('webhook_endpoints').where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async setEndpointSecret(appId: string, id: string, patch: Pick<EndpointRow, 'secret' | 'previous_secret' | 'previous_expires_at' | 'updated_at'>): Promise<void> {
+    await this.db.updateTable('webhook_endpoints').set(patch).where('app_id', '=', appId).where('id', '=', id).execute();
+  }
+
+  // ---------------------------------------------------------------- the application's secret (room URL webhooks)
+
+  appSecret(appId: string): Promise<AppSecretRow | undefined> {
+    return this.db.selectFrom('app_webhook_secrets').selectAll().where('app_id', '=', appId).executeTakeFirst();
+  }
+
+  /** Stores the row unless the application has one already; answers the stored row. */
+  async ensureAppSecret(row: AppSecretRow): Promise<AppSecretRow> {
+    await this.db.insertInto('app_webhook_secrets').values(row).onConflict((oc) => oc.column('app_id').doNothing()).execute();
+    return (await this.appSecret(row.app_id))!;
+  }
+
+  async setAppSecret(row: AppSecretRow): Promise<void> {
+    await this.db
+      .insertInto('app_webhook_secrets')
+      .values(row)
+      .onConflict((oc) => oc.column('app_id').doUpdateSet({ secret: row.secret, previous_secret: row.previous_secret, previous_expires_at: row.previous_expires_at }))
+      .execute();
+  }
+
+  // ---------------------------------------------------------------- outbox
+
+  async insertEvents(rows: OutboxRow[]): Promise<void> {
+    if (rows.length) await this.db.insertInto('webhook_events').values(rows).execute();
+  }
+
+  /**
+   * The oldest events not yet turned into deliveries. Two processes that take the same event write the same
+   * delivery ids (the first insert wins), so no lock is taken.
+   */
+  newEvents(limit: number): Promise<OutboxRow[]> {
+    return this.db.selectFrom('webhook_events').selectAll().where('state', '=', 'new').orderBy('id').limit(limit).execute();
+  }
+
+  async markEventsDone(ids: string[]): Promise<void> {
+    if (ids.length) await this.db.updateTable('webhook_events').set({ state: 'done' }).where('id', 'in', ids).execute();
+  }
+
+  /** Inserts deliveries; one that exists already (same event and target) is left as it is. */
+  async insertDeliveries(rows: DeliveryRow[]): Promise<void> {
+    if (rows.length) await this.db.insertInto('webhook_deliveries').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();
+  }
+
+  /**
+   * Pending deliveries due at `now`, the earliest due first, leaving out those of targets (an endpoint id, or a room
+   * webhook's URL) that have all the requests in flight they may have: a slow receiver's backlog does not fill the
+   * page and hold up the others.
+   */
+  due(now: number, limit: number, excludeTargets: string[] = []): Promise<DeliveryRow[]> {
+    let q = this.db.selectFrom('webhook_deliveries').selectAll().where('status', '=', 'pending').where('next_attempt_at', '<=', now);
+    if (excludeTargets.length) q = q.where((eb) => eb.not(eb(eb.fn.coalesce('endpoint_id', 'target'), 'in', excludeTargets)));
+    return q.orderBy('next_attempt_at').orderBy('id').limit(limit).execute();
+  }
+
+  /** The earliest time a pending delivery is due (undefined: none pending). */
+  async nextDue(): Promise<number | undefined> {
+    const r = await this.db.selectFrom('webhook_deliveries').select((eb) => eb.fn.min('next_attempt_at').as('t')).where('status', '=', 'pending').executeTakeFirst();
+    return r?.t == null ? undefined : Number(r.t);
+  }
+
+  /** Takes the listed pending deliveries for one worker; answers the ids it got (another node may have taken some). */
+  async claim(ids: string[], worker: string, now: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'sending', claimed_by: worker, claimed_at: now })
+      .where('id', 'in', ids)
+      .where('status', '=', 'pending')
+      .execute();
+    const rows = await this.db.selectFrom('webhook_deliveries').select('id').where('id', 'in', ids).where('status', '=', 'sending').where('claimed_by', '=', worker).execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** Records an attempt's outcome, only while this worker still holds the claim. */
+  async finish(id: string, worker: string, patch: Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>): Promise<void> {
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ ...patch, claimed_by: null, claimed_at: null })
+      .where('id', '=', id)
+      .where('status', '=', 'sending')
+      .where('claimed_by', '=', worker)
+      .execute();
+  }
+
+  /** Gives claims back to the queue: those of a worker that stopped, or claimed before `staleBefore`, or all ('all'). */
+  async release(which: { worker: string } | { staleBefore: number } | 'all'): Promise<number> {
+    let q = this.db.updateTable('webhook_deliveries').set({ status: 'pending', claimed_by: null, claimed_at: null }).where('status', '=', 'sending');
+    if (which !== 'all' && 'worker' in which) q = q.where('claimed_by', '=', which.worker);
+    else if (which !== 'all') q = q.where('claimed_at', '<', which.staleBefore);
+    return Number((await q.executeTakeFirst()).numUpdatedRows);
+  }
+
+  /** Pending deliveries of an endpoint that was deleted end as failed. */
+  async failPendingOf(appId: string, endpointId: string, now: number): Promise<void> {
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed', last_error: 'the endpoint was deleted', next_attempt_at: null, updated_at: now })
+      .where('app_id', '=', appId)
+      .where('endpoint_id', '=', endpointId)
+      .where('status', '=', 'pending')
+      .execute();
+  }
+
+  delivery(appId: string, id: string): Promise<DeliveryRow | undefined> {
+    return this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Newest first. */
+  deliveries(appId: string, f: DeliveryFilter): Promise<DeliveryRow[]> {
+    let q = this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId);
+    if (f.endpointId !== undefined) q = q.where('endpoint_id', '=', f.endpointId);
+    if (f.roomId !== undefined) q = q.where('room_id', '=', f.roomId);
+    if (f.status !== undefined) q = q.where('status', '=', f.status);
+    if (f.before !== undefined) q = q.where('id', '<', f.before);
+    return q.orderBy('id', 'desc').limit(f.limit).execute();
+  }
+
+  /** Makes a failed, refused or pending delivery due now; answers false when it is being sent or was delivered. */
+  async retryNow(appId: string, id: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'pending', next_attempt_at: now, updated_at: now })
+      .where('app_id', '=', appId)
+      .where('id', '=', id)
+      .where('status', 'in', ['failed', 'refused', 'pending'])
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Deliveries per status, and events not yet turned into deliveries (the backlog of /metrics). */
+  async backlog(): Promise<{ events: number; byStatus: Record<string, number> }> {
+    const events = await this.db.selectFrom('webhook_events').select((eb) => eb.fn.countAll().as('n')).where('state', '=', 'new').executeTakeFirst();
+    const rows = await this.db
+      .selectFrom('webhook_deliveries')
+      .select(['status', (eb) => eb.fn.countAll().as('n')])
+      .where('status', 'in', ['pending', 'sending'])
+      .groupBy('status')
+      .execute();
+    return { events: Number(events?.n ?? 0), byStatus: Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) };
+  }
+
+  /** Whether any room of the application names a webhook (so its events may be wanted). */
+  async appsWithRoomWebhooks(): Promise<string[]> {
+    const rows = await this.db.selectFrom('rooms').select('app_id').distinct().where('webhook', 'is not', null).where('webhook', '!=', '').execute();
+    return rows.map((r) => r.app_id);
+  }
+
+  async roomWebhook(appId: string, roomId: string): Promise<{ webhook: string | null; bot_state: string | null } | undefined> {
+    return this.db.selectFrom('rooms').select(['webhook', 'bot_state']).where('app_id', '=', appId).where('id', '=', roomId).executeTakeFirst();
+  }
+}

@@ -1,0 +1,442 @@
+import http from 'node:http';
+import https from 'node:https';
+import { randomBytes } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { Clock } from '../lib/clock.js';
+import type { Dialect } from '../store/database.js';
+import type { Database } from '../store/schema.js';
+import { type DeliveryRow, type EndpointRow, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
+import type { Facts } from './outbox.js';
+import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
+import type { PayloadRenderer } from './payloads.js';
+import { liveSecrets, newWebhookSecret, signatureHeader } from './signing.js';
+import { checkWebhookUrl, isWebhookUrl, pinnedLookup, type VettedUrl } from './ssrf.js';
+
+type Json = Record<string, unknown>;
+
+/** What a room webhook's receiver may answer (spec §4.5): a message to post, and the room's next bot state. */
+export interface BotReply {
+  senderID?: unknown;
+  toBotState?: unknown;
+  data?: unknown;
+}
+
+/** What the dispatcher asks of the chat services (a room webhook's reply). */
+export interface BotActions {
+  setBotState(appId: string, roomId: string, state: string): Promise<void>;
+  post(appId: string, roomId: string, senderId: string | null, data: Json): Promise<void>;
+}
+
+/** Outcomes counted by the metrics (docs/monitoring.md). */
+export type AttemptOutcome = 'delivered' | 'retry' | 'failed' | 'refused';
+
+export interface DispatcherOptions {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  clock: Clock;
+  bus: EventBus;
+  logger: Logger;
+  config: Pick<Config, 'webhookRetrySchedule' | 'webhookTimeoutMs' | 'webhookConcurrency' | 'webhookAllowPrivateNetworks'>;
+  payloads: PayloadRenderer;
+  bot: BotActions;
+  /** Told of every attempt's outcome (metrics). */
+  onAttempt?: (outcome: AttemptOutcome) => void;
+  /** How often the queue is looked at when nothing woke the dispatcher (retries due, other processes' events). */
+  pollMs?: number;
+}
+
+/** The most of a receiver's answer that is read (a room webhook's reply must fit). */
+export const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Requests in flight from this node, all targets together. */
+const MAX_IN_FLIGHT = 256;
+const EVENTS_PER_ROUND = 100;
+const USER_AGENT = 'imkit-server-webhooks/1';
+
+/**
+ * Turns outbox rows into deliveries and sends them (docs/webhooks.md, Delivery).
+ *
+ * 1. **Fan-out.** Each new event becomes one delivery per target: every endpoint of the application subscribed to
+ *    its type (payload in this server's format) and, for the IMKIT types, the room's own `webhook` (IMKIT's
+ *    payload). Payloads are rendered once, here, and kept: every retry sends the same bytes. A delivery's id is
+ *    `<event id>.<endpoint id | "room">`, so fanning an event out twice (a crash in between) adds nothing.
+ * 2. **Delivery.** Due deliveries are claimed (status `sending`), posted, and their outcome recorded: a 2xx ends
+ *    one; anything else, a timeout or a refused connection schedules the next attempt by the retry schedule;
+ *    after the last, it is `failed`. A target whose address is not allowed (DNS rebinding) is `refused`, never
+ *    sent. A claim left by a process that died goes back to the queue (at start on SQLite, where only one
+ *    server runs; after a while on PostgreSQL), so a delivery pending at a crash is sent after the restart:
+ *    at-least-once, with the event id in `webhook-id` for receivers to drop duplicates.
+ * 3. **Order.** At most `webhookConcurrency` requests per target at once, and per target and room one at a time,
+ *    in event order, so a healthy receiver sees a room's events in order. A delivery that fails steps aside: the
+ *    room's later events go on while it waits for its retry (docs/webhooks.md says why).
+ */
+export class WebhookDispatcher {
+  private readonly id = `d-${randomBytes(6).toString('hex')}`;
+  private readonly repo: WebhooksRepo;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private woken = false;
+  private offBus: (() => void) | undefined;
+  /** Requests in flight per target, and the rooms each target has one in flight for. */
+  private readonly perTarget = new Map<string, number>();
+  private readonly busyRooms = new Set<string>();
+  private inFlight = 0;
+  private readonly attempts = new Set<Promise<void>>();
+  /** Ids of the last deliveries finished, for tests and monitoring. */
+  readonly stats = { fannedOut: 0, delivered: 0, retried: 0, failed: 0, refused: 0 };
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.repo = new WebhooksRepo(o.db);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    // Every committed change announces itself on the bus after its transaction: the outbox rows it wrote are
+    // visible by then.
+    this.offBus = this.o.bus.on(() => this.wake());
+    this.loop = this.run();
+  }
+
+  /** Stops taking work, waits up to `graceMs` for requests in flight, and gives back what is still claimed. */
+  async stop(graceMs = 2_000): Promise<void> {
+    this.running = false;
+    this.offBus?.();
+    this.wake();
+    await this.loop;
+    await Promise.race([Promise.allSettled([...this.attempts]), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.repo.release({ worker: this.id }).catch(() => undefined);
+  }
+
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      // On SQLite one server owns the file: whatever is still `sending` was left by a process that died.
+      if (this.o.dialect === 'sqlite') await this.repo.release('all');
+    } catch (err) {
+      this.o.logger.error({ err }, 'webhooks: releasing claims failed');
+    }
+    while (this.running) {
+      this.woken = false;
+      let next = this.o.clock.now() + (this.o.pollMs ?? 1_000);
+      try {
+        if (this.o.dialect === 'postgres') await this.repo.release({ staleBefore: this.o.clock.now() - this.o.config.webhookTimeoutMs - 60_000 });
+        while (this.running && (await this.fanOut()) === EVENTS_PER_ROUND);
+        await this.deliverDue();
+        const due = await this.repo.nextDue();
+        if (due !== undefined) next = Math.min(next, due);
+      } catch (err) {
+        this.o.logger.error({ err }, 'webhooks: dispatcher round failed');
+      }
+      if (!this.running || this.woken) continue;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(10, next - this.o.clock.now()));
+        this.wakeUp = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------- fan-out
+
+  /** Turns up to a round's worth of new events into deliveries; answers how many events it took. */
+  private async fanOut(): Promise<number> {
+    const events = await this.repo.newEvents(EVENTS_PER_ROUND);
+    if (events.length === 0) return 0;
+    const endpoints = new Map<string, EndpointRow[]>();
+    const rows: DeliveryRow[] = [];
+    for (const e of events) {
+      let list = endpoints.get(e.app_id);
+      if (!list) endpoints.set(e.app_id, (list = await this.repo.endpoints(e.app_id)));
+      try {
+        rows.push(...(await this.deliveriesOf(e, list)));
+      } catch (err) {
+        // An event that cannot be rendered (a bug) must not stop the others: it is logged and dropped.
+        this.o.logger.error({ err, event: e.id, type: e.type }, 'webhooks: rendering an event failed');
+      }
+    }
+    // Rendering read the store outside a transaction (on SQLite a transaction holds the one connection); the
+    // deliveries and the events' new state are then written together.
+    await this.o.db.transaction().execute(async (trx) => {
+      const repo = new WebhooksRepo(trx);
+      await repo.insertDeliveries(rows);
+      await repo.markEventsDone(events.map((e) => e.id));
+    });
+    this.stats.fannedOut += events.length;
+    return events.length;
+  }
+
+  private async deliveriesOf(e: OutboxRow, endpoints: EndpointRow[]): Promise<DeliveryRow[]> {
+    const facts = JSON.parse(e.data) as Facts;
+    const now = this.o.clock.now();
+    const out: DeliveryRow[] = [];
+    const delivery = (part: Pick<DeliveryRow, 'kind' | 'endpoint_id' | 'target' | 'payload'> & Partial<DeliveryRow>): DeliveryRow => ({
+      id: `${e.id}.${part.kind === 'room' ? 'room' : part.endpoint_id}`,
+      app_id: e.app_id,
+      event_id: e.id,
+      event_type: e.type,
+      room_id: e.room_id,
+      status: 'pending',
+      attempts: 0,
+      next_attempt_at: now,
+      last_status: null,
+      last_error: null,
+      claimed_by: null,
+      claimed_at: null,
+      created_at: now,
+      updated_at: now,
+      ...part,
+    });
+    const subscribed = endpoints.filter((ep) => {
+      const types = JSON.parse(ep.events) as string[];
+      return types.includes(e.type) || types.includes('*');
+    });
+    if (subscribed.length) {
+      const body = JSON.stringify({ id: e.id, type: e.type, createdAt: e.created_at, appID: e.app_id, data: await this.o.payloads.endpointData(e, facts) });
+      for (const ep of subscribed) out.push(delivery({ kind: 'endpoint', endpoint_id: ep.id, target: ep.url, payload: body }));
+    }
+    const imkitEvent = ROOM_WEBHOOK_EVENTS.get(e.type);
+    if (imkitEvent && e.room_id !== null && !facts.fromBot) {
+      const room = await this.repo.roomWebhook(e.app_id, e.room_id);
+      if (room?.webhook) {
+        const payload = JSON.stringify({
+          appID: e.app_id,
+          clientID: facts.actorId ?? null,
+          roomID: e.room_id,
+          event: imkitEvent(facts),
+          botState: room.bot_state,
+          data: await this.o.payloads.roomData(e, facts),
+        });
+        if (isWebhookUrl(room.webhook)) out.push(delivery({ kind: 'room', endpoint_id: null, target: room.webhook, payload }));
+        else {
+          // A key names an application-level endpoint: its URL and its secret.
+          const ep = endpoints.find((x) => x.key === room.webhook);
+          if (ep) out.push(delivery({ kind: 'room', endpoint_id: ep.id, target: ep.url, payload }));
+          else {
+            out.push(
+              delivery({ kind: 'room', endpoint_id: null, target: `key:${room.webhook}`, payload, status: 'refused', next_attempt_at: null, last_error: `No webhook endpoint has the key "${room.webhook}"` }),
+            );
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- delivery
+
+  private async deliverDue(): Promise<void> {
+    if (this.inFlight >= MAX_IN_FLIGHT) return;
+    const cap = this.o.config.webhookConcurrency;
+    const saturated = [...this.perTarget].filter(([, n]) => n >= cap).map(([k]) => k);
+    const rows = await this.repo.due(this.o.clock.now(), 200, saturated);
+    const picked: DeliveryRow[] = [];
+    const reserved = new Map<string, number>();
+    const rooms = new Set<string>();
+    for (const r of rows) {
+      if (this.inFlight + picked.length >= MAX_IN_FLIGHT) break;
+      const target = targetKey(r);
+      const n = (this.perTarget.get(target) ?? 0) + (reserved.get(target) ?? 0);
+      if (n >= cap) continue;
+      const roomKey = r.room_id === null ? undefined : `${target}\u0000${r.room_id}`;
+      if (roomKey !== undefined && (this.busyRooms.has(roomKey) || rooms.has(roomKey))) continue;
+      if (roomKey !== undefined) rooms.add(roomKey);
+      reserved.set(target, (reserved.get(target) ?? 0) + 1);
+      picked.push(r);
+    }
+    const claimed = new Set(await this.repo.claim(picked.map((r) => r.id), this.id, this.o.clock.now()));
+    for (const r of picked) {
+      if (!claimed.has(r.id)) continue;
+      const target = targetKey(r);
+      const roomKey = r.room_id === null ? undefined : `${target}\u0000${r.room_id}`;
+      this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
+      if (roomKey !== undefined) this.busyRooms.add(roomKey);
+      this.inFlight++;
+      const p = this.attempt(r)
+        .catch((err) => this.o.logger.error({ err, delivery: r.id }, 'webhooks: recording an attempt failed'))
+        .finally(() => {
+          this.inFlight--;
+          const left = (this.perTarget.get(target) ?? 1) - 1;
+          if (left > 0) this.perTarget.set(target, left);
+          else this.perTarget.delete(target);
+          if (roomKey !== undefined) this.busyRooms.delete(roomKey);
+          this.attempts.delete(p);
+          this.wake();
+        });
+      this.attempts.add(p);
+    }
+  }
+
+  private async attempt(r: DeliveryRow): Promise<void> {
+    const attempts = r.attempts + 1;
+    const finish = (status: DeliveryRow['status'], fields: { lastStatus?: number | null; error?: string | null; next?: number | null }) =>
+      this.repo.finish(r.id, this.id, {
+        status,
+        attempts,
+        next_attempt_at: fields.next ?? null,
+        last_status: fields.lastStatus ?? null,
+        last_error: fields.error === undefined || fields.error === null ? null : fields.error.slice(0, 500),
+        updated_at: this.o.clock.now(),
+      });
+    const secrets = await this.secretsOf(r);
+    if (secrets === undefined) {
+      await finish('failed', { error: 'the endpoint was deleted' });
+      this.count('failed');
+      return;
+    }
+    let vetted: VettedUrl;
+    try {
+      vetted = await checkWebhookUrl(r.target, { allowPrivate: this.o.config.webhookAllowPrivateNetworks, field: 'url' });
+    } catch (err) {
+      // Checked when it was configured; refused now means the name points elsewhere (DNS rebinding) or no longer
+      // resolves. A name that does not resolve right now is retried like an unreachable receiver.
+      const message = err instanceof AppError ? err.message : String(err);
+      if (/could not be resolved right now/.test(message)) return this.retryOrFail(r, attempts, finish, null, message);
+      await finish('refused', { error: `refused: ${message}` });
+      this.count('refused');
+      return;
+    }
+    const ts = Math.floor(this.o.clock.now() / 1000);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      'webhook-id': r.event_id,
+      'webhook-timestamp': String(ts),
+      'webhook-signature': signatureHeader(secrets, r.event_id, ts, r.payload),
+    };
+    let res: { status: number; body: Buffer };
+    try {
+      res = await post(vetted, r.payload, headers, this.o.config.webhookTimeoutMs);
+    } catch (err) {
+      return this.retryOrFail(r, attempts, finish, null, (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? `no answer within ${this.o.config.webhookTimeoutMs} ms` : describeNetworkError(err));
+    }
+    if (res.status < 200 || res.status > 299) return this.retryOrFail(r, attempts, finish, res.status, `answered ${res.status}`);
+    let note: string | null = null;
+    if (r.kind === 'room') note = await this.botReply(r, res.body);
+    await finish('delivered', { lastStatus: res.status, error: note });
+    this.count('delivered');
+  }
+
+  private async retryOrFail(
+    r: DeliveryRow,
+    attempts: number,
+    finish: (status: DeliveryRow['status'], f: { lastStatus?: number | null; error?: string | null; next?: number | null }) => Promise<void>,
+    lastStatus: number | null,
+    error: string,
+  ): Promise<void> {
+    const delay = this.o.config.webhookRetrySchedule[attempts - 1];
+    if (delay === undefined) {
+      await finish('failed', { lastStatus, error });
+      this.count('failed');
+    } else {
+      await finish('pending', { lastStatus, error, next: this.o.clock.now() + delay });
+      this.count('retry');
+    }
+  }
+
+  private count(outcome: AttemptOutcome): void {
+    if (outcome === 'delivered') this.stats.delivered++;
+    else if (outcome === 'retry') this.stats.retried++;
+    else if (outcome === 'failed') this.stats.failed++;
+    else this.stats.refused++;
+    this.o.onAttempt?.(outcome);
+  }
+
+  /** The secrets that sign a delivery: its endpoint's, or for a room webhook given as a URL the application's. */
+  private async secretsOf(r: DeliveryRow): Promise<string[] | undefined> {
+    const now = this.o.clock.now();
+    if (r.endpoint_id !== null) {
+      const ep = await this.repo.endpoint(r.app_id, r.endpoint_id);
+      return ep ? liveSecrets(ep, now) : undefined;
+    }
+    const row = await this.repo.ensureAppSecret({ app_id: r.app_id, secret: newWebhookSecret(), previous_secret: null, previous_expires_at: null, created_at: now });
+    return liveSecrets(row, now);
+  }
+
+  /**
+   * A room webhook's answer (spec §4.5): `toBotState` sets the room's bot state, then `data` is posted into the
+   * room as `senderID`. Answers a note for the delivery log when the reply was not usable; an empty or non-JSON
+   * answer is no reply.
+   */
+  private async botReply(r: DeliveryRow, body: Buffer): Promise<string | null> {
+    if (body.length === 0 || r.room_id === null) return null;
+    let reply: BotReply;
+    try {
+      reply = JSON.parse(body.toString('utf8')) as BotReply;
+    } catch {
+      return null;
+    }
+    if (typeof reply !== 'object' || reply === null || Array.isArray(reply)) return null;
+    try {
+      if (typeof reply.toBotState === 'string' && reply.toBotState.length <= 256) await this.o.bot.setBotState(r.app_id, r.room_id, reply.toBotState);
+      if (typeof reply.data === 'object' && reply.data !== null && !Array.isArray(reply.data)) {
+        const sender = typeof reply.senderID === 'string' && reply.senderID.length > 0 ? reply.senderID : null;
+        await this.o.bot.post(r.app_id, r.room_id, sender, reply.data as Json);
+      }
+      return null;
+    } catch (err) {
+      if (err instanceof AppError) return `bot reply refused: ${err.code}: ${err.message}`;
+      this.o.logger.error({ err, delivery: r.id }, 'webhooks: applying a bot reply failed');
+      return 'bot reply refused: INTERNAL_ERROR';
+    }
+  }
+}
+
+/** Deliveries to one target share its concurrency: an endpoint by id, a room webhook URL by itself. */
+function targetKey(r: Pick<DeliveryRow, 'endpoint_id' | 'target'>): string {
+  return r.endpoint_id ?? r.target;
+}
+
+/**
+ * One POST to a vetted address: no redirects followed (node:http follows none), the whole exchange bounded by
+ * `timeoutMs`, at most MAX_RESPONSE_BYTES of the answer read. node:http rather than fetch: fetch (undici) has no
+ * per-request `lookup`, and the connection must go to the address the SSRF guard vetted.
+ */
+function post(vetted: VettedUrl, body: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: Buffer }> {
+  const mod = vetted.url.protocol === 'https:' ? https : http;
+  const signal = AbortSignal.timeout(timeoutMs);
+  return new Promise((resolve, reject) => {
+    const req = mod.request(
+      vetted.url,
+      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinnedLookup(vetted), signal, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          if (size >= MAX_RESPONSE_BYTES) return;
+          chunks.push(c);
+          size += c.length;
+          if (size >= MAX_RESPONSE_BYTES) {
+            // Enough: the rest is not read, and the connection is not reused.
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES) });
+            res.destroy();
+          }
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+        res.on('aborted', () => reject(new Error('the answer was cut off')));
+      },
+    );
+    req.on('error', (err) => reject(signal.aborted ? signal.reason : err));
+    req.end(body);
+  });
+}
+
+function describeNetworkError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ECONNREFUSED') return 'connection refused';
+  if (e?.code === 'ECONNRESET') return 'connection reset';
+  if (e?.code) return `network error (${e.code})`;
+  return `network error (${e?.message ?? String(err)})`;
+}

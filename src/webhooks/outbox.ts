@@ -1,0 +1,162 @@
+import type { Kysely } from 'kysely';
+import type { DomainEvent } from '../events/bus.js';
+import { newObjectId } from '../lib/ids.js';
+import type { Database, WebhookEventsTable } from '../store/schema.js';
+import { WebhooksRepo } from '../store/webhooks-repo.js';
+
+/** The event types an application-level endpoint may subscribe to (docs/webhooks.md); "*" is all of them. */
+export const WEBHOOK_EVENT_TYPES = [
+  'message.created', 'message.edited', 'message.recalled', 'message.deleted',
+  'room.created', 'room.updated', 'room.deleted',
+  'members.added', 'members.removed',
+  'user.created', 'user.deleted',
+  'user.banned', 'user.unbanned', 'user.muted', 'user.unmuted',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+/** The types a room's own `webhook` receives, as IMKIT names them (spec §4.5). */
+export const ROOM_WEBHOOK_EVENTS: ReadonlyMap<string, (facts: Facts) => string> = new Map<string, (facts: Facts) => string>([
+  ['message.created', () => 'MESSAGE'],
+  ['members.added', (f: Facts) => (f.joined ? 'JOIN_ROOM' : 'ADD_MEMBERS')],
+  ['members.removed', () => 'DELETE_MEMBERS'],
+]);
+
+/** What an outbox row says about its event: ids and the actor, never rendered content (rendered at fan-out). */
+export interface Facts {
+  actorId?: string | null;
+  messageId?: string;
+  messageIds?: string[] | 'all';
+  userId?: string;
+  userIds?: string[];
+  joined?: boolean;
+  changes?: string[];
+  members?: string[];
+  unblockAt?: number | null;
+  /** Posted by a room webhook's reply: the room's own webhook is not told of it (it would answer itself). */
+  fromBot?: boolean;
+}
+
+export interface WebhookFact {
+  type: WebhookEventType;
+  appId: string;
+  roomId: string | null;
+  facts: Facts;
+}
+
+/** The webhook events a domain event stands for (none for most). */
+export function factsOf(e: DomainEvent): WebhookFact[] {
+  const room = (type: WebhookEventType, facts: Facts): WebhookFact[] => [{ type, appId: e.appId, roomId: 'roomId' in e ? e.roomId : null, facts }];
+  switch (e.type) {
+    case 'message.created':
+      return room('message.created', { messageId: e.messageId, actorId: e.senderId });
+    case 'message.updated':
+      if (e.change === 'edit') return room('message.edited', { messageId: e.messageId, actorId: e.actorId });
+      if (e.change === 'recall') return room('message.recalled', { messageId: e.messageId, actorId: e.actorId });
+      return [];
+    case 'messages.deleted':
+      return room('message.deleted', { messageIds: e.messageIds, actorId: e.actorId });
+    case 'room.created':
+      return room('room.created', { actorId: e.actorId, members: e.members });
+    case 'room.updated':
+      return room('room.updated', { actorId: e.actorId, changes: e.changes });
+    case 'room.deleted':
+      return room('room.deleted', { actorId: e.actorId, members: e.members });
+    case 'members.added':
+      return room('members.added', { actorId: e.actorId, userIds: e.userIds, joined: e.joined });
+    case 'members.removed':
+      return room('members.removed', { actorId: e.actorId, userIds: e.userIds });
+    case 'room.ban':
+      return room(e.banned ? 'user.banned' : 'user.unbanned', { actorId: e.actorId, userId: e.userId, unblockAt: e.unblockAt });
+    default:
+      return [];
+  }
+}
+
+/**
+ * The write half of the transactional outbox. A service that commits a change subscribers want to hear of adds its
+ * event rows to the same transaction (`record`), so a crash can neither lose an event of a committed change nor
+ * leave one of a change rolled back. Events nobody subscribes to are not written: the outbox knows, in memory,
+ * which types each application's endpoints subscribe to and which applications have rooms with a webhook. The
+ * dispatcher (webhooks/dispatcher.ts) reads the rows, renders payloads and delivers them.
+ */
+export class Outbox {
+  /** Per application: event types its endpoints subscribe to ("*" = all). */
+  private subs = new Map<string, Set<string>>();
+  /** Applications that have (or had, since start) a room with a webhook. */
+  private roomHooks = new Set<string>();
+  private loaded = false;
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Reads every application's subscriptions (at start, and after an endpoint is created or deleted). */
+  async load(db: Kysely<Database> = this.db): Promise<void> {
+    const repo = new WebhooksRepo(db);
+    const subs = new Map<string, Set<string>>();
+    for (const row of await repo.subscriptions()) {
+      const set = subs.get(row.app_id) ?? new Set<string>();
+      for (const t of JSON.parse(row.events) as string[]) set.add(t);
+      subs.set(row.app_id, set);
+    }
+    const hooks = new Set(await repo.appsWithRoomWebhooks());
+    for (const app of this.roomHooks) hooks.add(app);
+    this.subs = subs;
+    this.roomHooks = hooks;
+    this.loaded = true;
+  }
+
+  /** A room of this application was given a webhook (before its transaction commits: over-noting is harmless). */
+  noteRoomWebhook(appId: string): void {
+    this.roomHooks.add(appId);
+  }
+
+  /** Whether an endpoint of the application subscribes to this type. */
+  wants(appId: string, type: string): boolean {
+    const set = this.subs.get(appId);
+    return set !== undefined && (set.has(type) || set.has('*'));
+  }
+
+  /**
+   * The outbox row of a new message sent through the message writer, or undefined when nobody wants it.
+   * `roomWebhook`: the room's `webhook` as the sender's room snapshot holds it.
+   */
+  messageRow(appId: string, roomId: string, messageId: string, senderId: string | null, now: number, roomWebhook: string | null, fromBot = false): WebhookEventsTable | undefined {
+    const forRoom = !fromBot && roomWebhook !== null && roomWebhook !== '';
+    if (!forRoom && !this.wants(appId, 'message.created')) return undefined;
+    const facts: Facts = { messageId, actorId: senderId, ...(fromBot ? { fromBot } : {}) };
+    return row({ type: 'message.created', appId, roomId, facts }, now);
+  }
+
+  /** Adds the rows of these domain events that someone wants to the caller's transaction. */
+  recordEvents(trx: Kysely<Database>, events: DomainEvent[], now: number): Promise<void> {
+    return this.record(trx, events.flatMap(factsOf), now);
+  }
+
+  /** Adds the rows of these facts that someone wants to the caller's transaction. */
+  async record(trx: Kysely<Database>, facts: WebhookFact[], now: number): Promise<void> {
+    if (facts.length === 0) return;
+    // The CLI never loads at start; inside a transaction only the transaction's connection may be used.
+    if (!this.loaded) await this.load(trx);
+    const repo = new WebhooksRepo(trx);
+    const hooks = new Map<string, boolean>();
+    const rows: WebhookEventsTable[] = [];
+    for (const f of facts) {
+      let wanted = this.wants(f.appId, f.type);
+      if (!wanted && f.roomId !== null && !f.facts.fromBot && ROOM_WEBHOOK_EVENTS.has(f.type) && this.roomHooks.has(f.appId)) {
+        const key = `${f.appId}\u0000${f.roomId}`;
+        let has = hooks.get(key);
+        if (has === undefined) {
+          const r = await repo.roomWebhook(f.appId, f.roomId);
+          has = !!r?.webhook;
+          hooks.set(key, has);
+        }
+        wanted = has;
+      }
+      if (wanted) rows.push(row(f, now));
+    }
+    await repo.insertEvents(rows);
+  }
+}
+
+function row(f: WebhookFact, now: number): WebhookEventsTable {
+  return { id: `evt_${newObjectId(now)}`, app_id: f.appId, type: f.type, room_id: f.roomId, data: JSON.stringify(f.facts), state: 'new', created_at: now };
+}
