@@ -18,6 +18,8 @@ import { ConnectionPeaks } from './monitoring/connection-peaks.js';
 import { Metrics } from './monitoring/metrics.js';
 import { MonitoringService } from './monitoring/monitoring-service.js';
 import { UsageMeter } from './monitoring/usage.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 
 export interface ServerOptions {
   clock?: Clock;
@@ -26,6 +28,8 @@ export interface ServerOptions {
   rateLimitStore?: RateLimitStore;
   /** How often per-API-key usage counted in memory is written to the store (default 10 s). */
   usageFlushMs?: number;
+  /** How often the webhook dispatcher looks at its queue when nothing woke it (default 1 s). */
+  webhookPollMs?: number;
 }
 
 /** What start-up did to the applications, for the CLI to report (it holds secrets only on first start). */
@@ -50,6 +54,8 @@ export interface ImkitServer {
   usage: UsageMeter;
   /** The Prometheus registry of this server; undefined while IMKIT_METRICS_TOKEN is unset. */
   metrics: Metrics | undefined;
+  /** Sends webhooks (docs/webhooks.md). */
+  dispatcher: WebhookDispatcher;
   /** Listens on config.port/host; resolves to the base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
@@ -86,7 +92,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   let realtime: Realtime | undefined;
   const usage = new UsageMeter(store.db, clock, (err) => logger.error({ err }, 'writing API key usage failed'));
   usage.start(options.usageFlushMs ?? 10_000);
-  const metrics = config.metricsToken === undefined ? undefined : new Metrics({ sockets: () => realtime?.socketCounts() ?? { open: 0, authenticated: 0 } });
+  const metrics =
+    config.metricsToken === undefined
+      ? undefined
+      : new Metrics({ sockets: () => realtime?.socketCounts() ?? { open: 0, authenticated: 0 }, webhookBacklog: () => services.webhooks.backlog() });
   guard.observer = { apiKeyUsed: (appId, keyId, address, refused) => usage.record(appId, keyId, address, refused), refused: metrics && ((kind) => metrics.refused(kind)) };
   if (metrics) {
     bus.on((e) => {
@@ -104,6 +113,24 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   await http.ready();
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
+  await services.chat.outbox.load();
+  const dispatcher = new WebhookDispatcher({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    bus,
+    logger,
+    config,
+    payloads: new PayloadRenderer(store.db, services.chat.render, services.rooms),
+    bot: {
+      setBotState: async (appId, roomId, state) => void (await services.rooms.setBotState(receiverOf(appId), roomId, state)),
+      post: async (appId, roomId, senderId, data) => void (await services.messages.botReply(appId, roomId, senderId, data)),
+    },
+    onAttempt: metrics && ((outcome) => metrics.webhookAttempt(outcome)),
+    pollMs: options.webhookPollMs,
+  });
+  services.webhooks.onDue = () => dispatcher.wake();
+  dispatcher.start();
 
   let closed: Promise<void> | undefined;
   return {
@@ -118,6 +145,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     guard,
     usage,
     metrics,
+    dispatcher,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -126,6 +154,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       closed ??= (async () => {
         ready = false;
         await batchWorker.stop();
+        await dispatcher.stop();
         await realtime!.close();
         await http.close();
         await usage.close();

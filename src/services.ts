@@ -18,6 +18,7 @@ import type { Clock } from './lib/clock.js';
 import type { PlannedStatement } from './store/append-repo.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
+import { WebhooksService } from './webhooks/webhooks-service.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -33,6 +34,7 @@ export interface Services {
   hiddenMessages: HiddenMessagesService;
   config: AppConfigService;
   moderation: ModerationService;
+  webhooks: WebhooksService;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -67,6 +69,7 @@ export function createServices(
     hiddenMessages: new HiddenMessagesService(chat, rooms),
     config: appConfig,
     moderation: new ModerationService(chat, rooms, prefs),
+    webhooks: new WebhooksService(db, clock, chat.outbox, { allowPrivate: config.webhookAllowPrivateNetworks }),
     bus,
     presence,
     chat,

@@ -3,6 +3,8 @@ import { ConfigError } from '../config.js';
 import { parseDuration } from '../lib/duration.js';
 import { systemClock } from '../lib/clock.js';
 import { openStore } from '../store/database.js';
+import { Outbox } from '../webhooks/outbox.js';
+import { WebhooksService } from '../webhooks/webhooks-service.js';
 import { parseSettings, readConfig } from './args.js';
 
 export const APP_HELP = `imkit-server app: manage applications on the same data directory or database as the server
@@ -18,6 +20,9 @@ export const APP_HELP = `imkit-server app: manage applications on the same data 
         revoke the live API key ending in KEY_LAST4 (or with the key id "app list" shows), from the next request on
   app rotate-client-key APP [--json]
         replace the client key at once (printed once)
+  app webhook-secret APP [--rotate [--expire-old-in 0|1h|24h|7d]] [--json]
+        the secret that signs the application's room webhooks given as a URL (made on first use); with
+        --rotate a new one, the previous one signing too until it expires (default 24h)
 
 APP is an application id, or its name when exactly one application has it. Every command takes the
 settings flags of "imkit-server --help" (--data-dir, --database-url, ...). With --json each command prints one
@@ -39,6 +44,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
     domain: { type: 'string', multiple: true },
     'rate-limit-per-minute': { type: 'string' },
     'expire-old-in': { type: 'string' },
+    rotate: { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(APP_HELP);
@@ -124,6 +130,22 @@ export async function runAppCommand(argv: string[]): Promise<number> {
         print(
           { id: app.id, clientKey: r.clientKey, last4: r.last4 },
           `New client key for "${app.id}": ${r.clientKey}\nThe previous client key no longer works.`,
+        );
+        return 0;
+      }
+      case 'webhook-secret': {
+        const app = await appArg();
+        const expiry = typeof values['expire-old-in'] === 'string' ? values['expire-old-in'] : '24h';
+        if (!EXPIRY_CHOICES.includes(expiry)) throw new ConfigError(`--expire-old-in must be one of ${EXPIRY_CHOICES.join(', ')}`);
+        const webhooks = new WebhooksService(store.db, systemClock, new Outbox(store.db), { allowPrivate: config.webhookAllowPrivateNetworks });
+        const r = await webhooks.appSecret(app.id, values.rotate === true, expiry);
+        print(
+          { id: app.id, webhookSecret: r.secret, previousSecretExpiresAt: r.previousSecretExpiresAt },
+          [
+            `Webhook secret of "${app.id}": ${r.secret}`,
+            r.previousSecretExpiresAt ? `The previous secret signs too until ${r.previousSecretExpiresAt}.` : '',
+            'Receivers verify the webhook-signature header with it (docs/webhooks.md).',
+          ].filter(Boolean).join('\n'),
         );
         return 0;
       }

@@ -7,6 +7,8 @@ export type RefusalKind = 'api_key' | 'user_token' | 'auth_failures' | 'socket_e
 export interface MetricSources {
   /** Sockets connected to this node, and those logged in. */
   sockets(): { open: number; authenticated: number };
+  /** Webhook events not yet fanned out, and deliveries waiting or being sent (read from the store). */
+  webhookBacklog(): Promise<{ events: number; byStatus: Record<string, number> }>;
 }
 
 /**
@@ -24,6 +26,7 @@ export class Metrics {
   private readonly messages: Counter<'kind'>;
   private readonly batches: Histogram;
   private readonly refusals: Counter<'kind'>;
+  private readonly webhookAttempts: Counter<'outcome'>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -54,6 +57,24 @@ export class Metrics {
         this.set({ state: 'authenticated' }, s.authenticated);
       },
     });
+    this.webhookAttempts = new Counter({
+      name: 'imkit_webhook_attempts_total',
+      help: 'Webhook delivery attempts by outcome: delivered (2xx), retry (failed, another attempt scheduled), failed (no attempt left), refused (target not allowed)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    new Gauge({
+      name: 'imkit_webhook_backlog',
+      help: 'Webhook work waiting: state = events (not yet turned into deliveries), pending (deliveries waiting for an attempt), sending (in flight)',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const b = await sources.webhookBacklog();
+        this.set({ state: 'events' }, b.events);
+        this.set({ state: 'pending' }, b.byStatus.pending ?? 0);
+        this.set({ state: 'sending' }, b.byStatus.sending ?? 0);
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -69,6 +90,10 @@ export class Metrics {
 
   batch(size: number): void {
     this.batches.observe(size);
+  }
+
+  webhookAttempt(outcome: string): void {
+    this.webhookAttempts.inc({ outcome });
   }
 
   refused(kind: RefusalKind): void {

@@ -13,10 +13,11 @@ import { prefRoutes } from './prefs.js';
 import { roomRoutes } from './rooms.js';
 import { searchRoutes } from './search.js';
 import { userRoutes } from './users.js';
+import { webhookRoutes } from './webhooks.js';
 
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...monitoringRoutes(presence, monitoring)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...monitoringRoutes(presence, monitoring)];
   return routes;
 }
