@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // imkit-server benchmarks: every scenario against a baseline measured in the same run on the same machine.
-// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store,rooms]
+// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store,rooms,webhooks]
 // See docs/performance.md for what each scenario measures and the latest figures.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ import { ratioChart } from './lib/svg.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store', 'rooms'];
+const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store', 'rooms', 'webhooks'];
 
 const { values: opts } = parseArgs({
   options: {
@@ -40,7 +40,7 @@ if (opts.help) {
   process.stdout.write(`npm run bench -- [--quick] [--json] [--postgres] [--only ${SCENARIOS.join(',')}]
   --quick            smaller scale, under a minute (200 sockets in 20 rooms, 2,000 idle connections)
   --json             the last line printed is one JSON object with the headline figures
-  --postgres         also run REST send and the store scenario on PostgreSQL (--pg-url, default
+  --postgres         also run REST send, the store and the webhooks scenarios on PostgreSQL (--pg-url, default
                      postgres://postgres@127.0.0.1:5432/test), each in a fresh schema dropped at the end
   --log-level L      LOG_LEVEL of the server under test (default: the server's default, info)
   --encoding E       plain (default, as the Vue SDK) or base64 (as the other SDKs) socket payloads
@@ -52,6 +52,9 @@ if (opts.help) {
   --connections N    idle sockets for the connections scenario (default 2,000 quick, 10,000 full)
   --no-write         do not write bench/results/
   --profile          write V8 CPU profiles of the servers under test (imkit-server and the bare Socket.IO baseline) (path printed at the end)
+Scenarios (--only): fanout (socket fan-out vs bare Socket.IO), rest (REST send vs bare Fastify), auth, censorship,
+  connections (memory per idle socket), store, rooms (room events), webhooks (REST send with 0, 1 and 10 webhook
+  endpoints subscribed to message.created, local receivers, same run; deliveries drained afterwards)
 `);
   process.exit(0);
 }
@@ -67,8 +70,9 @@ const QUICK = {
   censorship: { pairs: 2, runSec: 0.6 },
   connections: { n: 2000, settleMs: 500 },
   store: { durationMs: 300 },
+  webhooks: { rounds: 2, users: 20, connections: 32, durationSec: 1, warmSec: 1, drainSec: 8 },
   workers: 2,
-  watchdogMs: 170_000,
+  watchdogMs: 240_000,
 };
 const FULL = {
   fanout: { users: 1000, roomSize: 10, sendersPerRoom: 2, stepMs: 3000, warmMs: 0, halfMs: 10_000, drainMs: 5000, startRate: 1000, factor: 2, maxRate: 128_000, peakSteps: 2, refine: 3 },
@@ -77,6 +81,7 @@ const FULL = {
   censorship: { pairs: 3, runSec: 2 },
   connections: { n: 10_000, settleMs: 2000 },
   store: { durationMs: 3000 },
+  webhooks: { rounds: 3, users: 20, connections: 32, durationSec: 3, warmSec: 2, drainSec: 30 },
   workers: 2,
   watchdogMs: 30 * 60_000,
 };
@@ -618,6 +623,199 @@ async function scenarioCensorship(S, users) {
   return result;
 }
 
+// ------------------------------------------------------------------------------------------ webhooks
+
+const median = (list) => {
+  const xs = list.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!xs.length) return null;
+  const m = xs.length >> 1;
+  return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+};
+const WEBHOOK_CONFIGS = [
+  { key: 'none', endpoints: 0, label: 'none' },
+  { key: 'one', endpoints: 1, label: '1 endpoint' },
+  { key: 'ten', endpoints: 10, label: '10 endpoints' },
+];
+
+/**
+ * Webhooks (issue 16): REST send (POST /rooms/:id/message, autocannon as in the REST scenario) with no webhook
+ * endpoint, with 1 and with 10 endpoints subscribed to message.created, the receivers local node:http servers
+ * (bench/children/webhook-receivers.mjs) answering 200 at once. Every measurement gets a fresh server and store
+ * (warmed up before its endpoints are added, so that only the measured sends make deliveries), and the
+ * configurations take turns round by round (none, 1, 10, none, 1, 10, ...) so that a slow spell of the machine falls
+ * on all of them. After the load: how long the dispatcher took to get every delivery to the receivers (bounded).
+ */
+async function scenarioWebhooks(dialect) {
+  const W = P.webhooks;
+  const label = dialect === 'sqlite' ? 'SQLite' : 'Postgres';
+  out(
+    `\nWebhooks (${label}): REST send (POST /rooms/:id/message, ${W.users} users in ${W.users / 2} rooms, autocannon ${W.connections} connections, ${W.durationSec} s per run after ${W.warmSec} s of warm-up) ` +
+      `with no endpoint, 1 and 10 endpoints subscribed to message.created (local receivers answering 200 at once); a fresh server per run, configurations alternated over ${W.rounds} rounds; ` +
+      `then up to ${W.drainSec} s for the deliveries to arrive`,
+  );
+  const receivers = await startChild('webhook-receivers.mjs');
+  const gen = await httpLoad();
+  const runs = Object.fromEntries(WEBHOOK_CONFIGS.map((c) => [c.key, []]));
+  try {
+    const { urls } = await receivers.call('start', { n: Math.max(...WEBHOOK_CONFIGS.map((c) => c.endpoints)) });
+    for (let round = 1; round <= W.rounds; round++) {
+      for (const c of WEBHOOK_CONFIGS) {
+        const r = await webhookRun(dialect, c, round, urls, receivers, gen);
+        runs[c.key].push(r);
+        printWebhookRun(round, c, r);
+      }
+    }
+  } finally {
+    await httpGen?.stop();
+    httpGen = undefined;
+    await receivers.call('close').catch(() => {});
+    await receivers.stop();
+  }
+  const result = { dialect, users: W.users, rooms: W.users / 2, connections: W.connections, durationSec: W.durationSec, warmSec: W.warmSec, rounds: W.rounds, drainLimitSec: W.drainSec, configs: {} };
+  for (const c of WEBHOOK_CONFIGS) {
+    const list = runs[c.key];
+    const sum = (k) => list.reduce((a, r) => a + (r[k] ?? 0), 0);
+    const s = {
+      endpoints: c.endpoints,
+      perSec: Math.round(median(list.map((r) => r.perSec))),
+      p50Ms: median(list.map((r) => r.p50Ms)),
+      p99Ms: median(list.map((r) => r.p99Ms)),
+      serverCpuPct: Math.round(median(list.map((r) => r.serverCpuPct))),
+      non2xx: sum('non2xx'),
+      errors: sum('errors'),
+      sent: sum('sent'),
+      stored: sum('stored'),
+      runs: list,
+    };
+    if (c.endpoints) {
+      Object.assign(s, {
+        expectedDeliveries: sum('expected'),
+        deliveriesReceived: sum('received'),
+        duplicateDeliveries: sum('duplicates'),
+        unsignedDeliveries: sum('unsigned'),
+        // deliveries received / (messages stored x endpoints), over every run
+        deliveredShare: sum('expected') ? round(sum('received') / sum('expected'), 4) : null,
+        allDrained: list.every((r) => r.drained),
+        // from the end of the load to the last delivery, the slowest run (null: a run did not drain in time)
+        drainMs: list.every((r) => r.drained) ? Math.max(...list.map((r) => r.drainMs)) : null,
+        receiversCpuPct: Math.round(median(list.map((r) => r.receiversCpuPct))),
+        // deliveries per second from the first to the last one received, the median run
+        deliveriesPerSec: Math.round(median(list.map((r) => r.deliveriesPerSec))),
+      });
+    }
+    result.configs[c.key] = s;
+  }
+  const { none, one, ten } = result.configs;
+  result.ratioOne = round(one.perSec / none.perSec, 3);
+  result.ratioTen = round(ten.perSec / none.perSec, 3);
+  // The same, round by round (each against the none run of its own round): how much of the ratio is noise.
+  result.roundRatiosOne = runs.one.map((r, i) => round(r.perSec / runs.none[i].perSec, 3));
+  result.roundRatiosTen = runs.ten.map((r, i) => round(r.perSec / runs.none[i].perSec, 3));
+  out(
+    `  => sends/s (median of ${W.rounds}): none ${fmt(none.perSec)}, 1 endpoint ${fmt(one.perSec)} (ratio ${result.ratioOne ?? '-'}; by round ${result.roundRatiosOne.join(', ')}), ` +
+      `10 endpoints ${fmt(ten.perSec)} (ratio ${result.ratioTen ?? '-'}; by round ${result.roundRatiosTen.join(', ')})`,
+  );
+  for (const s of [one, ten]) {
+    out(
+      `     ${String(s.endpoints).padStart(2)} endpoint${s.endpoints > 1 ? 's' : ' '}: ${fmt(s.deliveriesReceived)} of ${fmt(s.expectedDeliveries)} deliveries received (${fmt((s.deliveredShare ?? 0) * 100, 1)}%) ` +
+        `${s.allDrained ? `all drained, at most ${fmt(s.drainMs)} ms after the load` : `NOT all drained within ${W.drainSec} s`}; dispatcher ~${fmt(s.deliveriesPerSec)} deliveries/s` +
+        `${s.duplicateDeliveries ? `, ${fmt(s.duplicateDeliveries)} duplicates` : ''}${s.unsignedDeliveries ? `, ${fmt(s.unsignedDeliveries)} without signature headers` : ''}`,
+    );
+  }
+  const bad = WEBHOOK_CONFIGS.filter((c) => result.configs[c.key].non2xx || result.configs[c.key].errors);
+  for (const c of bad) out(`  WARNING: ${c.label}: ${result.configs[c.key].non2xx} non-2xx answers, ${result.configs[c.key].errors} errors/timeouts (${JSON.stringify(result.configs[c.key].runs.map((r) => r.statusCodes ?? {}))})`);
+  return result;
+}
+
+/** One measurement: a fresh server, users and rooms, warm-up, `c.endpoints` endpoints, the load, then the drain. */
+async function webhookRun(dialect, c, round, urls, receivers, gen) {
+  const W = P.webhooks;
+  const schema = dialect === 'postgres' ? `bench_wh_${Date.now().toString(36)}_${c.endpoints}_${round}` : undefined;
+  const S = await startImkit(
+    `webhooks-${dialect}-${c.key}-${round}`,
+    serverEnv({ IMKIT_USER_RATE_LIMIT: '100000', IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', ...(schema ? { DATABASE_URL: opts['pg-url'], IMKIT_DATABASE_SCHEMA: schema } : {}) }),
+  );
+  try {
+    const users = await createUsers(S.info.url, S.info.apiKey, Array.from({ length: W.users }, (_, i) => `w${i}`));
+    const rooms = [];
+    for (let r = 0; r * 2 < users.length; r++) rooms.push({ id: `g${r}`, members: users.slice(r * 2, r * 2 + 2).map((u) => u.user) });
+    await createRooms(S.info.url, S.info.apiKey, rooms);
+    const variants = restVariants(S, users, 2, W.users);
+    // Warm-up before any endpoint exists: its messages make no deliveries.
+    await loadRun(gen, { url: S.info.url, variants, connections: W.connections, durationSec: W.warmSec });
+    await sleep(300);
+    for (const url of urls.slice(0, c.endpoints)) {
+      const res = await request(S.info.url, 'POST', '/admin/webhooks', { headers: { 'IM-API-KEY': S.info.apiKey }, body: { url, events: ['message.created'] } });
+      if (res.status !== 200 || res.body?.RC !== 0 || !res.body?.result?.id) throw new Error(`POST /admin/webhooks ${url}: ${res.status} ${res.raw.slice(0, 300)}`);
+    }
+    await receivers.call('reset');
+    const stored0 = (await S.call('writer')).messages;
+    const cpu0 = cpuMsOf(S.pid);
+    const rcpu0 = cpuMsOf(receivers.pid);
+    const t0 = performance.now();
+    const load = summarizeLoad(await loadRun(gen, { url: S.info.url, variants, connections: W.connections, durationSec: W.durationSec }));
+    const loadEndAt = performance.timeOrigin + performance.now();
+    const wall = performance.now() - t0;
+    const r = {
+      round,
+      endpoints: c.endpoints,
+      ...load,
+      sent: load.requests - load.non2xx,
+      serverCpuPct: Math.round(((cpuMsOf(S.pid) - cpu0) / wall) * 100),
+    };
+    if (c.endpoints) r.receiversCpuPct = Math.round(((cpuMsOf(receivers.pid) - rcpu0) / wall) * 100);
+    // The drain: until every stored message has reached every endpoint, or the time is up.
+    const deadline = performance.now() + W.drainSec * 1000;
+    let counts;
+    let stored;
+    let lastSeen = -1;
+    let stillSince = performance.now();
+    for (;;) {
+      stored = (await S.call('writer')).messages - stored0;
+      if (!c.endpoints) break;
+      counts = await receivers.call('counts');
+      if (counts.distinct >= stored * c.endpoints || performance.now() > deadline) break;
+      if (counts.distinct !== lastSeen) {
+        lastSeen = counts.distinct;
+        stillSince = performance.now();
+      } else if (performance.now() - stillSince > 1000) {
+        // Nothing for a second: stop early if the server has nothing left to send (the rest failed or was refused).
+        const { backlog } = await S.call('webhooks');
+        if (!backlog.events && !Object.values(backlog.byStatus).some((n) => Number(n) > 0)) break;
+        stillSince = performance.now();
+      }
+      await sleep(100);
+    }
+    r.stored = stored;
+    if (c.endpoints) {
+      const wh = await S.call('webhooks');
+      r.expected = stored * c.endpoints;
+      r.received = counts.distinct;
+      r.duplicates = counts.requests - counts.distinct;
+      r.unsigned = counts.unsigned;
+      r.drained = counts.distinct >= r.expected;
+      r.drainMs = r.drained && counts.lastAt !== null ? Math.max(0, Math.round(counts.lastAt - loadEndAt)) : null;
+      r.deliveriesPerSec = counts.lastAt !== null && counts.lastAt > counts.firstAt ? Math.round(counts.requests / ((counts.lastAt - counts.firstAt) / 1000)) : null;
+      r.dispatcher = wh.stats;
+      r.backlogAtEnd = wh.backlog;
+    }
+    return r;
+  } finally {
+    await S.stop();
+    if (schema) await dropSchema(schema);
+  }
+}
+
+function printWebhookRun(round, c, r) {
+  const deliveries = c.endpoints
+    ? `  deliveries ${fmt(r.received)}/${fmt(r.expected)}${r.drained ? `, drained ${fmt(r.drainMs)} ms after the load` : `, NOT drained (backlog ${JSON.stringify(r.backlogAtEnd)})`} (~${fmt(r.deliveriesPerSec)}/s; receivers cpu ${r.receiversCpuPct}% during the load)` +
+      `${r.dispatcher.retried || r.dispatcher.failed || r.dispatcher.refused ? `  dispatcher ${JSON.stringify(r.dispatcher)}` : ''}${r.duplicates ? `  ${r.duplicates} duplicates` : ''}`
+    : '';
+  out(
+    `  round ${round} ${c.label.padEnd(12)} ${fmt(r.perSec).padStart(6)} sends/s (p50 ${fmt(r.p50Ms, 1)} p99 ${fmt(r.p99Ms, 1)} ms), ${fmt(r.stored)} stored, server cpu ${r.serverCpuPct}%${r.non2xx || r.errors ? `  [${r.non2xx} non-2xx, ${r.errors} errors]` : ''}${deliveries}`,
+  );
+}
+
 // ------------------------------------------------------------------------------------------ connections
 
 async function scenarioConnections() {
@@ -806,6 +1004,7 @@ async function main() {
   if (only.has('connections')) await run('connections', scenarioConnections);
   if (only.has('store')) await run('store', () => scenarioStore('sqlite'));
   if (only.has('rooms')) await run('rooms', scenarioRooms);
+  if (only.has('webhooks')) await run('webhooks', () => scenarioWebhooks('sqlite'));
   if (opts.postgres) {
     if (only.has('rest')) {
       await run('restPostgres', async () => {
@@ -824,6 +1023,7 @@ async function main() {
       });
     }
     if (only.has('store')) await run('storePostgres', () => scenarioStore('postgres'));
+    if (only.has('webhooks')) await run('webhooksPostgres', () => scenarioWebhooks('postgres'));
   }
   const c = results.scenarios.censorship;
   results.censorship = !only.has('censorship')
@@ -868,6 +1068,12 @@ async function main() {
     roomEventStatements: s.rooms?.statements ?? null,
     roomEventStatementRatio: s.rooms?.statementRatio ?? null,
     roomEventMs: s.rooms?.ms ?? null,
+    webhooksNoneSendPerSec: s.webhooks?.configs.none.perSec ?? null,
+    webhooksOneRatio: s.webhooks?.ratioOne ?? null,
+    webhooksTenRatio: s.webhooks?.ratioTen ?? null,
+    webhooksTenDeliveredShare: s.webhooks?.configs.ten.deliveredShare ?? null,
+    webhooksPostgresOneRatio: s.webhooksPostgres?.ratioOne ?? null,
+    webhooksPostgresTenRatio: s.webhooksPostgres?.ratioTen ?? null,
   };
   results.targets = targets(results);
   printSummary(results);
@@ -921,7 +1127,7 @@ function printSummary(r) {
   const w = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)));
   for (const row of rows) out('  ' + row.map((c, i) => String(c).padEnd(w[i])).join('  '));
   const h = r.headline;
-  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'} (peak), ${h.fanoutSustainedRatio ?? '-'} (kept up), REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}, room-event statements 1,000 vs 100 members ${h.roomEventStatementRatio ?? '-'}`);
+  out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'} (peak), ${h.fanoutSustainedRatio ?? '-'} (kept up), REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}, room-event statements 1,000 vs 100 members ${h.roomEventStatementRatio ?? '-'}, REST send with 1 / 10 webhook endpoints vs none ${h.webhooksOneRatio ?? '-'} / ${h.webhooksTenRatio ?? '-'}`);
   out(`  ${r.censorship}`);
   for (const [k, v] of Object.entries(r.errors)) out(`  ERROR ${k}: ${v}`);
 }
@@ -939,6 +1145,11 @@ function chart(r) {
     { label: 'store insert vs raw SQLite tx', ratio: s.store?.insertRatio, note: s.store ? `${fmt(s.store.insert.perSec)} vs ${fmt(s.store.rawSendTx.perSec)}/s` : 'not run' },
     { label: 'history page vs raw SELECT', ratio: s.store?.historyRatio, note: s.store ? `${fmt(s.store.history.perSec)} vs ${fmt(s.store.rawHistory.perSec)}/s` : 'not run' },
   ];
+  if (s.webhooks) {
+    const w = s.webhooks.configs;
+    bars.push({ label: 'REST send, 1 webhook endpoint vs none', ratio: s.webhooks.ratioOne, note: `${fmt(w.one.perSec)} vs ${fmt(w.none.perSec)}/s` });
+    bars.push({ label: 'REST send, 10 webhook endpoints vs none', ratio: s.webhooks.ratioTen, note: `${fmt(w.ten.perSec)} vs ${fmt(w.none.perSec)}/s` });
+  }
   if (s.storePostgres) bars.push({ label: 'Postgres insert vs raw pg tx', ratio: s.storePostgres.insertRatio, note: `${fmt(s.storePostgres.insert.perSec)} vs ${fmt(s.storePostgres.rawSendTx.perSec)}/s` });
   const m = r.machine;
   const lines = r.targets.map((t) => ({ text: `${t.met === null ? 'not measured' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${t.value === null ? '-' : fmt(t.value, t.value < 100 ? 2 : 0)} (wanted ${t.target})`, met: t.met }));

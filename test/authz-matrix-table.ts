@@ -237,6 +237,15 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'POST /config': one({ need: 'platform', otherApp: 'allow' }),
   'DELETE /config/:key': one({ need: 'platform', otherApp: 'CONFIG_NOT_FOUND' }),
   'GET /admin/connection-count': one({ need: 'platform', otherApp: 'allow' }),
+
+  // ------------------------------------------------------------ webhooks
+  // B's key adds and lists in B's own namespace; it never finds A's endpoints or deliveries by id.
+  'POST /admin/webhooks': one({ need: 'platform', otherApp: 'allow' }),
+  'GET /admin/webhooks': one({ need: 'platform', otherApp: 'allow' }),
+  'DELETE /admin/webhooks/:id': one({ need: 'platform', otherApp: 'WEBHOOK_NOT_FOUND', foreign: 'WEBHOOK_NOT_FOUND' }),
+  'POST /admin/webhooks/:id/rotate-secret': one({ need: 'platform', otherApp: 'WEBHOOK_NOT_FOUND', foreign: 'WEBHOOK_NOT_FOUND' }),
+  'GET /admin/webhooks/deliveries': one({ need: 'platform', otherApp: 'allow' }),
+  'POST /admin/webhooks/deliveries/:id/retry': one({ need: 'platform', otherApp: 'DELIVERY_NOT_FOUND', foreign: 'DELIVERY_NOT_FOUND' }),
   // B's key reads B's own figures (never A's: the answer is checked for A's data).
   'GET /admin/stats': one({ need: 'platform', otherApp: 'allow' }),
   'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),

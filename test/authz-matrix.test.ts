@@ -17,6 +17,7 @@ import {
 } from './authz-matrix-table.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
+import { Receiver } from './webhook-receiver.js';
 
 /**
  * The object-level authorization matrix of issue #15: every route of the route table and every client event the
@@ -49,6 +50,12 @@ interface Fx {
   mB: string;
   batchA: string;
   batchB: string;
+  /** Webhook endpoints of A and B, and a delivery of each (kept pending: the dispatcher is stopped). */
+  epA: string;
+  epB: string;
+  delA: string;
+  delB: string;
+  rx: Receiver;
   seq: number;
 }
 
@@ -152,6 +159,8 @@ const still = {
   },
   message: (fx: Fx, roomId: string, messageId: string) => async () =>
     (await fx.t.request({ method: 'GET', url: `/rooms/${roomId}/messages/${messageId}?before=0&after=0`, headers: admin(fx) })).status === 200 ? undefined : `message ${messageId} is gone`,
+  endpoint: (fx: Fx, id: string) => async () =>
+    (await fx.t.request({ method: 'GET', url: '/admin/webhooks', headers: admin(fx) })).body?.result?.data?.some((e: any) => e.id === id) ? undefined : `endpoint ${id} is gone`,
   bans: (fx: Fx, roomId: string, userId: string, banned: boolean) => async () => {
     const r = await fx.t.request({ method: 'GET', url: `/blockStatus/room/${roomId}`, headers: admin(fx) });
     const is = r.body?.result?.data?.some((b: any) => (b.blockee?._id ?? b.blockee) === userId) === true;
@@ -373,6 +382,19 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'GET /admin/connection-count': { default: () => ({ url: '/admin/connection-count' }) },
   'GET /admin/stats': { default: () => ({ url: '/admin/stats' }) },
   'GET /admin/usage': { default: () => ({ url: '/admin/usage' }) },
+  'POST /admin/webhooks': { default: (fx) => ({ url: '/admin/webhooks', body: { url: fx.rx.url(`/made-${++fx.seq}`), events: ['user.deleted'] } }) },
+  'GET /admin/webhooks': { default: () => ({ url: '/admin/webhooks' }) },
+  'DELETE /admin/webhooks/:id': {
+    default: async (fx, kind, target, live) => {
+      const id = target === 'foreign' ? fx.epB : live && kind !== 'otherApp' ? (await must(fx, 'POST', '/admin/webhooks', { url: fx.rx.url('/gone'), events: ['*'] })).id : fx.epA;
+      return { url: `/admin/webhooks/${id}`, unchanged: target === 'own' ? still.endpoint(fx, id) : undefined };
+    },
+  },
+  'POST /admin/webhooks/:id/rotate-secret': {
+    default: (fx, _k, target) => ({ url: `/admin/webhooks/${target === 'foreign' ? fx.epB : fx.epA}/rotate-secret`, body: { expiresIn: '1h' } }),
+  },
+  'GET /admin/webhooks/deliveries': { default: () => ({ url: '/admin/webhooks/deliveries?limit=100' }) },
+  'POST /admin/webhooks/deliveries/:id/retry': { default: (fx, _k, target) => ({ url: `/admin/webhooks/deliveries/${target === 'foreign' ? fx.delB : fx.delA}/retry` }) },
   'GET /metrics': {
     'without the metrics token': () => ({ url: '/metrics' }),
     'with the metrics token': () => ({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } }),
@@ -389,8 +411,14 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
 
   beforeAll(async () => {
     // The matrix makes hundreds of calls, many with bad credentials on purpose: no lockout or rate limit here.
-    const t = await startTestServer(dialect, { authFailuresPerMinute: 1_000_000, rateLimitPerMinute: 1_000_000, userRateLimitPerMinute: 1_000_000, socketEventsPer10s: 100_000, metricsToken: METRICS_TOKEN });
+    const t = await startTestServer(dialect, {
+      authFailuresPerMinute: 1_000_000, rateLimitPerMinute: 1_000_000, userRateLimitPerMinute: 1_000_000, socketEventsPer10s: 100_000, metricsToken: METRICS_TOKEN,
+      webhookAllowPrivateNetworks: true,
+    });
     fx.t = t;
+    // A receiver that always fails: each application's first delivery stays pending for its next attempt.
+    fx.rx = await new Receiver().start();
+    fx.rx.answer = () => ({ status: 500 });
     for (const u of ['owner', 'manager', 'member', 'banned', 'outsider', 'extra', 'spare', 'invitee', 'blockee']) fx.tok[u] = await createUser(t, u, t.apiKey, { nickname: `${u} ${A_TAG}` });
     await must(fx, 'POST', '/rooms', { _id: 'r-a', name: `room ${A_TAG}`, roomType: 'group', members: ['owner', 'manager', 'member', 'banned', 'extra', 'spare'], owner: 'owner', managers: ['manager'] });
     fx.m1 = (await must(fx, 'POST', '/messages', { room: 'r-a', sender: 'owner', messageType: 'text', message: R_TEXT }))._id;
@@ -409,10 +437,30 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
     fx.mB = (await must(fx, 'POST', '/messages', { room: 'r-b', sender: 'b-owner', messageType: 'text', message: `b-secret ${B_TAG}` }, bAdmin))._id;
     await must(fx, 'POST', '/config', { announcement: { text: `hello ${B_TAG}` } }, bAdmin);
     fx.batchB = (await must(fx, 'POST', '/messages/batch', { messageType: 'text', message: `b-secret ${B_TAG}`, sender: 'b-owner', paras: [{ room: 'r-b' }] }, bAdmin)).batchID;
+
+    fx.epA = (await must(fx, 'POST', '/admin/webhooks', { url: fx.rx.url('/a'), events: ['user.created'], description: `endpoint ${A_TAG}` })).id;
+    fx.epB = (await must(fx, 'POST', '/admin/webhooks', { url: fx.rx.url('/b'), events: ['user.created'], description: `endpoint ${B_TAG}` }, bAdmin)).id;
+    await createUser(t, 'hooked', t.apiKey);
+    await createUser(t, 'b-hooked', other.apiKey);
+    await fx.rx.waitFor((r) => r.length === 2);
+    // After the first attempt (retried in 5 s of the test's clock, which does not move): nothing is sent any more,
+    // so a retry by hand leaves the delivery pending and can be repeated.
+    await fx.t.server.dispatcher.stop();
+    const pending = async (headers: Record<string, string>) => {
+      for (let i = 0; i < 200; i++) {
+        const [d] = (await must(fx, 'GET', '/admin/webhooks/deliveries?status=pending', undefined, headers)).data;
+        if (d) return d.id as string;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('no pending delivery');
+    };
+    fx.delA = await pending(admin(fx));
+    fx.delB = await pending(bAdmin);
   });
   afterAll(async () => {
     if (failures.length) console.log(`authorization matrix (${dialect}): ${failures.length} rows differ\n${failures.join('\n')}`);
     await fx.t?.close();
+    await fx.rx?.close();
   });
 
   it('every route of the route table has an entry in the matrix, and every entry is a route', () => {

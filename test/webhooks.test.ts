@@ -1,3 +1,8 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import dns from 'node:dns';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 // @ts-expect-error no types ship with parse-prometheus-text-format
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -339,3 +344,119 @@ describe.each(DIALECTS)('webhook retries (%s)', (dialect) => {
     expect(again.error).toBe('DELIVERY_NOT_RETRYABLE');
   });
 });
+
+describe.each(DIALECTS)('webhook targets are vetted when configured and again when delivered (%s)', (dialect) => {
+  it('refuses loopback, private, link-local and metadata targets by default, naming the field', async () => {
+    const t = await startTestServer(dialect);
+    try {
+      // This machine's own name resolves to loopback through /etc/hosts, as "a name resolving to loopback" must.
+      const own = os.hostname();
+      const resolved = await dns.promises.lookup(own, { all: true });
+      expect(resolved.every((a) => a.address.startsWith('127.') || a.address === '::1'), `${own} must resolve to loopback on this machine`).toBe(true);
+      const targets = ['http://127.0.0.1:8080/hook', 'http://localhost/hook', 'http://[::1]/hook', 'http://169.254.169.254/latest/meta-data/', 'http://10.1.2.3/hook', 'http://2130706433/', 'http://[::ffff:127.0.0.1]/', `http://${own}/hook`];
+      for (const url of targets) {
+        const res = await t.request({ method: 'POST', url: '/admin/webhooks', headers: A(t), body: { url, events: ['*'] } });
+        expect(res.status, url).toBe(400);
+        expect(res.body, url).toMatchObject({ error: 'WEBHOOK_URL_NOT_ALLOWED', field: 'url' });
+        expect(res.body.message).toMatch(/^Invalid field url: /);
+        const room = await t.request({ method: 'POST', url: '/rooms', headers: A(t), body: { _id: 'ssrf', webhook: url } });
+        expect(room.status, url).toBe(400);
+        expect(room.body.field).toBe('webhook');
+      }
+      expect((await t.request({ method: 'GET', url: '/admin/webhooks', headers: A(t) })).body.result.data).toEqual([]);
+      expect((await t.request({ method: 'GET', url: '/rooms/ssrf', headers: A(t) })).status).toBe(404);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a target allowed when configured but not when delivered is refused and never sent', async () => {
+    const store = isolatedStore(dialect);
+    const rx = await new Receiver().start();
+    const clock = new ManualClock(Date.parse('2026-06-01T00:00:00Z'));
+    const cfg = (allowPrivate: boolean) =>
+      defaultConfig({ ...store, logLevel: 'silent', port: 0, host: '127.0.0.1', webhookAllowPrivateNetworks: allowPrivate, appId: 'app', apiKey: 'ssrf-test-api-key-0123456789' });
+    const call = (s: ImkitServer, method: string, url: string, body?: unknown) =>
+      s.http.inject({ method: method as 'GET', url, headers: { 'IM-API-KEY': 'ssrf-test-api-key-0123456789', ...(body ? { 'content-type': 'application/json' } : {}) }, payload: body ? JSON.stringify(body) : undefined }).then((r) => r.json() as any);
+    let s = await createServer(cfg(true), { clock });
+    try {
+      expect((await call(s, 'POST', '/admin/webhooks', { url: rx.url('/private'), events: ['user.created'] })).RC).toBe(0);
+      await s.close();
+      // The same endpoint, the server now forbidding private networks: the address is checked again at delivery.
+      s = await createServer(cfg(false), { clock });
+      await call(s, 'POST', '/admin/clients', { _id: 'u' });
+      await expect.poll(async () => (await call(s, 'GET', '/admin/webhooks/deliveries')).result.data[0]?.status).toBe('refused');
+      const [d] = (await call(s, 'GET', '/admin/webhooks/deliveries')).result.data;
+      expect(d).toMatchObject({ attempts: 1, lastStatusCode: null, lastError: expect.stringContaining('loopback address') });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(rx.requests).toEqual([]);
+    } finally {
+      await s.close();
+      await rx.close();
+      await store.drop();
+    }
+  });
+});
+
+/**
+ * A delivery pending when the server is killed with SIGKILL is sent after the restart (the built server, a real
+ * process on a real store).
+ */
+describe.each(DIALECTS)('webhooks survive kill -9 (%s)', (dialect) => {
+  const store = isolatedStore(dialect);
+  const key = 'webhook-kill-test-api-key-0123456789';
+  const env = { IMKIT_DATA_DIR: store.dataDir, DATABASE_URL: store.databaseUrl, IMKIT_DATABASE_SCHEMA: store.databaseSchema, LOG_LEVEL: 'warn', IMKIT_APP_ID: 'app', IMKIT_API_KEY: key, IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', IMKIT_WEBHOOK_RETRY_SCHEDULE: '200ms,200ms,200ms,200ms,200ms' };
+  let proc: ChildProcess | undefined;
+  let rx: Receiver | undefined;
+  afterAll(async () => {
+    proc?.kill('SIGKILL');
+    await rx?.close();
+    await store.drop();
+  });
+
+  it('events recorded before the crash are delivered after the restart, each once', { timeout: 60_000 }, async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const start = async () => {
+      const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: 'ignore' });
+      for (let i = 0; i < 300; i++) {
+        if ((await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200) return p;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('server did not start');
+    };
+    const api = async (method: string, url: string, body?: unknown) =>
+      (await (await fetch(`${base}${url}`, { method, headers: { 'IM-API-KEY': key, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })).json()) as any;
+    // The receiver is not listening yet: every attempt before the crash fails with a refused connection.
+    const rxPort = await freePort();
+    proc = await start();
+    const ep = (await api('POST', '/admin/webhooks', { url: `http://127.0.0.1:${rxPort}/k`, events: ['user.created'] })).result;
+    const users = Array.from({ length: 20 }, (_, i) => ({ _id: `k${i}` }));
+    expect((await api('POST', '/admin/clients/list', { data: users })).result.count).toBe(20);
+    await expect.poll(async () => (await api('GET', '/admin/webhooks/deliveries?limit=100')).result.data.filter((d: any) => d.attempts >= 1).length, { timeout: 10_000 }).toBe(20);
+    proc.kill('SIGKILL');
+    await new Promise((r) => proc!.once('exit', r));
+
+    rx = await new Receiver().start(rxPort);
+    proc = await start();
+    await rx.waitFor((r) => r.length >= 20, 20_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const ids = rx.requests.map((r) => r.json.data.userID).sort();
+    expect(ids).toEqual(users.map((u) => u._id).sort());
+    expect(rx.requests.every((r) => verifySignature(ep.secret, r))).toBe(true);
+    const log = (await api('GET', '/admin/webhooks/deliveries?limit=100')).result.data;
+    expect(log.every((d: any) => d.status === 'delivered')).toBe(true);
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc!.once('exit', r));
+    proc = undefined;
+  });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}

@@ -19,6 +19,9 @@ serve({
   // Group commit: how many batches the users' messages were written in (the bench prints messages per batch), and
   // on SQLite how the writer thread's batches were settled.
   writer: () => ({ ...server.services.chat.writer.stats, thread: server.store.background().writer }),
+  // The webhook dispatcher's counters (events fanned out, attempts delivered, retried, failed, refused) and the
+  // backlog in the store (events not fanned out yet, deliveries pending or being sent).
+  webhooks: async () => ({ stats: { ...server.dispatcher.stats }, backlog: await server.services.webhooks.backlog() }),
 });
 process.on('SIGTERM', () => {
   server.close().finally(() => process.exit(0));
