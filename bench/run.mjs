@@ -38,7 +38,7 @@ const { values: opts } = parseArgs({
 });
 if (opts.help) {
   process.stdout.write(`npm run bench -- [--quick] [--json] [--postgres] [--only ${SCENARIOS.join(',')}]
-  --quick            smaller scale, under a minute (200 sockets in 20 rooms, 2,000 idle connections)
+  --quick            smaller scale, a minute or two (200 sockets in 20 rooms, 2,000 idle connections, 2 webhooks rounds)
   --json             the last line printed is one JSON object with the headline figures
   --postgres         also run REST send, the store and the webhooks scenarios on PostgreSQL (--pg-url, default
                      postgres://postgres@127.0.0.1:5432/test), each in a fresh schema dropped at the end

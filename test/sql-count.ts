@@ -15,12 +15,13 @@ export interface StatementLog {
   matching(prefix: string): string[];
   /**
    * The statements since `reset` but those the server runs on timers whatever else happens (the batch worker's
-   * poll, the socket layer's check for revoked client keys): what a request and its events cost.
+   * poll, the webhook dispatcher's, the socket layer's check for revoked client keys): what a request and its
+   * events cost. (A change's own outbox rows, `insert into "webhook_events"`, are counted.)
    */
   caused(): string[];
 }
 
-const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"/;
+const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"/;
 
 const COUNTED = Symbol('counted');
 const logs = new WeakMap<object, { statements: string[] }>();

@@ -92,8 +92,19 @@ export class WebhooksRepo {
     return this.db.selectFrom('webhook_events').selectAll().where('state', '=', 'new').orderBy('id').limit(limit).execute();
   }
 
-  async markEventsDone(ids: string[]): Promise<void> {
-    if (ids.length) await this.db.updateTable('webhook_events').set({ state: 'done' }).where('id', 'in', ids).execute();
+  /** Events turned into deliveries leave the outbox (the deliveries carry their id, type and payload). */
+  async removeEvents(ids: string[]): Promise<void> {
+    if (ids.length) await this.db.deleteFrom('webhook_events').where('id', 'in', ids).execute();
+  }
+
+  /** Removes finished deliveries (delivered, failed, refused) last changed before `before`; answers how many. */
+  async pruneDeliveries(before: number): Promise<number> {
+    const r = await this.db
+      .deleteFrom('webhook_deliveries')
+      .where('status', 'in', ['delivered', 'failed', 'refused'])
+      .where('updated_at', '<', before)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   /** Inserts deliveries; one that exists already (same event and target) is left as it is. */

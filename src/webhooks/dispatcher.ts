@@ -10,7 +10,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
 import { type DeliveryRow, type EndpointRow, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
-import type { Facts } from './outbox.js';
+import type { Facts, Outbox } from './outbox.js';
 import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
 import type { PayloadRenderer } from './payloads.js';
 import { liveSecrets, newWebhookSecret, signatureHeader } from './signing.js';
@@ -42,6 +42,8 @@ export interface DispatcherOptions {
   logger: Logger;
   config: Pick<Config, 'webhookRetrySchedule' | 'webhookTimeoutMs' | 'webhookConcurrency' | 'webhookAllowPrivateNetworks'>;
   payloads: PayloadRenderer;
+  /** Says whether a committed change may have written outbox rows (wake-ups after commits). */
+  outbox: Pick<Outbox, 'mayConcern'>;
   bot: BotActions;
   /** Told of every attempt's outcome (metrics). */
   onAttempt?: (outcome: AttemptOutcome) => void;
@@ -54,6 +56,10 @@ export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** Requests in flight from this node, all targets together. */
 const MAX_IN_FLIGHT = 256;
 const EVENTS_PER_ROUND = 100;
+const CLAIM_MARGIN_MS = 5_000;
+/** How long finished deliveries stay in the log (GET /admin/webhooks/deliveries), and how often it is pruned. */
+export const DELIVERY_LOG_DAYS = 30;
+const PRUNE_EVERY_MS = 3_600_000;
 const USER_AGENT = 'imkit-server-webhooks/1';
 
 /**
@@ -67,7 +73,8 @@ const USER_AGENT = 'imkit-server-webhooks/1';
  *    one; anything else, a timeout or a refused connection schedules the next attempt by the retry schedule;
  *    after the last, it is `failed`. A target whose address is not allowed (DNS rebinding) is `refused`, never
  *    sent. A claim left by a process that died goes back to the queue (at start on SQLite, where only one
- *    server runs; after a while on PostgreSQL), so a delivery pending at a crash is sent after the restart:
+ *    server runs; on PostgreSQL once it is older than the timeout and 5 s), so a delivery pending at a crash is
+ *    sent after the restart:
  *    at-least-once, with the event id in `webhook-id` for receivers to drop duplicates.
  * 3. **Order.** At most `webhookConcurrency` requests per target at once, and per target and room one at a time,
  *    in event order, so a healthy receiver sees a room's events in order. A delivery that fails steps aside: the
@@ -86,6 +93,7 @@ export class WebhookDispatcher {
   private readonly busyRooms = new Set<string>();
   private inFlight = 0;
   private readonly attempts = new Set<Promise<void>>();
+  private prunedAt = 0;
   /** Ids of the last deliveries finished, for tests and monitoring. */
   readonly stats = { fannedOut: 0, delivered: 0, retried: 0, failed: 0, refused: 0 };
 
@@ -97,8 +105,10 @@ export class WebhookDispatcher {
     if (this.running) return;
     this.running = true;
     // Every committed change announces itself on the bus after its transaction: the outbox rows it wrote are
-    // visible by then.
-    this.offBus = this.o.bus.on(() => this.wake());
+    // visible by then. Changes that wrote none do not wake the dispatcher.
+    this.offBus = this.o.bus.on((e) => {
+      if (this.o.outbox.mayConcern(e)) this.wake();
+    });
     this.loop = this.run();
   }
 
@@ -128,9 +138,15 @@ export class WebhookDispatcher {
       this.woken = false;
       let next = this.o.clock.now() + (this.o.pollMs ?? 1_000);
       try {
-        if (this.o.dialect === 'postgres') await this.repo.release({ staleBefore: this.o.clock.now() - this.o.config.webhookTimeoutMs - 60_000 });
+        // No attempt lasts longer than the timeout: a claim older than that (and a margin for recording the
+        // outcome) belongs to a process that died. Its finish, should it come after all, is ignored (claimed_by).
+        if (this.o.dialect === 'postgres') await this.repo.release({ staleBefore: this.o.clock.now() - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS });
         while (this.running && (await this.fanOut()) === EVENTS_PER_ROUND);
         await this.deliverDue();
+        if (this.o.clock.now() - this.prunedAt >= PRUNE_EVERY_MS) {
+          this.prunedAt = this.o.clock.now();
+          await this.repo.pruneDeliveries(this.prunedAt - DELIVERY_LOG_DAYS * 86_400_000);
+        }
         const due = await this.repo.nextDue();
         if (due !== undefined) next = Math.min(next, due);
       } catch (err) {
@@ -171,7 +187,7 @@ export class WebhookDispatcher {
     await this.o.db.transaction().execute(async (trx) => {
       const repo = new WebhooksRepo(trx);
       await repo.insertDeliveries(rows);
-      await repo.markEventsDone(events.map((e) => e.id));
+      await repo.removeEvents(events.map((e) => e.id));
     });
     this.stats.fannedOut += events.length;
     return events.length;

@@ -109,6 +109,16 @@ export class Outbox {
     this.roomHooks.add(appId);
   }
 
+  /**
+   * Whether a committed change, announced on the bus, may have written outbox rows (the dispatcher then looks at
+   * once; otherwise at its next poll). Changes of applications without webhooks never wake it.
+   */
+  mayConcern(e: DomainEvent): boolean {
+    if (e.type === 'user.changed') return this.wants(e.appId, 'user.created') || this.wants(e.appId, 'user.deleted');
+    if (e.type === 'roomPref.changed') return this.wants(e.appId, 'user.muted') || this.wants(e.appId, 'user.unmuted');
+    return factsOf(e).some((f) => this.wants(f.appId, f.type) || (ROOM_WEBHOOK_EVENTS.has(f.type) && this.roomHooks.has(f.appId)));
+  }
+
   /** Whether an endpoint of the application subscribes to this type. */
   wants(appId: string, type: string): boolean {
     const set = this.subs.get(appId);

@@ -393,7 +393,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       // The transactional outbox: one row per domain event someone subscribes to, written by the transaction that
       // made the change. `data` is the event's facts (ids, actor, change) as JSON; payloads are rendered when the
-      // dispatcher turns the event into deliveries (state 'new' -> 'done').
+      // dispatcher turns the event into deliveries, in the transaction that removes the event.
       await db.schema
         .createTable('webhook_events')
         .addColumn('id', 'varchar(40)', (c) => c.primaryKey())
