@@ -131,6 +131,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     pollMs: options.webhookPollMs,
   });
   services.webhooks.onDue = () => dispatcher.wake();
+  services.webhooks.onChange = () => dispatcher.forget();
   dispatcher.start();
 
   let closed: Promise<void> | undefined;

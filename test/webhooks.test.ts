@@ -124,6 +124,27 @@ describe.each(DIALECTS)('webhooks (%s)', (dialect) => {
     await expect.poll(async () => (await t.server.store.db.selectFrom('webhook_events').select('id').execute()).length).toBe(0);
   });
 
+  it('message.created shows the message as it was created, however late it is fanned out; the log is kept 30 days', async () => {
+    const ep = await addEndpoint(t, rx.url('/snap'), ['message.created', 'message.edited']);
+    const u1 = await createUser(t, 'u1');
+    await t.request({ method: 'POST', url: '/rooms', headers: A(t), body: { _id: 'r1', members: ['u1'] } });
+    await t.server.dispatcher.stop();
+    const sent = await t.request({ method: 'POST', url: '/rooms/r1/message', headers: userHeaders(t.clientKey, u1), body: { message: 'first words' } });
+    await t.request({ method: 'POST', url: '/rooms/r1/message', headers: userHeaders(t.clientKey, u1), body: { _id: sent.body.result._id, message: 'second thoughts' } });
+    t.server.dispatcher.start();
+    await rx.waitFor((r) => r.length === 2);
+    const byType = Object.fromEntries(rx.requests.map((r) => [r.json.type, r.json.data.message]));
+    expect(byType['message.created']).toMatchObject({ _id: sent.body.result._id, message: 'first words', sender: { _id: 'u1' } });
+    expect(byType['message.edited']).toMatchObject({ _id: sent.body.result._id, message: 'second thoughts', editedAtMS: expect.any(Number) });
+    const log = async () => (await t.request({ method: 'GET', url: `/admin/webhooks/deliveries?endpoint=${ep.id}`, headers: A(t) })).body.result.data;
+    await expect.poll(async () => (await log()).filter((d: any) => d.status === 'delivered').length).toBe(2);
+    // 31 days later the hourly clean-up has removed them.
+    t.clock.advance(31 * 86_400_000);
+    await t.server.dispatcher.stop();
+    t.server.dispatcher.start();
+    await expect.poll(log).toEqual([]);
+  });
+
   it('room webhooks get IMKIT payloads (JOIN_ROOM, ADD_MEMBERS, DELETE_MEMBERS, MESSAGE) signed with the application secret', async () => {
     const u1 = await createUser(t, 'u1');
     const u2 = await createUser(t, 'u2');

@@ -169,7 +169,7 @@ export class BatchService {
     }
     const msg = await appendMessage(trx, { appId: job.app_id, roomId: p.roomId, senderId: job.sender, now, messageType: p.messageType, message: p.message, fields: p.fields, replyId: null });
     if (!(await new BatchRepo(trx).complete(item, worker, { messageId: msg.id }))) throw new LostClaim();
-    events.push({ type: 'message.created', appId: job.app_id, roomId: p.roomId, messageId: msg.id, senderId: job.sender, system: false });
+    events.push({ type: 'message.created', appId: job.app_id, roomId: p.roomId, messageId: msg.id, senderId: job.sender, system: false, row: msg });
     return events;
   }
 

@@ -97,7 +97,7 @@ export class MessageWriter {
     }
     return new Promise((resolve, reject) => {
       const row = messageRow(input);
-      const event = this.outbox?.messageRow(input.appId, input.roomId, row.id, input.senderId, input.now, input.webhook?.room ?? null, input.webhook?.fromBot);
+      const event = this.outbox?.messageRow(row, input.webhook?.room ?? null, input.webhook?.fromBot);
       this.queue.push({ row, event, resolve, reject });
       if (!this.running) {
         this.running = true;

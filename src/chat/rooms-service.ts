@@ -631,7 +631,7 @@ export class RoomsService {
 }
 
 export function messageEvent(msg: MessageRow): DomainEvent {
-  return { type: 'message.created', appId: msg.app_id, roomId: msg.room_id, messageId: msg.id, senderId: msg.sender_id, system: true };
+  return { type: 'message.created', appId: msg.app_id, roomId: msg.room_id, messageId: msg.id, senderId: msg.sender_id, system: true, row: msg };
 }
 
 export function requireUser(caller: Caller): string {

@@ -1,3 +1,5 @@
+import type { MessageRow } from '../store/messages-repo.js';
+
 /**
  * Typed domain events. A service emits one after its change is committed; the realtime layer turns them into
  * socket events and webhooks will consume them too. Listeners run synchronously and must not throw into the
@@ -12,8 +14,11 @@ export type DomainEvent =
   | { type: 'member.updated'; appId: string; roomId: string; actorId: string | null; userId: string; property: string }
   | { type: 'invitation.created'; appId: string; roomId: string; actorId: string | null; invitees: string[] }
   | { type: 'invitation.cancelled'; appId: string; roomId: string; actorId: string | null; invitees: string[]; accepted: boolean }
-  /** `message`, when present, is the message as clients read it (rendered once by the service that stored it). */
-  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean; message?: Record<string, unknown> }
+  /**
+   * `message`, when present, is the message as clients read it (rendered once by the service that stored it); `row`,
+   * when present, the row as stored (webhooks render their payload from it).
+   */
+  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean; message?: Record<string, unknown>; row?: MessageRow }
   | { type: 'message.updated'; appId: string; roomId: string; messageId: string; actorId: string | null; change: 'edit' | 'recall' | 'pin' | 'unpin' | 'reaction' }
   | { type: 'messages.deleted'; appId: string; roomId: string; messageIds: string[] | 'all'; actorId: string | null }
   | { type: 'messages.userDeleted'; appId: string; roomId: string; userId: string; messageIds: string[] | 'all' }

@@ -153,11 +153,19 @@ export class WebhooksRepo {
       .execute();
   }
 
-  /** Gives claims back to the queue: those of a worker that stopped, or claimed before `staleBefore`, or all ('all'). */
-  async release(which: { worker: string } | { staleBefore: number } | 'all'): Promise<number> {
+  /** Marks a worker's claims as still held (PostgreSQL, where other processes release stale ones). */
+  async renewClaims(worker: string, now: number): Promise<void> {
+    await this.db.updateTable('webhook_deliveries').set({ claimed_at: now }).where('status', '=', 'sending').where('claimed_by', '=', worker).execute();
+  }
+
+  /**
+   * Gives claims back to the queue: those of a worker that stopped, or those of other workers not renewed since
+   * `staleBefore`, or all ('all').
+   */
+  async release(which: { worker: string } | { staleBefore: number; exceptWorker: string } | 'all'): Promise<number> {
     let q = this.db.updateTable('webhook_deliveries').set({ status: 'pending', claimed_by: null, claimed_at: null }).where('status', '=', 'sending');
     if (which !== 'all' && 'worker' in which) q = q.where('claimed_by', '=', which.worker);
-    else if (which !== 'all') q = q.where('claimed_at', '<', which.staleBefore);
+    else if (which !== 'all') q = q.where('claimed_at', '<', which.staleBefore).where('claimed_by', '!=', which.exceptWorker);
     return Number((await q.executeTakeFirst()).numUpdatedRows);
   }
 

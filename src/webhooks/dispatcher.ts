@@ -9,7 +9,7 @@ import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
-import { type DeliveryRow, type EndpointRow, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
+import { type AppSecretRow, type DeliveryRow, type EndpointRow, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from './outbox.js';
 import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
 import type { PayloadRenderer } from './payloads.js';
@@ -57,6 +57,14 @@ export const MAX_RESPONSE_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT = 256;
 const EVENTS_PER_ROUND = 100;
 const CLAIM_MARGIN_MS = 5_000;
+/** Least time between two rounds, and how long endpoints and secrets read for signing may be reused. */
+const MIN_ROUND_MS = 20;
+/** Claimed deliveries a target may hold, as a multiple of its concurrency, and this process in all. */
+const QUEUE_FACTOR = 16;
+const MAX_QUEUED = 4_096;
+const CACHE_MS = 1_000;
+
+type FinishPatch = Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>;
 /** How long finished deliveries stay in the log (GET /admin/webhooks/deliveries), and how often it is pruned. */
 export const DELIVERY_LOG_DAYS = 30;
 const PRUNE_EVERY_MS = 3_600_000;
@@ -92,8 +100,22 @@ export class WebhookDispatcher {
   private readonly perTarget = new Map<string, number>();
   private readonly busyRooms = new Set<string>();
   private inFlight = 0;
+  /**
+   * Claimed deliveries waiting for a free request slot of their target, in event order: a slot that frees up takes
+   * the next one at once, without waiting for a round (a target gets `webhookConcurrency` requests in flight
+   * continuously, however short its answers).
+   */
+  private readonly queued = new Map<string, DeliveryRow[]>();
+  private queuedCount = 0;
   private readonly attempts = new Set<Promise<void>>();
+  /** Outcomes of finished attempts, written by the next round. */
+  private finished: Array<{ id: string; patch: FinishPatch }> = [];
+  private lastRound = -Infinity;
   private prunedAt = 0;
+  private releasedAt = 0;
+  private graceMs = 2_000;
+  private readonly endpointCache = new Map<string, { rows: EndpointRow[]; at: number }>();
+  private readonly appSecrets = new Map<string, { row: AppSecretRow; at: number }>();
   /** Ids of the last deliveries finished, for tests and monitoring. */
   readonly stats = { fannedOut: 0, delivered: 0, retried: 0, failed: 0, refused: 0 };
 
@@ -114,11 +136,11 @@ export class WebhookDispatcher {
 
   /** Stops taking work, waits up to `graceMs` for requests in flight, and gives back what is still claimed. */
   async stop(graceMs = 2_000): Promise<void> {
+    this.graceMs = graceMs;
     this.running = false;
     this.offBus?.();
     this.wake();
     await this.loop;
-    await Promise.race([Promise.allSettled([...this.attempts]), new Promise((r) => setTimeout(r, graceMs).unref())]);
     await this.repo.release({ worker: this.id }).catch(() => undefined);
   }
 
@@ -135,17 +157,26 @@ export class WebhookDispatcher {
       this.o.logger.error({ err }, 'webhooks: releasing claims failed');
     }
     while (this.running) {
+      // Rounds are at least MIN_ROUND_MS apart (real time): under load a round takes the events and outcomes of
+      // many changes, and writes them in one transaction, instead of one transaction per change.
+      const pause = this.lastRound + MIN_ROUND_MS - performance.now();
+      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+      this.lastRound = performance.now();
       this.woken = false;
       let next = this.o.clock.now() + (this.o.pollMs ?? 1_000);
       try {
-        // No attempt lasts longer than the timeout: a claim older than that (and a margin for recording the
-        // outcome) belongs to a process that died. Its finish, should it come after all, is ignored (claimed_by).
-        if (this.o.dialect === 'postgres') await this.repo.release({ staleBefore: this.o.clock.now() - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS });
-        while (this.running && (await this.fanOut()) === EVENTS_PER_ROUND);
-        await this.deliverDue();
-        if (this.o.clock.now() - this.prunedAt >= PRUNE_EVERY_MS) {
-          this.prunedAt = this.o.clock.now();
-          await this.repo.pruneDeliveries(this.prunedAt - DELIVERY_LOG_DAYS * 86_400_000);
+        const now = this.o.clock.now();
+        // Claims are renewed every round while held (below), and no attempt lasts longer than the timeout: a claim
+        // older than that and a margin belongs to a process that died. Its finish, should it come after all, is
+        // ignored (claimed_by).
+        if (this.o.dialect === 'postgres' && now - this.releasedAt >= CLAIM_MARGIN_MS) {
+          this.releasedAt = now;
+          await this.repo.release({ staleBefore: now - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS, exceptWorker: this.id });
+        }
+        if ((await this.round()) === EVENTS_PER_ROUND) this.woken = true;
+        if (now - this.prunedAt >= PRUNE_EVERY_MS) {
+          this.prunedAt = now;
+          await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
         }
         const due = await this.repo.nextDue();
         if (due !== undefined) next = Math.min(next, due);
@@ -162,40 +193,106 @@ export class WebhookDispatcher {
       });
       this.wakeUp = undefined;
     }
+    // Outcomes of the last attempts are written before the claims that remain are given back.
+    await Promise.race([Promise.allSettled([...this.attempts]), new Promise((r) => setTimeout(r, this.graceMs).unref())]);
+    await this.round(false).catch((err) => this.o.logger.error({ err }, 'webhooks: writing the last outcomes failed'));
   }
 
-  // ---------------------------------------------------------------- fan-out
-
-  /** Turns up to a round's worth of new events into deliveries; answers how many events it took. */
-  private async fanOut(): Promise<number> {
-    const events = await this.repo.newEvents(EVENTS_PER_ROUND);
-    if (events.length === 0) return 0;
-    const endpoints = new Map<string, EndpointRow[]>();
-    const rows: DeliveryRow[] = [];
-    for (const e of events) {
-      let list = endpoints.get(e.app_id);
-      if (!list) endpoints.set(e.app_id, (list = await this.repo.endpoints(e.app_id)));
-      try {
-        rows.push(...(await this.deliveriesOf(e, list)));
-      } catch (err) {
-        // An event that cannot be rendered (a bug) must not stop the others: it is logged and dropped.
-        this.o.logger.error({ err, event: e.id, type: e.type }, 'webhooks: rendering an event failed');
+  /**
+   * One round: new events become deliveries (payloads rendered), finished attempts are recorded, due deliveries
+   * (and the new ones) are claimed, all in one transaction; then the claimed ones are sent. Answers how many
+   * events it took. With `send` false it only records outcomes (at stop).
+   */
+  private async round(send = true): Promise<number> {
+    const now = this.o.clock.now();
+    const events = send ? await this.repo.newEvents(EVENTS_PER_ROUND) : [];
+    const fresh: DeliveryRow[] = [];
+    if (events.length) {
+      const parsed = events.map((e) => ({ e, facts: JSON.parse(e.data) as Facts }));
+      await this.o.payloads.prepare(parsed.map((p) => ({ app_id: p.e.app_id, facts: p.facts })));
+      const endpoints = new Map<string, EndpointRow[]>();
+      for (const { e, facts } of parsed) {
+        let list = endpoints.get(e.app_id);
+        if (!list) endpoints.set(e.app_id, (list = await this.endpointsOf(e.app_id, true)));
+        try {
+          fresh.push(...(await this.deliveriesOf(e, facts, list, now)));
+        } catch (err) {
+          // An event that cannot be rendered (a bug) must not stop the others: it is logged and dropped.
+          this.o.logger.error({ err, event: e.id, type: e.type }, 'webhooks: rendering an event failed');
+        }
       }
     }
-    // Rendering read the store outside a transaction (on SQLite a transaction holds the one connection); the
-    // deliveries and the events' new state are then written together.
-    await this.o.db.transaction().execute(async (trx) => {
-      const repo = new WebhooksRepo(trx);
-      await repo.insertDeliveries(rows);
-      await repo.removeEvents(events.map((e) => e.id));
-    });
+    const finished = this.finished.splice(0);
+    // What to send now: due deliveries of the store, then the new ones, within the limits per target and room.
+    const picked: DeliveryRow[] = [];
+    if (send && this.queuedCount < MAX_QUEUED) {
+      // A target holds at most `perTarget` claimed deliveries (in flight and waiting); targets that have them are
+      // left out of the query, so a slow receiver's backlog does not crowd out the others.
+      const perTarget = this.o.config.webhookConcurrency * QUEUE_FACTOR;
+      const held = (target: string) => (this.perTarget.get(target) ?? 0) + (this.queued.get(target)?.length ?? 0);
+      const saturated = [...new Set([...this.perTarget.keys(), ...this.queued.keys()])].filter((k) => held(k) >= perTarget);
+      const due = await this.repo.due(now, 500, saturated);
+      const reserved = new Map<string, number>();
+      for (const r of [...due, ...fresh.filter((f) => f.status === 'pending')]) {
+        if (this.queuedCount + picked.length >= MAX_QUEUED) break;
+        const target = targetKey(r);
+        if (held(target) + (reserved.get(target) ?? 0) >= perTarget) continue;
+        reserved.set(target, (reserved.get(target) ?? 0) + 1);
+        picked.push(r);
+      }
+    }
+    // On PostgreSQL the claims this process holds are renewed every round (at least every poll), so other nodes
+    // take them over only from a process that stopped renewing them (it died).
+    const renew = this.o.dialect === 'postgres' && this.queuedCount + this.inFlight > 0;
+    if (events.length === 0 && finished.length === 0 && picked.length === 0 && !renew) return 0;
+    let claimed: Set<string>;
+    try {
+      // Rendering read the store outside the transaction (on SQLite a transaction holds the one connection).
+      claimed = await this.o.db.transaction().execute(async (trx) => {
+        const repo = new WebhooksRepo(trx);
+        for (const f of finished) await repo.finish(f.id, this.id, f.patch);
+        if (renew) await repo.renewClaims(this.id, now);
+        await repo.insertDeliveries(fresh);
+        await repo.removeEvents(events.map((e) => e.id));
+        // The new ones too: another node may have fanned the same event out first (its rows won).
+        return new Set(await repo.claim(picked.map((r) => r.id), this.id, now));
+      });
+    } catch (err) {
+      // Nothing of the round was written: the outcomes wait for the next one, the events stay in the outbox.
+      this.finished.unshift(...finished);
+      throw err;
+    }
     this.stats.fannedOut += events.length;
+    const targets = new Set<string>();
+    for (const r of picked) {
+      if (!claimed.has(r.id)) continue;
+      const target = targetKey(r);
+      const q = this.queued.get(target);
+      if (q) q.push(r);
+      else this.queued.set(target, [r]);
+      this.queuedCount++;
+      targets.add(target);
+    }
+    for (const target of targets) this.pump(target);
     return events.length;
   }
 
-  private async deliveriesOf(e: OutboxRow, endpoints: EndpointRow[]): Promise<DeliveryRow[]> {
-    const facts = JSON.parse(e.data) as Facts;
-    const now = this.o.clock.now();
+  /** The application's endpoints; `fresh` reads them (fan-out), else a copy up to a second old is fine (secrets). */
+  private async endpointsOf(appId: string, fresh = false): Promise<EndpointRow[]> {
+    const cached = this.endpointCache.get(appId);
+    if (!fresh && cached && performance.now() - cached.at < CACHE_MS) return cached.rows;
+    const rows = await this.repo.endpoints(appId);
+    this.endpointCache.set(appId, { rows, at: performance.now() });
+    return rows;
+  }
+
+  /** Drops what is cached of endpoints and secrets (one was created, deleted or rotated in this process). */
+  forget(): void {
+    this.endpointCache.clear();
+    this.appSecrets.clear();
+  }
+
+  private async deliveriesOf(e: OutboxRow, facts: Facts, endpoints: EndpointRow[], now: number): Promise<DeliveryRow[]> {
     const out: DeliveryRow[] = [];
     const delivery = (part: Pick<DeliveryRow, 'kind' | 'endpoint_id' | 'target' | 'payload'> & Partial<DeliveryRow>): DeliveryRow => ({
       id: `${e.id}.${part.kind === 'room' ? 'room' : part.endpoint_id}`,
@@ -252,59 +349,64 @@ export class WebhookDispatcher {
 
   // ---------------------------------------------------------------- delivery
 
-  private async deliverDue(): Promise<void> {
-    if (this.inFlight >= MAX_IN_FLIGHT) return;
+  /**
+   * Starts the target's waiting deliveries while it has free slots (and this process has), taking per room only
+   * the first one whose room has nothing in flight: a room's events go one at a time, in order.
+   */
+  private pump(target: string): void {
+    const q = this.queued.get(target);
+    if (!q) return;
     const cap = this.o.config.webhookConcurrency;
-    const saturated = [...this.perTarget].filter(([, n]) => n >= cap).map(([k]) => k);
-    const rows = await this.repo.due(this.o.clock.now(), 200, saturated);
-    const picked: DeliveryRow[] = [];
-    const reserved = new Map<string, number>();
-    const rooms = new Set<string>();
-    for (const r of rows) {
-      if (this.inFlight + picked.length >= MAX_IN_FLIGHT) break;
-      const target = targetKey(r);
-      const n = (this.perTarget.get(target) ?? 0) + (reserved.get(target) ?? 0);
-      if (n >= cap) continue;
-      const roomKey = r.room_id === null ? undefined : `${target}\u0000${r.room_id}`;
-      if (roomKey !== undefined && (this.busyRooms.has(roomKey) || rooms.has(roomKey))) continue;
-      if (roomKey !== undefined) rooms.add(roomKey);
-      reserved.set(target, (reserved.get(target) ?? 0) + 1);
-      picked.push(r);
+    for (let i = 0; i < q.length && (this.perTarget.get(target) ?? 0) < cap && this.inFlight < MAX_IN_FLIGHT; ) {
+      const r = q[i]!;
+      const blocked = r.room_id !== null && (this.busyRooms.has(`${target}\u0000${r.room_id}`) || q.slice(0, i).some((x) => x.room_id === r.room_id));
+      if (blocked) {
+        i++;
+        continue;
+      }
+      q.splice(i, 1);
+      this.queuedCount--;
+      this.send(r, target);
     }
-    const claimed = new Set(await this.repo.claim(picked.map((r) => r.id), this.id, this.o.clock.now()));
-    for (const r of picked) {
-      if (!claimed.has(r.id)) continue;
-      const target = targetKey(r);
-      const roomKey = r.room_id === null ? undefined : `${target}\u0000${r.room_id}`;
-      this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
-      if (roomKey !== undefined) this.busyRooms.add(roomKey);
-      this.inFlight++;
-      const p = this.attempt(r)
-        .catch((err) => this.o.logger.error({ err, delivery: r.id }, 'webhooks: recording an attempt failed'))
-        .finally(() => {
-          this.inFlight--;
-          const left = (this.perTarget.get(target) ?? 1) - 1;
-          if (left > 0) this.perTarget.set(target, left);
-          else this.perTarget.delete(target);
-          if (roomKey !== undefined) this.busyRooms.delete(roomKey);
-          this.attempts.delete(p);
-          this.wake();
-        });
-      this.attempts.add(p);
-    }
+    if (q.length === 0) this.queued.delete(target);
+  }
+
+  /** Sends one claimed delivery; its outcome is written by the next round. */
+  private send(r: DeliveryRow, target: string): void {
+    const roomKey = r.room_id === null ? undefined : `${target}\u0000${r.room_id}`;
+    this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
+    if (roomKey !== undefined) this.busyRooms.add(roomKey);
+    this.inFlight++;
+    const p = this.attempt(r)
+      .catch((err) => this.o.logger.error({ err, delivery: r.id }, 'webhooks: an attempt failed unexpectedly'))
+      .finally(() => {
+        this.inFlight--;
+        const left = (this.perTarget.get(target) ?? 1) - 1;
+        if (left > 0) this.perTarget.set(target, left);
+        else this.perTarget.delete(target);
+        if (roomKey !== undefined) this.busyRooms.delete(roomKey);
+        this.attempts.delete(p);
+        if (this.running) this.pump(target);
+        this.wake();
+      });
+    this.attempts.add(p);
   }
 
   private async attempt(r: DeliveryRow): Promise<void> {
     const attempts = r.attempts + 1;
-    const finish = (status: DeliveryRow['status'], fields: { lastStatus?: number | null; error?: string | null; next?: number | null }) =>
-      this.repo.finish(r.id, this.id, {
-        status,
-        attempts,
-        next_attempt_at: fields.next ?? null,
-        last_status: fields.lastStatus ?? null,
-        last_error: fields.error === undefined || fields.error === null ? null : fields.error.slice(0, 500),
-        updated_at: this.o.clock.now(),
+    const finish = async (status: DeliveryRow['status'], fields: { lastStatus?: number | null; error?: string | null; next?: number | null }) => {
+      this.finished.push({
+        id: r.id,
+        patch: {
+          status,
+          attempts,
+          next_attempt_at: fields.next ?? null,
+          last_status: fields.lastStatus ?? null,
+          last_error: fields.error === undefined || fields.error === null ? null : fields.error.slice(0, 500),
+          updated_at: this.o.clock.now(),
+        },
       });
+    };
     const secrets = await this.secretsOf(r);
     if (secrets === undefined) {
       await finish('failed', { error: 'the endpoint was deleted' });
@@ -373,11 +475,15 @@ export class WebhookDispatcher {
   private async secretsOf(r: DeliveryRow): Promise<string[] | undefined> {
     const now = this.o.clock.now();
     if (r.endpoint_id !== null) {
-      const ep = await this.repo.endpoint(r.app_id, r.endpoint_id);
+      const ep = (await this.endpointsOf(r.app_id)).find((x) => x.id === r.endpoint_id);
       return ep ? liveSecrets(ep, now) : undefined;
     }
-    const row = await this.repo.ensureAppSecret({ app_id: r.app_id, secret: newWebhookSecret(), previous_secret: null, previous_expires_at: null, created_at: now });
-    return liveSecrets(row, now);
+    let cached = this.appSecrets.get(r.app_id);
+    if (!cached || performance.now() - cached.at >= CACHE_MS) {
+      const row = await this.repo.ensureAppSecret({ app_id: r.app_id, secret: newWebhookSecret(), previous_secret: null, previous_expires_at: null, created_at: now });
+      this.appSecrets.set(r.app_id, (cached = { row, at: performance.now() }));
+    }
+    return liveSecrets(cached.row, now);
   }
 
   /**

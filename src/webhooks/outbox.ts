@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DomainEvent } from '../events/bus.js';
 import { newObjectId } from '../lib/ids.js';
+import type { MessageRow } from '../store/messages-repo.js';
 import type { Database, WebhookEventsTable } from '../store/schema.js';
 import { WebhooksRepo } from '../store/webhooks-repo.js';
 
@@ -34,6 +35,8 @@ export interface Facts {
   unblockAt?: number | null;
   /** Posted by a room webhook's reply: the room's own webhook is not told of it (it would answer itself). */
   fromBot?: boolean;
+  /** message.created: the message as stored, so the payload shows it as it was created (later edits or a deletion aside). */
+  row?: MessageRow;
 }
 
 export interface WebhookFact {
@@ -48,7 +51,7 @@ export function factsOf(e: DomainEvent): WebhookFact[] {
   const room = (type: WebhookEventType, facts: Facts): WebhookFact[] => [{ type, appId: e.appId, roomId: 'roomId' in e ? e.roomId : null, facts }];
   switch (e.type) {
     case 'message.created':
-      return room('message.created', { messageId: e.messageId, actorId: e.senderId });
+      return room('message.created', { messageId: e.messageId, actorId: e.senderId, ...(e.row ? { row: e.row } : {}) });
     case 'message.updated':
       if (e.change === 'edit') return room('message.edited', { messageId: e.messageId, actorId: e.actorId });
       if (e.change === 'recall') return room('message.recalled', { messageId: e.messageId, actorId: e.actorId });
@@ -129,11 +132,11 @@ export class Outbox {
    * The outbox row of a new message sent through the message writer, or undefined when nobody wants it.
    * `roomWebhook`: the room's `webhook` as the sender's room snapshot holds it.
    */
-  messageRow(appId: string, roomId: string, messageId: string, senderId: string | null, now: number, roomWebhook: string | null, fromBot = false): WebhookEventsTable | undefined {
+  messageRow(message: MessageRow, roomWebhook: string | null, fromBot = false): WebhookEventsTable | undefined {
     const forRoom = !fromBot && roomWebhook !== null && roomWebhook !== '';
-    if (!forRoom && !this.wants(appId, 'message.created')) return undefined;
-    const facts: Facts = { messageId, actorId: senderId, ...(fromBot ? { fromBot } : {}) };
-    return row({ type: 'message.created', appId, roomId, facts }, now);
+    if (!forRoom && !this.wants(message.app_id, 'message.created')) return undefined;
+    const facts: Facts = { messageId: message.id, actorId: message.sender_id, row: message, ...(fromBot ? { fromBot } : {}) };
+    return row({ type: 'message.created', appId: message.app_id, roomId: message.room_id, facts }, message.created_at);
   }
 
   /** Adds the rows of these domain events that someone wants to the caller's transaction. */

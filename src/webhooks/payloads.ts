@@ -5,7 +5,7 @@ import type { Caller } from '../chat/policy.js';
 import type { RoomsService } from '../chat/rooms-service.js';
 import { renderUser } from '../chat/users-service.js';
 import { AppError } from '../errors.js';
-import { MessagesRepo } from '../store/messages-repo.js';
+import { type MessageRow, MessagesRepo } from '../store/messages-repo.js';
 import type { Database } from '../store/schema.js';
 import { UsersRepo } from '../store/users-repo.js';
 import type { OutboxRow } from '../store/webhooks-repo.js';
@@ -24,14 +24,46 @@ export function receiverOf(appId: string): Caller {
 
 /** Renders the `data` of webhook payloads from an outbox row's facts, as the store holds them at fan-out time. */
 export class PayloadRenderer {
+  /**
+   * Messages rendered ahead for the events of one fan-out round (`prepare`), by application and id: as stored now,
+   * and for message.created as they were created (from the row in the event).
+   */
+  private ready = new Map<string, Json>();
+  private created = new Map<string, Json>();
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly render: ChatRenderer,
     private readonly rooms: RoomsService,
   ) {}
 
+  /**
+   * Renders the messages of a round's events together: one read of the rows and one render per application, not
+   * a few statements per event.
+   */
+  async prepare(events: Array<{ app_id: string; facts: Facts }>): Promise<void> {
+    this.ready = new Map();
+    this.created = new Map();
+    const byApp = new Map<string, { ids: Set<string>; rows: MessageRow[] }>();
+    for (const e of events) {
+      if (e.facts.messageId === undefined) continue;
+      let app = byApp.get(e.app_id);
+      if (!app) byApp.set(e.app_id, (app = { ids: new Set(), rows: [] }));
+      if (e.facts.row) app.rows.push(e.facts.row);
+      else app.ids.add(e.facts.messageId);
+    }
+    for (const [appId, { ids, rows }] of byApp) {
+      const current = await new MessagesRepo(this.db).getMany(appId, [...ids]);
+      const rendered = await this.render.renderMessages(appId, [...current, ...rows]);
+      current.forEach((r, i) => this.ready.set(`${appId}\u0000${r.id}`, rendered[i] as Json));
+      rows.forEach((r, i) => this.created.set(`${appId}\u0000${r.id}`, rendered[current.length + i] as Json));
+    }
+  }
+
   /** The message as clients read it; a message deleted since is given by its ids alone, with `deleted: true`. */
-  async message(appId: string, roomId: string | null, messageId: string): Promise<Json> {
+  async message(appId: string, roomId: string | null, messageId: string, asCreated = false): Promise<Json> {
+    const prepared = (asCreated ? this.created.get(`${appId}\u0000${messageId}`) : undefined) ?? this.ready.get(`${appId}\u0000${messageId}`);
+    if (prepared) return prepared;
     const row = await new MessagesRepo(this.db).get(appId, messageId);
     if (!row) return { _id: messageId, id: messageId, room: roomId, deleted: true };
     const [rendered] = await this.render.renderMessages(appId, [row]);
@@ -59,6 +91,7 @@ export class PayloadRenderer {
     if (f.actorId !== undefined) base.actorID = f.actorId;
     switch (e.type) {
       case 'message.created':
+        return { ...base, message: await this.message(e.app_id, e.room_id, f.messageId!, true) };
       case 'message.edited':
       case 'message.recalled':
         return { ...base, message: await this.message(e.app_id, e.room_id, f.messageId!) };
@@ -92,7 +125,7 @@ export class PayloadRenderer {
    * JOIN_ROOM, ADD_MEMBERS and DELETE_MEMBERS the room id, the acting user and the members concerned.
    */
   async roomData(e: OutboxRow, f: Facts): Promise<Json> {
-    if (e.type === 'message.created') return this.message(e.app_id, e.room_id, f.messageId!);
+    if (e.type === 'message.created') return this.message(e.app_id, e.room_id, f.messageId!, true);
     const actor = f.actorId ?? null;
     const [sender] = actor === null ? [null] : await this.members(e.app_id, [actor]);
     return { room: e.room_id, sender, members: await this.members(e.app_id, f.userIds ?? []) };

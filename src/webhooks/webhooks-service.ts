@@ -4,6 +4,7 @@ import type { Clock } from '../lib/clock.js';
 import { iso } from '../lib/clock.js';
 import { newObjectId } from '../lib/ids.js';
 import { parseDuration } from '../lib/duration.js';
+import { isUniqueViolation } from '../store/database.js';
 import type { Database, DeliveryStatus } from '../store/schema.js';
 import { type DeliveryRow, type EndpointRow, WebhooksRepo } from '../store/webhooks-repo.js';
 import type { Outbox } from './outbox.js';
@@ -32,6 +33,8 @@ export class WebhooksService {
   private readonly repo: WebhooksRepo;
   /** Called when a delivery was made due by hand (the server's dispatcher wakes up). */
   onDue: () => void = () => {};
+  /** Called when an endpoint or a secret changed (the dispatcher drops what it cached of them). */
+  onChange: () => void = () => {};
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -67,8 +70,15 @@ export class WebhooksService {
       updated_at: now,
     };
     if (input.key !== undefined && (await this.repo.endpointByKey(appId, input.key))) throw new AppError('WEBHOOK_KEY_TAKEN', `Another endpoint has the key "${input.key}"`, { field: 'key' });
-    await this.repo.insertEndpoint(row);
+    try {
+      await this.repo.insertEndpoint(row);
+    } catch (err) {
+      // Two requests with the same key at once: the unique index decides.
+      if (isUniqueViolation(err)) throw new AppError('WEBHOOK_KEY_TAKEN', `Another endpoint has the key "${input.key}"`, { field: 'key' });
+      throw err;
+    }
     await this.outbox.load();
+    this.onChange();
     return { ...renderEndpoint(row), secret: row.secret };
   }
 
@@ -81,6 +91,7 @@ export class WebhooksService {
     if (!(await this.repo.deleteEndpoint(appId, id))) throw notFound(id);
     await this.repo.failPendingOf(appId, id, this.clock.now());
     await this.outbox.load();
+    this.onChange();
     return { id, deleted: true };
   }
 
@@ -96,6 +107,7 @@ export class WebhooksService {
     const secret = newWebhookSecret();
     const previousExpiresAt = overlap > 0 ? now + overlap : null;
     await this.repo.setEndpointSecret(appId, id, { secret, previous_secret: overlap > 0 ? ep.secret : null, previous_expires_at: previousExpiresAt, updated_at: now });
+    this.onChange();
     return { id, secret, previousSecretExpiresAt: previousExpiresAt === null ? null : iso(previousExpiresAt) };
   }
 
@@ -110,6 +122,7 @@ export class WebhooksService {
       const overlap = overlapOf(expiresIn);
       row = { ...row, secret: newWebhookSecret(), previous_secret: overlap > 0 ? row.secret : null, previous_expires_at: overlap > 0 ? now + overlap : null };
       await this.repo.setAppSecret(row);
+      this.onChange();
     }
     return {
       appId,
