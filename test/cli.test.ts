@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { Receiver, verifySignature } from './webhook-receiver.js';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -126,7 +127,8 @@ describe('--help and configuration errors', () => {
 
 describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => {
   const store = isolatedStore(dialect);
-  const env = { IMKIT_DATA_DIR: store.dataDir, DATABASE_URL: store.databaseUrl, IMKIT_DATABASE_SCHEMA: store.databaseSchema, LOG_LEVEL: 'debug' };
+  // Webhook receivers of these tests listen on loopback.
+  const env = { IMKIT_DATA_DIR: store.dataDir, DATABASE_URL: store.databaseUrl, IMKIT_DATABASE_SCHEMA: store.databaseSchema, LOG_LEVEL: 'debug', IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' };
   let server: Running;
   let apiKey: string;
   let clientKey: string;
@@ -211,6 +213,42 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     expect(bad.stderr).toContain('No application nope');
     const badExpiry = await cli(['app', 'rotate-api-key', 'my-shop', '--expire-old-in', '3d'], env);
     expect(badExpiry.code).toBe(2);
+  });
+
+  it('app webhook-secret prints the secret that signs room webhooks; a rotation by the CLI reaches the running server', async () => {
+    const rx = await new Receiver().start();
+    try {
+      const first = await cli(['app', 'webhook-secret', 'default', '--json'], env);
+      expect(first.code).toBe(0);
+      const secret = JSON.parse(first.stdout);
+      expect(secret).toEqual({ id: 'default', webhookSecret: expect.stringMatching(/^whsec_/), previousSecretExpiresAt: null });
+      // Asked again: the same secret (it is made once).
+      expect(JSON.parse((await cli(['app', 'webhook-secret', 'default', '--json'], env)).stdout).webhookSecret).toBe(secret.webhookSecret);
+      const admin = { 'IM-API-KEY': apiKey, 'Content-Type': 'application/json' };
+      const room = await fetch(`${server.base}/rooms`, { method: 'POST', headers: admin, body: JSON.stringify({ _id: 'hooked', members: ['u1'], webhook: rx.url('/room') }) });
+      expect(room.status, await room.text()).toBe(200);
+      const send = async (text: string) => {
+        const res = await fetch(`${server.base}/messages`, { method: 'POST', headers: admin, body: JSON.stringify({ room: 'hooked', sender: 'u1', messageType: 'text', message: text }) });
+        expect(res.status, await res.text()).toBe(200);
+      };
+      await send('one');
+      await rx.waitFor((r) => r.length === 1);
+      expect(verifySignature(secret.webhookSecret, rx.requests[0]!)).toBe(true);
+
+      const rotated = JSON.parse((await cli(['app', 'webhook-secret', 'default', '--rotate', '--json'], env)).stdout);
+      expect(rotated.webhookSecret).not.toBe(secret.webhookSecret);
+      expect(Date.parse(rotated.previousSecretExpiresAt) - Date.now()).toBeGreaterThan(23 * 3_600_000);
+      // The server reads secrets again at most a second after they change in another process.
+      await new Promise((r) => setTimeout(r, 1_100));
+      await send('two');
+      await rx.waitFor((r) => r.length === 2);
+      expect(verifySignature(rotated.webhookSecret, rx.requests[1]!)).toBe(true);
+      expect(verifySignature(secret.webhookSecret, rx.requests[1]!)).toBe(true);
+      expect(first.stdout + rotated.webhookSecret).not.toContain('undefined');
+      expect(server.out()).not.toContain(secret.webhookSecret);
+    } finally {
+      await rx.close();
+    }
   });
 
   it('a restart does not print keys again, keeps the data, and SIGTERM shuts down cleanly', async () => {

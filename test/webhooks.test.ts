@@ -275,6 +275,23 @@ describe.each(DIALECTS)('webhooks (%s)', (dialect) => {
     }
   });
 
+  it('a redirect is not followed, a receiver that does not answer in time is given up on, a huge answer is cut', async () => {
+    await t.close();
+    t = await startTestServer(dialect, { webhookAllowPrivateNetworks: true, webhookTimeoutMs: 300 });
+    rx.answer = (r) =>
+      r.path === '/moved' ? { status: 302, body: '' } : r.path === '/slow' ? { hang: true } : r.path === '/huge' ? { body: 'x'.repeat(5_000_000) } : {};
+    // A 302's Location would point here: it must never be asked.
+    const moved = await addEndpoint(t, rx.url('/moved'), ['user.created']);
+    const slow = await addEndpoint(t, rx.url('/slow'), ['user.created']);
+    const huge = await addEndpoint(t, rx.url('/huge'), ['user.created']);
+    await createUser(t, 'x');
+    const one = async (id: string) => (await t.request({ method: 'GET', url: `/admin/webhooks/deliveries?endpoint=${id}`, headers: A(t) })).body.result.data[0];
+    await expect.poll(() => one(moved.id)).toMatchObject({ status: 'pending', attempts: 1, lastStatusCode: 302, lastError: 'answered 302' });
+    await expect.poll(() => one(slow.id)).toMatchObject({ status: 'pending', attempts: 1, lastStatusCode: null, lastError: 'no answer within 300 ms' });
+    await expect.poll(() => one(huge.id)).toMatchObject({ status: 'delivered', attempts: 1, lastStatusCode: 200 });
+    expect(rx.requests.map((r) => r.path).sort()).toEqual(['/huge', '/moved', '/slow']);
+  });
+
   it('/metrics counts webhook attempts and shows the backlog', async () => {
     await t.close();
     t = await startTestServer(dialect, { webhookAllowPrivateNetworks: true, metricsToken: 'metrics-token-0123456789' });
