@@ -46,12 +46,7 @@ export class AppendRepo {
     // Each room's last message of the batch, and how many the batch sends it.
     const perRoom = new Map<string, { last: MessageRow; n: number }>();
     for (const r of rows) perRoom.set(r.room_id, { last: r, n: (perRoom.get(r.room_id)?.n ?? 0) + 1 });
-    if (this.dialect === 'postgres') {
-      const call = postgresCall(appId, rows, perRoom, reads, now);
-      if (events.length === 0) return [call];
-      const column = <K extends keyof WebhookEventsTable>(k: K) => events.map((e) => e[k]);
-      return [call, { sql: POSTGRES_EVENTS_INSERT, params: EVENT_COLUMNS.map(column) }];
-    }
+    if (this.dialect === 'postgres') return [postgresCall(appId, rows, perRoom, reads, now, events)];
     for (const part of chunks(events)) {
       out.push(this.statement('events', part.length, () => eventsShape(part.length), part.flatMap((e) => EVENT_COLUMNS.map((c) => e[c]))));
     }
@@ -90,9 +85,10 @@ export class AppendRepo {
 
 /**
  * On PostgreSQL the whole batch is one call of `imkit_append_batch` (migration 0010), the same statements in a
- * function, each list passed as an array: one round trip and one prepared statement whatever the batch holds.
+ * function, each list passed as an array: one round trip and one prepared statement whatever the batch holds. With
+ * outbox rows, `imkit_append_batch_events` (migration 0016) calls it and inserts them.
  */
-function postgresCall(appId: string, rows: MessageRow[], perRoom: Map<string, { last: MessageRow; n: number }>, reads: SenderRead[], now: number): PlannedStatement {
+function postgresCall(appId: string, rows: MessageRow[], perRoom: Map<string, { last: MessageRow; n: number }>, reads: SenderRead[], now: number, events: WebhookEventsTable[]): PlannedStatement {
   const rooms = [...perRoom.entries()];
   const column = <K extends keyof MessageRow>(k: K) => rows.map((r) => r[k]);
   const params = [
@@ -103,12 +99,10 @@ function postgresCall(appId: string, rows: MessageRow[], perRoom: Map<string, { 
     rooms.map(([id]) => id), rooms.map(([, p]) => p.n),
     reads.map((r) => r.roomId), reads.map((r) => r.userId), reads.map((r) => r.messageId), reads.map((r) => r.badge),
   ];
-  return { sql: `select imkit_append_batch(${params.map((_, i) => `$${i + 1}`).join(', ')})`, params };
+  if (events.length) params.push(events.map((e) => e.id), events.map((e) => e.type), events.map((e) => e.room_id), events.map((e) => e.data), events.map((e) => e.created_at));
+  const fn = events.length ? 'imkit_append_batch_events' : 'imkit_append_batch';
+  return { sql: `select ${fn}(${params.map((_, i) => `$${i + 1}`).join(', ')})`, params };
 }
-
-/** The outbox rows of a batch on PostgreSQL: one statement whatever their number, each column as an array. */
-const POSTGRES_EVENTS_INSERT = `insert into webhook_events (${EVENT_COLUMNS.join(', ')})
-  select * from unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::text[], $6::varchar[], $7::bigint[])`;
 
 /** One statement of a batch: SQL text (one of few shapes) and its parameters. */
 export interface PlannedStatement {

@@ -436,6 +436,30 @@ const migrations: Record<string, Migration> = {
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
 const postgresOnly: Record<string, Migration> = {
+  '0016_append_batch_events': {
+    async up(db: Kysely<any>) {
+      // A batch whose messages someone subscribes to (webhooks) also writes their outbox rows: the same one call,
+      // so it stays one statement and one round trip (store/append-repo.ts), instead of begin, two statements and
+      // commit.
+      await sql`create or replace function imkit_append_batch_events(
+          p_app text, p_now bigint,
+          m_id text[], m_room text[], m_sender text[], m_type text[], m_message text[], m_fields text[], m_reply text[],
+          m_pinned integer[], m_edited bigint[], m_time bigint[], m_created bigint[], m_updated bigint[],
+          r_room text[], r_last text[], r_at bigint[], r_n integer[],
+          b_room text[], b_n integer[],
+          s_room text[], s_user text[], s_message text[], s_badge integer[],
+          e_id text[], e_type text[], e_room text[], e_data text[], e_created bigint[]
+        ) returns void language plpgsql as $$
+        begin
+          perform imkit_append_batch(p_app, p_now, m_id, m_room, m_sender, m_type, m_message, m_fields, m_reply,
+            m_pinned, m_edited, m_time, m_created, m_updated, r_room, r_last, r_at, r_n, b_room, b_n,
+            s_room, s_user, s_message, s_badge);
+          insert into webhook_events (id, app_id, type, room_id, data, state, created_at)
+            select v.id, p_app, v.typ, v.room, v.data, 'new', v.created
+            from unnest(e_id, e_type, e_room, e_data, e_created) as v(id, typ, room, data, created);
+        end $$`.execute(db);
+    },
+  },
   '0007_credential_notify': {
     async up(db: Kysely<any>) {
       // Every statement that changes a credential table announces itself on CREDENTIALS_CHANNEL. NOTIFY is
