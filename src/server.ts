@@ -123,6 +123,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     config,
     payloads: new PayloadRenderer(store.db, services.chat.render, services.rooms),
     outbox: services.chat.outbox,
+    runBatch: (statements) => store.runBatch(statements),
     bot: {
       setBotState: async (appId, roomId, state) => void (await services.rooms.setBotState(receiverOf(appId), roomId, state)),
       post: async (appId, roomId, senderId, data) => void (await services.messages.botReply(appId, roomId, senderId, data)),

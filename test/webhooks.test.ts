@@ -9,7 +9,9 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { defaultConfig, type Config } from '../src/config.js';
 import { ManualClock } from '../src/lib/clock.js';
 import { createServer, type ImkitServer } from '../src/server.js';
+import { Webhook } from 'standardwebhooks';
 import { WEBHOOK_EVENT_TYPES } from '../src/webhooks/outbox.js';
+import { newWebhookSecret, signatureHeader } from '../src/webhooks/signing.js';
 import { createUser, DIALECTS, isolatedStore, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
 import { Receiver, verifySignature } from './webhook-receiver.js';
@@ -508,3 +510,18 @@ async function freePort(): Promise<number> {
     });
   });
 }
+
+describe('the signature header', () => {
+  it('verifies with the standardwebhooks package, with either secret during a rotation, and not with another', () => {
+    const [a, b, other] = [newWebhookSecret(), newWebhookSecret(), newWebhookSecret()];
+    const ts = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({ id: 'evt_1', type: 'message.created', data: { message: 'héllo ✓' } });
+    const header = signatureHeader([a, b], 'evt_1', ts, body);
+    expect(header.split(' ')).toHaveLength(2);
+    const headers = { 'webhook-id': 'evt_1', 'webhook-timestamp': String(ts), 'webhook-signature': header };
+    for (const s of [a, b]) expect(new Webhook(s).verify(body, headers)).toEqual(JSON.parse(body));
+    expect(() => new Webhook(other).verify(body, headers)).toThrow();
+    expect(() => new Webhook(a).verify(body + ' ', headers)).toThrow();
+    expect(verifySignature(a, { headers, body })).toBe(true);
+  });
+});

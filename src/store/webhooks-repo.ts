@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { PlannedStatement } from './append-repo.js';
 import type {
   AppWebhookSecretsTable,
   Database,
@@ -12,6 +13,8 @@ export type EndpointRow = WebhookEndpointsTable;
 export type AppSecretRow = AppWebhookSecretsTable;
 export type OutboxRow = WebhookEventsTable;
 export type DeliveryRow = WebhookDeliveriesTable;
+/** What an attempt's outcome changes in its delivery. */
+export type FinishPatch = Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>;
 
 export interface DeliveryFilter {
   endpointId?: string;
@@ -21,6 +24,20 @@ export interface DeliveryFilter {
   before?: string;
   limit: number;
 }
+
+const DELIVERY_COLUMNS = [
+  'id', 'app_id', 'event_id', 'event_type', 'kind', 'endpoint_id', 'room_id', 'target', 'payload', 'status', 'attempts', 'next_attempt_at',
+  'last_status', 'last_error', 'claimed_by', 'claimed_at', 'created_at', 'updated_at',
+] as const satisfies ReadonlyArray<keyof DeliveryRow>;
+
+/** The one-row statements of a dispatcher round on SQLite (planRound). */
+const ROUND_SQL = {
+  finish: `update webhook_deliveries set status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?,
+    claimed_by = null, claimed_at = null where id = ? and status = 'sending' and claimed_by = ?`,
+  insert: `insert into webhook_deliveries (${DELIVERY_COLUMNS.join(', ')}) values (${DELIVERY_COLUMNS.map(() => '?').join(', ')}) on conflict (id) do nothing`,
+  removeEvent: 'delete from webhook_events where id = ?',
+  claim: `update webhook_deliveries set status = 'sending', claimed_by = ?, claimed_at = ? where id = ? and status = 'pending'`,
+};
 
 /** Endpoints, the application's webhook secret, the outbox and the delivery log (docs/webhooks.md). */
 export class WebhooksRepo {
@@ -66,6 +83,8 @@ export class WebhooksRepo {
 
   /** Stores the row unless the application has one already; answers the stored row. */
   async ensureAppSecret(row: AppSecretRow): Promise<AppSecretRow> {
+    const existing = await this.appSecret(row.app_id);
+    if (existing) return existing;
     await this.db.insertInto('app_webhook_secrets').values(row).onConflict((oc) => oc.column('app_id').doNothing()).execute();
     return (await this.appSecret(row.app_id))!;
   }
@@ -143,7 +162,7 @@ export class WebhooksRepo {
   }
 
   /** Records an attempt's outcome, only while this worker still holds the claim. */
-  async finish(id: string, worker: string, patch: Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>): Promise<void> {
+  async finish(id: string, worker: string, patch: FinishPatch): Promise<void> {
     await this.db
       .updateTable('webhook_deliveries')
       .set({ ...patch, claimed_by: null, claimed_at: null })
@@ -151,6 +170,22 @@ export class WebhooksRepo {
       .where('status', '=', 'sending')
       .where('claimed_by', '=', worker)
       .execute();
+  }
+
+  /**
+   * A dispatcher round's writes as statements of one row each (a few fixed shapes, prepared once), for the SQLite
+   * writer thread (Store.runBatch): outcomes of finished attempts, new deliveries, events leaving the outbox, and
+   * claims. On SQLite one server owns the file, so every claim of a pending delivery succeeds.
+   */
+  planRound(r: { finished: Array<{ id: string; patch: FinishPatch }>; fresh: DeliveryRow[]; eventIds: string[]; claimIds: string[]; worker: string; now: number }): PlannedStatement[] {
+    // Written as SQL text once (SQLite placeholders), not built with Kysely per row: building and compiling a
+    // query costs more than running it, and a busy round has thousands of rows.
+    const out: PlannedStatement[] = [];
+    for (const { id, patch: p } of r.finished) out.push({ sql: ROUND_SQL.finish, params: [p.status, p.attempts, p.next_attempt_at, p.last_status, p.last_error, p.updated_at, id, r.worker] });
+    for (const row of r.fresh) out.push({ sql: ROUND_SQL.insert, params: DELIVERY_COLUMNS.map((c) => row[c]) });
+    for (const id of r.eventIds) out.push({ sql: ROUND_SQL.removeEvent, params: [id] });
+    for (const id of r.claimIds) out.push({ sql: ROUND_SQL.claim, params: [r.worker, r.now, id] });
+    return out;
   }
 
   /** Marks a worker's claims as still held (PostgreSQL, where other processes release stale ones). */

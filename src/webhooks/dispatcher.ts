@@ -9,7 +9,8 @@ import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
-import { type AppSecretRow, type DeliveryRow, type EndpointRow, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
+import type { PlannedStatement } from '../store/append-repo.js';
+import { type AppSecretRow, type DeliveryRow, type EndpointRow, type FinishPatch, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from './outbox.js';
 import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
 import type { PayloadRenderer } from './payloads.js';
@@ -49,6 +50,11 @@ export interface DispatcherOptions {
   onAttempt?: (outcome: AttemptOutcome) => void;
   /** How often the queue is looked at when nothing woke the dispatcher (retries due, other processes' events). */
   pollMs?: number;
+  /**
+   * SQLite: runs a round's writes away from the event loop (Store.runBatch: the writer thread). A write on the
+   * event loop's connection waits for the thread's commits (busy_timeout) and blocks the loop meanwhile.
+   */
+  runBatch?: (statements: PlannedStatement[]) => Promise<void>;
 }
 
 /** The most of a receiver's answer that is read (a room webhook's reply must fit). */
@@ -61,10 +67,11 @@ const CLAIM_MARGIN_MS = 5_000;
 const MIN_ROUND_MS = 20;
 /** Claimed deliveries a target may hold, as a multiple of its concurrency, and this process in all. */
 const QUEUE_FACTOR = 16;
+const DUE_EVERY_MS = 100;
 const MAX_QUEUED = 4_096;
 const CACHE_MS = 1_000;
 
-type FinishPatch = Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>;
+
 /** How long finished deliveries stay in the log (GET /admin/webhooks/deliveries), and how often it is pruned. */
 export const DELIVERY_LOG_DAYS = 30;
 const PRUNE_EVERY_MS = 3_600_000;
@@ -108,9 +115,11 @@ export class WebhookDispatcher {
   private readonly queued = new Map<string, DeliveryRow[]>();
   private queuedCount = 0;
   private readonly attempts = new Set<Promise<void>>();
+  private agents = createAgents();
   /** Outcomes of finished attempts, written by the next round. */
   private finished: Array<{ id: string; patch: FinishPatch }> = [];
   private lastRound = -Infinity;
+  private dueAt = -Infinity;
   private prunedAt = 0;
   private releasedAt = 0;
   private graceMs = 2_000;
@@ -126,6 +135,7 @@ export class WebhookDispatcher {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.agents = createAgents();
     // Every committed change announces itself on the bus after its transaction: the outbox rows it wrote are
     // visible by then. Changes that wrote none do not wake the dispatcher.
     this.offBus = this.o.bus.on((e) => {
@@ -142,6 +152,8 @@ export class WebhookDispatcher {
     this.wake();
     await this.loop;
     await this.repo.release({ worker: this.id }).catch(() => undefined);
+    this.agents.http.destroy();
+    this.agents.https.destroy();
   }
 
   wake(): void {
@@ -231,7 +243,14 @@ export class WebhookDispatcher {
       const perTarget = this.o.config.webhookConcurrency * QUEUE_FACTOR;
       const held = (target: string) => (this.perTarget.get(target) ?? 0) + (this.queued.get(target)?.length ?? 0);
       const saturated = [...new Set([...this.perTarget.keys(), ...this.queued.keys()])].filter((k) => held(k) >= perTarget);
-      const due = await this.repo.due(now, 500, saturated);
+      // The query walks the due rows of the targets it leaves out before it finds others: under load (a backlog,
+      // deliveries waiting in memory) it runs at most every DUE_EVERY_MS, and new deliveries reach the queues from
+      // memory in between.
+      let due: DeliveryRow[] = [];
+      if (this.queuedCount === 0 || performance.now() - this.dueAt >= DUE_EVERY_MS) {
+        this.dueAt = performance.now();
+        due = await this.repo.due(now, 500, saturated);
+      }
       const reserved = new Map<string, number>();
       for (const r of [...due, ...fresh.filter((f) => f.status === 'pending')]) {
         if (this.queuedCount + picked.length >= MAX_QUEUED) break;
@@ -247,8 +266,11 @@ export class WebhookDispatcher {
     if (events.length === 0 && finished.length === 0 && picked.length === 0 && !renew) return 0;
     let claimed: Set<string>;
     try {
-      // Rendering read the store outside the transaction (on SQLite a transaction holds the one connection).
-      claimed = await this.o.db.transaction().execute(async (trx) => {
+      if (this.o.dialect === 'sqlite' && this.o.runBatch) {
+        await this.o.runBatch(this.repo.planRound({ finished, fresh, eventIds: events.map((e) => e.id), claimIds: picked.map((r) => r.id), worker: this.id, now }));
+        claimed = new Set(picked.map((r) => r.id));
+      } else claimed = await this.o.db.transaction().execute(async (trx) => {
+        // Rendering read the store outside the transaction (on SQLite a transaction holds the one connection).
         const repo = new WebhooksRepo(trx);
         for (const f of finished) await repo.finish(f.id, this.id, f.patch);
         if (renew) await repo.renewClaims(this.id, now);
@@ -357,10 +379,12 @@ export class WebhookDispatcher {
     const q = this.queued.get(target);
     if (!q) return;
     const cap = this.o.config.webhookConcurrency;
+    // Rooms passed over in this walk: their later deliveries wait too.
+    const skipped = new Set<string>();
     for (let i = 0; i < q.length && (this.perTarget.get(target) ?? 0) < cap && this.inFlight < MAX_IN_FLIGHT; ) {
       const r = q[i]!;
-      const blocked = r.room_id !== null && (this.busyRooms.has(`${target}\u0000${r.room_id}`) || q.slice(0, i).some((x) => x.room_id === r.room_id));
-      if (blocked) {
+      if (r.room_id !== null && (skipped.has(r.room_id) || this.busyRooms.has(`${target}\u0000${r.room_id}`))) {
+        skipped.add(r.room_id);
         i++;
         continue;
       }
@@ -435,7 +459,7 @@ export class WebhookDispatcher {
     };
     let res: { status: number; body: Buffer };
     try {
-      res = await post(vetted, r.payload, headers, this.o.config.webhookTimeoutMs);
+      res = await post(vetted, r.payload, headers, this.o.config.webhookTimeoutMs, this.agents);
     } catch (err) {
       return this.retryOrFail(r, attempts, finish, null, (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? `no answer within ${this.o.config.webhookTimeoutMs} ms` : describeNetworkError(err));
     }
@@ -521,17 +545,51 @@ function targetKey(r: Pick<DeliveryRow, 'endpoint_id' | 'target'>): string {
 }
 
 /**
+ * Connections are kept open between requests to a receiver (a new TCP, and for https TLS, connection per delivery
+ * cost more than the request). A kept connection was opened to an address the guard vetted. No limit on sockets
+ * here: the dispatcher limits requests per target itself, and a request waiting in an agent's queue would spend its
+ * timeout there. Idle connections close after 4 s, before the usual 5 s of servers (Node's keepAliveTimeout), so
+ * a request rarely meets a connection the receiver is closing; one that does is sent again on a new one.
+ */
+export interface Agents {
+  http: http.Agent;
+  https: https.Agent;
+}
+
+export function createAgents(): Agents {
+  const opts = { keepAlive: true, maxFreeSockets: 32, timeout: 4_000, scheduling: 'lifo' as const };
+  return { http: new http.Agent(opts), https: new https.Agent(opts) };
+}
+
+/**
  * One POST to a vetted address: no redirects followed (node:http follows none), the whole exchange bounded by
  * `timeoutMs`, at most MAX_RESPONSE_BYTES of the answer read. node:http rather than fetch: fetch (undici) has no
  * per-request `lookup`, and the connection must go to the address the SSRF guard vetted.
  */
-function post(vetted: VettedUrl, body: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: Buffer }> {
-  const mod = vetted.url.protocol === 'https:' ? https : http;
+async function post(vetted: VettedUrl, body: string, headers: Record<string, string>, timeoutMs: number, agents: Agents): Promise<{ status: number; body: Buffer }> {
   const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    return await postOnce(vetted, body, headers, signal, agents);
+  } catch (err) {
+    // A kept connection the receiver closed at the moment it was reused: once more, on a new connection.
+    if ((err as { reused?: boolean }).reused && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !signal.aborted) return postOnce(vetted, body, headers, signal, agents, true);
+    throw err;
+  }
+}
+
+function postOnce(vetted: VettedUrl, body: string, headers: Record<string, string>, signal: AbortSignal, agents: Agents, fresh = false): Promise<{ status: number; body: Buffer }> {
+  const https_ = vetted.url.protocol === 'https:';
+  const mod = https_ ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(
       vetted.url,
-      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: pinnedLookup(vetted), signal, agent: false },
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        lookup: pinnedLookup(vetted),
+        signal,
+        agent: fresh ? false : https_ ? agents.https : agents.http,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -550,7 +608,7 @@ function post(vetted: VettedUrl, body: string, headers: Record<string, string>, 
         res.on('aborted', () => reject(new Error('the answer was cut off')));
       },
     );
-    req.on('error', (err) => reject(signal.aborted ? signal.reason : err));
+    req.on('error', (err) => reject(signal.aborted ? signal.reason : Object.assign(err, { reused: req.reusedSocket })));
     req.end(body);
   });
 }
