@@ -346,11 +346,17 @@ describe.each(DIALECTS)('webhook retries (%s)', (dialect) => {
     const ep = (await api('POST', '/admin/webhooks', { url: rx.url('/flaky'), events: ['user.created'] })).result;
     const dead = (await api('POST', '/admin/webhooks', { url: rx.url('/dead'), events: ['user.created'] })).result;
     down.add('/dead');
+    // Before the test's clock moves, the outcomes of the attempts sent must be recorded (the next attempt's time is
+    // the outcome's time plus the delay): every delivery waiting, none being sent.
+    const recorded = async (attempts: number[]) =>
+      expect.poll(async () => (await api('GET', '/admin/webhooks/deliveries?limit=100')).result.data.map((d: any) => `${d.status}:${d.attempts}`).sort()).toEqual(attempts.map((a) => `pending:${a}`).sort());
     for (const id of ['a', 'b', 'c']) await api('POST', '/admin/clients', { _id: id });
     await rx.waitFor((r) => r.length === 6);
+    await recorded([1, 1, 1, 1, 1, 1]);
     clock.advance(1_000);
     server.dispatcher.wake();
     await rx.waitFor((r) => r.length === 12);
+    await recorded([2, 2, 2, 2, 2, 2]);
     await server.close();
     server = undefined;
 
@@ -360,6 +366,7 @@ describe.each(DIALECTS)('webhook retries (%s)', (dialect) => {
     clock.advance(10_000);
     server.dispatcher.wake();
     await rx.waitFor((r) => r.length === 18);
+    await expect.poll(async () => (await api('GET', '/admin/webhooks/deliveries?status=pending')).result.data.map((d: any) => d.attempts)).toEqual([3, 3, 3]);
     const flaky = rx.on('/flaky');
     const ok = flaky.slice(-3);
     expect(ok.map((r) => r.json.data.userID).sort()).toEqual(['a', 'b', 'c']);
