@@ -61,16 +61,19 @@ export interface DispatcherOptions {
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** Requests in flight from this node, all targets together. */
 const MAX_IN_FLIGHT = 256;
+/** Events one round turns into deliveries (a full round is followed by another at once). */
 const EVENTS_PER_ROUND = 100;
+/** How long past the timeout an unrenewed claim is kept (PostgreSQL) before another process may take it. */
 const CLAIM_MARGIN_MS = 5_000;
-/** Least time between two rounds, and how long endpoints and secrets read for signing may be reused. */
+/** Least time between two rounds (real time). */
 const MIN_ROUND_MS = 20;
 /** Claimed deliveries a target may hold, as a multiple of its concurrency, and this process in all. */
 const QUEUE_FACTOR = 16;
-const DUE_EVERY_MS = 100;
 const MAX_QUEUED = 4_096;
+/** Least time between two reads of the due deliveries while deliveries wait in memory. */
+const DUE_EVERY_MS = 100;
+/** How long endpoints and the application's secret read for signing may be reused. */
 const CACHE_MS = 1_000;
-
 
 /** How long finished deliveries stay in the log (GET /admin/webhooks/deliveries), and how often it is pruned. */
 export const DELIVERY_LOG_DAYS = 30;
@@ -88,9 +91,8 @@ const USER_AGENT = 'imkit-server-webhooks/1';
  *    one; anything else, a timeout or a refused connection schedules the next attempt by the retry schedule;
  *    after the last, it is `failed`. A target whose address is not allowed (DNS rebinding) is `refused`, never
  *    sent. A claim left by a process that died goes back to the queue (at start on SQLite, where only one
- *    server runs; on PostgreSQL once it is older than the timeout and 5 s), so a delivery pending at a crash is
- *    sent after the restart:
- *    at-least-once, with the event id in `webhook-id` for receivers to drop duplicates.
+ *    server runs; on PostgreSQL once unrenewed for the timeout and 5 s), so a delivery pending at a crash is sent
+ *    after the restart: at-least-once, with the event id in `webhook-id` for receivers to drop duplicates.
  * 3. **Order.** At most `webhookConcurrency` requests per target at once, and per target and room one at a time,
  *    in event order, so a healthy receiver sees a room's events in order. A delivery that fails steps aside: the
  *    room's later events go on while it waits for its retry (docs/webhooks.md says why).
@@ -125,7 +127,7 @@ export class WebhookDispatcher {
   private graceMs = 2_000;
   private readonly endpointCache = new Map<string, { rows: EndpointRow[]; at: number }>();
   private readonly appSecrets = new Map<string, { row: AppSecretRow; at: number }>();
-  /** Ids of the last deliveries finished, for tests and monitoring. */
+  /** What this dispatcher did since it was made, for tests and the bench. */
   readonly stats = { fannedOut: 0, delivered: 0, retried: 0, failed: 0, refused: 0 };
 
   constructor(private readonly o: DispatcherOptions) {
