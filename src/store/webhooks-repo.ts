@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { PlannedStatement } from './append-repo.js';
 import type {
   AppWebhookSecretsTable,
@@ -186,6 +186,22 @@ export class WebhooksRepo {
     for (const id of r.eventIds) out.push({ sql: ROUND_SQL.removeEvent, params: [id] });
     for (const id of r.claimIds) out.push({ sql: ROUND_SQL.claim, params: [r.worker, r.now, id] });
     return out;
+  }
+
+  /**
+   * Records many outcomes in one statement (PostgreSQL: the lists travel as arrays), each only while `worker`
+   * still holds the claim: one round trip whatever their number.
+   */
+  async finishMany(worker: string, items: Array<{ id: string; patch: FinishPatch }>): Promise<void> {
+    if (items.length === 0) return;
+    const col = <K extends keyof FinishPatch>(k: K) => items.map((i) => i.patch[k]);
+    await sql`update webhook_deliveries d
+      set status = v.status, attempts = v.attempts, next_attempt_at = v.next_at, last_status = v.last_status, last_error = v.last_error,
+        updated_at = v.updated_at, claimed_by = null, claimed_at = null
+      from unnest(${items.map((i) => i.id)}::text[], ${col('status')}::text[], ${col('attempts')}::integer[], ${col('next_attempt_at')}::bigint[],
+        ${col('last_status')}::integer[], ${col('last_error')}::text[], ${col('updated_at')}::bigint[])
+        as v(id, status, attempts, next_at, last_status, last_error, updated_at)
+      where d.id = v.id and d.status = 'sending' and d.claimed_by = ${worker}`.execute(this.db);
   }
 
   /** Marks a worker's claims as still held (PostgreSQL, where other processes release stale ones). */

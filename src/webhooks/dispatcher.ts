@@ -274,7 +274,8 @@ export class WebhookDispatcher {
       } else claimed = await this.o.db.transaction().execute(async (trx) => {
         // Rendering read the store outside the transaction (on SQLite a transaction holds the one connection).
         const repo = new WebhooksRepo(trx);
-        for (const f of finished) await repo.finish(f.id, this.id, f.patch);
+        if (this.o.dialect === 'postgres') await repo.finishMany(this.id, finished);
+        else for (const f of finished) await repo.finish(f.id, this.id, f.patch);
         if (renew) await repo.renewClaims(this.id, now);
         await repo.insertDeliveries(fresh);
         await repo.removeEvents(events.map((e) => e.id));
