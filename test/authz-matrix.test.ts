@@ -18,6 +18,7 @@ import {
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
 import { Receiver } from './webhook-receiver.js';
+import { SCOPES } from '../src/auth/scopes.js';
 
 /**
  * The object-level authorization matrix of issue #15: every route of the route table and every client event the
@@ -461,6 +462,52 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
     if (failures.length) console.log(`authorization matrix (${dialect}): ${failures.length} rows differ\n${failures.join('\n')}`);
     await fx.t?.close();
     await fx.rx?.close();
+  });
+
+  /**
+   * Scoped API keys (issue #20): a key holding one scope passes exactly the routes that declare that scope, and
+   * gets there what the unscoped key gets; every other route answers 403 INSUFFICIENT_PERMISSIONS before
+   * anything is looked up. Every non-public route declares a known scope.
+   */
+  it('each scope allows exactly the routes that declare it', async () => {
+    const app = await fx.t.server.services.apps.resolve(fx.t.appId);
+    const keys = new Map<string, string>();
+    for (const s of SCOPES) keys.set(s, (await fx.t.server.services.apps.createApiKey(app, { scopes: [s], name: `only ${s}` })).apiKey as string);
+    const rows: string[] = [];
+    const allowedPerScope = new Map<string, number>();
+    for (const route of fx.t.server.routes) {
+      const key = `${route.method} ${route.url}`;
+      if (route.auth === 'public') {
+        if (route.scope !== undefined) rows.push(`${key}: a public route declares a scope`);
+        continue;
+      }
+      if (route.scope === undefined || !(SCOPES as readonly string[]).includes(route.scope)) {
+        rows.push(`${key}: declares no known scope (${String(route.scope)})`);
+        continue;
+      }
+      const spec = HTTP_MATRIX[key]![0]!;
+      const kind: Kind = route.auth === 'user' ? 'apiKeyAs' : 'apiKey';
+      const build = REQUESTS[key]![spec.name]!;
+      for (const s of SCOPES) {
+        const mine = s === route.scope;
+        const req = await build(fx, kind, 'own', mine);
+        const headers = { 'IM-API-KEY': keys.get(s)!, ...(route.auth === 'user' ? { 'IM-CLIENT-ID': 'extra' } : {}), ...req.headers };
+        const res = await fx.t.request({ method: route.method, url: req.url, headers, body: req.body });
+        if (!mine) {
+          if (res.status !== 403 || res.body?.error !== 'INSUFFICIENT_PERMISSIONS' || res.body?.message !== 'API key does not have permission for this operation') {
+            rows.push(`${key} with only ${s}: expected 403 INSUFFICIENT_PERMISSIONS, got ${describeAnswer(res.status, res.body)}`);
+          }
+          continue;
+        }
+        allowedPerScope.set(s, (allowedPerScope.get(s) ?? 0) + 1);
+        const want = expectedAnswer(route.auth as 'admin', spec, kind, 'own');
+        const ok = want === 'allow' ? res.status >= 200 && res.status < 300 : want !== 'skip' && res.body?.error === want;
+        if (!ok) rows.push(`${key} with its scope ${s}: expected ${want}, got ${describeAnswer(res.status, res.body)}`);
+      }
+    }
+    expect(rows).toEqual([]);
+    // Every scope but those of routes to come (push, audit) opens at least one route.
+    expect(SCOPES.filter((s) => !allowedPerScope.has(s)).sort()).toEqual(['audit:read', 'push:write']);
   });
 
   it('every route of the route table has an entry in the matrix, and every entry is a route', () => {

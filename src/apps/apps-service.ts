@@ -8,6 +8,9 @@ import { digest } from '../lib/secrets.js';
 import { APP_ID_PATTERN } from '../lib/ids.js';
 import { AppsRepo, type ApiKeyRow, type AppRow } from '../store/apps-repo.js';
 import { isUniqueViolation } from '../store/database.js';
+import { MonitoringRepo } from '../store/monitoring-repo.js';
+import { isScope, SCOPES } from '../auth/scopes.js';
+import { compileAllowlist } from '../lib/client-address.js';
 import type { Database } from '../store/schema.js';
 
 export interface NewApp {
@@ -31,7 +34,7 @@ export interface AppSummary {
   domains: string[];
   rateLimitPerMinute: number | null;
   createdAt: string;
-  apiKeys: Array<{ id: string; last4: string; status: 'live' | 'expiring' | 'expired' | 'revoked'; createdAt: string; expiresAt: string | null; revokedAt: string | null }>;
+  apiKeys: Array<{ id: string; fingerprint: string | null; last4: string; status: 'live' | 'expiring' | 'expired' | 'revoked'; createdAt: string; expiresAt: string | null; revokedAt: string | null }>;
   clientKey: { id: string; last4: string; issued: boolean; createdAt: string } | null;
 }
 
@@ -124,7 +127,7 @@ export class AppsService {
         if (expireOldInMs === 0) await repo.updateApiKey(key.id, { revoked_at: now });
         else if (key.expires_at === null || key.expires_at > until) await repo.updateApiKey(key.id, { expires_at: until });
       }
-      const fresh = await distinctApiKey(repo, app.id, now);
+      const fresh = newApiKey(app.id, now);
       await repo.insertApiKey(fresh.row);
       return { apiKey: fresh.secret, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
     });
@@ -132,16 +135,68 @@ export class AppsService {
     return rotated;
   }
 
-  /** Revokes the unrevoked key ending in `keyLast4` (or with that key id, as `app list` shows it). */
-  async revokeApiKey(app: AppRow, keyLast4: string): Promise<{ id: string; last4: string; revokedAt: string }> {
+  /**
+   * Revokes the live key with this fingerprint (the first 10 hex characters of its SHA-256 digest, as lists show
+   * it), this key id, or ending in these last 4 characters when only one live key does.
+   */
+  async revokeApiKey(app: AppRow, which: string): Promise<{ id: string; fingerprint: string | null; last4: string; revokedAt: string }> {
     const now = this.clock.now();
-    const matches = (await this.repo.listApiKeys(app.id)).filter((k) => (k.last4 === keyLast4 || k.id === keyLast4) && apiKeyIsLive(k, now));
-    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No live API key ending in ${keyLast4} in application ${app.id}`);
-    if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several API keys end in ${keyLast4}; rotate instead`);
+    const live = (await this.repo.listApiKeys(app.id)).filter((k) => apiKeyIsLive(k, now));
+    const exact = live.filter((k) => k.fingerprint === which || k.id === which);
+    const matches = exact.length ? exact : live.filter((k) => k.last4 === which);
+    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No live API key with fingerprint, id or last 4 characters ${which} in application ${app.id}`);
+    if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several live API keys end in ${which}; name the key by its fingerprint (app list-api-keys shows it)`);
     const key = matches[0]!;
     await this.repo.updateApiKey(key.id, { revoked_at: now });
     this.changed(app.id);
-    return { id: key.id, last4: key.last4, revokedAt: iso(now) };
+    return { id: key.id, fingerprint: key.fingerprint, last4: key.last4, revokedAt: iso(now) };
+  }
+
+  /**
+   * `app create-api-key`: a new key besides the others, optionally limited (scopes, an address allowlist, an
+   * expiry, a per-minute limit, a name); the secret is in this answer only.
+   */
+  async createApiKey(app: AppRow, input: { name?: string; scopes?: string[]; allowIps?: string[]; expiresInMs?: number; rateLimitPerMinute?: number }): Promise<Record<string, unknown>> {
+    const now = this.clock.now();
+    if (input.name !== undefined && (input.name.length === 0 || input.name.length > 100)) throw invalidRequest('Invalid field name: 1-100 characters', { field: 'name' });
+    const scopes = input.scopes === undefined ? undefined : [...new Set(input.scopes)];
+    const unknown = scopes?.filter((s) => !isScope(s)) ?? [];
+    if (unknown.length) throw invalidRequest(`Invalid field scopes: unknown ${unknown.map((s) => JSON.stringify(s)).join(', ')}; the scopes are ${SCOPES.join(', ')}`, { field: 'scopes' });
+    if (scopes !== undefined && scopes.length === 0) throw invalidRequest('Invalid field scopes: give at least one scope (a key without scopes has full permissions)', { field: 'scopes' });
+    const allowIps = input.allowIps === undefined ? undefined : [...new Set(input.allowIps.map((a) => a.trim()))];
+    if (allowIps !== undefined) {
+      if (allowIps.length === 0 || allowIps.length > 100) throw invalidRequest('Invalid field allowIps: 1-100 addresses or CIDRs', { field: 'allowIps' });
+      for (const a of allowIps) {
+        try {
+          compileAllowlist([a]);
+        } catch {
+          throw invalidRequest(`Invalid field allowIps: ${JSON.stringify(a)} is not an IP address or CIDR (203.0.113.0/24, 2001:db8::/32)`, { field: 'allowIps' });
+        }
+      }
+    }
+    if (input.expiresInMs !== undefined && input.expiresInMs <= 0) throw invalidRequest('Invalid field expiresIn: must be a positive duration', { field: 'expiresIn' });
+    if (input.rateLimitPerMinute !== undefined && (!Number.isInteger(input.rateLimitPerMinute) || input.rateLimitPerMinute < 1 || input.rateLimitPerMinute > 10_000_000)) {
+      throw invalidRequest('Invalid field rateLimitPerMinute: a whole number from 1 to 10000000', { field: 'rateLimitPerMinute' });
+    }
+    const fresh = newApiKey(app.id, now, {
+      name: input.name,
+      scopes,
+      allowIps,
+      expiresAt: input.expiresInMs === undefined ? undefined : now + input.expiresInMs,
+      rateLimitPerMinute: input.rateLimitPerMinute,
+    });
+    await this.repo.insertApiKey(fresh.row);
+    this.changed(app.id);
+    return { apiKey: fresh.secret, ...renderKey(fresh.row, now, undefined) };
+  }
+
+  /** `app list-api-keys`: every key of the application (never a secret), with its limits and last use. */
+  async listApiKeys(app: AppRow): Promise<Array<Record<string, unknown>>> {
+    const now = this.clock.now();
+    const keys = await this.repo.listApiKeys(app.id);
+    const { last } = await new MonitoringRepo(this.db).usageOf(app.id, now);
+    const lastByKey = new Map(last.map((u) => [u.key_id, u]));
+    return keys.map((k) => renderKey(k, now, lastByKey.get(k.id)));
   }
 
   /** One client key per application: the new one replaces the old at once. */
@@ -230,6 +285,7 @@ export class AppsService {
       createdAt: iso(app.created_at),
       apiKeys: keys.map((k) => ({
         id: k.id,
+        fingerprint: k.fingerprint,
         last4: k.last4,
         status: keyStatus(k, now),
         createdAt: iso(k.created_at),
@@ -241,18 +297,23 @@ export class AppsService {
   }
 }
 
-/**
- * A new API key whose last 4 characters differ from every unrevoked key of the application, so "revoke by last
- * 4" stays unambiguous. The seed's format (Base64 of a padded Base64 text) leaves those 4 characters only 16
- * possible values, so an application holds at most 16 live keys at once.
- */
-async function distinctApiKey(repo: AppsRepo, appId: string, now: number): Promise<ReturnType<typeof newApiKey>> {
-  const used = new Set((await repo.listApiKeys(appId)).filter((k) => apiKeyIsLive(k, now)).map((k) => k.last4));
-  for (let i = 0; i < 200; i++) {
-    const key = newApiKey(appId, now);
-    if (!used.has(key.row.last4)) return key;
-  }
-  throw new AppError('KEY_AMBIGUOUS', 'This application has too many live API keys; revoke some first');
+/** A key as lists show it: never its secret or digest, its fingerprint first. */
+function renderKey(k: ApiKeyRow, now: number, usage: { last_used_at: number; last_address: string } | undefined): Record<string, unknown> {
+  return {
+    id: k.id,
+    fingerprint: k.fingerprint,
+    last4: k.last4,
+    name: k.name,
+    scopes: k.scopes === null ? null : (JSON.parse(k.scopes) as string[]),
+    allowIps: k.allow_ips === null ? null : (JSON.parse(k.allow_ips) as string[]),
+    rateLimitPerMinute: k.rate_limit_per_minute,
+    status: keyStatus(k, now),
+    createdAt: iso(k.created_at),
+    expiresAt: k.expires_at === null ? null : iso(k.expires_at),
+    revokedAt: k.revoked_at === null ? null : iso(k.revoked_at),
+    lastUsedAt: usage ? iso(usage.last_used_at) : null,
+    lastAddress: usage?.last_address ?? null,
+  };
 }
 
 function keyStatus(k: ApiKeyRow, now: number): AppSummary['apiKeys'][number]['status'] {

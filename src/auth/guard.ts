@@ -3,11 +3,13 @@ import { AppError, CREDENTIAL_FAILURE_CODES, CredentialErrors, invalidRequest } 
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import { digest } from '../lib/secrets.js';
-import type { AppRow } from '../store/apps-repo.js';
+import type { ApiKeyRow, AppRow } from '../store/apps-repo.js';
 import type { Store } from '../store/database.js';
 import type { UserTokenRow } from '../store/users-repo.js';
 import { CredentialCache, type CredentialCacheOptions } from './credential-cache.js';
 import { apiKeyIsLive } from './keys.js';
+import { type Scope, scopeAllows } from './scopes.js';
+import { compileAllowlist } from '../lib/client-address.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
 
 /**
@@ -77,11 +79,15 @@ export class Guard {
     await this.credentials.sync();
   }
 
-  async authenticate(input: CredentialInput, mode: AuthMode): Promise<AuthResult> {
+  /**
+   * `scope`: what the route needs of an API key limited to scopes (RouteDef.scope; undefined: only a key without
+   * scopes may call it).
+   */
+  async authenticate(input: CredentialInput, mode: AuthMode, scope?: Scope): Promise<AuthResult> {
     const now = this.clock.now();
     try {
       await this.credentials.sync();
-      return await this.resolve(input, mode, now);
+      return await this.resolve(input, mode, now, scope);
     } catch (err) {
       throw await this.failed(err, input.ip, presentedCredential(input.headers), now);
     }
@@ -138,7 +144,7 @@ export class Guard {
     return err;
   }
 
-  private async resolve(input: CredentialInput, mode: AuthMode, now: number): Promise<AuthResult> {
+  private async resolve(input: CredentialInput, mode: AuthMode, now: number, scope?: Scope): Promise<AuthResult> {
     const h = (name: string) => header(input.headers, name);
     const apiKey = h('im-api-key') ?? h('api_key');
     const asUser = h('im-client-id');
@@ -147,13 +153,20 @@ export class Guard {
       const found = await this.credentials.apiKey(digest(apiKey));
       if (!found || !apiKeyIsLive(found.key, now)) throw CredentialErrors.invalidApiKey();
       const { key, app } = found;
+      const limits = keyLimits(key);
+      // A key bound to addresses is refused from any other before it counts for anything.
+      if (limits.allowIps && !limits.allowIps(input.ip)) {
+        throw new AppError('IP_NOT_ALLOWED', `This API key may not be used from ${input.ip}: it is limited to the addresses of its allowlist (docs/security.md)`);
+      }
       // Counted in memory here, where the key is known; written in batches (src/monitoring/usage.ts).
-      const rate = await this.rates.hit(`api:${key.id}`, app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, MINUTE, now);
+      const rate = await this.rates.hit(`api:${key.id}`, key.rate_limit_per_minute ?? app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, MINUTE, now);
       this.observer.apiKeyUsed?.(app.id, key.id, input.ip, !rate.allowed);
       if (!rate.allowed) {
         this.observer.refused?.('api_key');
         throw CredentialErrors.rateLimited(rate.retryAfter, rate);
       }
+      // The seed's words: a key limited to scopes calling outside them.
+      if (!scopeAllows(limits.scopes, scope)) throw CredentialErrors.insufficientPermissions();
       if (mode === 'user' && !asUser) {
         throw invalidRequest('IM-CLIENT-ID header is required to call a user route with the API key (it names the user to act as)');
       }
@@ -286,4 +299,21 @@ export function hostnameOf(value: string | undefined, isOrigin: boolean): string
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A key's scopes and address allowlist, parsed once per cached row (the credential cache replaces the row object
+ * when the key changes, so a WeakMap keyed by it cannot serve stale limits).
+ */
+const parsedLimits = new WeakMap<ApiKeyRow, { scopes: string[] | null; allowIps: ((ip: string) => boolean) | null }>();
+function keyLimits(key: ApiKeyRow): { scopes: string[] | null; allowIps: ((ip: string) => boolean) | null } {
+  let l = parsedLimits.get(key);
+  if (!l) {
+    l = {
+      scopes: key.scopes === null ? null : (JSON.parse(key.scopes) as string[]),
+      allowIps: key.allow_ips === null ? null : compileAllowlist(JSON.parse(key.allow_ips) as string[]),
+    };
+    parsedLimits.set(key, l);
+  }
+  return l;
 }

@@ -10,17 +10,50 @@ export function newSigningSecret(): string {
   return randomHex(32);
 }
 
-export function newApiKey(appId: string, now: number): { secret: string; row: ApiKeyRow } {
+/** What an API key may be limited to (docs/security.md); absent fields: none of that limit. */
+export interface ApiKeySettings {
+  name?: string;
+  scopes?: string[];
+  allowIps?: string[];
+  expiresAt?: number;
+  rateLimitPerMinute?: number;
+}
+
+export function newApiKey(appId: string, now: number, settings: ApiKeySettings = {}): { secret: string; row: ApiKeyRow } {
   const secret = generateApiKey();
-  return {
-    secret,
-    row: { id: `ak_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), created_at: now, expires_at: null, revoked_at: null },
-  };
+  return { secret, row: apiKeyRow(appId, secret, now, settings) };
 }
 
 /** An API key the operator chose (IMKIT_API_KEY): kept byte for byte, stored as its digest. */
 export function importedApiKey(appId: string, secret: string, now: number): ApiKeyRow {
-  return { id: `ak_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), created_at: now, expires_at: null, revoked_at: null };
+  return apiKeyRow(appId, secret, now, {});
+}
+
+function apiKeyRow(appId: string, secret: string, now: number, s: ApiKeySettings): ApiKeyRow {
+  const d = digest(secret);
+  return {
+    id: `ak_${randomHex(8)}`,
+    app_id: appId,
+    digest: d,
+    last4: last4(secret),
+    fingerprint: fingerprintOf(d),
+    created_at: now,
+    expires_at: s.expiresAt ?? null,
+    revoked_at: null,
+    name: s.name ?? null,
+    scopes: s.scopes ? JSON.stringify(s.scopes) : null,
+    allow_ips: s.allowIps ? JSON.stringify(s.allowIps) : null,
+    rate_limit_per_minute: s.rateLimitPerMinute ?? null,
+  };
+}
+
+/**
+ * A key's short identifier: the first 10 hex characters of its SHA-256 digest. It tells keys apart (the last 4
+ * characters of this key format do not: their Base64 padding leaves 16 values), and whoever holds a key can compute
+ * it (`printf %s "$KEY" | sha256sum | cut -c1-10`) to find it in lists and logs. It reveals nothing usable.
+ */
+export function fingerprintOf(keyDigest: string): string {
+  return keyDigest.slice(0, 10);
 }
 
 export function apiKeyIsLive(row: ApiKeyRow, now: number): boolean {

@@ -16,8 +16,15 @@ export const APP_HELP = `imkit-server app: manage applications on the same data 
         applications, their domains and keys (last 4 characters only)
   app rotate-api-key APP [--expire-old-in 0|1h|24h|7d] [--json]
         add a new API key (printed once); the live old keys stop working after the given time (default 24h; 0 = now)
-  app revoke-api-key APP KEY_LAST4 [--json]
-        revoke the live API key ending in KEY_LAST4 (or with the key id "app list" shows), from the next request on
+  app create-api-key APP [--scope S]... [--allow-ip CIDR]... [--name N] [--expires-in 90d] [--rate-limit N] [--json]
+        add an API key (printed once) beside the others, limited to scopes (users:read, rooms:write, ...;
+        none: full permissions), to addresses (IPv4/IPv6 addresses or CIDRs), to a lifetime and to its own
+        requests per minute (docs/security.md)
+  app list-api-keys APP [--json]
+        the application's API keys: fingerprint, last 4, name, scopes, allowlist, limit, created, expires, last use
+  app revoke-api-key APP KEY [--json]
+        revoke a live API key from the next request on; KEY is its fingerprint (the first 10 hex characters of
+        its SHA-256: printf %s "$KEY" | sha256sum | cut -c1-10), its id, or its last 4 characters if unique
   app rotate-client-key APP [--json]
         replace the client key at once (printed once)
   app webhook-secret APP [--rotate [--expire-old-in 0|1h|24h|7d]] [--json]
@@ -45,6 +52,10 @@ export async function runAppCommand(argv: string[]): Promise<number> {
     'rate-limit-per-minute': { type: 'string' },
     'expire-old-in': { type: 'string' },
     rotate: { type: 'boolean' },
+    scope: { type: 'string', multiple: true },
+    'allow-ip': { type: 'string', multiple: true },
+    'expires-in': { type: 'string' },
+    'rate-limit': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(APP_HELP);
@@ -118,10 +129,45 @@ export async function runAppCommand(argv: string[]): Promise<number> {
       }
       case 'revoke-api-key': {
         const app = await appArg();
-        const last4 = positionals[1];
-        if (!last4) throw new ConfigError('app revoke-api-key needs KEY_LAST4 (the last 4 characters of the key)');
-        const r = await apps.revokeApiKey(app, last4);
-        print({ id: app.id, revoked: r }, `Revoked API key ...${r.last4} of "${app.id}".`);
+        const which = positionals[1];
+        if (!which) throw new ConfigError('app revoke-api-key needs KEY: the key\'s fingerprint (app list-api-keys), id, or last 4 characters');
+        const r = await apps.revokeApiKey(app, which);
+        print({ id: app.id, revoked: r }, `Revoked API key ${r.fingerprint ?? r.id} (...${r.last4}) of "${app.id}".`);
+        return 0;
+      }
+      case 'create-api-key': {
+        const app = await appArg();
+        const rate = values['rate-limit'];
+        if (typeof rate === 'string' && !/^\d+$/.test(rate)) throw new ConfigError('--rate-limit must be a whole number above 0');
+        const expires = values['expires-in'];
+        const expiresInMs = typeof expires === 'string' ? parseDuration(expires) : undefined;
+        if (typeof expires === 'string' && (expiresInMs === undefined || expiresInMs <= 0)) throw new ConfigError('--expires-in must be a duration such as 90d, 12h or 30m');
+        const r = await apps.createApiKey(app, {
+          name: typeof values.name === 'string' ? values.name : undefined,
+          scopes: values.scope as string[] | undefined,
+          allowIps: values['allow-ip'] as string[] | undefined,
+          expiresInMs,
+          rateLimitPerMinute: typeof rate === 'string' ? Number(rate) : undefined,
+        });
+        print(
+          { appId: app.id, ...r },
+          [
+            `New API key for "${app.id}" (fingerprint ${r.fingerprint}): ${r.apiKey}`,
+            `  scopes: ${(r.scopes as string[] | null)?.join(', ') ?? 'all (full permissions)'}`,
+            `  addresses: ${(r.allowIps as string[] | null)?.join(', ') ?? 'any'}`,
+            `  expires: ${r.expiresAt ?? 'never'}; requests per minute: ${r.rateLimitPerMinute ?? 'the application\'s limit'}`,
+            'This key will not be shown again.',
+          ].join('\n'),
+        );
+        return 0;
+      }
+      case 'list-api-keys': {
+        const app = await appArg();
+        const keys = await apps.listApiKeys(app);
+        const text = keys
+          .map((k) => `${k.fingerprint}  ...${k.last4}  ${k.status}  ${k.name ?? ''}  scopes: ${(k.scopes as string[] | null)?.join(',') ?? 'all'}  ips: ${(k.allowIps as string[] | null)?.join(',') ?? 'any'}  created ${k.createdAt}${k.expiresAt ? `  expires ${k.expiresAt}` : ''}  last used ${k.lastUsedAt ?? 'never'}`)
+          .join('\n');
+        print({ id: app.id, apiKeys: keys }, text || 'No API keys.');
         return 0;
       }
       case 'rotate-client-key': {

@@ -128,7 +128,7 @@ export function buildHttp(opts: {
         def.auth === 'public'
           ? undefined
           : async (request: FastifyRequest, reply: FastifyReply) => {
-              const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin');
+              const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin', def.scope);
               request.actor = actor;
               setRateHeaders(reply, rate);
             },

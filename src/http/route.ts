@@ -1,4 +1,5 @@
 import type { Actor, AuthMode } from '../auth/guard.js';
+import type { Scope } from '../auth/scopes.js';
 
 /**
  * A route as this project declares it: who may call it, its JSON schemas (validation and docs from one
@@ -8,6 +9,11 @@ export interface RouteDef {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   url: string;
   auth: AuthMode | 'public';
+  /**
+   * What an API key limited to scopes must hold to call this route (docs/security.md); every non-public route
+   * declares one (a test checks). Unscoped keys, user tokens and public routes are not concerned.
+   */
+  scope?: Scope;
   summary: string;
   /** A one-line curl example for docs/api.md ($BASE, $API_KEY, $CLIENT_KEY, $TOKEN are substituted by the reader). */
   example?: string;

@@ -35,3 +35,12 @@ export function addressResolver(trusted: TrustedProxies): (req: IncomingMessage)
   const trust = trustFunction(trusted);
   return (req) => proxyaddr(req, trust);
 }
+
+/**
+ * An API key's address allowlist (docs/security.md): addresses and CIDRs, IPv4 and IPv6 (an IPv4-mapped IPv6
+ * address matches its IPv4 entry), matched by proxy-addr's compiled matcher. Throws TypeError on a malformed entry.
+ */
+export function compileAllowlist(list: string[]): (ip: string) => boolean {
+  const match = proxyaddr.compile(list);
+  return (ip) => match(ip, 0);
+}

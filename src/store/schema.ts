@@ -24,6 +24,15 @@ export interface ApiKeysTable {
   created_at: Ms;
   expires_at: Ms | null;
   revoked_at: Ms | null;
+  /** The first 10 hex characters of the key's SHA-256 digest: what lists and logs show (migration 0017). */
+  fingerprint: string | null;
+  name: string | null;
+  /** JSON array of scopes; null: full permissions (IMKIT's keys). */
+  scopes: string | null;
+  /** JSON array of CIDRs the key may be used from; null: any address. */
+  allow_ips: string | null;
+  /** Requests per minute of this key; null: the application's limit. */
+  rate_limit_per_minute: number | null;
 }
 
 export interface ClientKeysTable {

@@ -10,6 +10,7 @@ export function batchRoutes({ batch }: Services) {
       method: 'POST',
       url: '/messages/batch',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Queue one templated message ($name$ placeholders) for many rooms or receivers; returns {batchID, count} at once',
       example: `curl -X POST $BASE/messages/batch -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"messageType":"text","message":"Hi $name$","sender":"system","paras":[{"room":"demo","$name$":"all"}]}'`,
       schema: {
@@ -32,6 +33,7 @@ export function batchRoutes({ batch }: Services) {
       method: 'GET',
       url: '/messages/batch/:batchID',
       auth: 'admin',
+      scope: 'users:read',
       summary: 'Progress of a batch: status (running/done), count, sent, failed, pending, the first errors',
       example: 'curl $BASE/messages/batch/<batchID> -H "IM-API-KEY: $API_KEY"',
       schema: { params: { type: 'object', required: ['batchID'], properties: { batchID: { type: 'string', minLength: 1, maxLength: 64 } } } },

@@ -11,6 +11,7 @@ export function configRoutes({ config }: Services) {
       method: 'GET',
       url: '/config',
       auth: 'either',
+      scope: 'config:read',
       summary: "The application's runtime config: every key and its value",
       example: `curl $BASE/config -H "IM-CLIENT-KEY: $CLIENT_KEY" -H "IM-Authorization: $TOKEN"`,
       handler: async ({ actor }) => config.get(callerOf(actor)),
@@ -19,6 +20,7 @@ export function configRoutes({ config }: Services) {
       method: 'POST',
       url: '/config',
       auth: 'admin',
+      scope: 'config:write',
       summary:
         'Set config keys: each key sent replaces that key, others are kept; returns the whole config. Checked keys: `announcement {text, pin?}`, `featureFlags {name: scalar}`, `censorship {keywords: string[], mode?: "mask"|"reject"}`',
       example: `curl -X POST $BASE/config -H "IM-API-KEY: $API_KEY" ${J} -d '{"censorship":{"keywords":["spam"],"mode":"mask"}}'`,
@@ -29,6 +31,7 @@ export function configRoutes({ config }: Services) {
       method: 'DELETE',
       url: '/config/:key',
       auth: 'admin',
+      scope: 'config:write',
       summary: 'Delete one config key (deleting `censorship` turns filtering off); 404 CONFIG_NOT_FOUND when absent',
       example: `curl -X DELETE $BASE/config/announcement -H "IM-API-KEY: $API_KEY"`,
       schema: { params: { type: 'object', required: ['key'], properties: { key: { type: 'string', minLength: 1, maxLength: 256 } } } },

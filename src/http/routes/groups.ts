@@ -8,6 +8,7 @@ export function groupRoutes({ groups }: Services) {
       method: 'POST',
       url: '/admin/groups',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Create a user group (a virtual user: put its id in a room’s members and all its users join the room)',
       example: `curl -X POST $BASE/admin/groups -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"_id":"support","nickname":"Support team","members":["agent1","agent2"]}'`,
       schema: {
@@ -27,6 +28,7 @@ export function groupRoutes({ groups }: Services) {
       method: 'GET',
       url: '/admin/groups',
       auth: 'admin',
+      scope: 'users:read',
       summary: 'List user groups with their members (limit, default 50, at most 1000)',
       example: 'curl -G $BASE/admin/groups -H "IM-API-KEY: $API_KEY" -d limit=20',
       schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } } } },

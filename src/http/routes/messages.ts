@@ -17,6 +17,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'POST',
       url: '/rooms/:id/message',
       auth: 'either',
+      scope: 'messages:write',
       summary: 'Send a message as the caller; with an existing `_id` edit it (type kept, editedAt set); with `messageType: "recall"` recall it',
       example: `curl -X POST $BASE/rooms/demo/message ${H} ${J} -d '{"messageType":"text","message":"Hello"}'`,
       schema: {
@@ -29,6 +30,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'POST',
       url: '/messages',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Send a message as any sender (`sender`, e.g. a user id or "system"); the result carries the sender as an id',
       example: `curl -X POST $BASE/messages -H "IM-API-KEY: $API_KEY" ${J} -d '{"room":"demo","sender":"u1","messageType":"text","message":"Hi"}'`,
       schema: {
@@ -44,6 +46,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'GET',
       url: '/rooms/:id/messages/v3',
       auth: 'either',
+      scope: 'messages:read',
       summary: 'Room history: newest first by default; beforeMessage pages back, afterMessage/afterTime sync forward; sortOrder asc|desc',
       example: `curl -G $BASE/rooms/demo/messages/v3 ${H} -d limit=20`,
       schema: {
@@ -66,6 +69,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'GET',
       url: '/rooms/:id/messages',
       auth: 'either',
+      scope: 'messages:read',
       summary: 'Room history, legacy form: newest first, beforeMessage pages back',
       example: `curl -G $BASE/rooms/demo/messages ${H} -d limit=20`,
       schema: { params: roomParams, querystring: { type: 'object', properties: { beforeMessage: messageId, limit } } },
@@ -75,6 +79,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'GET',
       url: '/rooms/:id/messages/:messageId',
       auth: 'either',
+      scope: 'messages:read',
       summary: 'A message with up to `before` older and `after` newer messages (default 10 each), oldest first',
       example: `curl -G $BASE/rooms/demo/messages/<message id> ${H} -d before=5 -d after=5`,
       schema: {
@@ -87,6 +92,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'DELETE',
       url: '/rooms/:id/messages/:messageId',
       auth: 'either',
+      scope: 'messages:write',
       summary: 'Delete one message, or every message with `_all` (owner, managers, platform)',
       example: `curl -X DELETE $BASE/rooms/demo/messages/_all -H "IM-API-KEY: $API_KEY"`,
       schema: { params: { type: 'object', required: ['id', 'messageId'], properties: { id, messageId: { type: 'string', pattern: '^([0-9a-f]{24}|_all)$' } } } },
@@ -100,6 +106,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'POST',
       url: '/messages/:id/pin',
       auth: 'either',
+      scope: 'users:write',
       summary: 'Pin a message (owner, managers, platform); the room’s previously pinned message is unpinned',
       example: `curl -X POST $BASE/messages/<message id>/pin ${H}`,
       schema: { params: { type: 'object', required: ['id'], properties: { id: messageId } } },
@@ -109,6 +116,7 @@ export function messageRoutes({ messages }: Services) {
       method: 'DELETE',
       url: '/messages/:id/pin',
       auth: 'either',
+      scope: 'users:write',
       summary: 'Unpin a message (owner, managers, platform)',
       example: `curl -X DELETE $BASE/messages/<message id>/pin ${H}`,
       schema: { params: { type: 'object', required: ['id'], properties: { id: messageId } } },

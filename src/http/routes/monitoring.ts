@@ -13,6 +13,7 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
       method: 'GET',
       url: '/admin/connection-count',
       auth: 'admin',
+      scope: 'stats:read',
       summary: "How many authenticated sockets of the caller's application are connected now",
       example: 'curl $BASE/admin/connection-count -H "IM-API-KEY: $API_KEY"',
       handler: async ({ actor }) => ({ count: (await presence()?.connectionCount(actor.app.id)) ?? 0 }),
@@ -21,6 +22,7 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
       method: 'GET',
       url: '/admin/stats',
       auth: 'admin',
+      scope: 'stats:read',
       summary:
         "The application's figures of the last hour: active users, active and total rooms, messages, this node's peak of sockets, host memory; the keys masked to their last 4 characters (docs/monitoring.md)",
       example: 'curl $BASE/admin/stats -H "IM-API-KEY: $API_KEY"',
@@ -30,6 +32,7 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
       method: 'GET',
       url: '/admin/usage',
       auth: 'admin',
+      scope: 'stats:read',
       summary: "The application's API keys (last 4 characters) with their last use, address and requests per minute over the last hour (written every 10 s)",
       example: 'curl $BASE/admin/usage -H "IM-API-KEY: $API_KEY"',
       handler: async ({ actor }) => monitoring!.usage(actor),

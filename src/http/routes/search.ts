@@ -24,6 +24,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'POST',
       url: '/search',
       auth: 'either',
+      scope: 'messages:read',
       summary:
         'Search the caller’s rooms: `type` (one or more of messages, roomName, roomMember, roomTags, roomPrefTags, roomPrefFolder; files is always empty), `keyword` (case-insensitive), optional `room`, `roomTags` (all of them) and `limit` (default 50, max 200); one result list per type',
       example: `curl -X POST $BASE/search ${H} ${J} -d '{"type":["messages","roomName"],"keyword":"hello"}'`,
@@ -47,6 +48,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'POST',
       url: '/messages/search',
       auth: 'either',
+      scope: 'users:write',
       summary: 'Messages of the caller’s rooms whose text contains `message` (case-insensitive), newest first; `limit` default 50, max 200',
       example: `curl -X POST $BASE/messages/search ${H} ${J} -d '{"message":"hello"}'`,
       schema: { body: { type: 'object', required: ['message'], properties: { message: keyword, limit } } },
@@ -56,6 +58,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'GET',
       url: '/messages',
       auth: 'either',
+      scope: 'users:read',
       summary:
         'Query messages of the caller’s rooms, newest first: `q` is JSON with `room`, `sender`, `messageType` (a string, {"$eq"} or {"$in"}) and `message` (a string or {"$regex","$options"} of literal text, ^, $, . and .*); `limit` default 50, max 200',
       example: `curl -G $BASE/messages ${H} --data-urlencode 'q={"room":"demo","message":{"$regex":"hello","$options":"i"}}' -d limit=20`,
@@ -66,6 +69,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'POST',
       url: '/messages/:id/reaction',
       auth: 'user',
+      scope: 'users:write',
       summary: 'Add the caller’s `reaction` (1-64 characters) to a message of one of their rooms; adding it again changes nothing. Returns the message',
       example: `curl -X POST $BASE/messages/<message id>/reaction ${H} ${J} -d '{"reaction":"👍"}'`,
       schema: { params: messageParams, body: { type: 'object', required: ['reaction'], properties: { reaction } } },
@@ -75,6 +79,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'DELETE',
       url: '/messages/:id/reaction',
       auth: 'user',
+      scope: 'users:write',
       summary: 'Remove the caller’s `reaction` (query or body) from a message, or all of their reactions on it when none is given. Returns the message',
       example: `curl -X DELETE "$BASE/messages/<message id>/reaction?reaction=%F0%9F%91%8D" ${H}`,
       schema: {
@@ -88,6 +93,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'POST',
       url: '/messages/user-delete',
       auth: 'user',
+      scope: 'users:write',
       summary: 'Hide messages of a room for the caller only (`room`, `messages`: ids of that room); returns the caller’s hidden ids in the room',
       example: `curl -X POST $BASE/messages/user-delete ${H} ${J} -d '{"room":"demo","messages":["<message id>"]}'`,
       schema: {
@@ -99,6 +105,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'GET',
       url: '/messages/user-delete',
       auth: 'user',
+      scope: 'users:read',
       summary: 'Ids of the messages the caller hid for themself, in one `room` or in all',
       example: `curl -G $BASE/messages/user-delete ${H} -d room=demo`,
       schema: { querystring: { type: 'object', properties: { room: id } } },
@@ -108,6 +115,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       method: 'POST',
       url: '/messages/user-delete/all-in-room',
       auth: 'user',
+      scope: 'users:write',
       summary: 'Hide every message the `room` holds now, for the caller only; returns the caller’s hidden ids in the room',
       example: `curl -X POST $BASE/messages/user-delete/all-in-room ${H} ${J} -d '{"room":"demo"}'`,
       schema: { body: { type: 'object', required: ['room'], properties: { room: id } } },

@@ -21,6 +21,7 @@ export function userRoutes({ users }: Services) {
       method: 'POST',
       url: '/admin/clients',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Create or update a user; issue a token (issueAccessToken) or bind a custom one (token)',
       example: `curl -X POST $BASE/admin/clients -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"_id":"u1","nickname":"Alice","issueAccessToken":true}'`,
       schema: {
@@ -50,6 +51,7 @@ export function userRoutes({ users }: Services) {
       method: 'POST',
       url: '/admin/clients/list',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Create or update many users at once (never issues tokens)',
       example: `curl -X POST $BASE/admin/clients/list -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"data":[{"_id":"u2","nickname":"Bob"}]}'`,
       schema: {
@@ -75,6 +77,7 @@ export function userRoutes({ users }: Services) {
       method: 'GET',
       url: '/admin/clients',
       auth: 'admin',
+      scope: 'users:read',
       summary: 'List users, optionally filtered by a MongoDB-style query q (limit <= 100)',
       example: `curl -G $BASE/admin/clients -H "IM-API-KEY: $API_KEY" --data-urlencode 'q={"nickname":{"$regex":"^Al"}}' -d limit=20`,
       schema: {
@@ -93,6 +96,7 @@ export function userRoutes({ users }: Services) {
       method: 'DELETE',
       url: '/admin/clients/:id',
       auth: 'admin',
+      scope: 'users:write',
       summary: 'Delete a user and revoke all of their tokens',
       example: `curl -X DELETE $BASE/admin/clients/u1 -H "IM-API-KEY: $API_KEY"`,
       schema: { params: idParams },
@@ -102,6 +106,7 @@ export function userRoutes({ users }: Services) {
       method: 'PUT',
       url: '/admin/clients/:id/token',
       auth: 'admin',
+      scope: 'tokens:write',
       summary: "Replace a user's custom token",
       example: `curl -X PUT $BASE/admin/clients/u1/token -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"token":"my-own-token-0000001","expirationDate":"2030-01-01T00:00:00Z"}'`,
       schema: {
@@ -118,6 +123,7 @@ export function userRoutes({ users }: Services) {
       method: 'DELETE',
       url: '/admin/clients/:id/token',
       auth: 'admin',
+      scope: 'tokens:write',
       summary: 'Revoke one token of a user (body token) or all of them (no body)',
       example: `curl -X DELETE $BASE/admin/clients/u1/token -H "IM-API-KEY: $API_KEY"`,
       schema: {
@@ -130,6 +136,7 @@ export function userRoutes({ users }: Services) {
       method: 'GET',
       url: '/me',
       auth: 'user',
+      scope: 'users:read',
       summary: 'The calling user (the API key names the user with IM-CLIENT-ID)',
       example: `curl $BASE/me -H "IM-CLIENT-KEY: $CLIENT_KEY" -H "IM-Authorization: $TOKEN"`,
       handler: async ({ actor, ip, headers }) =>
@@ -139,6 +146,7 @@ export function userRoutes({ users }: Services) {
       method: 'POST',
       url: '/me',
       auth: 'user',
+      scope: 'users:write',
       summary: "Update the calling user's own profile (nickname, avatarUrl, description, custom fields)",
       example: `curl -X POST $BASE/me -H "IM-CLIENT-KEY: $CLIENT_KEY" -H "IM-Authorization: $TOKEN" -H 'Content-Type: application/json' -d '{"nickname":"Alice B."}'`,
       schema: { body: { type: 'object', properties: profile } },

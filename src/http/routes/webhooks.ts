@@ -11,6 +11,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'POST',
       url: '/admin/webhooks',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: 'Add a webhook endpoint subscribed to event types ("*" = all); the answer holds its signing secret, shown this once',
       example: `curl -X POST $BASE/admin/webhooks -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"url":"https://example.com/hooks/imkit","events":["message.created","members.added"]}'`,
       schema: {
@@ -32,6 +33,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'GET',
       url: '/admin/webhooks',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: "The application's webhook endpoints (never their secrets)",
       example: 'curl $BASE/admin/webhooks -H "IM-API-KEY: $API_KEY"',
       handler: async ({ actor }) => webhooks.list(actor.app.id),
@@ -40,6 +42,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'GET',
       url: '/admin/webhooks/deliveries',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: 'The delivery log, newest first: event, target, status, attempts, last status code, next attempt (filters endpoint, room, status; page with before = the last id)',
       example: 'curl -G $BASE/admin/webhooks/deliveries -H "IM-API-KEY: $API_KEY" -d status=failed -d limit=20',
       schema: {
@@ -60,6 +63,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'POST',
       url: '/admin/webhooks/deliveries/:id/retry',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: 'Make a failed, refused or waiting delivery due now (one more attempt)',
       example: 'curl -X POST $BASE/admin/webhooks/deliveries/$DELIVERY_ID/retry -H "IM-API-KEY: $API_KEY"',
       schema: { params: { type: 'object', properties: { id } } },
@@ -69,6 +73,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'DELETE',
       url: '/admin/webhooks/:id',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: 'Remove a webhook endpoint; its waiting deliveries end as failed',
       example: 'curl -X DELETE $BASE/admin/webhooks/$ENDPOINT_ID -H "IM-API-KEY: $API_KEY"',
       schema: { params: { type: 'object', properties: { id } } },
@@ -78,6 +83,7 @@ export function webhookRoutes({ webhooks }: Services) {
       method: 'POST',
       url: '/admin/webhooks/:id/rotate-secret',
       auth: 'admin',
+      scope: 'webhooks:write',
       summary: 'A new signing secret (shown this once); the previous one keeps signing for expiresIn (default 24h, at most 7d, 0 = not at all)',
       example: `curl -X POST $BASE/admin/webhooks/$ENDPOINT_ID/rotate-secret -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"expiresIn":"24h"}'`,
       schema: {

@@ -432,6 +432,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('webhook_deliveries_app').on('webhook_deliveries').columns(['app_id', 'id']).execute();
     },
   },
+  '0017_api_key_settings': {
+    async up(db: Kysely<any>) {
+      // Keys a person can tell apart and keys with less than full power (docs/security.md): `fingerprint` is the
+      // start of the key's SHA-256 digest (anyone holding the key can compute it), `scopes` and `allow_ips` JSON
+      // arrays (null: every scope, any address), a per-minute limit of its own, a name.
+      await db.schema.alterTable('api_keys').addColumn('fingerprint', 'varchar(16)').execute();
+      await db.schema.alterTable('api_keys').addColumn('name', 'varchar(100)').execute();
+      await db.schema.alterTable('api_keys').addColumn('scopes', 'text').execute();
+      await db.schema.alterTable('api_keys').addColumn('allow_ips', 'text').execute();
+      await db.schema.alterTable('api_keys').addColumn('rate_limit_per_minute', 'integer').execute();
+      await sql`update api_keys set fingerprint = substr(digest, 1, 10)`.execute(db);
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
