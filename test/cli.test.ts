@@ -215,6 +215,30 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     expect(badExpiry.code).toBe(2);
   });
 
+  it('app create-api-key makes a limited key the running server enforces; list-api-keys shows it; revoke by fingerprint', async () => {
+    const made = await cli(['app', 'create-api-key', 'default', '--scope', 'users:read', '--scope', 'rooms:read', '--allow-ip', '127.0.0.0/8', '--allow-ip', '::1', '--name', 'reporting', '--expires-in', '90d', '--rate-limit', '50', '--json'], env);
+    expect(made.code, made.stderr).toBe(0);
+    const key = JSON.parse(made.stdout);
+    expect(key).toMatchObject({ appId: 'default', name: 'reporting', scopes: ['users:read', 'rooms:read'], allowIps: ['127.0.0.0/8', '::1'], rateLimitPerMinute: 50, status: 'expiring' });
+    expect(key.fingerprint).toMatch(/^[0-9a-f]{10}$/);
+    expect(Date.parse(key.expiresAt) - Date.now()).toBeGreaterThan(89 * 86_400_000);
+    const call = (method: string, url: string) => fetch(`${server.base}${url}`, { method, headers: { 'IM-API-KEY': key.apiKey, 'Content-Type': 'application/json' }, body: method === 'POST' ? '{"_id":"scoped-made"}' : undefined });
+    expect((await call('GET', '/admin/clients')).status).toBe(200);
+    const refused = await call('POST', '/admin/clients');
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as any).error).toBe('INSUFFICIENT_PERMISSIONS');
+    const listed = JSON.parse((await cli(['app', 'list-api-keys', 'default', '--json'], env)).stdout);
+    const row = listed.apiKeys.find((k: any) => k.fingerprint === key.fingerprint);
+    expect(row).toMatchObject({ name: 'reporting', scopes: ['users:read', 'rooms:read'], last4: key.apiKey.slice(-4) });
+    expect(JSON.stringify(listed)).not.toContain(key.apiKey);
+    const revoked = await cli(['app', 'revoke-api-key', 'default', key.fingerprint, '--json'], env);
+    expect(revoked.code).toBe(0);
+    expect((await call('GET', '/admin/clients')).status).toBe(401);
+    const bad = await cli(['app', 'create-api-key', 'default', '--scope', 'everything'], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('scopes');
+  });
+
   it('app webhook-secret prints the secret that signs room webhooks; a rotation by the CLI reaches the running server', async () => {
     const rx = await new Receiver().start();
     try {

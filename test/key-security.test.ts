@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AppRow } from '../src/store/apps-repo.js';
+import { DIALECTS, startTestServer, type TestServer } from './helpers.js';
+
+/** Issue #20, part 1: keys limited to addresses, a lifetime and a rate of their own; keys told apart by fingerprint. */
+describe.each(DIALECTS)('API keys with limits (%s)', (dialect) => {
+  let t: TestServer;
+  let app: AppRow;
+
+  beforeEach(async () => {
+    t = await startTestServer(dialect);
+    app = await t.server.services.apps.resolve(t.appId);
+  });
+  afterEach(async () => t.close());
+
+  /** A request from `remote` (the TCP peer), optionally carrying an X-Forwarded-For header. */
+  const from = (remote: string, key: string, xff?: string) =>
+    t.server.http
+      .inject({ method: 'GET', url: '/admin/clients', remoteAddress: remote, headers: { 'IM-API-KEY': key, ...(xff ? { 'X-Forwarded-For': xff } : {}) } })
+      .then((r) => ({ status: r.statusCode, body: r.json() as any }));
+
+  it('an allowlisted key is refused from any other address, IPv4 and IPv6 alike, with 403 IP_NOT_ALLOWED', async () => {
+    const key = (await t.server.services.apps.createApiKey(app, { allowIps: ['203.0.113.0/24', '2001:db8:1::/48'] })).apiKey as string;
+    expect((await from('203.0.113.7', key)).status).toBe(200);
+    expect((await from('::ffff:203.0.113.8', key)).status).toBe(200); // IPv4-mapped IPv6 matches its IPv4 entry
+    expect((await from('2001:db8:1::42', key)).status).toBe(200);
+    for (const outside of ['198.51.100.7', '2001:db8:2::1', '127.0.0.1', '::1']) {
+      const r = await from(outside, key);
+      expect(r.status, outside).toBe(403);
+      expect(r.body).toMatchObject({ RC: 403, error: 'IP_NOT_ALLOWED' });
+      expect(r.body.message).toContain(outside);
+      expect(JSON.stringify(r.body)).not.toContain(key);
+    }
+    // The application's other keys are not concerned.
+    expect((await from('198.51.100.7', t.apiKey)).status).toBe(200);
+  });
+
+  it('behind a trusted proxy the address checked is the one the proxy reports; a forged header from an untrusted peer is ignored', async () => {
+    await t.close();
+    t = await startTestServer(dialect, { trustProxy: ['10.0.0.0/8'] });
+    app = await t.server.services.apps.resolve(t.appId);
+    const key = (await t.server.services.apps.createApiKey(app, { allowIps: ['203.0.113.0/24'] })).apiKey as string;
+    // Through the proxy at 10.1.1.1: the client it reports is checked.
+    expect((await from('10.1.1.1', key, '203.0.113.9')).status).toBe(200);
+    expect((await from('10.1.1.1', key, '198.51.100.9')).status).toBe(403);
+    // Entries left of the proxy's own are the client's words: not believed.
+    expect((await from('10.1.1.1', key, '203.0.113.9, 198.51.100.9')).status).toBe(403);
+    // A stranger (not a trusted proxy) writing an allowed address into the header: its own address counts.
+    const forged = await from('198.51.100.77', key, '203.0.113.9');
+    expect(forged.status).toBe(403);
+    expect(forged.body.message).toContain('198.51.100.77');
+  });
+
+  it('a key with its own limit is refused past it with the seed 429; one that expires stops working by itself', async () => {
+    const limited = (await t.server.services.apps.createApiKey(app, { rateLimitPerMinute: 3 })).apiKey as string;
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await from('203.0.113.1', limited)).status);
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect((await from('203.0.113.1', t.apiKey)).status).toBe(200); // the application's default key keeps its 1000
+
+    const shortLived = (await t.server.services.apps.createApiKey(app, { expiresInMs: 60_000 })).apiKey as string;
+    expect((await from('203.0.113.1', shortLived)).status).toBe(200);
+    t.clock.advance(60_001);
+    const expired = await from('203.0.113.1', shortLived);
+    expect(expired.status).toBe(401);
+    expect(expired.body.error).toBe('INVALID_API_KEY');
+  });
+
+  it('keys are told apart by fingerprint (any number of them), listed without secrets, and revoked by fingerprint', async () => {
+    const made: Array<{ apiKey: string; fingerprint: string }> = [];
+    for (let i = 0; i < 20; i++) made.push((await t.server.services.apps.createApiKey(app, { name: `worker ${i}` })) as any);
+    for (const m of made) expect(m.fingerprint).toBe(createHash('sha256').update(m.apiKey).digest('hex').slice(0, 10));
+    expect(new Set(made.map((m) => m.fingerprint)).size).toBe(20);
+    const listed = await t.server.services.apps.listApiKeys(app);
+    expect(listed).toHaveLength(21);
+    expect(JSON.stringify(listed)).not.toMatch(new RegExp(made.map((m) => m.apiKey.replace(/[+/=]/g, '\\$&')).join('|')));
+    // Most of these keys share their last 4 characters: revoking by them is ambiguous, by fingerprint exact.
+    const victim = made[7]!;
+    const r = await t.server.services.apps.revokeApiKey(app, victim.fingerprint);
+    expect(r.fingerprint).toBe(victim.fingerprint);
+    expect((await from('203.0.113.1', victim.apiKey)).status).toBe(401);
+    expect((await from('203.0.113.1', made[8]!.apiKey)).status).toBe(200);
+    expect(listed.find((k) => k.fingerprint === victim.fingerprint)).toMatchObject({ name: 'worker 7', scopes: null, allowIps: null, status: 'live' });
+  });
+
+  it('bad limits are refused with a clear error naming the field, and nothing is stored', async () => {
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ scopes: ['rooms:read', 'rooms:admin'] }, 'scopes'],
+      [{ scopes: [] }, 'scopes'],
+      [{ allowIps: ['203.0.113.0/33'] }, 'allowIps'],
+      [{ allowIps: ['not-an-address'] }, 'allowIps'],
+      [{ rateLimitPerMinute: 0 }, 'rateLimitPerMinute'],
+      [{ name: 'x'.repeat(101) }, 'name'],
+    ];
+    for (const [input, field] of bad) {
+      await expect(t.server.services.apps.createApiKey(app, input as any), JSON.stringify(input)).rejects.toMatchObject({ code: 'INVALID_REQUEST', extra: { field } });
+    }
+    expect(await t.server.services.apps.listApiKeys(app)).toHaveLength(1);
+  });
+});
