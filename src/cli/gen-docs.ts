@@ -16,14 +16,15 @@ export function renderApiDoc(routes: RouteDef[]): string {
     public: 'none',
   };
   const rows = routes
-    .map((r) => `| \`${r.method} ${r.url}\` | ${who[r.auth]} | ${r.summary} |\n|  | | \`${(r.example ?? '').replace(/\|/g, '\\|')}\` |`)
+    .map((r) => `| \`${r.method} ${r.url}\` | ${who[r.auth]}${r.scope ? ` (scope \`${r.scope}\`)` : ''} | ${r.summary} |\n|  | | \`${(r.example ?? '').replace(/\|/g, '\\|')}\` |`)
     .join('\n');
   return `# REST API
 
 Generated from the server's route table by \`npm run docs\`; a test fails when it is out of date.
 Every response uses the envelope \`{"RC":0,"RM":"OK","result":...}\`; errors are described in [auth.md](auth.md).
 In the examples, \`$BASE\` is the server URL (http://localhost:3000), \`$API_KEY\`, \`$CLIENT_KEY\` and \`$TOKEN\`
-are the credentials.
+are the credentials. An API key limited to scopes may call a route only with the scope named here
+([security.md](security.md)).
 
 | route | auth | what it does |
 |---|---|---|
