@@ -246,6 +246,11 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'POST /admin/webhooks/:id/rotate-secret': one({ need: 'platform', otherApp: 'WEBHOOK_NOT_FOUND', foreign: 'WEBHOOK_NOT_FOUND' }),
   'GET /admin/webhooks/deliveries': one({ need: 'platform', otherApp: 'allow' }),
   'POST /admin/webhooks/deliveries/:id/retry': one({ need: 'platform', otherApp: 'DELIVERY_NOT_FOUND', foreign: 'DELIVERY_NOT_FOUND' }),
+
+  // ------------------------------------------------------------ API keys (only keys without scopes; see the scope test)
+  'POST /admin/api-keys': one({ need: 'platform', otherApp: 'allow' }),
+  'GET /admin/api-keys': one({ need: 'platform', otherApp: 'allow' }),
+  'DELETE /admin/api-keys/:key': one({ need: 'platform', otherApp: 'KEY_NOT_FOUND', foreign: 'KEY_NOT_FOUND' }),
   // B's key reads B's own figures (never A's: the answer is checked for A's data).
   'GET /admin/stats': one({ need: 'platform', otherApp: 'allow' }),
   'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SCOPES } from '../src/auth/scopes.js';
 import type { AppRow } from '../src/store/apps-repo.js';
 import { DIALECTS, startTestServer, type TestServer } from './helpers.js';
 
@@ -82,6 +83,28 @@ describe.each(DIALECTS)('API keys with limits (%s)', (dialect) => {
     expect((await from('203.0.113.1', victim.apiKey)).status).toBe(401);
     expect((await from('203.0.113.1', made[8]!.apiKey)).status).toBe(200);
     expect(listed.find((k) => k.fingerprint === victim.fingerprint)).toMatchObject({ name: 'worker 7', scopes: null, allowIps: null, status: 'live' });
+  });
+
+  it('over HTTP: a key without scopes manages keys; a limited key may not, whatever its scopes', async () => {
+    const admin = { 'IM-API-KEY': t.apiKey };
+    const made = await t.request({ method: 'POST', url: '/admin/api-keys', headers: admin, body: { name: 'ops', scopes: [...SCOPES], allowIps: ['::1', '127.0.0.1'], expiresIn: '30d', rateLimitPerMinute: 100 } });
+    expect(made.status, made.raw).toBe(200);
+    expect(made.body.result).toMatchObject({ name: 'ops', scopes: [...SCOPES], rateLimitPerMinute: 100, status: 'expiring' });
+    const limited = made.body.result.apiKey as string;
+    // Every scope there is, and still no key management: it would let a limited key make itself a stronger one.
+    for (const [method, url, body] of [['POST', '/admin/api-keys', {}], ['GET', '/admin/api-keys', undefined], ['DELETE', `/admin/api-keys/${made.body.result.fingerprint}`, undefined]] as const) {
+      const r = await t.request({ method, url, headers: { 'IM-API-KEY': limited }, body });
+      expect(r.status, `${method} ${url}`).toBe(403);
+      expect(r.body.error).toBe('INSUFFICIENT_PERMISSIONS');
+    }
+    const listed = await t.request({ method: 'GET', url: '/admin/api-keys', headers: admin });
+    expect(listed.body.result.data.map((k: any) => k.name ?? '(none)').sort()).toEqual(['(none)', 'ops']);
+    expect(listed.raw).not.toContain(limited);
+    const gone = await t.request({ method: 'DELETE', url: `/admin/api-keys/${made.body.result.fingerprint}`, headers: admin });
+    expect(gone.body.result).toMatchObject({ fingerprint: made.body.result.fingerprint });
+    expect((await t.request({ method: 'GET', url: '/admin/stats', headers: { 'IM-API-KEY': limited } })).status).toBe(401);
+    const bad = await t.request({ method: 'POST', url: '/admin/api-keys', headers: admin, body: { expiresIn: 'soon' } });
+    expect(bad.body).toMatchObject({ RC: 400, error: 'INVALID_REQUEST', field: 'expiresIn' });
   });
 
   it('bad limits are refused with a clear error naming the field, and nothing is stored', async () => {

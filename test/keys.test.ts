@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
@@ -55,16 +56,23 @@ describe.each(DIALECTS)('key lifecycle (%s)', (dialect) => {
     t.apiKey = second;
   });
 
-  it('live API keys of an application always differ in their last 4 characters; revoke also takes the key id', async () => {
+  it('live API keys are told apart by fingerprint (last 4 characters may repeat); revoke takes the fingerprint or the id, and refuses an ambiguous last 4', async () => {
     const app = await t.server.services.apps.resolve('default');
     const keys: string[] = [];
-    for (let i = 0; i < 8; i++) keys.push((await t.server.services.apps.rotateApiKey(app, 86_400_000)).apiKey);
+    for (let i = 0; i < 24; i++) keys.push((await t.server.services.apps.rotateApiKey(app, 86_400_000)).apiKey);
     const live = (await t.server.services.apps.describe(app)).apiKeys.filter((k) => k.status === 'live' || k.status === 'expiring');
-    expect(new Set(live.map((k) => k.last4)).size).toBe(live.length);
-    const last = live.find((k) => k.last4 === keys[keys.length - 1]!.slice(-4))!;
-    await t.server.services.apps.revokeApiKey(app, last.id);
+    expect(live.length).toBeGreaterThan(16); // no cap any more
+    expect(new Set(live.map((k) => k.fingerprint)).size).toBe(live.length);
+    // 24 keys over 16 possible endings: some last 4 are shared, and revoking by them is refused as ambiguous.
+    const shared = live.map((k) => k.last4).find((l, i, all) => all.indexOf(l) !== i)!;
+    await expect(t.server.services.apps.revokeApiKey(app, shared)).rejects.toMatchObject({ code: 'KEY_AMBIGUOUS' });
+    const last = live.find((k) => k.fingerprint === createHash('sha256').update(keys[keys.length - 1]!).digest('hex').slice(0, 10))!;
+    await t.server.services.apps.revokeApiKey(app, last.fingerprint!);
     expect((await list(keys[keys.length - 1]!)).status).toBe(401);
-    t.apiKey = keys[keys.length - 2]!;
+    const byId = live.find((k) => k.fingerprint === createHash('sha256').update(keys[keys.length - 2]!).digest('hex').slice(0, 10))!;
+    await t.server.services.apps.revokeApiKey(app, byId.id);
+    expect((await list(keys[keys.length - 2]!)).status).toBe(401);
+    t.apiKey = keys[keys.length - 3]!;
     expect((await list(t.apiKey)).status).toBe(200);
   });
 

@@ -117,7 +117,7 @@ export class AppsService {
    * Adds a new API key. Keys that were live keep working for `expireOldInMs` more (0 = revoked now), so
    * services can switch over without downtime.
    */
-  async rotateApiKey(app: AppRow, expireOldInMs: number): Promise<{ apiKey: string; last4: string; oldKeysExpireAt: string | null }> {
+  async rotateApiKey(app: AppRow, expireOldInMs: number): Promise<{ apiKey: string; fingerprint: string | null; last4: string; oldKeysExpireAt: string | null }> {
     const now = this.clock.now();
     const until = now + expireOldInMs;
     const rotated = await this.db.transaction().execute(async (trx) => {
@@ -129,7 +129,7 @@ export class AppsService {
       }
       const fresh = newApiKey(app.id, now);
       await repo.insertApiKey(fresh.row);
-      return { apiKey: fresh.secret, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
+      return { apiKey: fresh.secret, fingerprint: fresh.row.fingerprint, last4: fresh.row.last4, oldKeysExpireAt: expireOldInMs === 0 ? null : iso(until) };
     });
     this.changed(app.id);
     return rotated;

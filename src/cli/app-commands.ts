@@ -118,7 +118,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
         if (!EXPIRY_CHOICES.includes(expiry)) throw new ConfigError(`--expire-old-in must be one of ${EXPIRY_CHOICES.join(', ')}`);
         const r = await apps.rotateApiKey(app, parseDuration(expiry)!);
         print(
-          { id: app.id, apiKey: r.apiKey, last4: r.last4, oldKeysExpireAt: r.oldKeysExpireAt },
+          { id: app.id, apiKey: r.apiKey, fingerprint: r.fingerprint, last4: r.last4, oldKeysExpireAt: r.oldKeysExpireAt },
           [
             `New API key for "${app.id}": ${r.apiKey}`,
             r.oldKeysExpireAt ? `The previous keys keep working until ${r.oldKeysExpireAt}.` : 'The previous keys are revoked.',

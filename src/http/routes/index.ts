@@ -5,6 +5,7 @@ import { configRoutes } from './config.js';
 import { docsRoutes } from './docs.js';
 import { groupRoutes } from './groups.js';
 import { healthRoutes } from './health.js';
+import { keyRoutes } from './keys.js';
 import { messageRoutes } from './messages.js';
 import { moderationRoutes } from './moderation.js';
 import type { MonitoringService } from '../../monitoring/monitoring-service.js';
@@ -18,6 +19,6 @@ import { webhookRoutes } from './webhooks.js';
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...monitoringRoutes(presence, monitoring)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring)];
   return routes;
 }

@@ -1,0 +1,56 @@
+import { invalidRequest } from '../../errors.js';
+import { parseDuration } from '../../lib/duration.js';
+import type { Services } from '../../services.js';
+import { defineRoutes } from '../route.js';
+
+/**
+ * The application's API keys over HTTP (docs/security.md). No scope is declared: only a key without scopes may
+ * manage keys, so a limited key can never make itself a stronger one.
+ */
+export function keyRoutes({ apps }: Services) {
+  return defineRoutes([
+    {
+      method: 'POST',
+      url: '/admin/api-keys',
+      auth: 'admin',
+      summary: 'Add an API key, optionally limited to scopes, addresses, a lifetime and its own requests per minute; the key is in this answer only (needs a key without scopes)',
+      example: `curl -X POST $BASE/admin/api-keys -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"name":"reporting","scopes":["rooms:read"],"allowIps":["203.0.113.0/24"],"expiresIn":"90d"}'`,
+      schema: {
+        body: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', maxLength: 100 },
+            scopes: { type: 'array', maxItems: 20, items: { type: 'string', maxLength: 40 } },
+            allowIps: { type: 'array', maxItems: 100, items: { type: 'string', maxLength: 64 } },
+            expiresIn: { type: 'string', maxLength: 16 },
+            rateLimitPerMinute: { type: 'integer' },
+          },
+        },
+      },
+      handler: async ({ actor, body }) => {
+        const expiresIn = body?.expiresIn as string | undefined;
+        const expiresInMs = expiresIn === undefined ? undefined : parseDuration(expiresIn);
+        if (expiresIn !== undefined && (expiresInMs === undefined || expiresInMs <= 0)) throw invalidRequest('Invalid field expiresIn: a duration such as 90d, 12h or 30m', { field: 'expiresIn' });
+        return apps.createApiKey(actor.app, { name: body?.name, scopes: body?.scopes, allowIps: body?.allowIps, expiresInMs, rateLimitPerMinute: body?.rateLimitPerMinute });
+      },
+    },
+    {
+      method: 'GET',
+      url: '/admin/api-keys',
+      auth: 'admin',
+      summary: "The application's API keys: fingerprint, last 4, name, scopes, allowlist, limit, status, created, expires, last use (never a secret; needs a key without scopes)",
+      example: 'curl $BASE/admin/api-keys -H "IM-API-KEY: $API_KEY"',
+      handler: async ({ actor }) => ({ data: await apps.listApiKeys(actor.app) }),
+    },
+    {
+      method: 'DELETE',
+      url: '/admin/api-keys/:key',
+      auth: 'admin',
+      summary: 'Revoke a live API key, named by its fingerprint, its id, or its last 4 characters when unique; from the next request on (needs a key without scopes)',
+      example: 'curl -X DELETE $BASE/admin/api-keys/3f9a1c0b2e -H "IM-API-KEY: $API_KEY"',
+      schema: { params: { type: 'object', properties: { key: { type: 'string', minLength: 1, maxLength: 64 } } } },
+      handler: async ({ actor, params }) => apps.revokeApiKey(actor.app, params.key),
+    },
+  ]);
+}
