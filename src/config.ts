@@ -50,6 +50,8 @@ export interface Config {
   socketEventsPer10s: number;
   /** The bearer token GET /metrics requires; undefined: /metrics is off (401) and no metric is collected. */
   metricsToken: string | undefined;
+  /** How long audit log entries are kept (ms). */
+  auditRetentionMs: number;
 }
 
 interface Setting {
@@ -295,6 +297,15 @@ export const SETTINGS: Setting[] = [
     parse: (raw: string) => {
       const ms = parseDuration(raw);
       if (ms === undefined) throw new ConfigError(`must be a duration such as 10s or 500ms (0 = no limit), got "${raw}"`);
+      return ms;
+    },
+  },
+  {
+    key: 'auditRetentionMs', env: 'IMKIT_AUDIT_RETENTION', flag: 'audit-retention', default: '90d',
+    help: 'how long audit log entries (what API keys and operators did, docs/security.md) are kept, e.g. 90d or 365d',
+    parse: (raw: string) => {
+      const ms = parseDuration(raw);
+      if (ms === undefined || ms < 3_600_000) throw new ConfigError(`must be a duration of at least 1h such as 90d, got "${raw}"`);
       return ms;
     },
   },

@@ -79,6 +79,8 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 
 export class AppError extends Error {
   readonly status: number;
+  /** The live API key a refusal concerns (the audit log records it); never part of the answer. */
+  keyRef?: { appId: string; keyId: string; fingerprint: string | null; last4: string };
   /** Set on RATE_LIMIT_EXCEEDED so a transport can send the X-RateLimit-* headers. */
   rate?: { limit: number; remaining: number; resetAt: number };
   constructor(

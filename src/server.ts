@@ -18,6 +18,7 @@ import { ConnectionPeaks } from './monitoring/connection-peaks.js';
 import { Metrics } from './monitoring/metrics.js';
 import { MonitoringService } from './monitoring/monitoring-service.js';
 import { UsageMeter } from './monitoring/usage.js';
+import { AuditLog } from './monitoring/audit.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 
@@ -54,6 +55,8 @@ export interface ImkitServer {
   usage: UsageMeter;
   /** The Prometheus registry of this server; undefined while IMKIT_METRICS_TOKEN is unset. */
   metrics: Metrics | undefined;
+  /** What API keys and operators did (docs/security.md); `flush()` writes what waits. */
+  audit: AuditLog;
   /** Sends webhooks (docs/webhooks.md). */
   dispatcher: WebhookDispatcher;
   /** Listens on config.port/host; resolves to the base URL. */
@@ -105,8 +108,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
   const peaks = new ConnectionPeaks(() => clock.now());
   const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => realtime?.appSocketsHere(appId) ?? 0, metrics, config.metricsToken);
-  const routes = routeTable(services, () => ready, () => realtime, monitoring);
-  const http = buildHttp({ config, logger, guard, routes, metrics });
+  const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'));
+  audit.start();
+  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit);
+  const http = buildHttp({ config, logger, guard, routes, metrics, audit });
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
   realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
@@ -149,6 +154,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     usage,
     metrics,
     dispatcher,
+    audit,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -161,6 +167,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await realtime!.close();
         await http.close();
         await usage.close();
+        await audit.close();
         await guard.close();
         await rates.close();
         await store.close();

@@ -254,6 +254,8 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   // B's key reads B's own figures (never A's: the answer is checked for A's data).
   'GET /admin/stats': one({ need: 'platform', otherApp: 'allow' }),
   'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),
+  // B's key reads B's own audit log (never A's entries: the answer is checked for A's data).
+  'GET /admin/audit': one({ need: 'platform', otherApp: 'allow' }),
   // Public in the route table, guarded by the operator's metrics token alone: no application credential opens it
   // (every kind without the token gets 401), and with the token every kind gets in, whatever else it sends.
   'GET /metrics': [

@@ -238,6 +238,11 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     const revoked = await cli(['app', 'revoke-api-key', 'default', key.fingerprint, '--json'], env);
     expect(revoked.code).toBe(0);
     expect((await call('GET', '/admin/clients')).status).toBe(401);
+    // The key's life is in the audit log, the CLI as the operator, the refused call as the key's.
+    const audit = (await (await fetch(`${server.base}/admin/audit?limit=500`, { headers: { 'IM-API-KEY': apiKey } })).json()) as any;
+    const mine = audit.result.data.filter((e: any) => e.target === `fingerprint=${key.fingerprint}` || e.actor.fingerprint === key.fingerprint).map((e: any) => `${e.action} ${e.outcome} ${e.actor.type}`).reverse();
+    expect(mine).toEqual(['api_key.create ok operator', 'clients.create denied apiKey', 'api_key.revoke ok operator']);
+    expect(JSON.stringify(audit)).not.toContain(key.apiKey);
     const bad = await cli(['app', 'create-api-key', 'default', '--scope', 'everything'], env);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('scopes');

@@ -107,6 +107,52 @@ describe.each(DIALECTS)('API keys with limits (%s)', (dialect) => {
     expect(bad.body).toMatchObject({ RC: 400, error: 'INVALID_REQUEST', field: 'expiresIn' });
   });
 
+  it('the audit log records API-key calls that change state and refusals of live keys, without secrets; filters, pages, retention', async () => {
+    const admin = { 'IM-API-KEY': t.apiKey };
+    const fp = createHash('sha256').update(t.apiKey).digest('hex').slice(0, 10);
+    const made = await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 'amy', issueAccessToken: true } });
+    const token = made.body.result.token as string;
+    await t.request({ method: 'GET', url: '/admin/clients', headers: admin }); // a read: not recorded
+    await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'r1', members: ['amy'] } });
+    await t.request({ method: 'POST', url: '/rooms/r1/message', headers: { ...admin, 'IM-CLIENT-ID': 'amy' }, body: { message: 'secret plans' } });
+    await t.request({ method: 'POST', url: '/admin/clients', headers: admin, body: { _id: 7 } }); // invalid: an error
+    const scoped = (await t.server.services.apps.createApiKey(app, { scopes: ['rooms:read'] })) as any;
+    const bound = (await t.server.services.apps.createApiKey(app, { allowIps: ['203.0.113.0/24'] })) as any;
+    await t.request({ method: 'DELETE', url: '/rooms/r1', headers: { 'IM-API-KEY': scoped.apiKey } });
+    await from('198.51.100.4', bound.apiKey);
+    const read = await t.request({ method: 'GET', url: '/admin/audit?limit=500', headers: admin });
+    expect(read.status).toBe(200);
+    const entries = read.body.result.data as any[];
+    expect(read.body.result.totalCount).toBe(entries.length);
+    const summary = entries.map((e) => `${e.action} ${e.outcome} ${e.actor.fingerprint}`).reverse();
+    expect(summary).toEqual([
+      `clients.create ok ${fp}`,
+      `rooms.create ok ${fp}`,
+      `rooms.message.create ok ${fp}`,
+      `clients.create error ${fp}`,
+      `rooms.delete denied ${scoped.fingerprint}`,
+      `clients.read denied ${bound.fingerprint}`,
+    ]);
+    const first = entries[entries.length - 1];
+    expect(first).toMatchObject({ _id: expect.stringMatching(/^[0-9a-f]{24}$/), atMS: t.clock.now(), actor: { type: 'apiKey', id: expect.stringMatching(/^ak_/), last4: t.apiKey.slice(-4) }, route: 'POST /admin/clients', target: '_id=amy', ip: '127.0.0.1' });
+    expect(entries[0]).toMatchObject({ ip: '198.51.100.4', route: 'GET /admin/clients' });
+    for (const secret of [t.apiKey, scoped.apiKey, bound.apiKey, token, 'secret plans']) expect(read.raw).not.toContain(secret);
+    // Filters and pages.
+    const byActor = await t.request({ method: 'GET', url: `/admin/audit?actor=${scoped.fingerprint}`, headers: admin });
+    expect(byActor.body.result.data.map((e: any) => e.action)).toEqual(['rooms.delete']);
+    const byAction = await t.request({ method: 'GET', url: '/admin/audit?action=clients.create&limit=1', headers: admin });
+    expect(byAction.body.result).toMatchObject({ totalCount: 2, data: [{ outcome: 'error' }] });
+    const next = await t.request({ method: 'GET', url: `/admin/audit?action=clients.create&limit=1&before=${byAction.body.result.data[0]._id}`, headers: admin });
+    expect(next.body.result.data).toEqual([expect.objectContaining({ outcome: 'ok', target: '_id=amy' })]);
+    // Reading it needs audit:read.
+    expect((await t.request({ method: 'GET', url: '/admin/audit', headers: { 'IM-API-KEY': scoped.apiKey } })).status).toBe(403);
+    // Entries older than the retention (90 days by default) are removed.
+    t.clock.advance(91 * 86_400_000);
+    await t.server.audit.flush();
+    const after = await t.request({ method: 'GET', url: '/admin/audit?limit=500', headers: admin });
+    expect(after.body.result).toEqual({ data: [], totalCount: 0 });
+  });
+
   it('bad limits are refused with a clear error naming the field, and nothing is stored', async () => {
     const bad: Array<[Record<string, unknown>, string]> = [
       [{ scopes: ['rooms:read', 'rooms:admin'] }, 'scopes'],

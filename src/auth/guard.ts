@@ -19,7 +19,7 @@ import type { RateDecision, RateLimitStore } from './rate-limit.js';
 export type AuthMode = 'admin' | 'user' | 'either';
 
 export type Actor =
-  | { kind: 'admin'; app: AppRow; apiKeyId: string; userId: string | undefined }
+  | { kind: 'admin'; app: AppRow; apiKeyId: string; apiKeyFingerprint: string | null; apiKeyLast4: string; userId: string | undefined }
   | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string; clientKeyId: string | null; tokenExpiresAt: number | null };
 
 /** What a transport hands over: the request headers (lower-case names) and the caller's IP. */
@@ -154,23 +154,25 @@ export class Guard {
       if (!found || !apiKeyIsLive(found.key, now)) throw CredentialErrors.invalidApiKey();
       const { key, app } = found;
       const limits = keyLimits(key);
+      // Refusals of a live key name it for the audit log.
+      const refuse = (err: AppError) => Object.assign(err, { keyRef: { appId: app.id, keyId: key.id, fingerprint: key.fingerprint, last4: key.last4 } });
       // A key bound to addresses is refused from any other before it counts for anything.
       if (limits.allowIps && !limits.allowIps(input.ip)) {
-        throw new AppError('IP_NOT_ALLOWED', `This API key may not be used from ${input.ip}: it is limited to the addresses of its allowlist (docs/security.md)`);
+        throw refuse(new AppError('IP_NOT_ALLOWED', `This API key may not be used from ${input.ip}: it is limited to the addresses of its allowlist (docs/security.md)`));
       }
       // Counted in memory here, where the key is known; written in batches (src/monitoring/usage.ts).
       const rate = await this.rates.hit(`api:${key.id}`, key.rate_limit_per_minute ?? app.rate_limit_per_minute ?? this.config.rateLimitPerMinute, MINUTE, now);
       this.observer.apiKeyUsed?.(app.id, key.id, input.ip, !rate.allowed);
       if (!rate.allowed) {
         this.observer.refused?.('api_key');
-        throw CredentialErrors.rateLimited(rate.retryAfter, rate);
+        throw refuse(CredentialErrors.rateLimited(rate.retryAfter, rate));
       }
       // The seed's words: a key limited to scopes calling outside them.
-      if (!scopeAllows(limits.scopes, scope)) throw CredentialErrors.insufficientPermissions();
+      if (!scopeAllows(limits.scopes, scope)) throw refuse(CredentialErrors.insufficientPermissions());
       if (mode === 'user' && !asUser) {
         throw invalidRequest('IM-CLIENT-ID header is required to call a user route with the API key (it names the user to act as)');
       }
-      return { actor: { kind: 'admin', app, apiKeyId: key.id, userId: asUser || undefined }, rate };
+      return { actor: { kind: 'admin', app, apiKeyId: key.id, apiKeyFingerprint: key.fingerprint, apiKeyLast4: key.last4, userId: asUser || undefined }, rate };
     }
 
     const clientKey = h('im-client-key') ?? h('client_key');

@@ -4,6 +4,8 @@ import { parseDuration } from '../lib/duration.js';
 import { systemClock } from '../lib/clock.js';
 import { openStore } from '../store/database.js';
 import { Outbox } from '../webhooks/outbox.js';
+import { AuditLog } from '../monitoring/audit.js';
+import os from 'node:os';
 import { WebhooksService } from '../webhooks/webhooks-service.js';
 import { parseSettings, readConfig } from './args.js';
 
@@ -67,6 +69,12 @@ export async function runAppCommand(argv: string[]): Promise<number> {
   try {
     await store.migrate();
     const apps = new AppsService(store.db, systemClock);
+    // Key events made here are in the application's audit log, the operator named by the system user.
+    const audit = new AuditLog(store.db, systemClock, config.auditRetentionMs);
+    const logged = async (appId: string, action: string, target: string) => {
+      audit.record({ appId, actor: { type: 'operator', id: `cli:${operatorName()}` }, action, target, outcome: 'ok' });
+      await audit.flush();
+    };
     const print = (obj: Record<string, unknown>, text: string) => process.stdout.write(json ? `${JSON.stringify(obj)}\n` : `${text}\n`);
     const appArg = () => {
       const v = positionals[0];
@@ -117,6 +125,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
         const expiry = typeof values['expire-old-in'] === 'string' ? values['expire-old-in'] : '24h';
         if (!EXPIRY_CHOICES.includes(expiry)) throw new ConfigError(`--expire-old-in must be one of ${EXPIRY_CHOICES.join(', ')}`);
         const r = await apps.rotateApiKey(app, parseDuration(expiry)!);
+        await logged(app.id, 'api_key.rotate', `fingerprint=${r.fingerprint}`);
         print(
           { id: app.id, apiKey: r.apiKey, fingerprint: r.fingerprint, last4: r.last4, oldKeysExpireAt: r.oldKeysExpireAt },
           [
@@ -132,6 +141,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
         const which = positionals[1];
         if (!which) throw new ConfigError('app revoke-api-key needs KEY: the key\'s fingerprint (app list-api-keys), id, or last 4 characters');
         const r = await apps.revokeApiKey(app, which);
+        await logged(app.id, 'api_key.revoke', `fingerprint=${r.fingerprint}`);
         print({ id: app.id, revoked: r }, `Revoked API key ${r.fingerprint ?? r.id} (...${r.last4}) of "${app.id}".`);
         return 0;
       }
@@ -149,6 +159,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
           expiresInMs,
           rateLimitPerMinute: typeof rate === 'string' ? Number(rate) : undefined,
         });
+        await logged(app.id, 'api_key.create', `fingerprint=${r.fingerprint}`);
         print(
           { appId: app.id, ...r },
           [
@@ -173,6 +184,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
       case 'rotate-client-key': {
         const app = await appArg();
         const r = await apps.rotateClientKey(app);
+        await logged(app.id, 'client_key.rotate', `last4=${r.last4}`);
         print(
           { id: app.id, clientKey: r.clientKey, last4: r.last4 },
           `New client key for "${app.id}": ${r.clientKey}\nThe previous client key no longer works.`,
@@ -200,5 +212,14 @@ export async function runAppCommand(argv: string[]): Promise<number> {
     }
   } finally {
     await store.close();
+  }
+}
+
+/** Who runs the CLI, for the audit log: the system user, or "unknown" where it cannot be read. */
+function operatorName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'unknown';
   }
 }

@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Logger } from 'pino';
 import { corsOptions } from '../auth/cors.js';
 import type { Actor, Guard } from '../auth/guard.js';
+import { actionOf, type AuditLog } from '../monitoring/audit.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError, fromStoreError, isStatementTimeout } from '../errors.js';
@@ -17,6 +18,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the auth hook on every route that is not public. */
     actor?: Actor;
+    /** A live API key the guard refused (scope, address, rate): the audit log records it. */
+    refusedKey?: AppError['keyRef'];
   }
 }
 
@@ -31,6 +34,8 @@ export function buildHttp(opts: {
   routes: RouteDef[];
   /** Set when /metrics is on: every answer is counted by route pattern and status. */
   metrics?: Metrics;
+  /** Where API-key calls that change state, and refusals of live keys, are recorded (docs/security.md). */
+  audit?: AuditLog;
 }): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -56,6 +61,32 @@ export function buildHttp(opts: {
     app.addHook('onResponse', (request, reply, done) => {
       // The route pattern, never the URL (ids would make a label value per room and user); unknown paths share one.
       metrics.request(request.method, request.routeOptions.url ?? '(unmatched)', reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    });
+  }
+
+  const audit = opts.audit;
+  if (audit) {
+    app.addHook('onResponse', (request, reply, done) => {
+      const actor = request.actor;
+      const ref = request.refusedKey;
+      const route = request.routeOptions.url;
+      // Calls of an API key that change state (any method but GET), and every refusal of a live key.
+      if (route !== undefined && ((actor?.kind === 'admin' && request.method !== 'GET') || ref)) {
+        const status = reply.statusCode;
+        audit.record({
+          appId: actor?.kind === 'admin' ? actor.app.id : ref!.appId,
+          actor:
+            actor?.kind === 'admin'
+              ? { type: 'apiKey', id: actor.apiKeyId, fingerprint: actor.apiKeyFingerprint, last4: actor.apiKeyLast4 }
+              : { type: 'apiKey', id: ref!.keyId, fingerprint: ref!.fingerprint, last4: ref!.last4 },
+          ip: request.ip,
+          action: actionOf(request.method, route),
+          route: `${request.method} ${route}`,
+          target: auditTarget(request.params, request.body),
+          outcome: status < 400 ? 'ok' : status === 401 || status === 403 || status === 429 ? 'denied' : 'error',
+        });
+      }
       done();
     });
   }
@@ -106,6 +137,7 @@ export function buildHttp(opts: {
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const appErr = toAppError(err);
+    if (appErr.keyRef) request.refusedKey = appErr.keyRef;
     // A refusal under overload is the server protecting itself, not a failure to log at every request.
     if (appErr.status >= 500 && appErr.code !== 'SERVICE_UNAVAILABLE') request.log.error({ err }, 'request failed');
     else if (isStatementTimeout(err)) request.log.warn({ method: request.method, url: redactUrl(request.url) }, 'statement timeout: request cancelled');
@@ -150,6 +182,18 @@ export function buildHttp(opts: {
     });
   }
   return app;
+}
+
+/**
+ * What an audited call was done to: the path's parameters and a body's `_id`, as `name=value` pairs. Never
+ * content: a message body, a secret or a token is no target.
+ */
+function auditTarget(params: unknown, body: unknown): string | undefined {
+  const parts: string[] = [];
+  if (params && typeof params === 'object') for (const [k, v] of Object.entries(params)) parts.push(`${k}=${String(v)}`);
+  const id = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)._id : undefined;
+  if (typeof id === 'string') parts.push(`_id=${id}`);
+  return parts.length ? parts.join(',') : undefined;
 }
 
 /** The success envelope of every response. */

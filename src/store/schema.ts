@@ -329,7 +329,23 @@ export interface WebhookDeliveriesTable {
   updated_at: Ms;
 }
 
+export interface AuditLogTable {
+  app_id: string;
+  id: string;
+  at: Ms;
+  actor_type: 'apiKey' | 'operator' | 'system';
+  actor_id: string;
+  actor_fingerprint: string | null;
+  actor_last4: string | null;
+  ip: string | null;
+  action: string;
+  route: string | null;
+  target: string | null;
+  outcome: 'ok' | 'denied' | 'error';
+}
+
 export interface Database {
+  audit_log: AuditLogTable;
   webhook_endpoints: WebhookEndpointsTable;
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;

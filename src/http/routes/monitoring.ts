@@ -1,3 +1,4 @@
+import type { AuditLog } from '../../monitoring/audit.js';
 import type { MonitoringService } from '../../monitoring/monitoring-service.js';
 import { defineRoutes } from '../route.js';
 
@@ -7,7 +8,7 @@ export interface Presence {
 }
 
 /** `monitoring` is built by createServer (the docs generator lists the routes without it). */
-export function monitoringRoutes(presence: () => Presence | undefined, monitoring?: MonitoringService) {
+export function monitoringRoutes(presence: () => Presence | undefined, monitoring?: MonitoringService, audit?: AuditLog) {
   return defineRoutes([
     {
       method: 'GET',
@@ -36,6 +37,27 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
       summary: "The application's API keys (last 4 characters) with their last use, address and requests per minute over the last hour (written every 10 s)",
       example: 'curl $BASE/admin/usage -H "IM-API-KEY: $API_KEY"',
       handler: async ({ actor }) => monitoring!.usage(actor),
+    },
+    {
+      method: 'GET',
+      url: '/admin/audit',
+      auth: 'admin',
+      scope: 'audit:read',
+      summary: "What the application's API keys and its operators did, newest first: calls that change state, refusals of live keys, key events (filters actor = key id or fingerprint, action, target; page with before = the last _id)",
+      example: 'curl -G $BASE/admin/audit -H "IM-API-KEY: $API_KEY" -d limit=20 -d action=clients.create',
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+            before: { type: 'string', maxLength: 24 },
+            actor: { type: 'string', maxLength: 64 },
+            action: { type: 'string', maxLength: 100 },
+            target: { type: 'string', maxLength: 500 },
+          },
+        },
+      },
+      handler: async ({ actor, query }) => audit!.list(actor.app.id, query),
     },
     {
       method: 'GET',

@@ -445,6 +445,29 @@ const migrations: Record<string, Migration> = {
       await sql`update api_keys set fingerprint = substr(digest, 1, 10)`.execute(db);
     },
   },
+  '0018_audit_log': {
+    async up(db: Kysely<any>) {
+      // What API keys and operators did (docs/security.md, Audit log). No foreign key: entries outlive the keys
+      // they name; they age out by IMKIT_AUDIT_RETENTION.
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor_type', 'varchar(16)', (c) => c.notNull())
+        .addColumn('actor_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('actor_fingerprint', 'varchar(16)')
+        .addColumn('actor_last4', 'varchar(8)')
+        .addColumn('ip', 'varchar(64)')
+        .addColumn('action', 'varchar(100)', (c) => c.notNull())
+        .addColumn('route', 'varchar(200)')
+        .addColumn('target', 'varchar(500)')
+        .addColumn('outcome', 'varchar(8)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('audit_log_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
