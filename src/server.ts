@@ -108,7 +108,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
   const peaks = new ConnectionPeaks(() => clock.now());
   const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => realtime?.appSocketsHere(appId) ?? 0, metrics, config.metricsToken);
-  const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'));
+  const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'), (statements) => store.runBatch(statements));
   audit.start();
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });

@@ -3,6 +3,7 @@ import { invalidRequest } from '../errors.js';
 import { iso, type Clock } from '../lib/clock.js';
 import { newObjectId } from '../lib/ids.js';
 import { AuditRepo, type AuditRow } from '../store/audit-repo.js';
+import type { PlannedStatement } from '../store/append-repo.js';
 import type { Database } from '../store/schema.js';
 
 export interface AuditActor {
@@ -44,6 +45,11 @@ export class AuditLog {
     private readonly clock: Clock,
     private readonly retentionMs: number,
     private readonly onError: (err: unknown) => void = () => {},
+    /**
+     * Runs the writes as one transaction the store's way (Store.runBatch: on SQLite the writer thread, whose
+     * commits a write on the event loop's connection would wait for, blocking the loop meanwhile).
+     */
+    private readonly runBatch?: (statements: PlannedStatement[]) => Promise<void>,
   ) {}
 
   start(flushMs = 200): void {
@@ -75,13 +81,17 @@ export class AuditLog {
       const rows = this.queue;
       this.queue = [];
       const repo = new AuditRepo(this.db);
+      const now = this.clock.now();
+      const prune = now - this.prunedAt >= 3_600_000;
       try {
-        if (rows.length) await repo.insert(rows);
-        const now = this.clock.now();
-        if (now - this.prunedAt >= 3_600_000) {
-          this.prunedAt = now;
-          await repo.prune(now - this.retentionMs);
+        if (this.runBatch) {
+          const statements = repo.plan(rows, prune ? now - this.retentionMs : undefined);
+          if (statements.length) await this.runBatch(statements);
+        } else {
+          if (rows.length) await repo.insert(rows);
+          if (prune) await repo.prune(now - this.retentionMs);
         }
+        if (prune) this.prunedAt = now;
       } catch (err) {
         this.queue = rows.concat(this.queue);
         this.onError(err);

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { PlannedStatement } from './append-repo.js';
 import type { AuditLogTable, Database } from './schema.js';
 
 export type AuditRow = AuditLogTable;
@@ -29,6 +30,20 @@ export class AuditRepo {
     if (f.before !== undefined) q = q.where('id', '<', f.before);
     const rows = await q.selectAll().orderBy('id', 'desc').limit(f.limit).execute();
     return { rows, total };
+  }
+
+  /** The statements that insert `rows` and delete entries older than `pruneBefore`, to run as one transaction. */
+  plan(rows: AuditRow[], pruneBefore: number | undefined): PlannedStatement[] {
+    const out: PlannedStatement[] = [];
+    for (let i = 0; i < rows.length; i += 500) {
+      const c = this.db.insertInto('audit_log').values(rows.slice(i, i + 500)).compile();
+      out.push({ sql: c.sql, params: c.parameters as unknown[] });
+    }
+    if (pruneBefore !== undefined) {
+      const c = this.db.deleteFrom('audit_log').where('at', '<', pruneBefore).compile();
+      out.push({ sql: c.sql, params: c.parameters as unknown[] });
+    }
+    return out;
   }
 
   async prune(before: number): Promise<void> {
