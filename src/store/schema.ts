@@ -320,7 +320,17 @@ export interface WebhookDeliveriesTable {
   updated_at: Ms;
 }
 
+/** imkit-server import: what was copied from a source server, per entity (migration 0017). */
+export interface ImportCheckpointsTable {
+  app_id: string;
+  source: string;
+  entity: string;
+  state: string;
+  updated_at: Ms;
+}
+
 export interface Database {
+  import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;
