@@ -76,6 +76,8 @@ export interface ImportProgress {
   limitPerMinute: number;
   throttled: number;
   etaSeconds: number | null;
+  /** Set when the importer has just started waiting this long for its request budget (or a 429's retryAfter). */
+  waitingMs?: number;
 }
 
 interface RoomState {
@@ -123,6 +125,11 @@ export class ImportService {
       timer,
       signal: opts.signal,
       maxRequests: opts.maxRequests,
+      onWait: (ms) => {
+        progress.waitingMs = ms;
+        tell();
+        progress.waitingMs = undefined;
+      },
     });
     const source = opts.from.replace(/\/+$/, '');
     const app = opts.appId;
@@ -362,7 +369,7 @@ export class ImportService {
       // Paging back; `beforeMessage` is inclusive on /messages/v3, so the anchor comes back and is dropped.
       let first = true;
       for (;;) {
-        const page = await client.get<{ totalCount: number; data: Json[] }>(path, { limit: pageSize + (st.oldest ? 1 : 0), beforeMessage: st.oldest, sortOrder: 'desc' });
+        const page = await client.get<{ totalCount: number; data: Json[] }>(path, { limit: Math.min(200, pageSize + (st.oldest ? 1 : 0)), beforeMessage: st.oldest, sortOrder: 'desc' });
         const data = page.data.filter((m) => m._id !== st.oldest);
         if (data.length === 0) {
           st.complete = true;
@@ -383,7 +390,7 @@ export class ImportService {
     let after: string | undefined;
     for (;;) {
       const page = await client.get<{ totalCount: number; data: Json[] }>(path, {
-        limit: pageSize + (after ? 1 : 0),
+        limit: Math.min(200, pageSize + (after ? 1 : 0)),
         afterTime: from,
         timeRangeField: 'updatedAt',
         afterMessage: after,

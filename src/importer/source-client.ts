@@ -38,6 +38,8 @@ export interface SourceClientOptions {
   /** Stop (abort) after this many requests: how tests interrupt an import at a chosen point. */
   maxRequests?: number;
   fetch?: typeof fetch;
+  /** Called when a request must wait this long for the budget (the progress shows it). */
+  onWait?: (ms: number) => void;
 }
 
 export class SourceError extends Error {
@@ -114,6 +116,7 @@ export class SourceClient {
       if (res.status === 429) {
         this.throttled++;
         const after = Number(body?.retryAfter ?? res.headers.get('retry-after') ?? 1);
+        this.opts.onWait?.(Math.max(1, Number.isFinite(after) ? after : 1) * 1000);
         await this.timer.sleep(Math.max(1, Number.isFinite(after) ? after : 1) * 1000, this.opts.signal);
         continue;
       }
@@ -154,7 +157,9 @@ export class SourceClient {
         await new Promise<void>((resolve) => this.waiters.push(resolve));
         continue;
       }
-      await this.timer.sleep(Math.max(1, this.done[0]! + WINDOW_MS - this.timer.now() + 1), this.opts.signal);
+      const ms = Math.max(1, this.done[0]! + WINDOW_MS - this.timer.now() + 1);
+      this.opts.onWait?.(ms);
+      await this.timer.sleep(ms, this.opts.signal);
     }
   }
 
