@@ -101,6 +101,11 @@ export class AppsService {
   }
 
   /** Finds an application by id, or by name when exactly one has that name. */
+  /** The application with this id, if there is one (imkit-server import creates it when not). */
+  get(id: string): Promise<AppRow | undefined> {
+    return this.repo.getApp(id);
+  }
+
   async resolve(idOrName: string): Promise<AppRow> {
     const byId = await this.repo.getApp(idOrName);
     if (byId) return byId;

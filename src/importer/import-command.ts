@@ -2,7 +2,6 @@ import { AppsService } from '../apps/apps-service.js';
 import { parseSettings, readConfig } from '../cli/args.js';
 import { ConfigError } from '../config.js';
 import { systemClock } from '../lib/clock.js';
-import { AppsRepo } from '../store/apps-repo.js';
 import { openStore } from '../store/database.js';
 import { ImportService, type ImportProgress } from './import-service.js';
 
@@ -69,9 +68,10 @@ export async function runImportCommand(argv: string[]): Promise<number> {
   const store = openStore(config);
   try {
     await store.migrate();
-    const exists = await new AppsRepo(store.db).getApp(appId);
+    const apps = new AppsService(store.db, systemClock);
+    const exists = await apps.get(appId);
     if (!dryRun && (!exists || config.apiKey || config.clientKey)) {
-      const { created, generated } = await new AppsService(store.db, systemClock).ensureFromEnv(appId, config.apiKey, config.clientKey);
+      const { created, generated } = await apps.ensureFromEnv(appId, config.apiKey, config.clientKey);
       if (created) {
         const lines = [`Created application "${appId}".`];
         if (generated.apiKey) lines.push(`  API key (IM-API-KEY):       ${generated.apiKey}`);
