@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImportService, type ImportOptions, type ImportReport } from '../src/importer/import-service.js';
-import type { ImportTimer } from '../src/importer/source-client.js';
+import { SourceClient, type ImportTimer } from '../src/importer/source-client.js';
 import { createUser, DIALECTS, startTestServer, type TestServer } from './helpers.js';
 
 /**
@@ -281,4 +281,51 @@ describe.each(DIALECTS)('import under the source rate limit (%s)', (dialect) => 
     const [x, y] = [await snapshot(src, fixture.users, fixture.rooms), await snapshot(dst, fixture.users, fixture.rooms)];
     for (const key of Object.keys(x)) expect({ key, value: y[key] }).toEqual({ key, value: x[key] });
   }, 60_000);
+});
+
+describe('the source client', () => {
+  const timer = () => {
+    let now = 1_000_000;
+    const slept: number[] = [];
+    return { slept, t: { now: () => now, sleep: async (ms: number) => void (slept.push(ms), (now += ms)) } };
+  };
+  const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => new Response(JSON.stringify(body), { status, headers });
+
+  it('retries 5xx answers and network errors with growing waits, and honours Retry-After on a 429', async () => {
+    const { slept, t } = timer();
+    const answers: Array<() => Response> = [
+      () => answer(503, { RC: 503 }),
+      () => {
+        throw new TypeError('fetch failed');
+      },
+      () => answer(429, { RC: 429 }, { 'Retry-After': '7' }),
+      () => answer(200, { RC: 0, result: { ok: 1 } }),
+    ];
+    const client = new SourceClient({ baseUrl: 'http://source.test/', apiKey: 'k', timer: t, fetch: (async () => answers.shift()!()) as unknown as typeof fetch });
+    expect(await client.get('/config')).toEqual({ ok: 1 });
+    expect(client.requests).toBe(4);
+    expect(client.retries).toBe(2);
+    expect(client.throttled).toBe(1);
+    expect(slept[1]!).toBeGreaterThan(slept[0]!);
+    expect(slept[2]).toBe(7000);
+  });
+
+  it('gives up after its attempts, and never sends more than its budget within a minute', async () => {
+    const { slept, t } = timer();
+    const failing = new SourceClient({ baseUrl: 'http://s', apiKey: 'k', timer: t, maxAttempts: 3, fetch: (async () => answer(500, { message: 'boom' })) as unknown as typeof fetch });
+    await expect(failing.get('/x')).rejects.toThrow(/500 boom/);
+    expect(failing.requests).toBe(3);
+    const sentAt: number[] = [];
+    const budgeted = new SourceClient({
+      baseUrl: 'http://s',
+      apiKey: 'k',
+      timer: t,
+      limitPerMinute: 5,
+      fetch: (async () => (sentAt.push(t.now()), answer(200, { result: 1 }))) as unknown as typeof fetch,
+    });
+    for (let i = 0; i < 12; i++) await budgeted.get('/y');
+    for (const at of sentAt) expect(sentAt.filter((x) => x > at - 60_000 && x <= at).length).toBeLessThanOrEqual(5);
+    expect(sentAt.at(-1)! - sentAt[0]!).toBeGreaterThan(120_000);
+    expect(slept.length).toBeGreaterThan(0);
+  });
 });

@@ -38,6 +38,8 @@ export interface SourceClientOptions {
   /** Stop (abort) after this many requests: how tests interrupt an import at a chosen point. */
   maxRequests?: number;
   fetch?: typeof fetch;
+  /** A request without an answer after this long is retried as a network error (default 60 s). */
+  timeoutMs?: number;
   /** Called when a request must wait this long for the budget (the progress shows it). */
   onWait?: (ms: number) => void;
 }
@@ -95,7 +97,9 @@ export class SourceClient {
       let res: Response;
       let text: string;
       try {
-        res = await (this.opts.fetch ?? fetch)(url, { headers, signal: this.opts.signal });
+        const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
+        const signal = this.opts.signal ? AbortSignal.any([this.opts.signal, timeout]) : timeout;
+        res = await (this.opts.fetch ?? fetch)(url, { headers, signal });
         text = await res.text();
       } catch (err) {
         this.release();
