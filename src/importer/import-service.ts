@@ -251,7 +251,9 @@ export class ImportService {
         for (let skip = 0; ; ) {
           const page = await client.get<{ totalCount: number; data: Json[] }>(
             '/rooms',
-            { limit: 1000, skip, updatedAfter: opts.since !== undefined ? new Date(opts.since).toISOString() : undefined },
+            // Not `updatedAfter` with --since: an edit or a reaction does not change a room's update time, and the
+            // whole list costs one request as well.
+            { limit: 1000, skip },
             { userId, allow404: true },
           );
           if (!page) {
@@ -268,18 +270,20 @@ export class ImportService {
           if (page.data.length === 0 || skip >= page.totalCount) break;
         }
       }
-      // Rooms named with --rooms that no room list showed (frozen rooms, rooms without members): read directly.
-      for (const id of opts.rooms ?? []) {
+      // Rooms imported before that no room list shows now (frozen since, or left by everyone), and rooms named with
+      // --rooms that no list showed: read directly.
+      const checkpoints = dry ? new Map<string, unknown>() : await repo.checkpoints(app, source, 'room:');
+      const known = [...checkpoints.keys()].map((k) => k.slice('room:'.length)).filter((id) => !wanted || wanted.has(id));
+      for (const id of new Set([...(opts.rooms ?? []), ...known])) {
         if (rooms.has(id)) continue;
         const room = await client.get<Json>(`/rooms/${encodeURIComponent(id)}`, {}, { allow404: true });
         if (room) rooms.set(id, { room, views: new Map() });
-        else report.skipped.push({ entity: 'room', id, reason: 'not found on the source' });
+        else report.skipped.push({ entity: 'room', id, reason: checkpoints.has(`room:${id}`) ? 'deleted on the source after it was imported (kept here)' : 'not found on the source' });
       }
       progress.roomsTotal = rooms.size;
       tell();
 
       // --- rooms: row, tags, members, preferences, bans, then the history; a few rooms at a time
-      const checkpoints = dry ? new Map<string, unknown>() : await repo.checkpoints(app, source, 'room:');
       const queue = [...rooms.values()];
       const worker = async () => {
         for (let entry = queue.shift(); entry; entry = queue.shift()) {
@@ -369,19 +373,30 @@ export class ImportService {
       // Paging back; `beforeMessage` is inclusive on /messages/v3, so the anchor comes back and is dropped.
       let first = true;
       for (;;) {
-        const page = await client.get<{ totalCount: number; data: Json[] }>(path, { limit: Math.min(200, pageSize + (st.oldest ? 1 : 0)), beforeMessage: st.oldest, sortOrder: 'desc' });
+        const limit = Math.min(200, pageSize + (st.oldest ? 1 : 0));
+        const page = await client.get<{ totalCount: number; data: Json[] }>(path, { limit, beforeMessage: st.oldest, sortOrder: 'desc' });
         const data = page.data.filter((m) => m._id !== st.oldest);
-        if (data.length === 0) {
-          st.complete = true;
-          st.watermark ??= 0;
-          await tx((r) => r.setCheckpoint(app, source, `room:${roomId}`, st, this.clock.now()));
-          onPage(0, first ? page.totalCount : undefined);
+        // A short page is the last one: no request for an empty page after it.
+        const last = page.data.length < limit;
+        if (data.length > 0) {
+          st.oldest = String(data[data.length - 1]!._id);
+          if (last) {
+            st.complete = true;
+            st.watermark ??= 0;
+          }
+          const n = await write(data, st);
+          onPage(n, first ? page.totalCount : undefined);
+          first = false;
+        }
+        if (data.length === 0 || last) {
+          if (data.length === 0) {
+            st.complete = true;
+            st.watermark ??= 0;
+            await tx((r) => r.setCheckpoint(app, source, `room:${roomId}`, st, this.clock.now()));
+            onPage(0, first ? page.totalCount : undefined);
+          }
           break;
         }
-        st.oldest = String(data[data.length - 1]!._id);
-        const n = await write(data, st);
-        onPage(n, first ? page.totalCount : undefined);
-        first = false;
       }
     }
     // Forward: what changed after the watermark (or after --since), in id order with the time fixed. The
