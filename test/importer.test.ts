@@ -100,6 +100,7 @@ async function fill(src: TestServer, opts: { users: number; messages: number }):
   await a.send('POST', `/blockStatus/my/${users[2]}`, {}, users[0]);
   await a.send('POST', '/me/mute/team', undefined, users[1]);
   await a.send('POST', '/roomPrefs/team', { tags: ['starred'], sticky: true }, users[2]);
+  await a.send('POST', '/me/pref/theme', { dark: true, size: 3 }, users[0]);
   await a.send('PUT', `/rooms/team/member/${users[2]}`, { property: 'nickname2', value: 'custom member property' });
   return { users, rooms };
 }
@@ -117,6 +118,7 @@ async function snapshot(t: TestServer, users: string[], rooms: string[]): Promis
     out[`rooms:${u}`] = await a.get('/rooms', u);
     out[`badge:${u}`] = await a.get('/me/badge', u);
     out[`blocks:${u}`] = await a.get('/blockStatus/my', u);
+    out[`prefs:${u}`] = await a.get('/me/pref', u);
   }
   for (const r of rooms) {
     const id = encodeURIComponent(r);
@@ -170,6 +172,8 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(report.config).toEqual({ keys: 3, changed: 3 });
     expect(report.throttled).toBe(0);
     expect(report.requests).toBeGreaterThan(20);
+    expect(report.prefs).toEqual({ users: 8, changed: 1 });
+    expect(report.blocks).toEqual({ users: 8, changed: 1 });
     const [a, b] = [await snapshot(src, fixture.users, fixture.rooms), await snapshot(dst, fixture.users, fixture.rooms)];
     for (const key of Object.keys(a)) expect({ key, value: b[key] }).toEqual({ key, value: a[key] });
     // Unread counts and read marks came across (not all zero).
@@ -185,6 +189,7 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(again.messages.created + again.messages.updated).toBe(0);
     expect(again.config.changed).toBe(0);
     expect(again.blocks.changed).toBe(0);
+    expect(again.prefs).toEqual({ users: 8, changed: 0 });
     expect(await snapshot(dst, fixture.users, fixture.rooms)).toEqual(b);
 
     // A message sent on the target after the import sorts after the imported ones.
@@ -227,7 +232,7 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
 
   it('an interrupted import continues where it stopped and duplicates nothing', async () => {
     const dst = await target();
-    await expect(runImport(src, url, dst, { maxRequests: 30, concurrency: 1 })).rejects.toThrow(/request budget/);
+    await expect(runImport(src, url, dst, { maxRequests: 40, concurrency: 1 })).rejects.toThrow(/request budget/);
     const partial = Number((await dst.server.store.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('app_id', '=', dst.appId).executeTakeFirstOrThrow()).n);
     expect(partial).toBeGreaterThan(0);
     const rest = await runImport(src, url, dst);

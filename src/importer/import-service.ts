@@ -50,6 +50,8 @@ export interface ImportReport {
   rooms: EntityCounts;
   messages: EntityCounts;
   blocks: { users: number; changed: number };
+  /** Users' own preferences (GET /me/pref): users read, users whose preferences changed here. */
+  prefs: { users: number; changed: number };
   groups: EntityCounts;
   config: { keys: number; changed: number };
   skipped: Array<{ entity: string; id: string; reason: string }>;
@@ -144,6 +146,7 @@ export class ImportService {
       rooms: emptyCounts(),
       messages: emptyCounts(),
       blocks: { users: 0, changed: 0 },
+      prefs: { users: 0, changed: 0 },
       groups: emptyCounts(),
       config: { keys: 0, changed: 0 },
       skipped: [],
@@ -247,6 +250,12 @@ export class ImportService {
           const rows = (blocks.data ?? []).map((b) => ({ app_id: app, blocker: userId, blockee: idOf(b.blockee)!, created_at: ms(b.createdAtMS, b.createdAt), updated_at: ms(b.updatedAtMS, b.updatedAt) }));
           report.blocks.users++;
           if (await tx((r) => r.replaceBlocks(app, userId, rows))) report.blocks.changed++;
+        }
+        const userPrefs = await client.get<Array<{ key: string; data: unknown }>>('/me/pref', {}, { userId, allow404: true });
+        if (userPrefs) {
+          report.prefs.users++;
+          const rows = userPrefs.map((p) => ({ key: String(p.key), data: JSON.stringify(p.data ?? null) }));
+          if (await tx((r) => r.replaceUserPrefs(app, userId, rows, this.clock.now()))) report.prefs.changed++;
         }
         for (let skip = 0; ; ) {
           const page = await client.get<{ totalCount: number; data: Json[] }>(
@@ -439,6 +448,9 @@ class DryRepo {
     return { created: rows.length, updated: 0 };
   }
   async replaceBlocks() {
+    return false;
+  }
+  async replaceUserPrefs() {
     return false;
   }
   async replaceGroup() {

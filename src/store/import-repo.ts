@@ -87,6 +87,16 @@ export class ImportRepo {
     return true;
   }
 
+  /** A user's own preferences (GET /me/pref) as given: [{key, data}], data as JSON text. */
+  async replaceUserPrefs(appId: string, userId: string, prefs: Array<{ key: string; data: string }>, now: number): Promise<boolean> {
+    const old = await this.db.selectFrom('user_prefs').select(['key', 'data']).where('app_id', '=', appId).where('user_id', '=', userId).orderBy('key').execute();
+    const sorted = [...prefs].sort((a, b) => (a.key < b.key ? -1 : 1));
+    if (sameList(old, sorted)) return false;
+    await this.db.deleteFrom('user_prefs').where('app_id', '=', appId).where('user_id', '=', userId).execute();
+    if (sorted.length) await this.db.insertInto('user_prefs').values(sorted.map((p) => ({ app_id: appId, user_id: userId, key: p.key, data: p.data, updated_at: now }))).execute();
+    return true;
+  }
+
   // --- groups and config
 
   async replaceGroup(appId: string, row: Selectable<UserGroupsTable>, members: string[]): Promise<boolean> {
