@@ -197,6 +197,19 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(sent._id > a['history:team'][0]._id).toBe(true);
   }, 60_000);
 
+  it('--dry-run reads everything and writes nothing', async () => {
+    const dst = await target();
+    const report = await runImport(src, url, dst, { dryRun: true });
+    expect(report.dryRun).toBe(true);
+    expect(report.users.created).toBeGreaterThanOrEqual(8);
+    expect(report.messages.created).toBeGreaterThanOrEqual(421);
+    const db = dst.server.store.db;
+    for (const table of ['users', 'rooms', 'messages', 'import_checkpoints', 'app_config'] as const) {
+      const n = Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+      expect({ table, n }).toEqual({ table, n: 0 });
+    }
+  }, 60_000);
+
   it('a delta with --since brings only new users, rooms and messages, and changes', async () => {
     const dst = await target();
     await runImport(src, url, dst);

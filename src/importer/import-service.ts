@@ -244,7 +244,7 @@ export class ImportService {
       const rooms = new Map<string, { room: Json; views: Map<string, { unread: number; pref: Json | undefined; muted: boolean }> }>();
       const wanted = opts.rooms ? new Set(opts.rooms) : undefined;
       progress.phase = 'rooms';
-      for (const userId of everyone) {
+      const discover = async (userId: string) => {
         const blocks = await client.get<{ data: Json[] }>('/blockStatus/my', {}, { userId, allow404: true });
         if (blocks) {
           const rows = (blocks.data ?? []).map((b) => ({ app_id: app, blocker: userId, blockee: idOf(b.blockee)!, created_at: ms(b.createdAtMS, b.createdAt), updated_at: ms(b.updatedAtMS, b.updatedAt) }));
@@ -278,7 +278,13 @@ export class ImportService {
           skip += page.data.length;
           if (page.data.length === 0 || skip >= page.totalCount) break;
         }
-      }
+      };
+      // A few users at a time, as rooms are: the requests wait on the source, not on this process.
+      const pending = [...everyone];
+      const discoverer = async () => {
+        for (let userId = pending.shift(); userId !== undefined; userId = pending.shift()) await discover(userId);
+      };
+      await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, discoverer));
       // Rooms imported before that no room list shows now (frozen since, or left by everyone), and rooms named with
       // --rooms that no list showed: read directly.
       const checkpoints = dry ? new Map<string, unknown>() : await repo.checkpoints(app, source, 'room:');
