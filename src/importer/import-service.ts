@@ -239,7 +239,7 @@ export class ImportService {
       }
 
       // --- every user's blocks and room list: rooms are discovered through their members, as the SDKs see them.
-      // With --since, every user is still asked (a room can change without its users changing), for rooms updated since.
+      // With --since, every user is still asked: a room can change without its users changing.
       const everyone: string[] = opts.since === undefined ? userIds : await this.allUserIds(client);
       const rooms = new Map<string, { room: Json; views: Map<string, { unread: number; pref: Json | undefined; muted: boolean }> }>();
       const wanted = opts.rooms ? new Set(opts.rooms) : undefined;
@@ -316,7 +316,8 @@ export class ImportService {
             updated_at: ms(b.updatedAtMS, b.updatedAt),
           }));
           const { row, tags, members, prefs } = roomRows(app, room, views);
-          const outcome = await tx((r) => r.putRoom(app, row, tags, members, prefs, banRows));
+          // A room read by its id (no room list showed it) comes without its members' own views: their preferences are left as they are.
+          const outcome = await tx((r) => r.putRoom(app, row, tags, members, views.size ? prefs : undefined, banRows));
           report.rooms.seen++;
           report.rooms[outcome]++;
           const state = (checkpoints.get(`room:${roomId}`) as RoomState | undefined) ?? {};

@@ -138,14 +138,14 @@ export class ImportRepo {
 
   /**
    * Writes a room as given (row, tags, members, the members' preferences, bans), replacing what the target holds
-   * for it. Returns 'created', 'updated' or 'unchanged'.
+   * for it; preferences or bans given as undefined are left as they are. Returns 'created', 'updated' or 'unchanged'.
    */
   async putRoom(
     appId: string,
     room: RoomRow,
     tags: string[],
     members: MemberRow[],
-    prefs: Array<Selectable<RoomPrefsTable>>,
+    prefs: Array<Selectable<RoomPrefsTable>> | undefined,
     bans: Array<Selectable<RoomBansTable>> | undefined,
   ): Promise<'created' | 'updated' | 'unchanged'> {
     const old = await this.db.selectFrom('rooms').selectAll().where('app_id', '=', appId).where('id', '=', room.id).executeTakeFirst();
@@ -155,11 +155,11 @@ export class ImportRepo {
     const oldMembers = await this.db.selectFrom('room_members').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('user_id').execute();
     const sortedTags = [...new Set(tags)].sort();
     const sortedMembers = [...members].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
-    const prefUsers = members.map((m) => m.user_id);
+    const prefUsers = prefs ? members.map((m) => m.user_id) : [];
     const oldPrefs = prefUsers.length
       ? await this.db.selectFrom('room_prefs').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).where('scope', '=', '').where('user_id', 'in', prefUsers).orderBy('user_id').execute()
       : [];
-    const sortedPrefs = [...prefs].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
+    const sortedPrefs = [...(prefs ?? [])].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
     const oldBans = bans ? await this.db.selectFrom('room_bans').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('user_id').execute() : [];
     const sortedBans = bans ? [...bans].sort((a, b) => (a.user_id < b.user_id ? -1 : 1)) : [];
     let changed = false;
@@ -179,7 +179,7 @@ export class ImportRepo {
       await this.db.deleteFrom('room_members').where('app_id', '=', appId).where('room_id', '=', room.id).execute();
       if (sortedMembers.length) await this.db.insertInto('room_members').values(sortedMembers).execute();
     }
-    if (!sameList(oldPrefs, sortedPrefs)) {
+    if (prefs && !sameList(oldPrefs, sortedPrefs)) {
       changed = true;
       if (prefUsers.length) await this.db.deleteFrom('room_prefs').where('app_id', '=', appId).where('room_id', '=', room.id).where('scope', '=', '').where('user_id', 'in', prefUsers).execute();
       if (sortedPrefs.length) await this.db.insertInto('room_prefs').values(sortedPrefs).execute();
