@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImportService, type ImportOptions, type ImportReport } from '../src/importer/import-service.js';
 import { SourceClient, type ImportTimer } from '../src/importer/source-client.js';
+import { ImportRepo } from '../src/store/import-repo.js';
 import { createUser, DIALECTS, startTestServer, type TestServer } from './helpers.js';
 
 /**
@@ -307,6 +308,30 @@ describe.each(DIALECTS)('import under the source rate limit (%s)', (dialect) => 
     const [x, y] = [await snapshot(src, fixture.users, fixture.rooms), await snapshot(dst, fixture.users, fixture.rooms)];
     for (const key of Object.keys(x)) expect({ key, value: y[key] }).toEqual({ key, value: x[key] });
   }, 60_000);
+});
+
+describe.each(DIALECTS)('imported ids (%s)', (dialect) => {
+  it('"changed after T" finds an imported message whose id has no milliseconds after its seconds (a MongoDB ObjectId)', async () => {
+    const t = await startTestServer(dialect);
+    try {
+      await createUser(t, 'u1');
+      await api(t).send('POST', '/rooms', { _id: 'm', roomType: 'group', members: ['u1'] });
+      const second = Math.floor(t.clock.now() / 1000) + 5;
+      const created = second * 1000 + 900;
+      // ObjectId(second) followed by a counter: characters 9-11 read as 0 ms, but the message is from .900.
+      const id = second.toString(16).padStart(8, '0') + '0000000000000abc';
+      const row = { app_id: t.appId, id, room_id: 'm', sender_id: 'u1', message_type: 'text', message: '"from mongo"', fields: '{}', reply_id: null, pinned: 0, edited_at: null, message_time: created, created_at: created, updated_at: created };
+      await new ImportRepo(t.server.store.db).putMessages(t.appId, [row], []);
+      for (const field of ['updatedAt', 'createdAt']) {
+        const found = await api(t).get(`/rooms/m/messages/v3?afterTime=${second * 1000 + 500}&timeRangeField=${field}&sortOrder=asc`);
+        expect({ field, ids: found.data.map((m: Json) => m._id) }).toEqual({ field, ids: [id] });
+        const none = await api(t).get(`/rooms/m/messages/v3?afterTime=${created}&timeRangeField=${field}&sortOrder=asc`);
+        expect({ field, ids: none.data.map((m: Json) => m._id) }).toEqual({ field, ids: [] });
+      }
+    } finally {
+      await t.close();
+    }
+  });
 });
 
 describe('the source client', () => {
