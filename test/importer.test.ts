@@ -102,6 +102,7 @@ async function fill(src: TestServer, opts: { users: number; messages: number }):
   await a.send('POST', '/me/mute/team', undefined, users[1]);
   await a.send('POST', '/roomPrefs/team', { tags: ['starred'], sticky: true }, users[2]);
   await a.send('POST', '/me/pref/theme', { dark: true, size: 3 }, users[0]);
+  await a.send('POST', '/messages/user-delete', { room: 'team', messages: teamMessages.slice(0, 3).map((m) => m.id) }, users[1]);
   await a.send('PUT', `/rooms/team/member/${users[2]}`, { property: 'nickname2', value: 'custom member property' });
   return { users, rooms };
 }
@@ -120,6 +121,7 @@ async function snapshot(t: TestServer, users: string[], rooms: string[]): Promis
     out[`badge:${u}`] = await a.get('/me/badge', u);
     out[`blocks:${u}`] = await a.get('/blockStatus/my', u);
     out[`prefs:${u}`] = await a.get('/me/pref', u);
+    out[`hidden:${u}`] = await a.get('/messages/user-delete', u);
   }
   for (const r of rooms) {
     const id = encodeURIComponent(r);
@@ -175,8 +177,10 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(report.requests).toBeGreaterThan(20);
     expect(report.prefs).toEqual({ users: 8, changed: 1 });
     expect(report.blocks).toEqual({ users: 8, changed: 1 });
+    expect(report.hidden).toEqual({ users: 8, changed: 1 });
     const [a, b] = [await snapshot(src, fixture.users, fixture.rooms), await snapshot(dst, fixture.users, fixture.rooms)];
     for (const key of Object.keys(a)) expect({ key, value: b[key] }).toEqual({ key, value: a[key] });
+    expect(b['hidden:u2'].data).toHaveLength(3);
     // Unread counts and read marks came across (not all zero).
     expect(a['rooms:u1'].data.some((r: Json) => r.unread > 0)).toBe(true);
     expect(a['history:team'].some((m: Json) => m.editedAtMS)).toBe(true);
@@ -191,6 +195,7 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(again.config.changed).toBe(0);
     expect(again.blocks.changed).toBe(0);
     expect(again.prefs).toEqual({ users: 8, changed: 0 });
+    expect(again.hidden).toEqual({ users: 8, changed: 0 });
     expect(await snapshot(dst, fixture.users, fixture.rooms)).toEqual(b);
 
     // A message sent on the target after the import sorts after the imported ones.

@@ -115,7 +115,7 @@ export async function runImportCommand(argv: string[]): Promise<number> {
             `  users     ${c(report.users)}`,
             `  rooms     ${c(report.rooms)}`,
             `  messages  ${c(report.messages)} (${report.messagesPerSecond}/s)`,
-            `  groups    ${report.groups.seen}, config keys ${report.config.keys} (${report.config.changed} changed), blocks of ${report.blocks.users} users (${report.blocks.changed} changed), preferences of ${report.prefs.users} users (${report.prefs.changed} changed)`,
+            `  groups    ${report.groups.seen}, config keys ${report.config.keys} (${report.config.changed} changed), blocks of ${report.blocks.users} users (${report.blocks.changed} changed), preferences of ${report.prefs.users} users (${report.prefs.changed} changed), hidden messages of ${report.hidden.users} users (${report.hidden.changed} changed)`,
             `  requests  ${report.requests} (limit ${report.limitPerMinute}/min), 429s ${report.throttled}, retries ${report.retries}`,
             ...report.skipped.map((s) => `  skipped ${s.entity} ${s.id}: ${s.reason}`),
           ].join('\n') + '\n',

@@ -52,6 +52,8 @@ export interface ImportReport {
   blocks: { users: number; changed: number };
   /** Users' own preferences (GET /me/pref): users read, users whose preferences changed here. */
   prefs: { users: number; changed: number };
+  /** Messages users hid for themselves (GET /messages/user-delete): users read, users whose list changed here. */
+  hidden: { users: number; changed: number };
   groups: EntityCounts;
   config: { keys: number; changed: number };
   skipped: Array<{ entity: string; id: string; reason: string }>;
@@ -147,6 +149,7 @@ export class ImportService {
       messages: emptyCounts(),
       blocks: { users: 0, changed: 0 },
       prefs: { users: 0, changed: 0 },
+      hidden: { users: 0, changed: 0 },
       groups: emptyCounts(),
       config: { keys: 0, changed: 0 },
       skipped: [],
@@ -332,6 +335,21 @@ export class ImportService {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
+
+      // --- what each user hid for themself: after the messages, whose rooms it needs
+      const hiders = [...everyone];
+      const hideWorker = async () => {
+        for (let userId = hiders.shift(); userId !== undefined; userId = hiders.shift()) {
+          const hidden = await client.get<{ data: string[] }>('/messages/user-delete', {}, { userId, allow404: true });
+          if (!hidden) continue;
+          report.hidden.users++;
+          const ids = hidden.data ?? [];
+          const res = await tx((r) => r.replaceHidden(app, userId, ids, this.clock.now()));
+          if (res.changed) report.hidden.changed++;
+          if (res.unknown > 0) report.skipped.push({ entity: 'hidden messages', id: userId, reason: `${res.unknown} hidden message ids are not among the imported messages` });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, hideWorker));
       progress.phase = 'done';
       tell();
     } finally {
@@ -459,6 +477,9 @@ class DryRepo {
   }
   async replaceUserPrefs() {
     return false;
+  }
+  async replaceHidden() {
+    return { changed: false, unknown: 0 };
   }
   async replaceGroup() {
     return false;

@@ -97,6 +97,30 @@ export class ImportRepo {
     return true;
   }
 
+  /**
+   * The messages a user hid for themself (GET /messages/user-delete), as given; ids of messages not stored here are
+   * left out and counted. Returns whether anything changed and how many ids were unknown.
+   */
+  async replaceHidden(appId: string, userId: string, ids: string[], now: number): Promise<{ changed: boolean; unknown: number }> {
+    const rooms = new Map<string, string>();
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      for (const r of await this.db.selectFrom('messages').select(['id', 'room_id']).where('app_id', '=', appId).where('id', 'in', chunk).execute()) rooms.set(r.id, r.room_id);
+    }
+    const want = [...rooms.keys()].sort();
+    const old = (await this.db.selectFrom('user_deleted_messages').select('message_id').where('app_id', '=', appId).where('user_id', '=', userId).orderBy('message_id').execute()).map((r) => r.message_id);
+    const unknown = new Set(ids).size - want.length;
+    if (JSON.stringify(old) === JSON.stringify(want)) return { changed: false, unknown };
+    await this.db.deleteFrom('user_deleted_messages').where('app_id', '=', appId).where('user_id', '=', userId).execute();
+    for (let i = 0; i < want.length; i += 1000) {
+      await this.db
+        .insertInto('user_deleted_messages')
+        .values(want.slice(i, i + 1000).map((message_id) => ({ app_id: appId, user_id: userId, room_id: rooms.get(message_id)!, message_id, created_at: now })))
+        .execute();
+    }
+    return { changed: true, unknown };
+  }
+
   // --- groups and config
 
   async replaceGroup(appId: string, row: Selectable<UserGroupsTable>, members: string[]): Promise<boolean> {
