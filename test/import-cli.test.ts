@@ -96,6 +96,14 @@ describe('imkit-server import (the command)', () => {
     expect(again.rooms).toMatchObject({ created: 0, updated: 0, unchanged: 3 });
     expect(typeof again.durationMs).toBe('number');
     expect(again.requests).toBeGreaterThan(0);
+
+    // Without --json: a summary a person reads.
+    const fourth = importer(['--from', url, '--api-key', src.apiKey], dataDir);
+    expect((await fourth.done).code).toBe(0);
+    // Only what changed since each room's newest update is read again (its newest message): nothing new.
+    expect(fourth.out()).toMatch(/messages {2}0 new, 0 changed, \d+ unchanged/);
+    expect(fourth.out()).toMatch(/requests {2}\d+ \(limit 1000\/min\), 429s 0/);
+    expect(fourth.err()).toMatch(/\[done\] users 3\/3, rooms 3\/3/);
   }, 60_000);
 
   it('refuses to start without --from or --api-key', async () => {
