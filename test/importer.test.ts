@@ -102,6 +102,7 @@ async function fill(src: TestServer, opts: { users: number; messages: number }):
   await a.send('POST', '/me/mute/team', undefined, users[1]);
   await a.send('POST', '/roomPrefs/team', { tags: ['starred'], sticky: true }, users[2]);
   await a.send('POST', '/me/pref/theme', { dark: true, size: 3 }, users[0]);
+  if (users[4]) await a.send('POST', '/rooms/team/members', { invitees: [users[4]], invitationRequired: true }, users[0]);
   await a.send('POST', '/messages/user-delete', { room: 'team', messages: teamMessages.slice(0, 3).map((m) => m.id) }, users[1]);
   await a.send('PUT', `/rooms/team/member/${users[2]}`, { property: 'nickname2', value: 'custom member property' });
   return { users, rooms };
@@ -122,11 +123,13 @@ async function snapshot(t: TestServer, users: string[], rooms: string[]): Promis
     out[`blocks:${u}`] = await a.get('/blockStatus/my', u);
     out[`prefs:${u}`] = await a.get('/me/pref', u);
     out[`hidden:${u}`] = await a.get('/messages/user-delete', u);
+    out[`invitations:${u}`] = await a.get('/me/invitations', u);
   }
   for (const r of rooms) {
     const id = encodeURIComponent(r);
     out[`room:${r}`] = await a.get(`/rooms/${id}`);
     out[`bans:${r}`] = await a.get(`/blockStatus/room/${id}`);
+    out[`invites:${r}`] = await a.get(`/rooms/${id}/invitations`);
     out[`count:${r}`] = await a.get(`/rooms/${id}/count`);
     const history: Json[] = [];
     let before: string | undefined;
@@ -181,6 +184,7 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     const [a, b] = [await snapshot(src, fixture.users, fixture.rooms), await snapshot(dst, fixture.users, fixture.rooms)];
     for (const key of Object.keys(a)) expect({ key, value: b[key] }).toEqual({ key, value: a[key] });
     expect(b['hidden:u2'].data).toHaveLength(3);
+    expect(b['invites:team'].data).toHaveLength(1);
     // Unread counts and read marks came across (not all zero).
     expect(a['rooms:u1'].data.some((r: Json) => r.unread > 0)).toBe(true);
     expect(a['history:team'].some((m: Json) => m.editedAtMS)).toBe(true);

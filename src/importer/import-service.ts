@@ -318,9 +318,11 @@ export class ImportService {
             created_at: ms(b.createdAtMS, b.createdAt),
             updated_at: ms(b.updatedAtMS, b.updatedAt),
           }));
+          const invites = await client.get<{ data: Json[] }>(`/rooms/${encodeURIComponent(roomId)}/invitations`, {}, { allow404: true });
+          const inviteRows = invites?.data.map((i) => ({ app_id: app, room_id: roomId, invitee: idOf(i.invitee)!, inviter: idOf(i.inviter), created_at: ms(i.createdTimeMS, i.createdTime) }));
           const { row, tags, members, prefs } = roomRows(app, room, views);
           // A room read by its id (no room list showed it) comes without its members' own views: their preferences are left as they are.
-          const outcome = await tx((r) => r.putRoom(app, row, tags, members, views.size ? prefs : undefined, banRows));
+          const outcome = await tx((r) => r.putRoom(app, row, tags, members, views.size ? prefs : undefined, banRows, inviteRows));
           report.rooms.seen++;
           report.rooms[outcome]++;
           const state = (checkpoints.get(`room:${roomId}`) as RoomState | undefined) ?? {};

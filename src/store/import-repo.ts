@@ -2,7 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { MemberRow, RoomRow } from './rooms-repo.js';
 import type { MessageRow } from './messages-repo.js';
 import type { UserRow } from './users-repo.js';
-import type { Database, ImportCheckpointsTable, RoomBansTable, RoomPrefsTable, UserBlocksTable, UserGroupsTable } from './schema.js';
+import type { Database, ImportCheckpointsTable, InvitationsTable, RoomBansTable, RoomPrefsTable, UserBlocksTable, UserGroupsTable } from './schema.js';
 
 export type CheckpointRow = Selectable<ImportCheckpointsTable>;
 export type ReactionInput = { message_id: string; user_id: string; reaction: string; created_at: number };
@@ -161,8 +161,8 @@ export class ImportRepo {
   // --- rooms
 
   /**
-   * Writes a room as given (row, tags, members, the members' preferences, bans), replacing what the target holds
-   * for it; preferences or bans given as undefined are left as they are. Returns 'created', 'updated' or 'unchanged'.
+   * Writes a room as given (row, tags, members, the members' preferences, bans, pending invitations), replacing what the target holds
+   * for it; preferences, bans or invitations given as undefined are left as they are. Returns 'created', 'updated' or 'unchanged'.
    */
   async putRoom(
     appId: string,
@@ -171,6 +171,7 @@ export class ImportRepo {
     members: MemberRow[],
     prefs: Array<Selectable<RoomPrefsTable>> | undefined,
     bans: Array<Selectable<RoomBansTable>> | undefined,
+    invitations?: Array<Selectable<InvitationsTable>>,
   ): Promise<'created' | 'updated' | 'unchanged'> {
     const old = await this.db.selectFrom('rooms').selectAll().where('app_id', '=', appId).where('id', '=', room.id).executeTakeFirst();
     // message_count is the target's own (recounted after messages are written).
@@ -186,6 +187,8 @@ export class ImportRepo {
     const sortedPrefs = [...(prefs ?? [])].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
     const oldBans = bans ? await this.db.selectFrom('room_bans').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('user_id').execute() : [];
     const sortedBans = bans ? [...bans].sort((a, b) => (a.user_id < b.user_id ? -1 : 1)) : [];
+    const oldInvites = invitations ? await this.db.selectFrom('invitations').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('invitee').execute() : [];
+    const sortedInvites = invitations ? [...invitations].sort((a, b) => (a.invitee < b.invitee ? -1 : 1)) : [];
     let changed = false;
     if (!old) await this.db.insertInto('rooms').values(row).execute();
     else if (!sameRow(old, row)) {
@@ -212,6 +215,11 @@ export class ImportRepo {
       changed = true;
       await this.db.deleteFrom('room_bans').where('app_id', '=', appId).where('room_id', '=', room.id).execute();
       if (sortedBans.length) await this.db.insertInto('room_bans').values(sortedBans).execute();
+    }
+    if (invitations && !sameList(oldInvites, sortedInvites)) {
+      changed = true;
+      await this.db.deleteFrom('invitations').where('app_id', '=', appId).where('room_id', '=', room.id).execute();
+      if (sortedInvites.length) await this.db.insertInto('invitations').values(sortedInvites).execute();
     }
     return !old ? 'created' : changed ? 'updated' : 'unchanged';
   }
