@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
+import { runImportCommand } from './importer/import-command.js';
 import { parseSettings, readConfig } from './cli/args.js';
 import { ConfigError, type Config, settingsHelp } from './config.js';
 import { AppError } from './errors.js';
@@ -14,6 +15,9 @@ Usage:
   imkit-server start [settings]      migrate the store, then serve HTTP (npm start does this)
   imkit-server migrate [settings]    apply database migrations and exit
   imkit-server app <command> ...     manage applications and their keys (see "imkit-server app --help")
+  imkit-server import --from URL --api-key KEY ...
+                                     copy an application from a running IMKIT-compatible server through its
+                                     API (see "imkit-server import --help", docs/migrating.md)
   imkit-server --help                this text
 
 ${settingsHelp()}
@@ -29,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 1 : 0;
   }
   if (command === 'app') return runAppCommand(rest);
+  if (command === 'import') return runImportCommand(rest);
   if (command !== 'start' && command !== 'migrate') {
     process.stderr.write(`Unknown command "${command}". Run imkit-server --help.\n`);
     return 2;

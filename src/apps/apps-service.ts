@@ -103,6 +103,11 @@ export class AppsService {
     return this.summarize(app, await this.repo.domainsOf(app.id));
   }
 
+  /** The application with this id, if there is one (imkit-server import creates it when not). */
+  get(id: string): Promise<AppRow | undefined> {
+    return this.repo.getApp(id);
+  }
+
   /** Finds an application by id, or by name when exactly one has that name. */
   async resolve(idOrName: string): Promise<AppRow> {
     const byId = await this.repo.getApp(idOrName);

@@ -54,7 +54,7 @@ export class MessagesRepo {
    * "Changed after T" (`afterTime` on `updated_at`, how clients catch up) is answered from two ranges, without an
    * index of every message's `updated_at`: keeping one cost each send a page of WAL per room (about a quarter of a
    * batch's writes). A message whose `updated_at` is still its `created_at` changed after T only if it was created
-   * after T, and then its id is at least `objectIdFloor(T + 1)` (ids begin with their creation time); one edited,
+   * after T, and then its id is at least the floor of T's second (ids begin with their creation time); one edited,
    * recalled or pinned since has `updated_at <> created_at` and is in the partial index `messages_room_edited`.
    * Each range is read in id order up to the limit and the two are merged.
    */
@@ -68,8 +68,10 @@ export class MessagesRepo {
       return sel.orderBy('id', q.order).limit(q.limit).execute();
     };
     if (q.afterTime === undefined || q.timeField === 'message_time') return page();
-    // Created after T: an id range (also all that `created_at > T` can match).
-    const floor = objectIdFloor(q.afterTime + 1);
+    // Created after T: an id range (also all that `created_at > T` can match). The range starts at T's whole second:
+    // this server's ids carry the milliseconds after the seconds, but ids imported from another server (MongoDB
+    // ObjectIds, `imkit-server import`) have other characters there; the time condition above keeps it exact.
+    const floor = objectIdFloor(Math.floor((q.afterTime + 1) / 1000) * 1000);
     if (q.timeField === 'created_at') return page((s) => s.where('id', '>=', floor));
     const [created, changed] = await Promise.all([
       page((s) => s.where('id', '>=', floor)),

@@ -344,8 +344,18 @@ export interface AuditLogTable {
   outcome: 'ok' | 'denied' | 'error';
 }
 
+/** imkit-server import: what was copied from a source server, per entity (migration 0019). */
+export interface ImportCheckpointsTable {
+  app_id: string;
+  source: string;
+  entity: string;
+  state: string;
+  updated_at: Ms;
+}
+
 export interface Database {
   audit_log: AuditLogTable;
+  import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;

@@ -468,6 +468,22 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
     },
   },
+  '0019_import_checkpoints': {
+    async up(db: Kysely<any>) {
+      // What `imkit-server import` has copied from a source server (docs/migrating.md): one row per entity
+      // (`users`, `room:<id>`, ...) and source URL, its state as JSON (a room's oldest imported message, whether
+      // its history is complete, the newest update time seen). Written in the transaction that writes the rows.
+      await db.schema
+        .createTable('import_checkpoints')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('source', 'varchar(500)', (c) => c.notNull())
+        .addColumn('entity', 'varchar(200)', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('import_checkpoints_pk', ['app_id', 'source', 'entity'])
+        .execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
