@@ -108,7 +108,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
   const peaks = new ConnectionPeaks(() => clock.now());
   const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => realtime?.appSocketsHere(appId) ?? 0, metrics, config.metricsToken);
-  const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'), (statements) => store.runBatch(statements));
+  // On SQLite through the writer thread (a write on the event loop's connection would wait for its commits).
+  const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'), store.dialect === 'sqlite' ? (statements) => store.runBatch(statements) : undefined);
   audit.start();
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });

@@ -46,8 +46,8 @@ export class AuditLog {
     private readonly retentionMs: number,
     private readonly onError: (err: unknown) => void = () => {},
     /**
-     * Runs the writes as one transaction the store's way (Store.runBatch: on SQLite the writer thread, whose
-     * commits a write on the event loop's connection would wait for, blocking the loop meanwhile).
+     * SQLite: runs the writes as one transaction on the writer thread (Store.runBatch), whose commits a write on
+     * the event loop's connection would wait for, blocking the loop meanwhile. Unset: written on the pool.
      */
     private readonly runBatch?: (statements: PlannedStatement[]) => Promise<void>,
   ) {}

@@ -32,11 +32,14 @@ export class AuditRepo {
     return { rows, total };
   }
 
-  /** The statements that insert `rows` and delete entries older than `pruneBefore`, to run as one transaction. */
+  /**
+   * The statements that insert `rows` and delete entries older than `pruneBefore`, to run as one transaction on
+   * SQLite's writer thread: one insert per row, so the thread prepares one statement text whatever the count.
+   */
   plan(rows: AuditRow[], pruneBefore: number | undefined): PlannedStatement[] {
     const out: PlannedStatement[] = [];
-    for (let i = 0; i < rows.length; i += 500) {
-      const c = this.db.insertInto('audit_log').values(rows.slice(i, i + 500)).compile();
+    for (const row of rows) {
+      const c = this.db.insertInto('audit_log').values(row).compile();
       out.push({ sql: c.sql, params: c.parameters as unknown[] });
     }
     if (pruneBefore !== undefined) {
