@@ -1,12 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../src/config.js';
 import type { DomainEvent } from '../src/events/bus.js';
 import { directRoomId } from '../src/chat/rooms-service.js';
 import { openStore } from '../src/store/database.js';
-import { createUser, DIALECTS, isolatedStore, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { createUser, DIALECTS, freePort, isolatedStore, startServerProcess, startTestServer, type TestServer, userHeaders } from './helpers.js';
 
 describe.each(DIALECTS)('batch send (%s)', (dialect) => {
   let t: TestServer;
@@ -100,14 +98,7 @@ describe.each(DIALECTS)('batch survives kill -9 (%s)', (dialect) => {
   it('sends each of 10,000 messages exactly once across a crash', { timeout: 120_000 }, async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const start = async () => {
-      const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: 'ignore' });
-      for (let i = 0; i < 300; i++) {
-        if ((await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200) return p;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error('server did not start');
-    };
+    const start = () => startServerProcess(port, env);
     const api = async (method: string, url: string, body?: unknown) => {
       const res = await fetch(`${base}${url}`, { method, headers: { 'IM-API-KEY': env.IMKIT_API_KEY, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
       return (await res.json()) as any;
@@ -158,11 +149,3 @@ describe.each(DIALECTS)('batch survives kill -9 (%s)', (dialect) => {
   });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -3,12 +3,11 @@ import { createHash } from 'node:crypto';
 import { Receiver, verifySignature } from './webhook-receiver.js';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SETTINGS } from '../src/config.js';
-import { DIALECTS, isolatedStore } from './helpers.js';
+import { DIALECTS, freePort, isolatedStore } from './helpers.js';
 
 /**
  * The CLI and the server as a user runs them: real processes (the built bin), real HTTP over a real port,
@@ -24,14 +23,6 @@ function cli(args: string[], env: Record<string, string | undefined>) {
   );
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {

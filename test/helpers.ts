@@ -1,4 +1,6 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -117,4 +119,25 @@ export async function createUser(t: TestServer, id: string, apiKey = t.apiKey, e
 
 export function userHeaders(clientKey: string, token: string): Record<string, string> {
   return { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': token };
+}
+
+/** A TCP port free on 127.0.0.1 right now (for a server process a test starts). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the built server (dist/main.js) on 127.0.0.1:`port` with `env` added, and waits for /healthz. */
+export async function startServerProcess(port: number, env: Record<string, string | undefined>): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: 'ignore' });
+  for (let i = 0; i < 300; i++) {
+    if ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200) return p;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  p.kill('SIGKILL');
+  throw new Error('server did not start');
 }

@@ -60,7 +60,7 @@ describe.each(DIALECTS)('API keys with limits (%s)', (dialect) => {
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
     expect((await from('203.0.113.1', t.apiKey)).status).toBe(200); // the application's default key keeps its 1000
 
-    const shortLived = (await t.server.services.apps.createApiKey(app, { expiresInMs: 60_000 })).apiKey as string;
+    const shortLived = (await t.server.services.apps.createApiKey(app, { expiresIn: '60s' })).apiKey as string;
     expect((await from('203.0.113.1', shortLived)).status).toBe(200);
     t.clock.advance(60_001);
     const expired = await from('203.0.113.1', shortLived);

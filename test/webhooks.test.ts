@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dns from 'node:dns';
-import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 // @ts-expect-error no types ship with parse-prometheus-text-format
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -12,7 +10,7 @@ import { createServer, type ImkitServer } from '../src/server.js';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK_EVENT_TYPES } from '../src/webhooks/outbox.js';
 import { newWebhookSecret, signatureHeader } from '../src/webhooks/signing.js';
-import { createUser, DIALECTS, isolatedStore, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { createUser, DIALECTS, freePort, isolatedStore, startServerProcess, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
 import { Receiver, verifySignature } from './webhook-receiver.js';
 
@@ -199,6 +197,20 @@ describe.each(DIALECTS)('webhooks (%s)', (dialect) => {
     // Give the dispatcher time to (wrongly) send the bot's own message back: only the user's message went out.
     await new Promise((r) => setTimeout(r, 300));
     expect(rx.requests.map((r) => r.json.data.message)).toEqual(['hello bot']);
+  });
+
+  it('a bot reply nested deeper than IMKIT_MAX_JSON_DEPTH posts nothing, and the delivery log says why', async () => {
+    const u1 = await createUser(t, 'u1');
+    let deep: unknown = { message: 'too deep' };
+    for (let i = 0; i < 40; i++) deep = { deep };
+    rx.answer = () => ({ body: JSON.stringify({ senderID: 'u1', data: { message: 'hi', messageType: 'text', deep } }) });
+    await t.request({ method: 'POST', url: '/rooms', headers: A(t), body: { _id: 'd', members: ['u1'], webhook: rx.url('/deep') } });
+    await t.request({ method: 'POST', url: '/rooms/d/message', headers: userHeaders(t.clientKey, u1), body: { message: 'hello' } });
+    const log = async () => (await t.request({ method: 'GET', url: '/admin/webhooks/deliveries?room=d', headers: A(t) })).body.result.data;
+    await expect.poll(async () => (await log())[0]?.status).toBe('delivered');
+    expect((await log())[0].lastError).toBe(`bot reply refused: nested deeper than ${t.config.maxJsonDepth} levels`);
+    const history = await t.request({ method: 'GET', url: '/rooms/d/messages/v3', headers: A(t) });
+    expect(history.body.result.data.map((m: any) => m.message)).toEqual(['hello']);
   });
 
   it('rotating a secret signs with both until the old one expires; deleting an endpoint stops its deliveries', async () => {
@@ -477,14 +489,7 @@ describe.each(DIALECTS)('webhooks survive kill -9 (%s)', (dialect) => {
   it('events recorded before the crash are delivered after the restart, each once', { timeout: 60_000 }, async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const start = async () => {
-      const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: 'ignore' });
-      for (let i = 0; i < 300; i++) {
-        if ((await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200) return p;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error('server did not start');
-    };
+    const start = () => startServerProcess(port, env);
     const api = async (method: string, url: string, body?: unknown) =>
       (await (await fetch(`${base}${url}`, { method, headers: { 'IM-API-KEY': key, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })).json()) as any;
     // The receiver is not listening yet: every attempt before the crash fails with a refused connection.
@@ -513,14 +518,6 @@ describe.each(DIALECTS)('webhooks survive kill -9 (%s)', (dialect) => {
   });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('the signature header', () => {
   it('verifies with the standardwebhooks package, with either secret during a rotation, and not with another', () => {

@@ -11,6 +11,7 @@ import { isUniqueViolation } from '../store/database.js';
 import { MonitoringRepo } from '../store/monitoring-repo.js';
 import { isScope, SCOPES } from '../auth/scopes.js';
 import { compileAllowlist } from '../lib/client-address.js';
+import { parseDuration } from '../lib/duration.js';
 import type { Database } from '../store/schema.js';
 
 export interface NewApp {
@@ -161,7 +162,7 @@ export class AppsService {
    * `app create-api-key`: a new key besides the others, optionally limited (scopes, an address allowlist, an
    * expiry, a per-minute limit, a name); the secret is in this answer only.
    */
-  async createApiKey(app: AppRow, input: { name?: string; scopes?: string[]; allowIps?: string[]; expiresInMs?: number; rateLimitPerMinute?: number }): Promise<Record<string, unknown>> {
+  async createApiKey(app: AppRow, input: { name?: string; scopes?: string[]; allowIps?: string[]; expiresIn?: string; rateLimitPerMinute?: number }): Promise<Record<string, unknown>> {
     const now = this.clock.now();
     if (input.name !== undefined && (input.name.length === 0 || input.name.length > 100)) throw invalidRequest('Invalid field name: 1-100 characters', { field: 'name' });
     const scopes = input.scopes === undefined ? undefined : [...new Set(input.scopes)];
@@ -179,7 +180,10 @@ export class AppsService {
         }
       }
     }
-    if (input.expiresInMs !== undefined && input.expiresInMs <= 0) throw invalidRequest('Invalid field expiresIn: must be a positive duration', { field: 'expiresIn' });
+    const expiresInMs = input.expiresIn === undefined ? undefined : parseDuration(input.expiresIn);
+    if (input.expiresIn !== undefined && (expiresInMs === undefined || expiresInMs <= 0)) {
+      throw invalidRequest('Invalid field expiresIn: a duration such as 90d, 12h or 30m', { field: 'expiresIn' });
+    }
     if (input.rateLimitPerMinute !== undefined && (!Number.isInteger(input.rateLimitPerMinute) || input.rateLimitPerMinute < 1 || input.rateLimitPerMinute > 10_000_000)) {
       throw invalidRequest('Invalid field rateLimitPerMinute: a whole number from 1 to 10000000', { field: 'rateLimitPerMinute' });
     }
@@ -187,7 +191,7 @@ export class AppsService {
       name: input.name,
       scopes,
       allowIps,
-      expiresAt: input.expiresInMs === undefined ? undefined : now + input.expiresInMs,
+      expiresAt: expiresInMs === undefined ? undefined : now + expiresInMs,
       rateLimitPerMinute: input.rateLimitPerMinute,
     });
     await this.repo.insertApiKey(fresh.row);

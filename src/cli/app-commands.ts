@@ -149,14 +149,11 @@ export async function runAppCommand(argv: string[]): Promise<number> {
         const app = await appArg();
         const rate = values['rate-limit'];
         if (typeof rate === 'string' && !/^\d+$/.test(rate)) throw new ConfigError('--rate-limit must be a whole number above 0');
-        const expires = values['expires-in'];
-        const expiresInMs = typeof expires === 'string' ? parseDuration(expires) : undefined;
-        if (typeof expires === 'string' && (expiresInMs === undefined || expiresInMs <= 0)) throw new ConfigError('--expires-in must be a duration such as 90d, 12h or 30m');
         const r = await apps.createApiKey(app, {
           name: typeof values.name === 'string' ? values.name : undefined,
           scopes: values.scope as string[] | undefined,
           allowIps: values['allow-ip'] as string[] | undefined,
-          expiresInMs,
+          expiresIn: typeof values['expires-in'] === 'string' ? values['expires-in'] : undefined,
           rateLimitPerMinute: typeof rate === 'string' ? Number(rate) : undefined,
         });
         await logged(app.id, 'api_key.create', `fingerprint=${r.fingerprint}`);

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
 import type { MemberRow, RoomRow } from './rooms-repo.js';
 import type { MessageRow } from './messages-repo.js';
 import type { UserRow } from './users-repo.js';
@@ -60,18 +60,7 @@ export class ImportRepo {
         .insertInto('users')
         .values(write)
         .onConflict((oc) =>
-          oc.columns(['app_id', 'id']).doUpdateSet((eb) => ({
-            nickname: eb.ref('excluded.nickname'),
-            avatar_url: eb.ref('excluded.avatar_url'),
-            description: eb.ref('excluded.description'),
-            is_robot: eb.ref('excluded.is_robot'),
-            extra: eb.ref('excluded.extra'),
-            address: eb.ref('excluded.address'),
-            user_agent: eb.ref('excluded.user_agent'),
-            last_login_at: eb.ref('excluded.last_login_at'),
-            created_at: eb.ref('excluded.created_at'),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
+          oc.columns(['app_id', 'id']).doUpdateSet((eb) => fromExcluded(eb, 'users', ['nickname', 'avatar_url', 'description', 'is_robot', 'extra', 'address', 'user_agent', 'last_login_at', 'created_at', 'updated_at'])),
         )
         .execute();
     }
@@ -262,19 +251,7 @@ export class ImportRepo {
       .insertInto('messages')
       .values(write)
       .onConflict((oc) =>
-        oc.columns(['app_id', 'id']).doUpdateSet((eb) => ({
-          room_id: eb.ref('excluded.room_id'),
-          sender_id: eb.ref('excluded.sender_id'),
-          message_type: eb.ref('excluded.message_type'),
-          message: eb.ref('excluded.message'),
-          fields: eb.ref('excluded.fields'),
-          reply_id: eb.ref('excluded.reply_id'),
-          pinned: eb.ref('excluded.pinned'),
-          edited_at: eb.ref('excluded.edited_at'),
-          message_time: eb.ref('excluded.message_time'),
-          created_at: eb.ref('excluded.created_at'),
-          updated_at: eb.ref('excluded.updated_at'),
-        })),
+        oc.columns(['app_id', 'id']).doUpdateSet((eb) => fromExcluded(eb, 'messages', ['room_id', 'sender_id', 'message_type', 'message', 'fields', 'reply_id', 'pinned', 'edited_at', 'message_time', 'created_at', 'updated_at'])),
       )
       .execute();
     const written = write.map((r) => r.id);
@@ -325,4 +302,9 @@ function sameRow(a: object, b: object): boolean {
 
 function sameList(a: object[], b: object[]): boolean {
   return a.length === b.length && a.every((row, i) => sameRow(row, b[i]!));
+}
+
+/** The update of an upsert that takes these columns from the row that was refused (`excluded`). */
+function fromExcluded<T extends 'users' | 'messages'>(eb: ExpressionBuilder<any, any>, _table: T, columns: Array<keyof Database[T] & string>): Record<string, unknown> {
+  return Object.fromEntries(columns.map((c) => [c, eb.ref(`excluded.${c}`)]));
 }

@@ -269,13 +269,9 @@ export class WebhooksRepo {
     return { events: Number(events?.n ?? 0), byStatus: Object.fromEntries(rows.map((r) => [r.status, Number(r.n)])) };
   }
 
-  /** Whether any room of the application names a webhook (so its events may be wanted). */
+  /** The applications that have a room naming a webhook (their room events may be wanted). */
   async appsWithRoomWebhooks(): Promise<string[]> {
     const rows = await this.db.selectFrom('rooms').select('app_id').distinct().where('webhook', 'is not', null).where('webhook', '!=', '').execute();
     return rows.map((r) => r.app_id);
-  }
-
-  async roomWebhook(appId: string, roomId: string): Promise<{ webhook: string | null; bot_state: string | null } | undefined> {
-    return this.db.selectFrom('rooms').select(['webhook', 'bot_state']).where('app_id', '=', appId).where('id', '=', roomId).executeTakeFirst();
   }
 }

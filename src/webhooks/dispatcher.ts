@@ -5,11 +5,13 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { valueTooDeep } from '../lib/json-depth.js';
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../lib/clock.js';
 import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
 import type { PlannedStatement } from '../store/append-repo.js';
+import { RoomsRepo } from '../store/rooms-repo.js';
 import { type AppSecretRow, type DeliveryRow, type EndpointRow, type FinishPatch, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from './outbox.js';
 import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
@@ -41,7 +43,7 @@ export interface DispatcherOptions {
   clock: Clock;
   bus: EventBus;
   logger: Logger;
-  config: Pick<Config, 'webhookRetrySchedule' | 'webhookTimeoutMs' | 'webhookConcurrency' | 'webhookAllowPrivateNetworks'>;
+  config: Pick<Config, 'webhookRetrySchedule' | 'webhookTimeoutMs' | 'webhookConcurrency' | 'webhookAllowPrivateNetworks' | 'maxJsonDepth'>;
   payloads: PayloadRenderer;
   /** Says whether a committed change may have written outbox rows (wake-ups after commits). */
   outbox: Pick<Outbox, 'mayConcern'>;
@@ -346,7 +348,7 @@ export class WebhookDispatcher {
     }
     const imkitEvent = ROOM_WEBHOOK_EVENTS.get(e.type);
     if (imkitEvent && e.room_id !== null && !facts.fromBot) {
-      const room = await this.repo.roomWebhook(e.app_id, e.room_id);
+      const room = await new RoomsRepo(this.o.db).get(e.app_id, e.room_id);
       if (room?.webhook) {
         const payload = JSON.stringify({
           appID: e.app_id,
@@ -527,6 +529,8 @@ export class WebhookDispatcher {
       return null;
     }
     if (typeof reply !== 'object' || reply === null || Array.isArray(reply)) return null;
+    // A receiver's answer is another party's input: bounded as a request body is (IMKIT_MAX_JSON_DEPTH).
+    if (valueTooDeep(reply, this.o.config.maxJsonDepth)) return `bot reply refused: nested deeper than ${this.o.config.maxJsonDepth} levels`;
     try {
       if (typeof reply.toBotState === 'string' && reply.toBotState.length <= 256) await this.o.bot.setBotState(r.app_id, r.room_id, reply.toBotState);
       if (typeof reply.data === 'object' && reply.data !== null && !Array.isArray(reply.data)) {

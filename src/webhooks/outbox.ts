@@ -3,6 +3,7 @@ import type { DomainEvent } from '../events/bus.js';
 import { newObjectId } from '../lib/ids.js';
 import type { MessageRow } from '../store/messages-repo.js';
 import type { Database, WebhookEventsTable } from '../store/schema.js';
+import { RoomsRepo } from '../store/rooms-repo.js';
 import { WebhooksRepo } from '../store/webhooks-repo.js';
 
 /** The event types an application-level endpoint may subscribe to (docs/webhooks.md); "*" is all of them. */
@@ -158,7 +159,7 @@ export class Outbox {
         const key = `${f.appId}\u0000${f.roomId}`;
         let has = hooks.get(key);
         if (has === undefined) {
-          const r = await repo.roomWebhook(f.appId, f.roomId);
+          const r = await new RoomsRepo(trx).get(f.appId, f.roomId);
           has = !!r?.webhook;
           hooks.set(key, has);
         }

@@ -1,5 +1,3 @@
-import { invalidRequest } from '../../errors.js';
-import { parseDuration } from '../../lib/duration.js';
 import type { Services } from '../../services.js';
 import { defineRoutes } from '../route.js';
 
@@ -28,12 +26,8 @@ export function keyRoutes({ apps }: Services) {
           },
         },
       },
-      handler: async ({ actor, body }) => {
-        const expiresIn = body?.expiresIn as string | undefined;
-        const expiresInMs = expiresIn === undefined ? undefined : parseDuration(expiresIn);
-        if (expiresIn !== undefined && (expiresInMs === undefined || expiresInMs <= 0)) throw invalidRequest('Invalid field expiresIn: a duration such as 90d, 12h or 30m', { field: 'expiresIn' });
-        return apps.createApiKey(actor.app, { name: body?.name, scopes: body?.scopes, allowIps: body?.allowIps, expiresInMs, rateLimitPerMinute: body?.rateLimitPerMinute });
-      },
+      handler: async ({ actor, body }) =>
+        apps.createApiKey(actor.app, { name: body?.name, scopes: body?.scopes, allowIps: body?.allowIps, expiresIn: body?.expiresIn, rateLimitPerMinute: body?.rateLimitPerMinute }),
     },
     {
       method: 'GET',
