@@ -52,6 +52,12 @@ export interface Config {
   metricsToken: string | undefined;
   /** How long audit log entries are kept (ms). */
   auditRetentionMs: number;
+  /** Key anomaly alerts (docs/security.md): a minute above this many times a key's baseline is a rate jump ... */
+  alertRateFactor: number;
+  /** ... when it is also above this many requests. */
+  alertRateMin: number;
+  /** Invalid API keys from one address within 10 minutes that raise an alert. */
+  alertInvalidKeys: number;
 }
 
 interface Setting {
@@ -308,6 +314,21 @@ export const SETTINGS: Setting[] = [
       if (ms === undefined || ms < 3_600_000) throw new ConfigError(`must be a duration of at least 1h such as 90d, got "${raw}"`);
       return ms;
     },
+  },
+  {
+    key: 'alertRateFactor', env: 'IMKIT_ALERT_RATE_FACTOR', flag: 'alert-rate-factor', default: '10',
+    help: "key anomaly alert: a minute in which an API key makes more than this many times its baseline (its mean requests per minute over the last hour, once it has 10 minutes of history) and more than IMKIT_ALERT_RATE_MIN requests",
+    parse: integer(2, 1_000_000),
+  },
+  {
+    key: 'alertRateMin', env: 'IMKIT_ALERT_RATE_MIN', flag: 'alert-rate-min', default: '100',
+    help: 'key anomaly alert: the fewest requests in a minute that can be a rate jump (quiet keys that go from 1 to 20 a minute are not alerted)',
+    parse: integer(1, 100_000_000),
+  },
+  {
+    key: 'alertInvalidKeys', env: 'IMKIT_ALERT_INVALID_KEYS', flag: 'alert-invalid-keys', default: '20',
+    help: 'key anomaly alert: invalid API keys from one address (one /64 for IPv6) within 10 minutes that raise a server alert (and one in each application whose revoked or expired keys were among them)',
+    parse: integer(1, 10_000_000),
   },
   {
     key: 'metricsToken', env: 'IMKIT_METRICS_TOKEN', flag: 'metrics-token', default: undefined, secret: true,

@@ -19,6 +19,7 @@ import { Metrics } from './monitoring/metrics.js';
 import { MonitoringService } from './monitoring/monitoring-service.js';
 import { UsageMeter } from './monitoring/usage.js';
 import { AuditLog } from './monitoring/audit.js';
+import { KeyAlerts } from './monitoring/key-alerts.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 
@@ -57,6 +58,8 @@ export interface ImkitServer {
   metrics: Metrics | undefined;
   /** What API keys and operators did (docs/security.md); `flush()` writes what waits. */
   audit: AuditLog;
+  /** Key anomaly alerts (docs/security.md); `flush()` writes what waits. */
+  alerts: KeyAlerts;
   /** Sends webhooks (docs/webhooks.md). */
   dispatcher: WebhookDispatcher;
   /** Listens on config.port/host; resolves to the base URL. */
@@ -111,7 +114,22 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   // On SQLite through the writer thread (a write on the event loop's connection would wait for its commits).
   const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'), store.dialect === 'sqlite' ? (statements) => store.runBatch(statements) : undefined);
   audit.start();
-  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit);
+  let dispatcher: WebhookDispatcher | undefined;
+  const alerts = new KeyAlerts(
+    store.db,
+    clock,
+    { rateFactor: config.alertRateFactor, rateMin: config.alertRateMin, invalidKeys: config.alertInvalidKeys, retentionMs: config.auditRetentionMs },
+    {
+      write: (statements) => store.runBatch(statements),
+      audit,
+      wantsWebhook: (appId) => services.chat.outbox.wants(appId, 'key.alert'),
+      onEvents: () => dispatcher?.wake(),
+      onError: (err) => logger.error({ err }, 'writing key alerts failed'),
+    },
+  );
+  guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
+  guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
+  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
@@ -120,7 +138,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
   await services.chat.outbox.load();
-  const dispatcher = new WebhookDispatcher({
+  dispatcher = new WebhookDispatcher({
     db: store.db,
     dialect: store.dialect,
     clock,
@@ -156,6 +174,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     metrics,
     dispatcher,
     audit,
+    alerts,
     async listen() {
       const address = await http.listen({ port: config.port, host: config.host });
       return address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
@@ -168,6 +187,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await realtime!.close();
         await http.close();
         await usage.close();
+        await alerts.close();
         await audit.close();
         await guard.close();
         await rates.close();

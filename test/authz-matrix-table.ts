@@ -256,6 +256,9 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),
   // B's key reads B's own audit log (never A's entries: the answer is checked for A's data).
   'GET /admin/audit': one({ need: 'platform', otherApp: 'allow' }),
+  // B's key reads B's own alerts; acknowledging one of A's by B's key finds nothing.
+  'GET /admin/alerts': one({ need: 'platform', otherApp: 'allow' }),
+  'POST /admin/alerts/:id/acknowledge': one({ need: 'platform', otherApp: 'ALERT_NOT_FOUND', foreign: 'ALERT_NOT_FOUND' }),
   // Public in the route table, guarded by the operator's metrics token alone: no application credential opens it
   // (every kind without the token gets 401), and with the token every kind gets in, whatever else it sends.
   'GET /metrics': [

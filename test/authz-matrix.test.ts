@@ -410,12 +410,26 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
       return { url: `/admin/api-keys/${fp}`, unchanged: made ? still.keyWorks(fx, made.apiKey as string) : undefined };
     },
   },
+  'GET /admin/alerts': { default: () => ({ url: '/admin/alerts?limit=500' }) },
+  'POST /admin/alerts/:id/acknowledge': {
+    default: async (fx, _k, target) => ({ url: `/admin/alerts/${await alertOf(fx, target === 'foreign' ? fx.b.appId : fx.t.appId)}/acknowledge` }),
+  },
   'POST /admin/webhooks/deliveries/:id/retry': { default: (fx, _k, target) => ({ url: `/admin/webhooks/deliveries/${target === 'foreign' ? fx.delB : fx.delA}/retry` }) },
   'GET /metrics': {
     'without the metrics token': () => ({ url: '/metrics' }),
     'with the metrics token': () => ({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } }),
   },
 };
+
+/** A fresh open alert of the application (a made-up key of it seen from two addresses). */
+async function alertOf(fx: Fx, appId: string): Promise<string> {
+  const ref = { appId, keyId: `ak_matrix${++fx.seq}`, fingerprint: null, last4: 'xxxx' };
+  fx.t.server.alerts.used(ref, '192.0.2.1');
+  await fx.t.server.alerts.flush();
+  fx.t.server.alerts.used(ref, '192.0.2.2');
+  const { data } = await fx.t.server.alerts.list(appId, { open: true });
+  return data.find((a) => (a.key as { id: string }).id === ref.keyId)!._id as string;
+}
 
 function describeAnswer(status: number, body: any): string {
   return status >= 200 && status < 300 ? `${status}` : `${status} ${body?.error ?? ''}`.trim();
@@ -631,8 +645,8 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
         if (route.scope !== undefined) rows.push(`${key}: a public route declares a scope`);
         continue;
       }
-      // Only key management declares no scope: no scoped key may call it.
-      if (route.scope === undefined ? !route.url.startsWith('/admin/api-keys') : !(SCOPES as readonly string[]).includes(route.scope)) {
+      // Only key management and acknowledging key alerts declare no scope: no scoped key may call them.
+      if (route.scope === undefined ? !route.url.startsWith('/admin/api-keys') && route.url !== '/admin/alerts/:id/acknowledge' : !(SCOPES as readonly string[]).includes(route.scope)) {
         rows.push(`${key}: declares no known scope (${String(route.scope)})`);
         continue;
       }

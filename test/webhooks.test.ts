@@ -71,6 +71,8 @@ describe.each(DIALECTS)('webhooks (%s)', (dialect) => {
     expect((await t.request({ method: 'DELETE', url: '/rooms/r1/members/u3', headers: A(t), body: { systemMessage: false } })).status).toBe(200);
     expect((await t.request({ method: 'DELETE', url: '/rooms/r1', headers: A(t) })).status).toBe(200);
     expect((await t.request({ method: 'DELETE', url: '/admin/clients/u3', headers: A(t) })).status).toBe(200);
+    // The API key, used so far from 127.0.0.1, from an address new to it: a key alert (docs/security.md).
+    expect((await t.server.http.inject({ method: 'GET', url: '/admin/clients', remoteAddress: '198.51.100.1', headers: A(t) })).statusCode).toBe(200);
 
     await rx.waitFor((r) => new Set(r.map((x) => x.json?.type)).size === WEBHOOK_EVENT_TYPES.length);
     const byType = new Map<string, any>();
@@ -99,6 +101,7 @@ describe.each(DIALECTS)('webhooks (%s)', (dialect) => {
     expect(byType.get('members.removed')).toMatchObject({ roomID: 'r1', members: [{ _id: 'u3' }] });
     expect(byType.get('room.deleted')).toMatchObject({ roomID: 'r1', members: expect.arrayContaining(['u1', 'u2']) });
     expect(byType.get('user.deleted')).toEqual({ userID: 'u3' });
+    expect(byType.get('key.alert')).toMatchObject({ alert: { kind: 'key.new_address', ip: '198.51.100.1', acknowledged: false } });
     // At-least-once, but here every event arrived once: one request per event id.
     const ids = rx.on('/all').map((r) => r.json.id);
     expect(new Set(ids).size).toBe(ids.length);

@@ -41,6 +41,18 @@ export interface GuardObserver {
   apiKeyUsed?(appId: string, keyId: string, address: string, refused: boolean): void;
   /** A 429: the API key's or user token's rate limit, or the failed-credential lockout. */
   refused?(kind: 'api_key' | 'user_token' | 'auth_failures'): void;
+  /** A live API key was presented, before its allowlist and rate limit apply (key anomaly alerts). */
+  apiKeyPresented?(key: KeyRef, address: string): void;
+  /** An API key that opens nothing was presented; `key` names it when it is a revoked or expired key. */
+  invalidApiKey?(address: string, key: KeyRef | undefined): void;
+}
+
+/** An API key as the audit log and the alerts name it (never its digest). */
+export interface KeyRef {
+  appId: string;
+  keyId: string;
+  fingerprint: string | null;
+  last4: string;
 }
 
 /**
@@ -151,11 +163,16 @@ export class Guard {
 
     if (apiKey !== undefined) {
       const found = await this.credentials.apiKey(digest(apiKey));
-      if (!found || !apiKeyIsLive(found.key, now)) throw CredentialErrors.invalidApiKey();
+      const ref: KeyRef | undefined = found && { appId: found.app.id, keyId: found.key.id, fingerprint: found.key.fingerprint, last4: found.key.last4 };
+      // Refusals of a key of an application name it for that application's audit log.
+      const refuse = (err: AppError) => Object.assign(err, { keyRef: ref });
+      if (!found || !apiKeyIsLive(found.key, now)) {
+        this.observer.invalidApiKey?.(input.ip, ref);
+        throw found ? refuse(CredentialErrors.invalidApiKey()) : CredentialErrors.invalidApiKey();
+      }
       const { key, app } = found;
       const limits = keyLimits(key);
-      // Refusals of a live key name it for the audit log.
-      const refuse = (err: AppError) => Object.assign(err, { keyRef: { appId: app.id, keyId: key.id, fingerprint: key.fingerprint, last4: key.last4 } });
+      this.observer.apiKeyPresented?.(ref!, input.ip);
       // A key bound to addresses is refused from any other before it counts for anything.
       if (limits.allowIps && !limits.allowIps(input.ip)) {
         throw refuse(new AppError('IP_NOT_ALLOWED', `This API key may not be used from ${input.ip}: it is limited to the addresses of its allowlist (docs/security.md)`));

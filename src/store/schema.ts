@@ -353,7 +353,32 @@ export interface ImportCheckpointsTable {
   updated_at: Ms;
 }
 
+export interface ApiKeyAddressesTable {
+  app_id: string;
+  key_id: string;
+  address: string;
+  first_seen_at: Ms;
+}
+
+export interface KeyAlertsTable {
+  /** `*` for an alert of the whole server (invalid keys name no application). */
+  app_id: string;
+  id: string;
+  at: Ms;
+  kind: string;
+  key_id: string | null;
+  key_fingerprint: string | null;
+  key_last4: string | null;
+  ip: string | null;
+  /** JSON object: what the alert measured (never a secret). */
+  detail: string;
+  acknowledged_at: Ms | null;
+  acknowledged_by: string | null;
+}
+
 export interface Database {
+  api_key_addresses: ApiKeyAddressesTable;
+  key_alerts: KeyAlertsTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;

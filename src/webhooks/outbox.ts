@@ -13,6 +13,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'members.added', 'members.removed',
   'user.created', 'user.deleted',
   'user.banned', 'user.unbanned', 'user.muted', 'user.unmuted',
+  'key.alert',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
@@ -38,6 +39,8 @@ export interface Facts {
   fromBot?: boolean;
   /** message.created: the message as stored, so the payload shows it as it was created (later edits or a deletion aside). */
   row?: MessageRow;
+  /** key.alert: the alert as `GET /admin/alerts` shows it (src/monitoring/key-alerts.ts). */
+  alert?: Record<string, unknown>;
 }
 
 export interface WebhookFact {

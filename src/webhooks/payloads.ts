@@ -115,6 +115,8 @@ export class PayloadRenderer {
         return { userID: f.userId };
       case 'user.banned':
         return { ...base, userID: f.userId, unblockAt: f.unblockAt ?? null };
+      case 'key.alert':
+        return { alert: f.alert ?? null };
       default:
         return { ...base, userID: f.userId };
     }

@@ -10,6 +10,7 @@ import { messageRoutes } from './messages.js';
 import { moderationRoutes } from './moderation.js';
 import type { MonitoringService } from '../../monitoring/monitoring-service.js';
 import type { AuditLog } from '../../monitoring/audit.js';
+import type { KeyAlerts } from '../../monitoring/key-alerts.js';
 import { monitoringRoutes, type Presence } from './monitoring.js';
 import { prefRoutes } from './prefs.js';
 import { roomRoutes } from './rooms.js';
@@ -18,8 +19,8 @@ import { userRoutes } from './users.js';
 import { webhookRoutes } from './webhooks.js';
 
 /** Every route the server serves, in the order docs/api.md lists them. */
-export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog): RouteDef[] {
+export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
   return routes;
 }

@@ -1,4 +1,5 @@
 import type { AuditLog } from '../../monitoring/audit.js';
+import type { KeyAlerts } from '../../monitoring/key-alerts.js';
 import type { MonitoringService } from '../../monitoring/monitoring-service.js';
 import { defineRoutes } from '../route.js';
 
@@ -8,7 +9,7 @@ export interface Presence {
 }
 
 /** `monitoring` is built by createServer (the docs generator lists the routes without it). */
-export function monitoringRoutes(presence: () => Presence | undefined, monitoring?: MonitoringService, audit?: AuditLog) {
+export function monitoringRoutes(presence: () => Presence | undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts) {
   return defineRoutes([
     {
       method: 'GET',
@@ -58,6 +59,36 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
         },
       },
       handler: async ({ actor, query }) => audit!.list(actor.app.id, query),
+    },
+    {
+      method: 'GET',
+      url: '/admin/alerts',
+      auth: 'admin',
+      scope: 'audit:read',
+      summary:
+        "Key anomaly alerts of the application, newest first: a key used from a new address, a key's rate far above its baseline, an address sending many invalid keys (open = not yet acknowledged; page with before = the last _id; docs/security.md)",
+      example: 'curl -G $BASE/admin/alerts -H "IM-API-KEY: $API_KEY" -d open=true',
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            open: { type: 'boolean' },
+            limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+            before: { type: 'string', maxLength: 24 },
+          },
+        },
+      },
+      handler: async ({ actor, query }) => alerts!.list(actor.app.id, query),
+    },
+    {
+      method: 'POST',
+      url: '/admin/alerts/:id/acknowledge',
+      auth: 'admin',
+      // No scope: like managing keys, acknowledging what happened to them needs a key without scopes.
+      summary: 'Acknowledges an alert: it leaves the open list (the dashboard banner) and stays in the list and the audit log',
+      example: 'curl -X POST $BASE/admin/alerts/$ALERT_ID/acknowledge -H "IM-API-KEY: $API_KEY"',
+      schema: { params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } }, required: ['id'] } },
+      handler: async ({ actor, params }) => alerts!.acknowledge(actor.app.id, params.id, actor.kind === 'admin' ? `apiKey:${actor.apiKeyFingerprint ?? actor.apiKeyId}` : actor.userId),
     },
     {
       method: 'GET',

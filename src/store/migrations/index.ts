@@ -468,6 +468,36 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
     },
   },
+  '0020_key_alerts': {
+    async up(db: Kysely<any>) {
+      // Key anomaly alerts (docs/security.md, Alerts). The addresses each API key was used from (a new one is an
+      // alert), and the alerts raised, which stay open until an operator acknowledges them.
+      await db.schema
+        .createTable('api_key_addresses')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('key_id', 'varchar(32)', (c) => c.notNull())
+        .addColumn('address', 'varchar(64)', (c) => c.notNull())
+        .addColumn('first_seen_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('api_key_addresses_pk', ['app_id', 'key_id', 'address'])
+        .execute();
+      await db.schema
+        .createTable('key_alerts')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('kind', 'varchar(32)', (c) => c.notNull())
+        .addColumn('key_id', 'varchar(32)')
+        .addColumn('key_fingerprint', 'varchar(16)')
+        .addColumn('key_last4', 'varchar(8)')
+        .addColumn('ip', 'varchar(64)')
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .addColumn('acknowledged_at', 'bigint')
+        .addColumn('acknowledged_by', 'varchar(64)')
+        .addPrimaryKeyConstraint('key_alerts_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema.createIndex('key_alerts_at').on('key_alerts').column('at').execute();
+    },
+  },
   '0019_import_checkpoints': {
     async up(db: Kysely<any>) {
       // What `imkit-server import` has copied from a source server (docs/migrating.md): one row per entity
