@@ -17,6 +17,8 @@ export interface Config {
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** auto: readable lines when stdout is a terminal, JSON otherwise; json; pretty. */
+  logFormat: 'auto' | 'json' | 'pretty';
   appId: string | undefined;
   apiKey: string | undefined;
   clientKey: string | undefined;
@@ -147,6 +149,14 @@ export const SETTINGS: Setting[] = [
     help: 'PostgreSQL schema to keep the tables in (default: the search_path, usually public)',
     parse: (raw) => {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError('must be a lower-case SQL identifier');
+      return raw;
+    },
+  },
+  {
+    key: 'logFormat', env: 'IMKIT_LOG_FORMAT', flag: 'log-format', default: 'auto',
+    help: 'auto (readable, coloured lines when the log goes to a terminal, one JSON object per line otherwise), json or pretty',
+    parse: (raw) => {
+      if (!['auto', 'json', 'pretty'].includes(raw)) throw new ConfigError('must be auto, json or pretty');
       return raw;
     },
   },

@@ -2,12 +2,11 @@
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
 import { runImportCommand } from './importer/import-command.js';
-import { parseSettings, readConfig } from './cli/args.js';
+import { openCliStore, parseSettings, readConfig } from './cli/args.js';
 import { ConfigError, type Config, settingsHelp } from './config.js';
 import { AppError } from './errors.js';
 import { raiseFileLimit } from './lib/file-limits.js';
 import { createServer } from './server.js';
-import { openStore } from './store/database.js';
 
 const HELP = `imkit-server: a self-hostable chat server speaking the IMKIT Platform API
 
@@ -45,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = readConfig(values);
   if (command === 'migrate') {
-    const store = openStore(config);
+    const store = openCliStore(config);
     try {
       await store.migrate();
       process.stdout.write(`Migrated ${store.describe}\n`);
@@ -65,19 +64,7 @@ async function start(config: Config): Promise<number> {
   const url = await server.listen();
   const { createdDefault, fromEnv } = server.bootstrap;
   const keys = createdDefault ?? (fromEnv?.generated.apiKey ? { id: fromEnv.appId, ...fromEnv.generated } : undefined);
-  if (keys) {
-    // Deliberately printed to the terminal, not the log: this is the one time these secrets are shown.
-    process.stdout.write(
-      [
-        '',
-        `Created application "${keys.id}".`,
-        `  API key (IM-API-KEY):       ${keys.apiKey}`,
-        `  Client key (IM-CLIENT-KEY): ${keys.clientKey}`,
-        'These keys will not be shown again. Store them now (new ones: imkit-server app rotate-api-key / rotate-client-key).',
-        '',
-      ].join('\n') + '\n',
-    );
-  }
+  if (keys) process.stderr.write(keysBlock(keys.id, keys));
   server.logger.info({ url, store: server.store.describe }, 'imkit-server listening');
   let stopping = false;
   const stop = (signal: string) => {
@@ -99,6 +86,24 @@ async function start(config: Config): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+/**
+ * The first start's keys: on stderr, in a frame of their own, never through the logger (so never in a JSON log
+ * stream that is shipped somewhere). This is the one time they are shown.
+ */
+export function keysBlock(appId: string, keys: { apiKey?: string; clientKey?: string }): string {
+  // Each key alone on its line (a client key is a long JWT), between two rules, so it copies cleanly.
+  const rule = '='.repeat(78);
+  return [
+    '',
+    `${'='.repeat(20)} imkit-server: keys of application "${appId}" `.padEnd(78, '='),
+    ...(keys.apiKey ? ['API key (IM-API-KEY), a secret for your backend only:', keys.apiKey, ''] : []),
+    ...(keys.clientKey ? ['Client key (IM-CLIENT-KEY), public, for your apps:', keys.clientKey, ''] : []),
+    'These keys will not be shown again: store them now.',
+    'New ones: imkit-server app rotate-api-key / rotate-client-key.',
+    rule,
+    '',
+  ].join('\n');
+}
 
 main(process.argv.slice(2)).then(
   (code) => {

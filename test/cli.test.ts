@@ -37,20 +37,30 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
 interface Running {
   proc: ChildProcess;
   out: () => string;
+  stdout: () => string;
+  stderr: () => string;
   base: string;
 }
 
 async function startProcess(env: Record<string, string | undefined>, cwd = process.cwd()): Promise<Running> {
   const port = await freePort();
   let out = '';
+  let stdout = '';
+  let stderr = '';
   const proc = spawn(process.execPath, [MAIN, 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, cwd });
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
+  proc.stdout!.on('data', (d) => {
+    out += d;
+    stdout += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+    stderr += d;
+  });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     if (proc.exitCode !== null) throw new Error(`server exited: ${out}`);
     try {
-      if ((await fetch(`${base}/healthz`)).status === 200) return { proc, out: () => out, base };
+      if ((await fetch(`${base}/healthz`)).status === 200) return { proc, out: () => out, stdout: () => stdout, stderr: () => stderr, base };
     } catch {
       /* not listening yet */
     }
@@ -134,10 +144,16 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
   });
 
   it('first start prints the default keys once, with a warning; curl flow of the README works', async () => {
-    const out = server.out();
-    apiKey = /API key \(IM-API-KEY\):\s+(\S+)/.exec(out)![1]!;
-    clientKey = /Client key \(IM-CLIENT-KEY\):\s+(\S+)/.exec(out)![1]!;
-    expect(out).toContain('will not be shown again');
+    // The keys are on stderr, framed; the log (stdout: JSON lines, not a terminal) never holds them.
+    const err = server.stderr();
+    const block = /\n(={20} imkit-server: keys of application "default" =+)\n([\s\S]*?)\n(=+)\n/.exec(err)!;
+    expect(block[3]).toHaveLength(78);
+    apiKey = /^API key \(IM-API-KEY\).*\n(\S+)$/m.exec(block[2]!)![1]!;
+    clientKey = /^Client key \(IM-CLIENT-KEY\).*\n(\S+)$/m.exec(block[2]!)![1]!;
+    expect(block[2]).toContain('will not be shown again');
+    expect(server.stdout()).not.toContain(apiKey);
+    expect(server.stdout()).not.toContain(clientKey);
+    for (const line of server.stdout().trim().split('\n')) expect(() => JSON.parse(line), line).not.toThrow();
     // the README's curl: create a user with a token, then GET /me with the client key
     const created = await fetch(`${server.base}/admin/clients`, {
       method: 'POST',
@@ -167,6 +183,12 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     expect(lines).toHaveLength(1);
     const app = JSON.parse(lines[0]!);
     expect(Object.keys(app)).toEqual(expect.arrayContaining(['id', 'name', 'apiKey', 'clientKey']));
+    // Which store the command opened, in one line on stderr (the server's, not a stray ./data).
+    expect(created.stderr.trim().split('\n')).toEqual([
+      dialect === 'sqlite'
+        ? `imkit-server: using SQLite ${path.join(store.dataDir, 'imkit.sqlite')} (DATABASE_URL is not set; data directory ${store.dataDir})`
+        : expect.stringMatching(/^imkit-server: using PostgreSQL 127\.0\.0\.1:5432\/test schema \S+$/),
+    ]);
     expect(app).toMatchObject({ id: 'my-shop', name: 'My Shop' });
 
     const call = (key: string) => fetch(`${server.base}/admin/clients`, { headers: { 'IM-API-KEY': key } });
@@ -229,10 +251,10 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     const revoked = await cli(['app', 'revoke-api-key', 'default', key.fingerprint, '--json'], env);
     expect(revoked.code).toBe(0);
     expect((await call('GET', '/admin/clients')).status).toBe(401);
-    // The key's life is in the audit log, the CLI as the operator, the refused call as the key's.
+    // The key's life is in the audit log, the CLI as the operator, the refused calls (out of scope, then revoked) as the key's.
     const audit = (await (await fetch(`${server.base}/admin/audit?limit=500`, { headers: { 'IM-API-KEY': apiKey } })).json()) as any;
     const mine = audit.result.data.filter((e: any) => e.target === `fingerprint=${key.fingerprint}` || e.actor.fingerprint === key.fingerprint).map((e: any) => `${e.action} ${e.outcome} ${e.actor.type}`).reverse();
-    expect(mine).toEqual(['api_key.create ok operator', 'clients.create denied apiKey', 'api_key.revoke ok operator']);
+    expect(mine).toEqual(['api_key.create ok operator', 'clients.create denied apiKey', 'api_key.revoke ok operator', 'clients.read denied apiKey']);
     expect(JSON.stringify(audit)).not.toContain(key.apiKey);
     const bad = await cli(['app', 'create-api-key', 'default', '--scope', 'everything'], env);
     expect(bad.code).not.toBe(0);

@@ -2,12 +2,11 @@ import { AppsService } from '../apps/apps-service.js';
 import { ConfigError } from '../config.js';
 import { parseDuration } from '../lib/duration.js';
 import { systemClock } from '../lib/clock.js';
-import { openStore } from '../store/database.js';
 import { Outbox } from '../webhooks/outbox.js';
 import { AuditLog } from '../monitoring/audit.js';
 import os from 'node:os';
 import { WebhooksService } from '../webhooks/webhooks-service.js';
-import { parseSettings, readConfig } from './args.js';
+import { openCliStore, parseSettings, readConfig } from './args.js';
 
 export const APP_HELP = `imkit-server app: manage applications on the same data directory or database as the server
 (safe while the server runs; changes take effect on the server's next request)
@@ -65,7 +64,7 @@ export async function runAppCommand(argv: string[]): Promise<number> {
   }
   const json = values.json === true;
   const config = readConfig(values);
-  const store = openStore(config);
+  const store = openCliStore(config);
   try {
     await store.migrate();
     const apps = new AppsService(store.db, systemClock);

@@ -1,8 +1,7 @@
 import { AppsService } from '../apps/apps-service.js';
-import { parseSettings, readConfig } from '../cli/args.js';
+import { openCliStore, parseSettings, readConfig } from '../cli/args.js';
 import { ConfigError } from '../config.js';
 import { systemClock } from '../lib/clock.js';
-import { openStore } from '../store/database.js';
 import { ImportService, type ImportProgress } from './import-service.js';
 
 export const IMPORT_HELP = `imkit-server import: copy an application from a running IMKIT-compatible server through its API
@@ -65,7 +64,7 @@ export async function runImportCommand(argv: string[]): Promise<number> {
   const dryRun = values['dry-run'] === true;
   const config = readConfig(values);
   const appId = typeof values.app === 'string' ? values.app : (config.appId ?? 'default');
-  const store = openStore(config);
+  const store = openCliStore(config);
   try {
     await store.migrate();
     const apps = new AppsService(store.db, systemClock);
