@@ -252,9 +252,13 @@ describe.each(DIALECTS)('the server process and the app CLI (%s)', (dialect) => 
     expect(revoked.code).toBe(0);
     expect((await call('GET', '/admin/clients')).status).toBe(401);
     // The key's life is in the audit log, the CLI as the operator, the refused calls (out of scope, then revoked) as the key's.
-    const audit = (await (await fetch(`${server.base}/admin/audit?limit=500`, { headers: { 'IM-API-KEY': apiKey } })).json()) as any;
-    const mine = audit.result.data.filter((e: any) => e.target === `fingerprint=${key.fingerprint}` || e.actor.fingerprint === key.fingerprint).map((e: any) => `${e.action} ${e.outcome} ${e.actor.type}`).reverse();
-    expect(mine).toEqual(['api_key.create ok operator', 'clients.create denied apiKey', 'api_key.revoke ok operator', 'clients.read denied apiKey']);
+    // (A call's entry is recorded once its answer has been sent: the last one may be a moment behind.)
+    let audit: any;
+    const mine = async () => {
+      audit = (await (await fetch(`${server.base}/admin/audit?limit=500`, { headers: { 'IM-API-KEY': apiKey } })).json()) as any;
+      return audit.result.data.filter((e: any) => e.target === `fingerprint=${key.fingerprint}` || e.actor.fingerprint === key.fingerprint).map((e: any) => `${e.action} ${e.outcome} ${e.actor.type}`).reverse();
+    };
+    await expect.poll(mine).toEqual(['api_key.create ok operator', 'clients.create denied apiKey', 'api_key.revoke ok operator', 'clients.read denied apiKey']);
     expect(JSON.stringify(audit)).not.toContain(key.apiKey);
     const bad = await cli(['app', 'create-api-key', 'default', '--scope', 'everything'], env);
     expect(bad.code).not.toBe(0);
