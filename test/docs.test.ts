@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { renderApiDoc, renderConfigDoc } from '../src/cli/gen-docs.js';
+import { renderApiDoc, renderConfigDoc, renderEnvExample } from '../src/cli/gen-docs.js';
 import { routeTable } from '../src/http/routes/index.js';
 import type { Services } from '../src/services.js';
+import { SETTINGS } from '../src/config.js';
 
 describe('generated docs are current', () => {
   it('docs/api.md lists every route of the route table with its auth (run npm run docs to refresh)', () => {
@@ -13,5 +14,11 @@ describe('generated docs are current', () => {
 
   it('docs/configuration.md lists every setting (run npm run docs to refresh)', () => {
     expect(fs.readFileSync('docs/configuration.md', 'utf8')).toBe(renderConfigDoc());
+  });
+
+  it('.env.example lists every setting at its default (run npm run docs to refresh)', () => {
+    const text = fs.readFileSync('.env.example', 'utf8');
+    expect(text).toBe(renderEnvExample());
+    for (const s of SETTINGS) expect(text).toContain(`# ${s.env}=`);
   });
 });
