@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
 import { runImportCommand } from './importer/import-command.js';
+import { PID_FILE, runOpsCommand } from './cli/ops-commands.js';
 import { openCliStore, parseSettings, readConfig } from './cli/args.js';
 import { ConfigError, type Config, settingsHelp } from './config.js';
 import { AppError } from './errors.js';
@@ -17,6 +20,10 @@ Usage:
   imkit-server import --from URL --api-key KEY ...
                                      copy an application from a running IMKIT-compatible server through its
                                      API (see "imkit-server import --help", docs/migrating.md)
+  imkit-server backup --out FILE     a consistent copy of the store while the server runs
+  imkit-server restore --from FILE   put a backup in place (SQLite: with the server stopped)
+  imkit-server doctor                check the settings, store, migrations, limits, clock and disk
+                                     (see "imkit-server backup --help", docs/operations.md)
   imkit-server --help                this text
 
 ${settingsHelp()}
@@ -33,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'app') return runAppCommand(rest);
   if (command === 'import') return runImportCommand(rest);
+  if (command === 'backup' || command === 'restore' || command === 'doctor') return runOpsCommand(command, rest);
   if (command !== 'start' && command !== 'migrate') {
     process.stderr.write(`Unknown command "${command}". Run imkit-server --help.\n`);
     return 2;
@@ -62,6 +70,9 @@ async function start(config: Config): Promise<number> {
   const server = await createServer(config);
   server.logger.info(fileLimit, 'open-file limit');
   const url = await server.listen();
+  // On SQLite, say that a server runs on this data directory (imkit-server restore refuses to replace its file).
+  const pidFile = config.databaseUrl ? undefined : path.join(config.dataDir, PID_FILE);
+  if (pidFile) fs.writeFileSync(pidFile, `${process.pid}\n`);
   const { createdDefault, fromEnv } = server.bootstrap;
   const keys = createdDefault ?? (fromEnv?.generated.apiKey ? { id: fromEnv.appId, ...fromEnv.generated } : undefined);
   if (keys) process.stderr.write(keysBlock(keys.id, keys));
@@ -74,7 +85,10 @@ async function start(config: Config): Promise<number> {
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close().then(
-      () => process.exit(0),
+      () => {
+        if (pidFile) fs.rmSync(pidFile, { force: true });
+        process.exit(0);
+      },
       (err) => {
         server.logger.error({ err }, 'shutdown failed');
         process.exit(1);

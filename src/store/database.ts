@@ -231,6 +231,21 @@ function withStatementCache(conn: Sqlite.Database): Sqlite.Database {
   });
 }
 
+/**
+ * What `imkit-server doctor` says of the migrations: those this version would apply, those applied, and those
+ * applied that this version does not know (the store was migrated by a newer version).
+ */
+export async function migrationState(store: Store, schema?: string): Promise<{ pending: string[]; applied: string[]; unknown: string[] }> {
+  const migrator = new Migrator({ db: store.db, provider: migrationProvider(store.dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
+  const provided = await migrator.getMigrations();
+  const names = new Set(provided.map((m) => m.name));
+  const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(store.db).then(
+    (r) => r.rows.map((x) => x.name),
+    () => [] as string[],
+  );
+  return { pending: provided.filter((m) => m.executedAt === undefined).map((m) => m.name), applied, unknown: applied.filter((n) => !names.has(n)) };
+}
+
 async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<void> {
   // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
   // kysely_migration tables through introspection and skip creating ours.
