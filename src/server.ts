@@ -21,6 +21,7 @@ import { UsageMeter } from './monitoring/usage.js';
 import { AuditLog } from './monitoring/audit.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
+import { PushSender } from './push/push-sender.js';
 
 export interface ServerOptions {
   clock?: Clock;
@@ -120,6 +121,19 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
   await services.chat.outbox.load();
+  const payloads = new PayloadRenderer(store.db, services.chat.render, services.rooms);
+  const pushSender = new PushSender({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    logger,
+    presence: services.presence,
+    payloads,
+    outbox: services.chat.outbox,
+    providers: services.pushProviders,
+    runBatch: (statements) => store.runBatch(statements),
+    onAttempt: metrics && ((provider, outcome) => metrics.pushAttempt(provider, outcome)),
+  });
   const dispatcher = new WebhookDispatcher({
     db: store.db,
     dialect: store.dialect,
@@ -127,8 +141,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     bus,
     logger,
     config,
-    payloads: new PayloadRenderer(store.db, services.chat.render, services.rooms),
+    payloads,
     outbox: services.chat.outbox,
+    push: pushSender,
     runBatch: (statements) => store.runBatch(statements),
     bot: {
       setBotState: async (appId, roomId, state) => void (await services.rooms.setBotState(receiverOf(appId), roomId, state)),
@@ -139,6 +154,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   });
   services.webhooks.onDue = () => dispatcher.wake();
   services.webhooks.onChange = () => dispatcher.forget();
+  services.push.onDue = () => dispatcher.wake();
+  services.push.onChange = (appId) => pushSender.forget(appId);
   dispatcher.start();
 
   let closed: Promise<void> | undefined;
