@@ -20,7 +20,7 @@ import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
 import { WebhooksService } from './webhooks/webhooks-service.js';
 import { PushService } from './push/push-service.js';
-import { type ProviderName, type PushProvider, ApnsProvider, FcmProvider, HookProvider, WebPushProvider } from './push/providers.js';
+import { createPushProviders, type ProviderName, type PushProvider } from './push/providers.js';
 import { WebhooksRepo } from './store/webhooks-repo.js';
 import { newWebhookSecret, liveSecrets } from './webhooks/signing.js';
 
@@ -68,12 +68,7 @@ export function createServices(
     const row = await new WebhooksRepo(db).ensureAppSecret({ app_id: appId, secret: newWebhookSecret(), previous_secret: null, previous_expires_at: null, created_at: clock.now() });
     return liveSecrets(row, clock.now());
   };
-  const pushProviders: Record<ProviderName, PushProvider> = {
-    fcm: new FcmProvider(config, clock),
-    apns: new ApnsProvider(config, clock),
-    web: new WebPushProvider(config, clock),
-    hook: new HookProvider(config, clock, hookSecrets),
-  };
+  const pushProviders = createPushProviders(config, clock, hookSecrets);
   return {
     apps: new AppsService(db, clock, bus),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus, chat.outbox),

@@ -496,6 +496,11 @@ export class HookProvider implements PushProvider {
   }
 }
 
+/** The four providers of a server (or of a CLI command, which only checks credentials). */
+export function createPushProviders(s: ProviderSettings, clock: Clock, hookSecrets: (appId: string) => Promise<string[]>): Record<ProviderName, PushProvider> {
+  return { fcm: new FcmProvider(s, clock), apns: new ApnsProvider(s, clock), web: new WebPushProvider(s, clock), hook: new HookProvider(s, clock, hookSecrets) };
+}
+
 function digest(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, 16);
 }
