@@ -7,6 +7,7 @@ import type { Caller } from '../chat/policy.js';
 import { newObjectId } from '../lib/ids.js';
 import { PushRepo, type Provider } from '../store/push-repo.js';
 import type { Database } from '../store/schema.js';
+import { UsersRepo } from '../store/users-repo.js';
 import { WebhooksRepo } from '../store/webhooks-repo.js';
 import { pushSendRow, type Outbox } from '../webhooks/outbox.js';
 import { checkWebhookUrl } from '../webhooks/ssrf.js';
@@ -47,7 +48,7 @@ export class PushService {
 
   /** `POST /me/subscribe {type, token, deviceId?}`: the caller's device receives pushes. */
   async subscribe(caller: Caller, body: Json): Promise<Json> {
-    const userId = requireUser(caller);
+    const userId = await this.existingUser(caller);
     const { type, provider } = typeOf(body.type);
     const token = await this.checkToken(provider, body.token ?? body.subscription);
     const deviceId = optionalDeviceId(body.deviceId);
@@ -66,7 +67,7 @@ export class PushService {
 
   /** `POST /me/unsubscribe {type, deviceId | token}`: answers `{n, ok}` (how many devices were removed). */
   async unsubscribe(caller: Caller, body: Json): Promise<Json> {
-    const userId = requireUser(caller);
+    const userId = await this.existingUser(caller);
     const { provider } = typeOf(body.type);
     const deviceId = optionalDeviceId(body.deviceId);
     const given = body.token ?? body.subscription;
@@ -80,6 +81,13 @@ export class PushService {
     }
     const n = await this.repo.deleteDevices(caller.appId, userId, provider, { ...(deviceId !== null ? { deviceId } : {}), ...(tokenKey !== undefined ? { tokenKey } : {}) });
     return { n, ok: 1 };
+  }
+
+  /** The caller's user, which must exist (the API key with IM-CLIENT-ID may name anyone). */
+  private async existingUser(caller: Caller): Promise<string> {
+    const userId = requireUser(caller);
+    if (!(await new UsersRepo(this.db).get(caller.appId, userId))) throw new AppError('USER_NOT_FOUND', `User ${userId} does not exist`);
+    return userId;
   }
 
   /** A device token as the provider issues it; for web the subscription object, kept as JSON text. */
