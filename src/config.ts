@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseTrustedProxies, type TrustedProxies } from './lib/client-address.js';
 import { parseDuration } from './lib/duration.js';
@@ -37,6 +38,14 @@ export interface Config {
   webhookTimeoutMs: number;
   /** Requests in flight to one webhook target at once. */
   webhookConcurrency: number;
+  /** FCM HTTP v1 base URL (messages:send is under it). */
+  pushFcmBaseUrl: string;
+  /** The OAuth2 token endpoint FCM access tokens come from (also the `aud` of the service account's JWT). */
+  pushFcmTokenUrl: string;
+  /** APNs base URL (HTTP/2). */
+  pushApnsBaseUrl: string;
+  /** A PEM file of a CA to trust for APNs besides the system's (a test server); undefined: the system's only. */
+  pushApnsCaFile: string | undefined;
   maxJsonDepth: number;
   statementTimeoutMs: number;
   maxMessageBytes: number;
@@ -97,6 +106,17 @@ const bytes = (raw: string) => {
   const n = Number(m[1]) * ({ b: 1, kb: 1024, mb: 1024 * 1024 }[(m[2] ?? 'b').toLowerCase() as 'b'] ?? 1);
   if (n < 1024 || n > 64 * 1024 * 1024) throw new ConfigError('must be between 1kb and 64mb');
   return n;
+};
+/** An http(s) URL without credentials, query or fragment (a provider's base URL, set by the operator). */
+const httpUrl = (raw: string) => {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new ConfigError(`must be an http(s) URL, got "${raw}"`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.search || url.hash) throw new ConfigError(`must be an http(s) URL without credentials, query or fragment, got "${raw}"`);
+  return url.toString().replace(/\/+$/, '');
 };
 const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
 const FALSE_WORDS = ['0', 'false', 'no', 'off', ''];
@@ -302,6 +322,26 @@ export const SETTINGS: Setting[] = [
   {
     key: 'webhookConcurrency', env: 'IMKIT_WEBHOOK_CONCURRENCY', flag: 'webhook-concurrency', default: '4',
     help: 'webhook requests in flight to one endpoint (or room webhook URL) at once; a slow receiver holds up only its own deliveries', parse: integer(1, 256),
+  },
+  {
+    key: 'pushFcmBaseUrl', env: 'IMKIT_PUSH_FCM_URL', flag: 'push-fcm-url', default: 'https://fcm.googleapis.com',
+    help: 'base URL of Firebase Cloud Messaging (HTTP v1: /v1/projects/<project>/messages:send is under it; docs/push.md)', parse: httpUrl,
+  },
+  {
+    key: 'pushFcmTokenUrl', env: 'IMKIT_PUSH_FCM_TOKEN_URL', flag: 'push-fcm-token-url', default: 'https://oauth2.googleapis.com/token',
+    help: "OAuth2 token endpoint for FCM access tokens (the service account's JWT names it as audience; a service account's own token_uri is not used)", parse: httpUrl,
+  },
+  {
+    key: 'pushApnsBaseUrl', env: 'IMKIT_PUSH_APNS_URL', flag: 'push-apns-url', default: 'https://api.push.apple.com',
+    help: 'base URL of the Apple Push Notification service (HTTP/2; https://api.sandbox.push.apple.com for development builds)', parse: httpUrl,
+  },
+  {
+    key: 'pushApnsCaFile', env: 'IMKIT_PUSH_APNS_CA_FILE', flag: 'push-apns-ca-file', default: undefined,
+    help: "a PEM file of a certificate authority to trust for APNs besides the system's (a local test server); unset: the system's only",
+    parse: (raw: string) => {
+      if (!fs.existsSync(raw)) throw new ConfigError(`no such file: "${raw}"`);
+      return raw;
+    },
   },
   {
     key: 'maxJsonDepth', env: 'IMKIT_MAX_JSON_DEPTH', flag: 'max-json-depth', default: '32',

@@ -22,6 +22,7 @@ import { AuditLog } from './monitoring/audit.js';
 import { KeyAlerts } from './monitoring/key-alerts.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
+import { PushSender } from './push/push-sender.js';
 
 export interface ServerOptions {
   clock?: Clock;
@@ -138,6 +139,19 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
   await services.chat.outbox.load();
+  const payloads = new PayloadRenderer(store.db, services.chat.render, services.rooms);
+  const pushSender = new PushSender({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    logger,
+    presence: services.presence,
+    payloads,
+    outbox: services.chat.outbox,
+    providers: services.pushProviders,
+    runBatch: (statements) => store.runBatch(statements),
+    onAttempt: metrics && ((provider, outcome) => metrics.pushAttempt(provider, outcome)),
+  });
   dispatcher = new WebhookDispatcher({
     db: store.db,
     dialect: store.dialect,
@@ -145,8 +159,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     bus,
     logger,
     config,
-    payloads: new PayloadRenderer(store.db, services.chat.render, services.rooms),
+    payloads,
     outbox: services.chat.outbox,
+    push: pushSender,
     runBatch: (statements) => store.runBatch(statements),
     bot: {
       setBotState: async (appId, roomId, state) => void (await services.rooms.setBotState(receiverOf(appId), roomId, state)),
@@ -157,6 +172,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   });
   services.webhooks.onDue = () => dispatcher.wake();
   services.webhooks.onChange = () => dispatcher.forget();
+  services.push.onDue = () => dispatcher.wake();
+  services.push.onChange = (appId) => pushSender.forget(appId);
   dispatcher.start();
 
   let closed: Promise<void> | undefined;

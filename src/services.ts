@@ -19,6 +19,10 @@ import type { PlannedStatement } from './store/append-repo.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
 import { WebhooksService } from './webhooks/webhooks-service.js';
+import { PushService } from './push/push-service.js';
+import { createPushProviders, type ProviderName, type PushProvider } from './push/providers.js';
+import { WebhooksRepo } from './store/webhooks-repo.js';
+import { newWebhookSecret, liveSecrets } from './webhooks/signing.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -35,6 +39,9 @@ export interface Services {
   config: AppConfigService;
   moderation: ModerationService;
   webhooks: WebhooksService;
+  push: PushService;
+  /** The push providers (FCM, APNs, Web Push, the custom hook), shared by the routes (credential checks) and the sender. */
+  pushProviders: Record<ProviderName, PushProvider>;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -47,7 +54,7 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'>,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'webhookTimeoutMs' | 'pushFcmBaseUrl' | 'pushFcmTokenUrl' | 'pushApnsBaseUrl' | 'pushApnsCaFile'>,
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };
@@ -56,6 +63,12 @@ export function createServices(
   const appConfig = new AppConfigService(chat);
   const messages = new MessagesService(chat, rooms, appConfig);
   const prefs = new PrefsService(chat, rooms);
+  // The custom hook signs with the application's webhook secret (the one room webhooks given as a URL use).
+  const hookSecrets = async (appId: string) => {
+    const row = await new WebhooksRepo(db).ensureAppSecret({ app_id: appId, secret: newWebhookSecret(), previous_secret: null, previous_expires_at: null, created_at: clock.now() });
+    return liveSecrets(row, clock.now());
+  };
+  const pushProviders = createPushProviders(config, clock, hookSecrets);
   return {
     apps: new AppsService(db, clock, bus),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus, chat.outbox),
@@ -70,6 +83,8 @@ export function createServices(
     config: appConfig,
     moderation: new ModerationService(chat, rooms, prefs),
     webhooks: new WebhooksService(db, clock, chat.outbox, { allowPrivate: config.webhookAllowPrivateNetworks }),
+    push: new PushService(db, clock, chat.outbox, () => pushProviders, { allowPrivate: config.webhookAllowPrivateNetworks }),
+    pushProviders,
     bus,
     presence,
     chat,

@@ -246,6 +246,15 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'POST /admin/webhooks/:id/rotate-secret': one({ need: 'platform', otherApp: 'WEBHOOK_NOT_FOUND', foreign: 'WEBHOOK_NOT_FOUND' }),
   'GET /admin/webhooks/deliveries': one({ need: 'platform', otherApp: 'allow' }),
   'POST /admin/webhooks/deliveries/:id/retry': one({ need: 'platform', otherApp: 'DELIVERY_NOT_FOUND', foreign: 'DELIVERY_NOT_FOUND' }),
+  // ------------------------------------------------------------ push (docs/push.md)
+  // The caller's own devices (a body the service refuses still proves the call got through the guard: see bodies).
+  'POST /me/subscribe': one({ need: 'anyone', otherApp: 'USER_NOT_FOUND' }),
+  'POST /me/unsubscribe': one({ need: 'anyone', otherApp: 'USER_NOT_FOUND' }),
+  'POST /push/push2clients': one({ need: 'platform', otherApp: 'allow' }),
+  'POST /push/push2tokens': one({ need: 'platform', otherApp: 'allow' }),
+  'PUT /admin/push/credentials/:provider': one({ need: 'platform', otherApp: 'allow' }),
+  'GET /admin/push/credentials': one({ need: 'platform', otherApp: 'allow' }),
+  'DELETE /admin/push/credentials/:provider': one({ need: 'platform', otherApp: 'PUSH_CREDENTIALS_NOT_FOUND' }),
 
   // ------------------------------------------------------------ API keys (only keys without scopes; see the scope test)
   'POST /admin/api-keys': one({ need: 'platform', otherApp: 'allow' }),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { AppError, invalidRequest } from '../errors.js';
-import type { DomainEvent } from '../events/bus.js';
+import type { DomainEvent, PushRequest } from '../events/bus.js';
 import type { Database } from '../store/schema.js';
 import { iso } from '../lib/clock.js';
 import { BatchRepo, type BatchItemRow, type BatchJobRow } from '../store/batch-repo.js';
@@ -12,14 +12,16 @@ import { type ChatContext, transact } from './chat-context.js';
 import { appendMessage } from './message-writer.js';
 import { assertMaySend, blocked } from './moderation-rules.js';
 import { ModerationRepo } from '../store/moderation-repo.js';
-import type { MessagesService } from './messages-service.js';
+import { type MessagesService, pushRequest } from './messages-service.js';
 import type { Caller } from './policy.js';
 import { directRoomId } from './rooms-service.js';
 
 type Json = Record<string, unknown>;
 
 export const MAX_BATCH_ITEMS = 100_000;
-const CONTROL = new Set(['paras', 'push', 'skipTotalBadge', 'sender', 'room', 'receiver', '_id', 'id', 'appID', '__proto__', 'constructor', 'prototype']);
+/** Where a job's template keeps the push options of the batch (docs/push.md: `push` defaults to false here). */
+const PUSH_KEY = '$push';
+const CONTROL = new Set([PUSH_KEY, 'paras', 'push', 'skipTotalBadge', 'sender', 'room', 'receiver', '_id', 'id', 'appID', '__proto__', 'constructor', 'prototype']);
 
 /**
  * `POST /messages/batch`: one templated message to many rooms or users. The call only stores a job with one
@@ -68,6 +70,9 @@ export class BatchService {
     for (const [k, v] of Object.entries(body)) if (!CONTROL.has(k)) template[k] = v;
     // Reject a template that could never be sent, now rather than 10,000 times later.
     this.messages.checkBatchTemplate(template);
+    // The job keeps the push options in its template, under a key no body can set ("$push" is a control key).
+    const push = pushRequest(body, false);
+    if (push) template[PUSH_KEY] = push;
     const id = `batch-${iso(now).slice(0, 10).replace(/-/g, '')}-${randomBytes(6).toString('hex')}`;
     const job: BatchJobRow = { app_id: caller.appId, id, sender, template: JSON.stringify(template), total: paras.length, status: 'running', created_at: now, updated_at: now, finished_at: null };
     await this.ctx.db.transaction().execute((trx) => new BatchRepo(trx).insertJob(job, paras.map((p) => JSON.stringify(p))));
@@ -134,7 +139,7 @@ export class BatchService {
   private async prepare(job: BatchJobRow, item: BatchItemRow): Promise<Prepared> {
     const para = JSON.parse(item.params) as Json;
     const fill = (s: string) => s.replace(/\$[^$\s]{1,64}\$/g, (m) => (m in para ? String(para[m]) : m));
-    const template = JSON.parse(job.template) as Json;
+    const { [PUSH_KEY]: push, ...template } = JSON.parse(job.template) as Json;
     const body: Json = { ...template, message: fill(template.message as string) };
     if (template.extra !== undefined) body.extra = deepFill(template.extra, fill);
     const roomId = typeof para.room === 'string' ? para.room : directRoomId(job.sender!, para.receiver as string);
@@ -144,7 +149,7 @@ export class BatchService {
     else if (job.sender && typeof para.receiver === 'string' && (await new ModerationRepo(this.ctx.db).blockedBetween(job.app_id, job.sender, [para.receiver]))) {
       throw blocked();
     }
-    return { ...(await this.messages.prepareBatchMessage(job.app_id, body)), roomId, byRoom: typeof para.room === 'string', receiver: para.receiver as string | undefined };
+    return { ...(await this.messages.prepareBatchMessage(job.app_id, body)), roomId, byRoom: typeof para.room === 'string', receiver: para.receiver as string | undefined, push: push as PushRequest | undefined };
   }
 
   private async fail(item: BatchItemRow, worker: string, err: unknown): Promise<void> {
@@ -169,7 +174,7 @@ export class BatchService {
     }
     const msg = await appendMessage(trx, { appId: job.app_id, roomId: p.roomId, senderId: job.sender, now, messageType: p.messageType, message: p.message, fields: p.fields, replyId: null });
     if (!(await new BatchRepo(trx).complete(item, worker, { messageId: msg.id }))) throw new LostClaim();
-    events.push({ type: 'message.created', appId: job.app_id, roomId: p.roomId, messageId: msg.id, senderId: job.sender, system: false, row: msg });
+    events.push({ type: 'message.created', appId: job.app_id, roomId: p.roomId, messageId: msg.id, senderId: job.sender, system: false, row: msg, ...(p.push ? { push: p.push } : {}) });
     return events;
   }
 
@@ -192,6 +197,7 @@ interface Prepared {
   roomId: string;
   byRoom: boolean;
   receiver: string | undefined;
+  push: PushRequest | undefined;
 }
 
 function deepFill(v: unknown, fill: (s: string) => string): unknown {

@@ -5,6 +5,7 @@ import { flushSoon } from '../lib/turn-end.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Dialect } from '../store/database.js';
 import type { Database, WebhookEventsTable } from '../store/schema.js';
+import type { PushRequest } from '../events/bus.js';
 import type { Outbox } from '../webhooks/outbox.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
@@ -25,6 +26,8 @@ export interface AppendInput {
    * writer adds the message's outbox row to its batch when someone wants it (webhooks/outbox.ts).
    */
   webhook?: { room: string | null; fromBot: boolean };
+  /** The send's push options (docs/push.md); undefined: no push (`push: false`, system messages). */
+  push?: PushRequest;
 }
 
 /**
@@ -97,7 +100,7 @@ export class MessageWriter {
     }
     return new Promise((resolve, reject) => {
       const row = messageRow(input);
-      const event = this.outbox?.messageRow(row, input.webhook?.room ?? null, input.webhook?.fromBot);
+      const event = this.outbox?.messageRow(row, input.webhook?.room ?? null, input.webhook?.fromBot, input.push);
       this.queue.push({ row, event, resolve, reject });
       if (!this.running) {
         this.running = true;

@@ -1,5 +1,5 @@
 import { AppError, invalidRequest } from '../errors.js';
-import type { DomainEvent } from '../events/bus.js';
+import type { DomainEvent, PushRequest } from '../events/bus.js';
 import { iso } from '../lib/clock.js';
 import { isObjectId } from '../lib/ids.js';
 import { MessagesRepo, type MessageRow } from '../store/messages-repo.js';
@@ -86,7 +86,8 @@ export class MessagesService {
     const replyId = await this.replyTarget(caller.appId, room, body.reply);
     const message = await this.config.censorMessage(caller.appId, messageType, body.message ?? '');
     const json = this.checkSize(message, fields);
-    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json, webhook: { room: room.webhook, fromBot } });
+    const push = pushRequest(body);
+    const row = await this.ctx.writer.append({ appId: caller.appId, roomId, senderId, messageType, message, fields, replyId, now, json, webhook: { room: room.webhook, fromBot }, push });
     // The messages of one group commit resume here in the order they were stored, and each takes its place in
     // the announcement order before anything is awaited. Rendering may wait for the store (a user cache miss; on
     // PostgreSQL two of them run on different connections), so without the queue a later message could be
@@ -97,7 +98,7 @@ export class MessagesService {
     try {
       const rendered = await this.ctx.render.renderNewMessage(caller.appId, row, { message, fields });
       await previous;
-      this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered });
+      this.emit({ type: 'message.created', appId: caller.appId, roomId, messageId: row.id, senderId, system: false, message: rendered, ...(push ? { push } : {}) });
       return rendered;
     } finally {
       announced();
@@ -312,3 +313,21 @@ export function messageNotFound(id: string): AppError {
   return new AppError('MESSAGE_NOT_FOUND', `Message ${id} not found`);
 }
 
+/** The most characters of a custom push text (`push: "..."`). */
+export const MAX_PUSH_TEXT = 1_000;
+
+/**
+ * A send's push options (docs/push.md): `push` true or absent notifies the offline members, false does not, a
+ * string notifies them with that text instead of the message's; `skipTotalBadge` leaves the badge out of the push.
+ */
+export function pushRequest(body: Json, byDefault = true): PushRequest | undefined {
+  const p = body.push;
+  if (p !== undefined && p !== null && typeof p !== 'boolean' && typeof p !== 'string') throw invalidRequest('Invalid field push: must be a boolean or a string (the push text)', { field: 'push' });
+  if (typeof p === 'string' && (p.length === 0 || p.length > MAX_PUSH_TEXT)) throw invalidRequest(`Invalid field push: a push text has 1-${MAX_PUSH_TEXT} characters`, { field: 'push' });
+  if (body.skipTotalBadge !== undefined && typeof body.skipTotalBadge !== 'boolean') throw invalidRequest('Invalid field skipTotalBadge: must be a boolean', { field: 'skipTotalBadge' });
+  if (p === false || ((p === undefined || p === null) && !byDefault)) return undefined;
+  const out: PushRequest = {};
+  if (typeof p === 'string') out.text = p;
+  if (body.skipTotalBadge === true) out.skipTotalBadge = true;
+  return out;
+}

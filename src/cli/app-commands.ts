@@ -4,7 +4,10 @@ import { parseDuration } from '../lib/duration.js';
 import { systemClock } from '../lib/clock.js';
 import { Outbox } from '../webhooks/outbox.js';
 import { AuditLog } from '../monitoring/audit.js';
+import fs from 'node:fs';
 import os from 'node:os';
+import { createPushProviders } from '../push/providers.js';
+import { PushService } from '../push/push-service.js';
 import { WebhooksService } from '../webhooks/webhooks-service.js';
 import { openCliStore, parseSettings, readConfig } from './args.js';
 
@@ -32,6 +35,17 @@ export const APP_HELP = `imkit-server app: manage applications on the same data 
         the secret that signs the application's room webhooks given as a URL (made on first use); with
         --rotate a new one, the previous one signing too until it expires (default 24h)
 
+  app push-credentials APP [--json]
+        the push providers configured for the application (never their secrets)
+  app push-credentials APP --provider fcm --file service-account.json
+  app push-credentials APP --provider apns --file AuthKey_KEYID.p8 --key-id KEYID --team-id TEAMID --bundle-id BUNDLE
+  app push-credentials APP --provider web --subject mailto:ops@example.com [--file vapid.json]
+  app push-credentials APP --provider hook --url https://push.example.com/imkit
+  app push-credentials APP --provider P --delete
+        set (checked first) or remove the application's credentials for a push provider (docs/push.md); a
+        running server uses them within 5 seconds. Web Push keys are generated when no --file gives them
+        ({"publicKey": ..., "privateKey": ...}); the public key is printed (browsers subscribe with it)
+
 APP is an application id, or its name when exactly one application has it. Every command takes the
 settings flags of "imkit-server --help" (--data-dir, --database-url, ...). With --json each command prints one
 JSON object; new secrets are under "apiKey" / "clientKey".
@@ -57,6 +71,14 @@ export async function runAppCommand(argv: string[]): Promise<number> {
     'allow-ip': { type: 'string', multiple: true },
     'expires-in': { type: 'string' },
     'rate-limit': { type: 'string' },
+    provider: { type: 'string' },
+    file: { type: 'string' },
+    'key-id': { type: 'string' },
+    'team-id': { type: 'string' },
+    'bundle-id': { type: 'string' },
+    subject: { type: 'string' },
+    url: { type: 'string' },
+    delete: { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(APP_HELP);
@@ -202,6 +224,49 @@ export async function runAppCommand(argv: string[]): Promise<number> {
           ].filter(Boolean).join('\n'),
         );
         return 0;
+      }
+      case 'push-credentials': {
+        const app = await appArg();
+        const outbox = new Outbox(store.db);
+        const providers = createPushProviders(config, systemClock, async () => []);
+        const push = new PushService(store.db, systemClock, outbox, () => providers, { allowPrivate: config.webhookAllowPrivateNetworks });
+        try {
+          const provider = typeof values.provider === 'string' ? values.provider : undefined;
+          if (provider === undefined) {
+            const r = await push.listCredentials(app.id);
+            const rows = r.data as Array<Record<string, unknown>>;
+            print(r, rows.length ? rows.map((c) => `${String(c.provider).padEnd(5)} ${Object.entries(c).filter(([k]) => k !== 'provider').map(([k, v]) => `${k}=${v}`).join(' ')}`).join('\n') : `"${app.id}" has no push credentials.`);
+            return 0;
+          }
+          if (values.delete === true) {
+            await push.deleteCredentials(app.id, provider);
+            await logged(app.id, 'push.credentials.delete', provider);
+            print({ id: app.id, provider, deleted: true }, `Removed the ${provider} push credentials of "${app.id}".`);
+            return 0;
+          }
+          const read = (what: string) => {
+            if (typeof values.file !== 'string') throw new ConfigError(`--file is required (${what})`);
+            return fs.readFileSync(values.file, 'utf8');
+          };
+          const parse = (text: string) => {
+            try {
+              return JSON.parse(text) as Record<string, unknown>;
+            } catch {
+              throw new ConfigError(`${values.file} is not JSON`);
+            }
+          };
+          let body: Record<string, unknown>;
+          if (provider === 'fcm') body = parse(read('the service account JSON'));
+          else if (provider === 'apns') body = { key: read('the .p8 key'), keyId: values['key-id'], teamId: values['team-id'], bundleId: values['bundle-id'] };
+          else if (provider === 'web') body = { ...(typeof values.file === 'string' ? parse(read('')) : {}), subject: values.subject };
+          else body = { url: values.url };
+          const r = await push.putCredentials(app.id, provider, body);
+          await logged(app.id, 'push.credentials.set', provider);
+          print({ id: app.id, ...r }, `Set the ${provider} push credentials of "${app.id}": ${Object.entries(r).filter(([k]) => k !== 'provider').map(([k, v]) => `${k}=${v}`).join(' ')}`);
+          return 0;
+        } finally {
+          for (const p of Object.values(providers)) p.close();
+        }
       }
       default:
         throw new ConfigError(`Unknown app command "${sub}". Run imkit-server app --help.`);

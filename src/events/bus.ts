@@ -1,5 +1,11 @@
 import type { MessageRow } from '../store/messages-repo.js';
 
+/** A send's push options (docs/push.md): a custom text instead of the message's, and whether to leave the badge out. */
+export interface PushRequest {
+  text?: string;
+  skipTotalBadge?: boolean;
+}
+
 /**
  * Typed domain events. A service emits one after its change is committed; the realtime layer turns them into
  * socket events and webhooks will consume them too. Listeners run synchronously and must not throw into the
@@ -18,7 +24,7 @@ export type DomainEvent =
    * `message`, when present, is the message as clients read it (rendered once by the service that stored it); `row`,
    * when present, the row as stored (webhooks render their payload from it).
    */
-  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean; message?: Record<string, unknown>; row?: MessageRow }
+  | { type: 'message.created'; appId: string; roomId: string; messageId: string; senderId: string | null; system: boolean; message?: Record<string, unknown>; row?: MessageRow; push?: PushRequest }
   | { type: 'message.updated'; appId: string; roomId: string; messageId: string; actorId: string | null; change: 'edit' | 'recall' | 'pin' | 'unpin' | 'reaction' }
   | { type: 'messages.deleted'; appId: string; roomId: string; messageIds: string[] | 'all'; actorId: string | null }
   | { type: 'messages.userDeleted'; appId: string; roomId: string; userId: string; messageIds: string[] | 'all' }

@@ -27,6 +27,7 @@ export class Metrics {
   private readonly batches: Histogram;
   private readonly refusals: Counter<'kind'>;
   private readonly webhookAttempts: Counter<'outcome'>;
+  private readonly pushAttempts: Counter<'provider' | 'outcome'>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -63,9 +64,15 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.pushAttempts = new Counter({
+      name: 'imkit_push_attempts_total',
+      help: 'Push notification attempts by provider (fcm, apns, web, hook) and outcome: delivered, retry, failed, invalid (the provider reported the token dead; the device was removed)',
+      labelNames: ['provider', 'outcome'],
+      registers,
+    });
     new Gauge({
       name: 'imkit_webhook_backlog',
-      help: 'Webhook work waiting: state = events (not yet turned into deliveries), pending (deliveries waiting for an attempt), sending (in flight)',
+      help: 'Webhook and push work waiting: state = events (not yet turned into deliveries), pending (deliveries waiting for an attempt), sending (in flight)',
       labelNames: ['state'],
       registers,
       async collect() {
@@ -94,6 +101,10 @@ export class Metrics {
 
   webhookAttempt(outcome: string): void {
     this.webhookAttempts.inc({ outcome });
+  }
+
+  pushAttempt(provider: string, outcome: string): void {
+    this.pushAttempts.inc({ provider, outcome });
   }
 
   refused(kind: RefusalKind): void {

@@ -25,6 +25,21 @@ export class BadgesRepo {
     return Number(row?.n ?? 0);
   }
 
+  /** Each user's unread count over their active rooms as `total` counts them without tags, for many users at once (the badge of a push). */
+  async totals(appId: string, userIds: string[]): Promise<Map<string, number>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom('room_members as me')
+      .innerJoin('rooms as r', (j) => j.onRef('r.app_id', '=', 'me.app_id').onRef('r.id', '=', 'me.room_id'))
+      .select(['me.user_id', sql<number | string | null>`sum(me.badge)`.as('n')])
+      .where('me.app_id', '=', appId)
+      .where('me.user_id', 'in', userIds)
+      .where('r.status', '=', 1)
+      .groupBy('me.user_id')
+      .execute();
+    return new Map(rows.map((r) => [r.user_id, Number(r.n ?? 0)]));
+  }
+
   /** Per tag, the user's unread over active rooms with that tag; only `tags` when given, else every tag they have. */
   async byTag(appId: string, userId: string, tags?: string[]): Promise<Map<string, number>> {
     let q = this.myActiveRooms(appId, userId).innerJoin('room_tags as t', (j) => j.onRef('t.app_id', '=', 'me.app_id').onRef('t.room_id', '=', 'me.room_id'));

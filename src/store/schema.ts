@@ -312,8 +312,11 @@ export interface WebhookDeliveriesTable {
   app_id: string;
   event_id: string;
   event_type: string;
-  /** 'room': a room's `webhook` (IMKIT payload, bot replies); 'endpoint': an application-level endpoint. */
-  kind: 'room' | 'endpoint';
+  /**
+   * 'room': a room's `webhook` (IMKIT payload, bot replies); 'endpoint': an application-level endpoint; 'push': a
+   * push notification to one device (docs/push.md), `payload` the notice, `device_id` the device.
+   */
+  kind: 'room' | 'endpoint' | 'push';
   endpoint_id: string | null;
   room_id: string | null;
   target: string;
@@ -325,6 +328,38 @@ export interface WebhookDeliveriesTable {
   last_error: string | null;
   claimed_by: string | null;
   claimed_at: Ms | null;
+  created_at: Ms;
+  updated_at: Ms;
+  /** Push deliveries (migration 0022): the message notified of (null for push2clients / push2tokens) and the device. */
+  message_id: string | null;
+  device_id: string | null;
+}
+
+/** A device registered for push notifications (POST /me/subscribe, docs/push.md). */
+export interface PushDevicesTable {
+  app_id: string;
+  id: string;
+  user_id: string;
+  /** As subscribed: ios, apns, android, fcm or web. */
+  type: string;
+  /** Who delivers to it: apns, fcm or web. */
+  provider: 'apns' | 'fcm' | 'web';
+  /** The client's own name for the device (SDKs send one), or null. */
+  device_id: string | null;
+  /** The provider's token; for web the subscription object as JSON. */
+  token: string;
+  /** SHA-256 (hex) of `token`: unique per application and provider. */
+  token_key: string;
+  created_at: Ms;
+  updated_at: Ms;
+}
+
+/** An application's credentials for one push provider; `data` is secret (never listed), `info` is what may be shown. */
+export interface PushCredentialsTable {
+  app_id: string;
+  provider: 'apns' | 'fcm' | 'web' | 'hook';
+  data: string;
+  info: string;
   created_at: Ms;
   updated_at: Ms;
 }
@@ -385,6 +420,8 @@ export interface Database {
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  push_devices: PushDevicesTable;
+  push_credentials: PushCredentialsTable;
   api_key_usage: ApiKeyUsageTable;
   apps: AppsTable;
   app_domains: AppDomainsTable;

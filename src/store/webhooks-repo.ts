@@ -27,14 +27,14 @@ export interface DeliveryFilter {
 
 const DELIVERY_COLUMNS = [
   'id', 'app_id', 'event_id', 'event_type', 'kind', 'endpoint_id', 'room_id', 'target', 'payload', 'status', 'attempts', 'next_attempt_at',
-  'last_status', 'last_error', 'claimed_by', 'claimed_at', 'created_at', 'updated_at',
+  'last_status', 'last_error', 'claimed_by', 'claimed_at', 'created_at', 'updated_at', 'message_id', 'device_id',
 ] as const satisfies ReadonlyArray<keyof DeliveryRow>;
 
 /** The one-row statements of a dispatcher round on SQLite (planRound). */
 const ROUND_SQL = {
   finish: `update webhook_deliveries set status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?,
     claimed_by = null, claimed_at = null where id = ? and status = 'sending' and claimed_by = ?`,
-  insert: `insert into webhook_deliveries (${DELIVERY_COLUMNS.join(', ')}) values (${DELIVERY_COLUMNS.map(() => '?').join(', ')}) on conflict (id) do nothing`,
+  insert: `insert into webhook_deliveries (${DELIVERY_COLUMNS.join(', ')}) values (${DELIVERY_COLUMNS.map(() => '?').join(', ')}) on conflict do nothing`,
   removeEvent: 'delete from webhook_events where id = ?',
   claim: `update webhook_deliveries set status = 'sending', claimed_by = ?, claimed_at = ? where id = ? and status = 'pending'`,
 };
@@ -126,9 +126,12 @@ export class WebhooksRepo {
     return Number(r.numDeletedRows);
   }
 
-  /** Inserts deliveries; one that exists already (same event and target) is left as it is. */
+  /**
+   * Inserts deliveries; one that exists already (same event and target, or for a push the same message and device)
+   * is left as it is.
+   */
   async insertDeliveries(rows: DeliveryRow[]): Promise<void> {
-    if (rows.length) await this.db.insertInto('webhook_deliveries').values(rows).onConflict((oc) => oc.column('id').doNothing()).execute();
+    if (rows.length) await this.db.insertInto('webhook_deliveries').values(rows).onConflict((oc) => oc.doNothing()).execute();
   }
 
   /**
@@ -231,13 +234,14 @@ export class WebhooksRepo {
       .execute();
   }
 
+  /** A webhook delivery (push deliveries share the queue but are not part of the webhook log). */
   delivery(appId: string, id: string): Promise<DeliveryRow | undefined> {
-    return this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
+    return this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId).where('id', '=', id).where('kind', '!=', 'push').executeTakeFirst();
   }
 
-  /** Newest first. */
+  /** Newest first; webhook deliveries only. */
   deliveries(appId: string, f: DeliveryFilter): Promise<DeliveryRow[]> {
-    let q = this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId);
+    let q = this.db.selectFrom('webhook_deliveries').selectAll().where('app_id', '=', appId).where('kind', '!=', 'push');
     if (f.endpointId !== undefined) q = q.where('endpoint_id', '=', f.endpointId);
     if (f.roomId !== undefined) q = q.where('room_id', '=', f.roomId);
     if (f.status !== undefined) q = q.where('status', '=', f.status);
@@ -252,6 +256,7 @@ export class WebhooksRepo {
       .set({ status: 'pending', next_attempt_at: now, updated_at: now })
       .where('app_id', '=', appId)
       .where('id', '=', id)
+      .where('kind', '!=', 'push')
       .where('status', 'in', ['failed', 'refused', 'pending'])
       .executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;

@@ -18,6 +18,7 @@ import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
 import type { PayloadRenderer } from './payloads.js';
 import { liveSecrets, newWebhookSecret, signatureHeader } from './signing.js';
 import { checkWebhookUrl, isWebhookUrl, pinnedLookup, type VettedUrl } from './ssrf.js';
+import type { PushWork } from '../push/push-sender.js';
 
 type Json = Record<string, unknown>;
 
@@ -50,6 +51,11 @@ export interface DispatcherOptions {
   bot: BotActions;
   /** Told of every attempt's outcome (metrics). */
   onAttempt?: (outcome: AttemptOutcome) => void;
+  /**
+   * Push notifications (src/push/push-sender.ts): their deliveries are rows of this queue (kind 'push'), made from
+   * the same outbox events in the same rounds, claimed, retried and resumed like webhook deliveries.
+   */
+  push?: PushWork;
   /** How often the queue is looked at when nothing woke the dispatcher (retries due, other processes' events). */
   pollMs?: number;
   /**
@@ -80,6 +86,8 @@ const CACHE_MS = 1_000;
 /** How long finished deliveries stay in the log (GET /admin/webhooks/deliveries), and how often it is pruned. */
 export const DELIVERY_LOG_DAYS = 30;
 const PRUNE_EVERY_MS = 3_600_000;
+/** How often which applications use push is read again (credentials set by the CLI in another process). */
+const PUSH_REFRESH_MS = 5_000;
 const USER_AGENT = 'imkit-server-webhooks/1';
 
 /**
@@ -122,6 +130,7 @@ export class WebhookDispatcher {
   private agents = createAgents();
   /** Outcomes of finished attempts, written by the next round. */
   private finished: Array<{ id: string; patch: FinishPatch }> = [];
+  private pushRefreshedAt = performance.now();
   private lastRound = -Infinity;
   private dueAt = -Infinity;
   private prunedAt = 0;
@@ -156,6 +165,7 @@ export class WebhookDispatcher {
     this.wake();
     await this.loop;
     await this.repo.release({ worker: this.id }).catch(() => undefined);
+    this.o.push?.close();
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
@@ -190,6 +200,10 @@ export class WebhookDispatcher {
           await this.repo.release({ staleBefore: now - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS, exceptWorker: this.id });
         }
         if ((await this.round()) === EVENTS_PER_ROUND) this.woken = true;
+        if (this.o.push && performance.now() - this.pushRefreshedAt >= PUSH_REFRESH_MS) {
+          this.pushRefreshedAt = performance.now();
+          await this.o.push.refresh();
+        }
         if (now - this.prunedAt >= PRUNE_EVERY_MS) {
           this.prunedAt = now;
           await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
@@ -231,10 +245,16 @@ export class WebhookDispatcher {
         let list = endpoints.get(e.app_id);
         if (!list) endpoints.set(e.app_id, (list = await this.endpointsOf(e.app_id, true)));
         try {
-          fresh.push(...(await this.deliveriesOf(e, facts, list, now)));
+          // push.* events are for push only (no webhook endpoint subscribes to them).
+          if (!e.type.startsWith('push.')) fresh.push(...(await this.deliveriesOf(e, facts, list, now)));
         } catch (err) {
           // An event that cannot be rendered (a bug) must not stop the others: it is logged and dropped.
           this.o.logger.error({ err, event: e.id, type: e.type }, 'webhooks: rendering an event failed');
+        }
+        try {
+          if (this.o.push) fresh.push(...(await this.o.push.fanOut(e, facts, now)));
+        } catch (err) {
+          this.o.logger.error({ err, event: e.id, type: e.type }, 'push: fanning an event out failed');
         }
       }
     }
@@ -336,6 +356,8 @@ export class WebhookDispatcher {
       claimed_at: null,
       created_at: now,
       updated_at: now,
+      message_id: null,
+      device_id: null,
       ...part,
     });
     const subscribed = endpoints.filter((ep) => {
@@ -436,6 +458,7 @@ export class WebhookDispatcher {
         },
       });
     };
+    if (r.kind === 'push') return this.attemptPush(r, attempts, finish);
     const secrets = await this.secretsOf(r);
     if (secrets === undefined) {
       await finish('failed', { error: 'the endpoint was deleted' });
@@ -475,20 +498,29 @@ export class WebhookDispatcher {
     this.count('delivered');
   }
 
+  /** One attempt of a push delivery: the provider's verdict, retried by the same schedule as webhooks. */
+  private async attemptPush(r: DeliveryRow, attempts: number, finish: (status: DeliveryRow['status'], f: { lastStatus?: number | null; error?: string | null; next?: number | null }) => Promise<void>): Promise<void> {
+    const result = await this.o.push!.send(r);
+    if (result.outcome === 'delivered') return finish('delivered', { lastStatus: result.status });
+    if (result.outcome === 'retry') return this.retryOrFail(r, attempts, finish, result.status, result.error, false);
+    return finish('failed', { lastStatus: result.status, error: result.outcome === 'invalid' ? `${result.error}; the device was removed` : result.error });
+  }
+
   private async retryOrFail(
     r: DeliveryRow,
     attempts: number,
     finish: (status: DeliveryRow['status'], f: { lastStatus?: number | null; error?: string | null; next?: number | null }) => Promise<void>,
     lastStatus: number | null,
     error: string,
+    counted = true,
   ): Promise<void> {
     const delay = this.o.config.webhookRetrySchedule[attempts - 1];
     if (delay === undefined) {
       await finish('failed', { lastStatus, error });
-      this.count('failed');
+      if (counted) this.count('failed');
     } else {
       await finish('pending', { lastStatus, error, next: this.o.clock.now() + delay });
-      this.count('retry');
+      if (counted) this.count('retry');
     }
   }
 
@@ -573,7 +605,7 @@ export function createAgents(): Agents {
  * `timeoutMs`, at most MAX_RESPONSE_BYTES of the answer read. node:http rather than fetch: fetch (undici) has no
  * per-request `lookup`, and the connection must go to the address the SSRF guard vetted.
  */
-async function post(vetted: VettedUrl, body: string, headers: Record<string, string>, timeoutMs: number, agents: Agents): Promise<{ status: number; body: Buffer }> {
+export async function post(vetted: VettedUrl, body: string | Buffer, headers: Record<string, string>, timeoutMs: number, agents: Agents): Promise<{ status: number; body: Buffer }> {
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     return await postOnce(vetted, body, headers, signal, agents);
@@ -584,7 +616,7 @@ async function post(vetted: VettedUrl, body: string, headers: Record<string, str
   }
 }
 
-function postOnce(vetted: VettedUrl, body: string, headers: Record<string, string>, signal: AbortSignal, agents: Agents, fresh = false): Promise<{ status: number; body: Buffer }> {
+function postOnce(vetted: VettedUrl, body: string | Buffer, headers: Record<string, string>, signal: AbortSignal, agents: Agents, fresh = false): Promise<{ status: number; body: Buffer }> {
   const https_ = vetted.url.protocol === 'https:';
   const mod = https_ ? https : http;
   return new Promise((resolve, reject) => {
@@ -620,7 +652,7 @@ function postOnce(vetted: VettedUrl, body: string, headers: Record<string, strin
   });
 }
 
-function describeNetworkError(err: unknown): string {
+export function describeNetworkError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e?.code === 'ECONNREFUSED') return 'connection refused';
   if (e?.code === 'ECONNRESET') return 'connection reset';

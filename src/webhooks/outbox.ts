@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
-import type { DomainEvent } from '../events/bus.js';
+import type { DomainEvent, PushRequest } from '../events/bus.js';
 import { newObjectId } from '../lib/ids.js';
 import type { MessageRow } from '../store/messages-repo.js';
 import type { Database, WebhookEventsTable } from '../store/schema.js';
+import { PushRepo } from '../store/push-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import { WebhooksRepo } from '../store/webhooks-repo.js';
 
@@ -41,7 +42,12 @@ export interface Facts {
   row?: MessageRow;
   /** key.alert: the alert as `GET /admin/alerts` shows it (src/monitoring/key-alerts.ts). */
   alert?: Record<string, unknown>;
+  /** message.created: present when the send asked for a push (docs/push.md); absent for `push: false`. */
+  push?: PushRequest;
+  /** push.send (POST /push/push2clients, /push/push2tokens): what to send to whom. */
+  pushSend?: { notice: Record<string, unknown>; userIds?: string[]; tokens?: string[]; type?: string };
 }
+
 
 export interface WebhookFact {
   type: WebhookEventType;
@@ -55,7 +61,7 @@ export function factsOf(e: DomainEvent): WebhookFact[] {
   const room = (type: WebhookEventType, facts: Facts): WebhookFact[] => [{ type, appId: e.appId, roomId: 'roomId' in e ? e.roomId : null, facts }];
   switch (e.type) {
     case 'message.created':
-      return room('message.created', { messageId: e.messageId, actorId: e.senderId, ...(e.row ? { row: e.row } : {}) });
+      return room('message.created', { messageId: e.messageId, actorId: e.senderId, ...(e.row ? { row: e.row } : {}), ...(e.push ? { push: e.push } : {}) });
     case 'message.updated':
       if (e.change === 'edit') return room('message.edited', { messageId: e.messageId, actorId: e.actorId });
       if (e.change === 'recall') return room('message.recalled', { messageId: e.messageId, actorId: e.actorId });
@@ -91,6 +97,9 @@ export class Outbox {
   private subs = new Map<string, Set<string>>();
   /** Applications that have (or had, since start) a room with a webhook. */
   private roomHooks = new Set<string>();
+  /** Applications with push credentials, and those of them with devices: their new messages are wanted (docs/push.md). */
+  private pushCredentialed = new Set<string>();
+  private pushApps = new Set<string>();
   private loaded = false;
 
   constructor(private readonly db: Kysely<Database>) {}
@@ -108,7 +117,33 @@ export class Outbox {
     for (const app of this.roomHooks) hooks.add(app);
     this.subs = subs;
     this.roomHooks = hooks;
+    await this.loadPush(db);
     this.loaded = true;
+  }
+
+  /**
+   * Reads which applications have push credentials and devices (at start, after credentials change here, and
+   * every few seconds from the dispatcher: the CLI may have changed them in another process).
+   */
+  async loadPush(db: Kysely<Database> = this.db): Promise<void> {
+    const { credentialed, withDevices } = await new PushRepo(db).pushApps();
+    this.pushCredentialed = new Set(credentialed);
+    this.pushApps = new Set(withDevices);
+  }
+
+  /** A user of this application subscribed a device: with push credentials, its new messages are now wanted. */
+  noteDevice(appId: string): void {
+    if (this.pushCredentialed.has(appId)) this.pushApps.add(appId);
+  }
+
+  /** Whether new messages of this application may notify someone by push (credentials and devices). */
+  wantsPush(appId: string): boolean {
+    return this.pushApps.has(appId);
+  }
+
+  /** Whether the application has credentials for some push provider (push2clients writes nothing otherwise). */
+  hasPushCredentials(appId: string): boolean {
+    return this.pushCredentialed.has(appId);
   }
 
   /** A room of this application was given a webhook (before its transaction commits: over-noting is harmless). */
@@ -123,6 +158,7 @@ export class Outbox {
   mayConcern(e: DomainEvent): boolean {
     if (e.type === 'user.changed') return this.wants(e.appId, 'user.created') || this.wants(e.appId, 'user.deleted');
     if (e.type === 'roomPref.changed') return this.wants(e.appId, 'user.muted') || this.wants(e.appId, 'user.unmuted');
+    if (e.type === 'message.created' && e.push && this.pushApps.has(e.appId)) return true;
     return factsOf(e).some((f) => this.wants(f.appId, f.type) || (ROOM_WEBHOOK_EVENTS.has(f.type) && this.roomHooks.has(f.appId)));
   }
 
@@ -134,12 +170,14 @@ export class Outbox {
 
   /**
    * The outbox row of a new message sent through the message writer, or undefined when nobody wants it.
-   * `roomWebhook`: the room's `webhook` as the sender's room snapshot holds it.
+   * `roomWebhook`: the room's `webhook` as the sender's room snapshot holds it; `push`: the send's push options
+   * (undefined: `push: false`). An application without webhooks and without push pays one Set lookup here.
    */
-  messageRow(message: MessageRow, roomWebhook: string | null, fromBot = false): WebhookEventsTable | undefined {
+  messageRow(message: MessageRow, roomWebhook: string | null, fromBot = false, push?: PushRequest): WebhookEventsTable | undefined {
     const forRoom = !fromBot && roomWebhook !== null && roomWebhook !== '';
-    if (!forRoom && !this.wants(message.app_id, 'message.created')) return undefined;
-    const facts: Facts = { messageId: message.id, actorId: message.sender_id, row: message, ...(fromBot ? { fromBot } : {}) };
+    const forPush = push !== undefined && this.pushApps.has(message.app_id);
+    if (!forRoom && !forPush && !this.wants(message.app_id, 'message.created')) return undefined;
+    const facts: Facts = { messageId: message.id, actorId: message.sender_id, row: message, ...(fromBot ? { fromBot } : {}), ...(forPush ? { push } : {}) };
     return row({ type: 'message.created', appId: message.app_id, roomId: message.room_id, facts }, message.created_at);
   }
 
@@ -157,7 +195,7 @@ export class Outbox {
     const hooks = new Map<string, boolean>();
     const rows: WebhookEventsTable[] = [];
     for (const f of facts) {
-      let wanted = this.wants(f.appId, f.type);
+      let wanted = this.wants(f.appId, f.type) || (f.type === 'message.created' && f.facts.push !== undefined && this.pushApps.has(f.appId));
       if (!wanted && f.roomId !== null && !f.facts.fromBot && ROOM_WEBHOOK_EVENTS.has(f.type) && this.roomHooks.has(f.appId)) {
         const key = `${f.appId}\u0000${f.roomId}`;
         let has = hooks.get(key);
@@ -172,6 +210,11 @@ export class Outbox {
     }
     await repo.insertEvents(rows);
   }
+}
+
+/** The outbox row of a push asked for by the platform (push2clients, push2tokens): written whoever subscribes. */
+export function pushSendRow(appId: string, pushSend: NonNullable<Facts['pushSend']>, now: number): WebhookEventsTable {
+  return row({ type: 'push.send' as WebhookEventType, appId, roomId: null, facts: { pushSend } }, now);
 }
 
 function row(f: WebhookFact, now: number): WebhookEventsTable {

@@ -21,7 +21,7 @@ export function batchRoutes({ batch }: Services) {
             message: { type: 'string' },
             messageType: { type: 'string', minLength: 1, maxLength: 64 },
             sender: { type: 'string', minLength: 1, maxLength: 128 },
-            push: { type: 'boolean' },
+            push: { type: ['boolean', 'string'], maxLength: 1000 },
             skipTotalBadge: { type: 'boolean' },
             paras: { type: 'array', minItems: 1, maxItems: MAX_BATCH_ITEMS, items: { type: 'object' } },
           },

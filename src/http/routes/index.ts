@@ -13,6 +13,7 @@ import type { AuditLog } from '../../monitoring/audit.js';
 import type { KeyAlerts } from '../../monitoring/key-alerts.js';
 import { monitoringRoutes, type Presence } from './monitoring.js';
 import { prefRoutes } from './prefs.js';
+import { pushRoutes } from './push.js';
 import { roomRoutes } from './rooms.js';
 import { searchRoutes } from './search.js';
 import { userRoutes } from './users.js';
@@ -21,6 +22,6 @@ import { webhookRoutes } from './webhooks.js';
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...pushRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
   return routes;
 }

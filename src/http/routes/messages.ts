@@ -37,7 +37,7 @@ export function messageRoutes({ messages }: Services) {
         body: {
           type: 'object',
           required: ['room', 'message', 'messageType'],
-          properties: { room: id, sender: id, message: {}, messageType: { type: 'string', minLength: 1, maxLength: 64 }, push: { type: 'boolean' }, skipTotalBadge: { type: 'boolean' }, mentions: { type: 'array', items: id } },
+          properties: { room: id, sender: id, message: {}, messageType: { type: 'string', minLength: 1, maxLength: 64 }, push: { type: ['boolean', 'string'], maxLength: 1000 }, skipTotalBadge: { type: 'boolean' }, mentions: { type: 'array', items: id } },
         },
       },
       handler: async ({ actor, body }) => messages.adminSend(callerOf(actor), body),

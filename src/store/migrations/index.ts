@@ -514,6 +514,46 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0022_push': {
+    async up(db: Kysely<any>) {
+      // Push notifications (docs/push.md). Devices: one row per provider token, which moves to whoever subscribes
+      // it last (a phone shared by two logins); `token_key` is the token's SHA-256, so the unique index stays small
+      // whatever the token (a web push subscription is a JSON object).
+      await db.schema
+        .createTable('push_devices')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('id', 'varchar(40)', (c) => c.notNull())
+        .addColumn('user_id', 'varchar(128)', (c) => c.notNull())
+        .addColumn('type', 'varchar(16)', (c) => c.notNull())
+        .addColumn('provider', 'varchar(8)', (c) => c.notNull())
+        .addColumn('device_id', 'varchar(256)')
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('token_key', 'varchar(64)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('push_devices_pk', ['app_id', 'id'])
+        .addUniqueConstraint('push_devices_token', ['app_id', 'provider', 'token_key'])
+        .execute();
+      await db.schema.createIndex('push_devices_user').on('push_devices').columns(['app_id', 'user_id']).execute();
+      // Credentials per application and provider: `data` holds the secrets (never listed), `info` what may be shown.
+      await db.schema
+        .createTable('push_credentials')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('provider', 'varchar(8)', (c) => c.notNull())
+        .addColumn('data', 'text', (c) => c.notNull())
+        .addColumn('info', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('push_credentials_pk', ['app_id', 'provider'])
+        .execute();
+      // Push deliveries are rows of the webhook delivery queue (kind 'push'): the same claims, retries and restart
+      // handling. One message reaches one device at most once: a unique index on (application, message, device)
+      // besides the delivery id (NULLs, for pushes not about a message, never collide).
+      await db.schema.alterTable('webhook_deliveries').addColumn('message_id', 'varchar(40)').execute();
+      await db.schema.alterTable('webhook_deliveries').addColumn('device_id', 'varchar(40)').execute();
+      await db.schema.createIndex('webhook_deliveries_push_once').on('webhook_deliveries').columns(['app_id', 'message_id', 'device_id']).unique().execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
