@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 
 /** Header names and query parameters whose values are secrets: never logged. */
 const SECRET_HEADERS = ['im-api-key', 'api_key', 'im-client-key', 'client_key', 'im-authorization', 'authorization', 'cookie'];
-const SECRET_PARAM = /token|key|auth|secret|password/i;
+const SECRET_PARAM = /token|key|auth|secret|password|signature/i;
 
 export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream): Logger {
   return pino(

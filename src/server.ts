@@ -171,6 +171,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await audit.close();
         await guard.close();
         await rates.close();
+        await services.files.storage.close();
         await store.close();
       })();
       return closed;

@@ -19,6 +19,8 @@ import type { PlannedStatement } from './store/append-repo.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
 import { WebhooksService } from './webhooks/webhooks-service.js';
+import { FilesService, type FileSettings } from './files/files-service.js';
+import { createStorage } from './files/storage.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -35,6 +37,8 @@ export interface Services {
   config: AppConfigService;
   moderation: ModerationService;
   webhooks: WebhooksService;
+  /** Uploaded files (docs/files.md); `files.storage.close()` is the server's to call. */
+  files: FilesService;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -47,7 +51,7 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'>,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'> & FileSettings & Parameters<typeof createStorage>[0],
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };
@@ -56,6 +60,7 @@ export function createServices(
   const appConfig = new AppConfigService(chat);
   const messages = new MessagesService(chat, rooms, appConfig);
   const prefs = new PrefsService(chat, rooms);
+  const files = new FilesService(chat, rooms, appConfig, createStorage(config), config);
   return {
     apps: new AppsService(db, clock, bus),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus, chat.outbox),
@@ -65,6 +70,7 @@ export function createServices(
     groups: new GroupsService(chat),
     prefs,
     search: new SearchService(chat, rooms),
+    files,
     reactions: new ReactionsService(chat, rooms),
     hiddenMessages: new HiddenMessagesService(chat, rooms),
     config: appConfig,

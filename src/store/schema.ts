@@ -353,7 +353,36 @@ export interface ImportCheckpointsTable {
   updated_at: Ms;
 }
 
+export interface FilesTable {
+  app_id: string;
+  id: string;
+  bucket: string;
+  filename: string;
+  mime_type: string;
+  size: number;
+  md5: string;
+  room_id: string | null;
+  uploader_id: string | null;
+  /** JSON object: the upload's `extra` as sent. */
+  extra: string;
+  storage_key: string;
+  width: number | null;
+  height: number | null;
+  duration_ms: number | null;
+  thumbnail_id: string | null;
+  thumbnail_of: string | null;
+  created_at: Ms;
+}
+
+export interface FileUrlKeysTable {
+  app_id: string;
+  secret: string;
+  created_at: Ms;
+}
+
 export interface Database {
+  files: FilesTable;
+  file_url_keys: FileUrlKeysTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;
