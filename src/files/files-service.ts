@@ -73,13 +73,22 @@ export class FilesService {
       const id = newObjectId(now);
       const meter = new Meter(limits.maxBytes, mimeType.startsWith('image/') ? this.settings.imageMaxBytes : 0, options.probeVideo === true);
       const key = storageKey(caller.appId, id);
+      // A failing source (the body ended inside the file, the client went away) fails the meter, and so the storage
+      // write. The listener stays: the parser may report the same failure again after the write has given up.
+      let broken = false;
+      // The storage driver learns of a failure through its own listener; this one keeps a late repeat harmless.
+      meter.on('error', () => undefined);
+      stream.on('error', (err) => {
+        broken = true;
+        meter.destroy(err);
+      });
       stream.pipe(meter);
-      // A failing source (the client went away) fails the meter, and so the storage write.
-      stream.once('error', (err) => meter.destroy(err));
       try {
         await this.storage.put(key, meter, mimeType);
       } catch (err) {
-        throw meter.error ?? storageError(err);
+        if (meter.error) throw meter.error;
+        if (broken) throw invalidRequest('The upload ended before the file was complete (a malformed or cut multipart body)');
+        throw storageError(err);
       }
       row = {
         app_id: caller.appId,
@@ -159,12 +168,16 @@ export class FilesService {
     const { maxBytes } = await this.limits(caller.appId);
     const probe = new Mp4Probe();
     let bytes = 0;
+    file.stream.on('error', () => undefined);
     try {
       for await (const chunk of file.stream as AsyncIterable<Buffer>) {
         bytes += chunk.length;
         if (bytes > maxBytes) throw new AppError('FILE_TOO_LARGE', `The file is larger than the ${maxBytes} bytes allowed`, { maxFileSize: maxBytes });
         probe.push(chunk);
       }
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw invalidRequest('The upload ended before the file was complete (a malformed or cut multipart body)');
     } finally {
       if (!file.stream.readableEnded) file.stream.resume();
     }
@@ -314,6 +327,7 @@ function cleanFilename(name: string | undefined): string {
 
 function storageError(err: unknown): AppError {
   if (err instanceof AppError) return err;
+  if (process.env.DEBUG_FILES) console.error(err);
   const e = new AppError('FILE_STORAGE_UNAVAILABLE', 'The file storage could not be reached; try again later');
   e.cause = err;
   return e;
