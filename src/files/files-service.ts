@@ -327,7 +327,6 @@ function cleanFilename(name: string | undefined): string {
 
 function storageError(err: unknown): AppError {
   if (err instanceof AppError) return err;
-  if (process.env.DEBUG_FILES) console.error(err);
   const e = new AppError('FILE_STORAGE_UNAVAILABLE', 'The file storage could not be reached; try again later');
   e.cause = err;
   return e;
