@@ -58,6 +58,20 @@ export class FilesService {
   async upload(caller: Caller, bucket: string, extra: Json, file: IncomingFile, options: { probeVideo?: boolean } = {}): Promise<{ file: Json; video?: VideoFacts }> {
     const { stream } = file;
     let row: FileRow | undefined;
+    // The part may fail (the body ends inside the file, the client goes away) while the checks below wait for the
+    // store: listen from the start, and fail the storage write through the meter once there is one. The listener
+    // stays: the parser may report the same failure again after the write has given up.
+    let broken = false;
+    let meter: Meter | undefined;
+    const breakOff = (err: Error) => {
+      broken = true;
+      meter?.destroy(err);
+    };
+    stream.on('error', breakOff);
+    stream.on('close', () => {
+      if (!stream.readableEnded) breakOff(new Error('the file part closed before its end'));
+    });
+    const cut = () => invalidRequest('The upload ended before the file was complete (a malformed or cut multipart body)');
     try {
       checkBucket(bucket);
       const roomId = roomOf(extra);
@@ -71,23 +85,17 @@ export class FilesService {
 
       const now = this.ctx.clock.now();
       const id = newObjectId(now);
-      const meter = new Meter(limits.maxBytes, mimeType.startsWith('image/') ? this.settings.imageMaxBytes : 0, options.probeVideo === true);
+      meter = new Meter(limits.maxBytes, mimeType.startsWith('image/') ? this.settings.imageMaxBytes : 0, options.probeVideo === true);
       const key = storageKey(caller.appId, id);
-      // A failing source (the body ended inside the file, the client went away) fails the meter, and so the storage
-      // write. The listener stays: the parser may report the same failure again after the write has given up.
-      let broken = false;
       // The storage driver learns of a failure through its own listener; this one keeps a late repeat harmless.
       meter.on('error', () => undefined);
-      stream.on('error', (err) => {
-        broken = true;
-        meter.destroy(err);
-      });
+      if (broken || stream.destroyed) throw cut();
       stream.pipe(meter);
       try {
         await this.storage.put(key, meter, mimeType);
       } catch (err) {
         if (meter.error) throw meter.error;
-        if (broken) throw invalidRequest('The upload ended before the file was complete (a malformed or cut multipart body)');
+        if (broken) throw cut();
         throw storageError(err);
       }
       row = {
