@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseTrustedProxies, type TrustedProxies } from './lib/client-address.js';
 import { parseDuration } from './lib/duration.js';
 import { APP_ID_PATTERN } from './lib/ids.js';
+import { parseMimeList } from './lib/mime.js';
 
 /** Browser origins allowed by IMKIT_CORS_ORIGINS, besides the applications' domains: any, or these exact origins. */
 export type CorsOrigins = '*' | string[];
@@ -69,6 +70,28 @@ export interface Config {
   alertRateMin: number;
   /** Invalid API keys from one address within 10 minutes that raise an alert. */
   alertInvalidKeys: number;
+  /** Where uploaded files' bytes are kept (docs/files.md). */
+  fileStorage: 'local' | 's3';
+  /** The local storage's directory; undefined: `<dataDir>/files`. */
+  fileDir: string | undefined;
+  /** Largest upload (bytes); an application may lower it (`featureFlags.maxFileSize`). */
+  fileMaxBytes: number;
+  /** MIME types uploads may have: types and type-wide patterns (image/*); any type when it holds the pattern for any. */
+  fileTypes: string[];
+  /** How long a signed file URL works (ms). */
+  fileUrlTtlMs: number;
+  /** Images up to this size get dimensions and a thumbnail (they are decoded in memory). */
+  imageMaxBytes: number;
+  /** Images with more pixels than this are not decoded (decompression bombs). */
+  imageMaxPixels: number;
+  /** The server's address as clients reach it (scheme://host[:port][/path]), for signed file URLs; undefined: from each request. */
+  publicUrl: string | undefined;
+  s3Bucket: string | undefined;
+  s3Region: string;
+  s3Endpoint: string | undefined;
+  s3AccessKeyId: string | undefined;
+  s3SecretAccessKey: string | undefined;
+  s3ForcePathStyle: boolean;
 }
 
 interface Setting {
@@ -117,6 +140,22 @@ const httpUrl = (raw: string) => {
   }
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.search || url.hash) throw new ConfigError(`must be an http(s) URL without credentials, query or fragment, got "${raw}"`);
   return url.toString().replace(/\/+$/, '');
+};
+/** A size with an optional unit (b, kb, mb, gb) between `min` and `max` bytes. */
+const size = (min: number, max: number) => (raw: string) => {
+  const m = /^(\d+)\s*(b|kb|mb|gb)?$/i.exec(raw.trim());
+  if (!m) throw new ConfigError(`must be a size such as 512kb, 100mb or 2gb, got "${raw}"`);
+  const n = Number(m[1]) * { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
+  if (n < min || n > max) throw new ConfigError(`must be between ${min} bytes and ${max / 1024 ** 3}gb`);
+  return n;
+};
+/** A comma-separated list of MIME types or type/* patterns, or * (any). */
+const mimePatterns = (raw: string) => {
+  try {
+    return parseMimeList(raw);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 };
 const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
 const FALSE_WORDS = ['0', 'false', 'no', 'off', ''];
@@ -388,6 +427,59 @@ export const SETTINGS: Setting[] = [
       return raw.trim();
     },
   },
+  {
+    key: 'fileStorage', env: 'IMKIT_FILE_STORAGE', flag: 'file-storage', default: 'local',
+    help: 'where uploaded files are kept: local (a directory, one node) or s3 (S3-compatible object storage, needed by a cluster; see IMKIT_S3_*)',
+    parse: (raw) => {
+      if (raw !== 'local' && raw !== 's3') throw new ConfigError('must be local or s3');
+      return raw;
+    },
+  },
+  { key: 'fileDir', env: 'IMKIT_FILE_DIR', flag: 'file-dir', default: undefined, help: 'the local file storage\'s directory (default: files/ in the data directory)', parse: (raw) => path.resolve(nonEmpty(raw)) },
+  {
+    key: 'fileMaxBytes', env: 'IMKIT_FILE_MAX_SIZE', flag: 'file-max-size', default: '100mb',
+    help: 'largest file an upload may carry (413 FILE_TOO_LARGE beyond); an application may lower it with featureFlags.maxFileSize', parse: size(1, 1024 ** 4),
+  },
+  {
+    key: 'fileTypes', env: 'IMKIT_FILE_TYPES', flag: 'file-types', default: '*',
+    help: 'MIME types uploads may have: * or a comma-separated list such as image/*,video/mp4,application/pdf (an application may narrow it with featureFlags.allowedFileTypes)', parse: mimePatterns,
+  },
+  { key: 'fileUrlTtlMs', env: 'IMKIT_FILE_URL_TTL', flag: 'file-url-ttl', default: '1h', help: 'how long a signed file URL (GET /files/:bucket/:id?signedUrlOnly=1) works', parse: duration },
+  {
+    key: 'imageMaxBytes', env: 'IMKIT_IMAGE_MAX_SIZE', flag: 'image-max-size', default: '25mb',
+    help: 'uploaded images up to this size get width, height and a thumbnail (they are decoded in memory); larger ones are stored without', parse: size(1024, 1024 ** 3),
+  },
+  {
+    key: 'imageMaxPixels', env: 'IMKIT_IMAGE_MAX_PIXELS', flag: 'image-max-pixels', default: '50000000',
+    help: 'images of more pixels are not decoded (no dimensions, no thumbnail): a guard against decompression bombs', parse: integer(1, 1_000_000_000),
+  },
+  {
+    key: 'publicUrl', env: 'IMKIT_PUBLIC_URL', flag: 'public-url', default: undefined,
+    help: 'the server\'s address as clients reach it, e.g. https://chat.example.com (signed file URLs start with it; default: the scheme and host of each request)',
+    parse: (raw) => {
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new ConfigError(`must be an http(s) URL such as https://chat.example.com, got "${raw}"`);
+      }
+      if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash || url.username) throw new ConfigError('must be an http(s) URL without query, fragment or credentials');
+      return url.href.replace(/\/$/, '');
+    },
+  },
+  { key: 's3Bucket', env: 'IMKIT_S3_BUCKET', flag: 's3-bucket', default: undefined, help: 'with IMKIT_FILE_STORAGE=s3: the bucket files are kept in', parse: nonEmpty },
+  { key: 's3Region', env: 'IMKIT_S3_REGION', flag: 's3-region', default: 'us-east-1', help: 'the S3 region (requests are signed for it)', parse: nonEmpty },
+  {
+    key: 's3Endpoint', env: 'IMKIT_S3_ENDPOINT', flag: 's3-endpoint', default: undefined,
+    help: 'an S3-compatible server\'s URL, e.g. http://minio:9000 (default: AWS S3 of the region)',
+    parse: (raw) => {
+      if (!/^https?:\/\/[^\s]+$/.test(raw)) throw new ConfigError('must be an http(s) URL');
+      return raw;
+    },
+  },
+  { key: 's3AccessKeyId', env: 'IMKIT_S3_ACCESS_KEY_ID', flag: 's3-access-key-id', default: undefined, help: 'the S3 access key id (default: the AWS SDK\'s credential chain: AWS_* variables, roles)', parse: nonEmpty },
+  { key: 's3SecretAccessKey', env: 'IMKIT_S3_SECRET_ACCESS_KEY', flag: 's3-secret-access-key', default: undefined, secret: true, help: 'the S3 secret access key', parse: nonEmpty },
+  { key: 's3ForcePathStyle', env: 'IMKIT_S3_FORCE_PATH_STYLE', flag: 's3-force-path-style', default: 'false', help: 'address buckets as http://host/bucket instead of http://bucket.host (most self-hosted S3-compatible servers need true)', parse: bool },
 ];
 
 export { ConfigError };

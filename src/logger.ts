@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 
 /** Header names and query parameters whose values are secrets: never logged. */
 const SECRET_HEADERS = ['im-api-key', 'api_key', 'im-client-key', 'client_key', 'im-authorization', 'authorization', 'cookie'];
-const SECRET_PARAM = /token|key|auth|secret|password/i;
+const SECRET_PARAM = /token|key|auth|secret|password|signature/i;
 
 /**
  * The server's logger. Without a destination it writes to stdout: JSON lines, or (IMKIT_LOG_FORMAT=pretty, or auto

@@ -208,6 +208,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await audit.close();
         await guard.close();
         await rates.close();
+        await services.files.storage.close();
         await store.close();
       })();
       return closed;

@@ -23,6 +23,8 @@ import { PushService } from './push/push-service.js';
 import { createPushProviders, type ProviderName, type PushProvider } from './push/providers.js';
 import { WebhooksRepo } from './store/webhooks-repo.js';
 import { newWebhookSecret, liveSecrets } from './webhooks/signing.js';
+import { FilesService, type FileSettings } from './files/files-service.js';
+import { createStorage } from './files/storage.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -42,6 +44,8 @@ export interface Services {
   push: PushService;
   /** The push providers (FCM, APNs, Web Push, the custom hook), shared by the routes (credential checks) and the sender. */
   pushProviders: Record<ProviderName, PushProvider>;
+  /** Uploaded files (docs/files.md); `files.storage.close()` is the server's to call. */
+  files: FilesService;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -54,7 +58,7 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'webhookTimeoutMs' | 'pushFcmBaseUrl' | 'pushFcmTokenUrl' | 'pushApnsBaseUrl' | 'pushApnsCaFile'>,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'webhookTimeoutMs' | 'pushFcmBaseUrl' | 'pushFcmTokenUrl' | 'pushApnsBaseUrl' | 'pushApnsCaFile'> & FileSettings & Parameters<typeof createStorage>[0],
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
 ): Services {
   const presence: PresenceSource = { online: () => false };
@@ -69,6 +73,7 @@ export function createServices(
     return liveSecrets(row, clock.now());
   };
   const pushProviders = createPushProviders(config, clock, hookSecrets);
+  const files = new FilesService(chat, rooms, appConfig, createStorage(config), config);
   return {
     apps: new AppsService(db, clock, bus),
     users: new UsersService(db, dialect, clock, config.tokenTtlMs, bus, chat.outbox),
@@ -78,6 +83,7 @@ export function createServices(
     groups: new GroupsService(chat),
     prefs,
     search: new SearchService(chat, rooms),
+    files,
     reactions: new ReactionsService(chat, rooms),
     hiddenMessages: new HiddenMessagesService(chat, rooms),
     config: appConfig,

@@ -212,6 +212,16 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'GET /messages/user-delete': one({ need: 'member', banned: 'allow', otherApp: 'ROOM_NOT_FOUND', foreign: 'ROOM_NOT_FOUND' }),
   'POST /messages/user-delete/all-in-room': one({ need: 'member', otherApp: 'ROOM_NOT_FOUND', foreign: 'ROOM_NOT_FOUND' }),
 
+  // ------------------------------------------------------------ files (a file of R uploaded by its owner)
+  // Uploading into R is sending there; a file of R is read by whoever reads R (and its uploader), deleted by its
+  // uploader or whoever may delete R's messages. Another tenant's file is not found.
+  'POST /files/:bucket': one({ need: 'member', otherApp: 'ROOM_NOT_FOUND', foreign: 'ROOM_NOT_FOUND' }),
+  'GET /files/:bucket/:id': one({ need: 'member', otherApp: 'FILE_NOT_FOUND', foreign: 'FILE_NOT_FOUND' }),
+  'GET /files/:bucket/:id/metadata': one({ need: 'member', otherApp: 'FILE_NOT_FOUND', foreign: 'FILE_NOT_FOUND' }),
+  'DELETE /files/:bucket/:id': one({ need: 'manager', otherApp: 'FILE_NOT_FOUND', foreign: 'FILE_NOT_FOUND' }),
+  // Reads the upload's video facts; stores nothing without autoUpload.
+  'POST /files/video-info': one({ need: 'anyone', otherApp: 'allow' }),
+
   // ------------------------------------------------------------ batch, groups
   'POST /messages/batch': one({ need: 'platform', otherApp: 'ROOM_NOT_FOUND', foreign: 'ROOM_NOT_FOUND' }),
   'GET /messages/batch/:batchID': one({ need: 'platform', otherApp: 'BATCH_NOT_FOUND', foreign: 'BATCH_NOT_FOUND' }),

@@ -40,7 +40,7 @@ const FRESH_TEXT = `f-secret ${A_TAG}`;
 /** The operator's /metrics token of the matrix's server: no application credential stands in for it. */
 const METRICS_TOKEN = 'matrix-metrics-token-0123456789';
 
-type Req = { url: string; body?: unknown; headers?: Record<string, string>; unchanged?: () => Promise<string | undefined> };
+type Req = { url: string; body?: unknown; payload?: string; headers?: Record<string, string>; unchanged?: () => Promise<string | undefined> };
 type Target = 'own' | 'foreign';
 
 interface Fx {
@@ -58,6 +58,9 @@ interface Fx {
   delB: string;
   /** The fingerprint of B's API key. */
   keyB: string;
+  /** A file of R (uploaded by its owner) and one of B's room. */
+  fileA: string;
+  fileB: string;
   rx: Receiver;
   seq: number;
 }
@@ -127,6 +130,21 @@ async function freshRoom(fx: Fx, invite?: string): Promise<string> {
 
 async function freshMessage(fx: Fx): Promise<string> {
   return (await must(fx, 'POST', '/messages', { room: 'r-a', sender: 'owner', messageType: 'text', message: R_TEXT }))._id;
+}
+
+/** A multipart upload body: `extra` naming `room` (when given), then a small text file. */
+function upload(room?: string): { payload: string; headers: Record<string, string> } {
+  const b = 'matrix-boundary';
+  const extra = room ? `--${b}\r\nContent-Disposition: form-data; name="extra"\r\n\r\n${JSON.stringify({ roomId: room })}\r\n` : '';
+  const file = `--${b}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\nContent-Type: text/plain\r\n\r\n${R_TEXT}\r\n--${b}--\r\n`;
+  return { payload: extra + file, headers: { 'content-type': `multipart/form-data; boundary=${b}` } };
+}
+
+async function uploadAs(fx: Fx, headers: Record<string, string>, room: string): Promise<string> {
+  const { payload, headers: h } = upload(room);
+  const res = await fx.t.request({ method: 'POST', url: '/files/chatserver-upload', headers: { ...headers, ...h }, payload });
+  if (res.status !== 200) throw new Error(`fixture upload: ${res.status} ${res.raw}`);
+  return res.body.result._id as string;
 }
 
 async function freshVictim(fx: Fx): Promise<string> {
@@ -428,6 +446,18 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
     default: async (fx, _k, target) => ({ url: `/admin/alerts/${await alertOf(fx, target === 'foreign' ? fx.b.appId : fx.t.appId)}/acknowledge` }),
   },
   'POST /admin/webhooks/deliveries/:id/retry': { default: (fx, _k, target) => ({ url: `/admin/webhooks/deliveries/${target === 'foreign' ? fx.delB : fx.delA}/retry` }) },
+  'POST /files/:bucket': { default: (_fx, _k, target) => ({ url: '/files/chatserver-upload', ...upload(room(target)) }) },
+  'GET /files/:bucket/:id': { default: (fx, _k, target) => ({ url: `/files/chatserver-upload/${target === 'foreign' ? fx.fileB : fx.fileA}` }) },
+  'GET /files/:bucket/:id/metadata': { default: (fx, _k, target) => ({ url: `/files/chatserver-upload/${target === 'foreign' ? fx.fileB : fx.fileA}/metadata` }) },
+  'DELETE /files/:bucket/:id': {
+    default: async (fx, _k, target, live) => {
+      if (target === 'foreign') return { url: `/files/chatserver-upload/${fx.fileB}` };
+      const id = live ? await uploadAs(fx, { ...admin(fx), 'IM-CLIENT-ID': 'owner' }, 'r-a') : '000000000000000000000000';
+      const unchanged = async () => ((await fx.t.request({ method: 'GET', url: `/files/chatserver-upload/${id}/metadata`, headers: admin(fx) })).status === 200 ? undefined : `file ${id} is gone`);
+      return { url: `/files/chatserver-upload/${id}`, unchanged: live ? unchanged : undefined };
+    },
+  },
+  'POST /files/video-info': { default: () => ({ url: '/files/video-info', ...upload() }) },
   'GET /metrics': {
     'without the metrics token': () => ({ url: '/metrics' }),
     'with the metrics token': () => ({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } }),
@@ -498,6 +528,8 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
       throw new Error('no pending delivery');
     };
     fx.keyB = (await must(fx, 'GET', '/admin/api-keys', undefined, bAdmin)).data[0].fingerprint;
+    fx.fileA = await uploadAs(fx, { ...admin(fx), 'IM-CLIENT-ID': 'owner' }, 'r-a');
+    fx.fileB = await uploadAs(fx, { ...bAdmin, 'IM-CLIENT-ID': 'b-owner' }, 'r-b');
     fx.delA = await pending(admin(fx));
     fx.delB = await pending(bAdmin);
   });
@@ -670,7 +702,7 @@ describe.each(DIALECTS)('authorization matrix (%s)', (dialect) => {
         const mine = s === route.scope;
         const req = await build(fx, kind, 'own', mine);
         const headers = { 'IM-API-KEY': keys.get(s)!, ...(route.auth === 'user' ? { 'IM-CLIENT-ID': 'extra' } : {}), ...req.headers };
-        const res = await fx.t.request({ method: route.method, url: req.url, headers, body: req.body });
+        const res = await fx.t.request({ method: route.method, url: req.url, headers, body: req.body, payload: req.payload });
         if (!mine) {
           if (res.status !== 403 || res.body?.error !== 'INSUFFICIENT_PERMISSIONS' || res.body?.message !== 'API key does not have permission for this operation') {
             rows.push(`${key} with only ${s}: expected 403 INSUFFICIENT_PERMISSIONS, got ${describeAnswer(res.status, res.body)}`);
@@ -709,7 +741,7 @@ async function callOne(fx: Fx, key: string, method: string, auth: 'admin' | 'use
   const live = auth === 'public' || AUTH_LEVEL[auth][kind] === 'route';
   const build = REQUESTS[key]![spec.name]!;
   const req = await build(fx, kind, target, live);
-  const res = await fx.t.request({ method, url: req.url, headers: { ...headersOf(fx, kind, auth), ...req.headers }, body: req.body });
+  const res = await fx.t.request({ method, url: req.url, headers: { ...headersOf(fx, kind, auth), ...req.headers }, body: req.body, payload: req.payload });
   const label = `${key}${spec.name === 'default' ? '' : ` [${spec.name}]`} as ${kind}${target === 'foreign' ? " on B's ids" : ''}`;
   const problems: string[] = [];
   const allowed = res.status >= 200 && res.status < 300;

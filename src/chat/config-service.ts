@@ -1,4 +1,5 @@
 import { AppError } from '../errors.js';
+import { parseMimeList } from '../lib/mime.js';
 import { ConfigRepo } from '../store/config-repo.js';
 import { Censor } from './censor.js';
 import type { ChatContext } from './chat-context.js';
@@ -43,6 +44,13 @@ export class AppConfigService {
     const out: Json = {};
     for (const r of rows) out[r.key] = JSON.parse(r.value) as unknown;
     return out;
+  }
+
+  /** The application's `featureFlags` ({} when unset): file uploads read maxFileSize, allowedFileTypes and enableFileSharing. */
+  async featureFlags(appId: string): Promise<Json> {
+    const row = await new ConfigRepo(this.ctx.db).get(appId, 'featureFlags');
+    const value = row ? (JSON.parse(row.value) as unknown) : undefined;
+    return isObject(value) ? value : {};
   }
 
   /** `POST /config`: each key sent replaces the stored value of that key; returns the whole config. */
@@ -165,6 +173,17 @@ function checkFeatureFlags(value: unknown): void {
   if (!isObject(value)) throw invalidConfig('featureFlags must be an object of flag name -> boolean, number or string');
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== 'boolean' && typeof v !== 'number' && typeof v !== 'string') throw invalidConfig(`featureFlags.${k} must be a boolean, number or string`);
+  }
+  // The flags file uploads obey (docs/files.md).
+  if (value.maxFileSize !== undefined && (!Number.isSafeInteger(value.maxFileSize) || (value.maxFileSize as number) < 1)) throw invalidConfig('featureFlags.maxFileSize must be a whole number of bytes, at least 1');
+  if (value.enableFileSharing !== undefined && typeof value.enableFileSharing !== 'boolean') throw invalidConfig('featureFlags.enableFileSharing must be a boolean');
+  if (value.allowedFileTypes !== undefined) {
+    if (typeof value.allowedFileTypes !== 'string') throw invalidConfig('featureFlags.allowedFileTypes must be a string such as "image/*,video/mp4"');
+    try {
+      parseMimeList(value.allowedFileTypes);
+    } catch (err) {
+      throw invalidConfig(`featureFlags.allowedFileTypes ${(err as Error).message}`);
+    }
   }
 }
 

@@ -151,3 +151,36 @@ const DESCRIBE: Record<RoomAction, string> = {
   leave: 'leave this room',
   ownState: 'change your own state in this room',
 };
+
+// ---------------------------------------------------------------- uploaded files
+
+export type FileAction = 'read' | 'delete';
+
+/** What the file decision needs to know of a file. */
+export interface FileFacts {
+  roomId: string | null;
+  uploaderId: string | null;
+}
+
+/**
+ * Who may read or delete an uploaded file (docs/files.md), given the snapshot of the room the file was uploaded to
+ * (undefined when it has none, or the room is gone). The API key alone may do anything. A file of a room follows the
+ * room: its readers read it (so the banned do not, and neither does an uploader banned from the room: a ban binds
+ * its user); its uploader reads it too, after leaving the room. Deleting takes the uploader, or a role that may delete
+ * the room's messages (owner, managers, the API key acting as a user). A file without a room is its uploader's and
+ * the platform's alone.
+ */
+export function authorizeFile(caller: Caller, file: FileFacts, snap: RoomSnapshot | undefined, now: number, action: FileAction): void {
+  if (caller.platform && caller.userId === null) return;
+  const role = snap ? roleInSnapshot(caller, snap, now) : undefined;
+  const own = caller.userId !== null && caller.userId === file.uploaderId;
+  if (action === 'delete' && own) return;
+  if (role === 'banned') throw banned();
+  if (action === 'read' && own) return;
+  if (snap && role) {
+    authorize(role, action === 'read' ? 'read' : 'deleteMessages', snap.room);
+    return;
+  }
+  if (caller.platform) return;
+  throw new AppError('INSUFFICIENT_PERMISSIONS', action === 'read' ? 'Only the uploader can read this file' : 'Only the uploader can delete this file');
+}

@@ -1,5 +1,7 @@
 import { AppError, invalidRequest } from '../errors.js';
 import type { RoomRow } from '../store/rooms-repo.js';
+import type { FileRow } from '../store/files-repo.js';
+import { renderFile } from '../files/files-service.js';
 import { containing, type MessageFilter, type RoomField, type RoomScope, SearchRepo, type TextPattern } from '../store/search-repo.js';
 import type { ChatContext } from './chat-context.js';
 import type { Caller } from './policy.js';
@@ -7,7 +9,7 @@ import type { RoomsService } from './rooms-service.js';
 
 type Json = Record<string, unknown>;
 
-/** What `POST /search` can look for; `files` is accepted (the Vue SDK always asks for it) and is empty until files exist. */
+/** What `POST /search` can look for (the Vue SDK asks for all of them). */
 export const SEARCH_TYPES = ['messages', 'roomName', 'roomMember', 'roomTags', 'roomPrefTags', 'roomPrefFolder', 'files'] as const;
 export type SearchType = (typeof SEARCH_TYPES)[number];
 
@@ -61,7 +63,7 @@ export class SearchService {
     const out: Record<string, unknown[]> = {};
     for (const type of types) {
       if (type === 'messages') out.messages = await this.messageGroups(caller, scope, keyword, limit);
-      else if (type === 'files') out.files = [];
+      else if (type === 'files') out.files = await this.fileGroups(caller.appId, scope, keyword, limit);
       else out[type] = (await repo.rooms(caller.appId, scope, ROOM_FIELDS[type], keyword, limit)).map(roomSummary);
     }
     return out;
@@ -102,6 +104,21 @@ export class SearchService {
   }
 
   /**
+   * Files shared in the caller's rooms whose name contains the keyword, grouped by room like messages: `messages`
+   * holds the file ids (the shape the Vue SDK reads for both), `files` their metadata.
+   */
+  private async fileGroups(appId: string, scope: RoomScope, keyword: string, limit: number): Promise<Json[]> {
+    const repo = new SearchRepo(this.ctx.db, this.ctx.dialect);
+    const byRoom = new Map<string, FileRow[]>();
+    for (const f of await repo.files(appId, scope, keyword, limit)) byRoom.set(f.room_id!, [...(byRoom.get(f.room_id!) ?? []), f]);
+    const rooms = new Map((await repo.roomsByIds(appId, [...byRoom.keys()])).map((r) => [r.id, r]));
+    return [...byRoom].flatMap(([roomId, files]) => {
+      const room = rooms.get(roomId);
+      return room ? [{ room: roomSummary(room), messages: files.map((f) => f.id), files: files.map(renderFile) }] : [];
+    });
+  }
+
+  /**
    * The caller's rooms (less those they are banned from), narrowed to named rooms (each of which the caller must
    * be able to read, with the same errors as reading its history) and to rooms carrying every tag.
    */
@@ -128,7 +145,7 @@ function parseTypes(type: unknown): SearchType[] {
   const known = new Set<string>(SEARCH_TYPES);
   const bad = list.filter((t) => typeof t !== 'string' || !known.has(t));
   if (list.length === 0 || bad.length) {
-    const names = SEARCH_TYPES.filter((t) => t !== 'files').map((t) => `'${t}'`);
+    const names = SEARCH_TYPES.map((t) => `'${t}'`);
     const got = bad.length ? ` (unsupported: ${bad.map((b) => JSON.stringify(b)).join(', ').slice(0, 200)})` : '';
     throw new AppError('INVALID_SEARCH_TYPE', `Search type must include ${names.slice(0, -1).join(', ')} or ${names.at(-1)}${got}`);
   }

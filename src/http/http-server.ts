@@ -1,4 +1,5 @@
 import cors from '@fastify/cors';
+import multipart from '@fastify/multipart';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
@@ -12,7 +13,7 @@ import { trustFunction } from '../lib/client-address.js';
 import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
 import type { Metrics } from '../monitoring/metrics.js';
-import { Described, type RouteDef } from './route.js';
+import { Described, FileReply, type Part, type RouteDef } from './route.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,7 +29,7 @@ declare module 'fastify' {
  * Knows no business rules.
  */
 export function buildHttp(opts: {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins' | 'maxJsonDepth'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins' | 'maxJsonDepth' | 'publicUrl'>;
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
@@ -133,6 +134,11 @@ export function buildHttp(opts: {
       }
     }
   });
+  // File uploads (docs/files.md): parsed as they stream, never held whole. A file's size limit is the files
+  // service's to apply (it depends on the application); fields are small.
+  void app.register(multipart, {
+    limits: { fieldNameSize: 100, fieldSize: MAX_FIELD_BYTES, fields: 10, fileSize: Number.MAX_SAFE_INTEGER, files: 1, parts: 12, headerPairs: 100 },
+  });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema));
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -160,9 +166,14 @@ export function buildHttp(opts: {
         def.auth === 'public'
           ? undefined
           : async (request: FastifyRequest, reply: FastifyReply) => {
-              const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin', def.scope);
-              request.actor = actor;
-              setRateHeaders(reply, rate);
+              if (!(def.signedAccess && (request.query as Record<string, unknown>)?.signature !== undefined)) {
+                const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin', def.scope);
+                request.actor = actor;
+                setRateHeaders(reply, rate);
+              }
+              if (request.isMultipart() !== (def.multipart === true)) {
+                throw new AppError('UNSUPPORTED_MEDIA_TYPE', def.multipart ? 'Content-Type must be multipart/form-data' : 'Content-Type must be application/json');
+              }
             },
       handler: async (request, reply) => {
         const result = await def.handler({
@@ -172,7 +183,14 @@ export function buildHttp(opts: {
           params: request.params,
           ip: request.ip,
           headers: request.headers,
+          method: request.method,
+          origin: opts.config.publicUrl ?? `${request.protocol}://${request.host}`,
+          parts: def.multipart ? partsOf(request) : undefined,
         });
+        if (result instanceof FileReply) {
+          void reply.headers(result.headers);
+          return reply.send(result.body);
+        }
         if (def.raw) {
           void reply.type(def.raw.contentType);
           return result;
@@ -194,6 +212,28 @@ function auditTarget(params: unknown, body: unknown): string | undefined {
   const id = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)._id : undefined;
   if (typeof id === 'string') parts.push(`_id=${id}`);
   return parts.length ? parts.join(',') : undefined;
+}
+
+/** The largest multipart field read (a larger one is cut there and refused by its route). */
+const MAX_FIELD_BYTES = 64 * 1024;
+
+/** A multipart body's parts as the routes see them; the parser's limit errors become 400s that say which. */
+async function* partsOf(request: FastifyRequest): AsyncGenerator<Part> {
+  try {
+    for await (const p of request.parts()) {
+      if (p.type === 'file') yield { type: 'file', name: p.fieldname, filename: p.filename, mimeType: p.mimetype, stream: p.file };
+      else yield { type: 'field', name: p.fieldname, value: String(p.value), truncated: p.valueTruncated };
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'FST_FILES_LIMIT') throw new AppError('INVALID_REQUEST', 'A multipart body carries one file');
+    if (code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') throw new AppError('INVALID_REQUEST', 'A multipart body carries at most 10 fields and one file');
+    if (code === 'FST_PROTO_VIOLATION') throw new AppError('INVALID_REQUEST', 'A multipart field may not be named __proto__, constructor or the like');
+    if (typeof code === 'string' && code.startsWith('FST_') || (err instanceof Error && /multipart|boundary|Unexpected end/i.test(err.message))) {
+      throw new AppError('INVALID_REQUEST', 'The multipart body is malformed');
+    }
+    throw err;
+  }
 }
 
 /** The success envelope of every response. */

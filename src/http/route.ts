@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Actor, AuthMode } from '../auth/guard.js';
 import type { Scope } from '../auth/scopes.js';
 
@@ -20,8 +21,20 @@ export interface RouteDef {
   schema?: { body?: object; querystring?: object; params?: object };
   /** Send the handler's return value as is (no success envelope) with this content type. */
   raw?: { contentType: string };
+  /** The body is multipart/form-data, read part by part through `RouteRequest.parts`; any other body is 415. */
+  multipart?: boolean;
+  /**
+   * A request whose query carries `signature` is let through without credentials (`actor` undefined): the handler
+   * checks the signed URL instead (file downloads, docs/files.md).
+   */
+  signedAccess?: boolean;
   handler(req: RouteRequest): Promise<unknown>;
 }
+
+/** One part of a multipart body, in the order sent. A file part's bytes are still arriving: read or resume them. */
+export type Part =
+  | { type: 'field'; name: string; value: string; truncated: boolean }
+  | { type: 'file'; name: string; filename: string | undefined; mimeType: string | undefined; stream: Readable };
 
 export interface RouteRequest {
   /** Undefined only on public routes. */
@@ -31,6 +44,19 @@ export interface RouteRequest {
   params: any;
   ip: string;
   headers: Record<string, string | string[] | undefined>;
+  method: string;
+  /** scheme://host[:port][/path] of this server as the client reached it (IMKIT_PUBLIC_URL when set). */
+  origin: string;
+  /** Set on multipart routes: the parts of the body. */
+  parts?: AsyncIterable<Part>;
+}
+
+/** An answer that is a file: these headers and the bytes as they stream (not wrapped in the envelope). */
+export class FileReply {
+  constructor(
+    readonly headers: Record<string, string | number>,
+    readonly body: Readable,
+  ) {}
 }
 
 /**

@@ -411,9 +411,38 @@ export interface KeyAlertsTable {
   acknowledged_by: string | null;
 }
 
+export interface FilesTable {
+  app_id: string;
+  id: string;
+  bucket: string;
+  filename: string;
+  mime_type: string;
+  size: number;
+  md5: string;
+  room_id: string | null;
+  uploader_id: string | null;
+  /** JSON object: the upload's `extra` as sent. */
+  extra: string;
+  storage_key: string;
+  width: number | null;
+  height: number | null;
+  duration_ms: number | null;
+  thumbnail_id: string | null;
+  thumbnail_of: string | null;
+  created_at: Ms;
+}
+
+export interface FileUrlKeysTable {
+  app_id: string;
+  secret: string;
+  created_at: Ms;
+}
+
 export interface Database {
   api_key_addresses: ApiKeyAddressesTable;
   key_alerts: KeyAlertsTable;
+  files: FilesTable;
+  file_url_keys: FileUrlKeysTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;

@@ -2,6 +2,7 @@ import { type Kysely, type RawBuilder, type SqlBool, sql } from 'kysely';
 import type { Dialect } from './database.js';
 import type { MessageRow } from './messages-repo.js';
 import { ModerationRepo } from './moderation-repo.js';
+import type { FileRow } from './files-repo.js';
 import type { RoomRow } from './rooms-repo.js';
 import type { Database } from './schema.js';
 
@@ -96,6 +97,21 @@ export class SearchRepo {
       .where(this.roomMatches(scope, field, containing(keyword)))
       .orderBy(sql`coalesce(rooms.last_message_id, '')`, 'desc')
       .orderBy('rooms.id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Files uploaded to rooms in scope whose name contains the keyword (ignoring case), newest first; thumbnails left out. */
+  files(appId: string, scope: RoomScope, keyword: string, limit: number): Promise<FileRow[]> {
+    return this.db
+      .selectFrom('files')
+      .selectAll('files')
+      .where('files.app_id', '=', appId)
+      .where('files.room_id', 'is not', null)
+      .where('files.thumbnail_of', 'is', null)
+      .where(this.inScope(appId, scope, sql.ref('files.room_id')))
+      .where(this.textMatches(sql.ref('files.filename'), containing(keyword)))
+      .orderBy('files.id', 'desc')
       .limit(limit)
       .execute();
   }

@@ -3,6 +3,7 @@ import type { RouteDef } from '../route.js';
 import { batchRoutes } from './batch.js';
 import { configRoutes } from './config.js';
 import { docsRoutes } from './docs.js';
+import { fileRoutes } from './files.js';
 import { groupRoutes } from './groups.js';
 import { healthRoutes } from './health.js';
 import { keyRoutes } from './keys.js';
@@ -22,6 +23,6 @@ import { webhookRoutes } from './webhooks.js';
 /** Every route the server serves, in the order docs/api.md lists them. */
 export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...pushRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
+  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...fileRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...pushRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
   return routes;
 }

@@ -26,7 +26,7 @@ export function searchRoutes({ search, reactions, hiddenMessages }: Services) {
       auth: 'either',
       scope: 'messages:read',
       summary:
-        'Search the caller’s rooms: `type` (one or more of messages, roomName, roomMember, roomTags, roomPrefTags, roomPrefFolder; files is always empty), `keyword` (case-insensitive), optional `room`, `roomTags` (all of them) and `limit` (default 50, max 200); one result list per type',
+        'Search the caller’s rooms: `type` (one or more of messages, roomName, roomMember, roomTags, roomPrefTags, roomPrefFolder, files: names of files shared in the rooms), `keyword` (case-insensitive), optional `room`, `roomTags` (all of them) and `limit` (default 50, max 200); one result list per type',
       example: `curl -X POST $BASE/search ${H} ${J} -d '{"type":["messages","roomName"],"keyword":"hello"}'`,
       schema: {
         body: {

@@ -554,6 +554,42 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('webhook_deliveries_push_once').on('webhook_deliveries').columns(['app_id', 'message_id', 'device_id']).unique().execute();
     },
   },
+  '0021_files': {
+    async up(db: Kysely<any>) {
+      // Uploaded files (docs/files.md): the metadata of each; the bytes live in the storage driver under
+      // `storage_key`, which the server makes (never a caller's id). A thumbnail is a file row of its own
+      // (`thumbnail_of` names the original), so it is read, signed and deleted like any file.
+      await db.schema
+        .createTable('files')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('id', 'varchar(24)', (c) => c.notNull())
+        .addColumn('bucket', 'varchar(64)', (c) => c.notNull())
+        .addColumn('filename', 'varchar(255)', (c) => c.notNull())
+        .addColumn('mime_type', 'varchar(255)', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('md5', 'varchar(32)', (c) => c.notNull())
+        .addColumn('room_id', 'varchar(128)')
+        .addColumn('uploader_id', 'varchar(128)')
+        .addColumn('extra', 'text', (c) => c.notNull())
+        .addColumn('storage_key', 'varchar(200)', (c) => c.notNull())
+        .addColumn('width', 'integer')
+        .addColumn('height', 'integer')
+        .addColumn('duration_ms', 'bigint')
+        .addColumn('thumbnail_id', 'varchar(24)')
+        .addColumn('thumbnail_of', 'varchar(24)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('files_pk', ['app_id', 'id'])
+        .execute();
+      await db.schema.createIndex('files_room').on('files').columns(['app_id', 'room_id', 'id']).execute();
+      // The key of each application's signed file URLs: random, made on first use, never sent anywhere.
+      await db.schema
+        .createTable('file_url_keys')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().primaryKey().references('apps.id').onDelete('cascade'))
+        .addColumn('secret', 'varchar(128)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
