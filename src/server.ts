@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { BatchWorker } from './chat/batch-service.js';
 import { EventBus } from './events/bus.js';
 import { buildHttp } from './http/http-server.js';
+import { registerPages } from './http/pages.js';
 import type { RouteDef } from './http/route.js';
 import { routeTable } from './http/routes/index.js';
 import { Realtime } from './realtime/gateway.js';
@@ -113,6 +114,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   audit.start();
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });
+  // The landing page, the dashboard and the web chat (docs/dashboard.md).
+  registerPages(http);
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
   realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
