@@ -52,6 +52,11 @@ export interface Config {
   metricsToken: string | undefined;
   /** How long audit log entries are kept (ms). */
   auditRetentionMs: number;
+  /** IMKIT_ADMIN_EMAIL + IMKIT_ADMIN_PASSWORD: a dashboard operator made sure of at every start. */
+  adminEmail: string | undefined;
+  adminPassword: string | undefined;
+  /** How long a dashboard login lasts (ms). */
+  operatorSessionTtlMs: number;
 }
 
 interface Setting {
@@ -316,6 +321,23 @@ export const SETTINGS: Setting[] = [
       if (raw.trim().length < 16) throw new ConfigError('must be at least 16 characters (a scraper sends it with every request: use a random string)');
       return raw.trim();
     },
+  },
+  {
+    key: 'adminEmail', env: 'IMKIT_ADMIN_EMAIL', flag: 'admin-email', default: undefined,
+    help: 'with IMKIT_ADMIN_PASSWORD: a dashboard operator with this email and password, made sure of at every start (docs/dashboard.md)',
+    parse: nonEmpty,
+  },
+  {
+    key: 'adminPassword', env: 'IMKIT_ADMIN_PASSWORD', flag: 'admin-password', default: undefined, secret: true,
+    help: 'the password of IMKIT_ADMIN_EMAIL (12 characters or more; prefer the environment variable or .env to the flag, which other users can see in the process list)',
+    parse: (raw) => {
+      if (raw.length < 12) throw new ConfigError('must be at least 12 characters');
+      return raw;
+    },
+  },
+  {
+    key: 'operatorSessionTtlMs', env: 'IMKIT_OPERATOR_SESSION_TTL', flag: 'operator-session-ttl', default: '12h',
+    help: 'how long a dashboard login lasts before the operator must log in again, e.g. 12h or 30m', parse: duration,
   },
 ];
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
+import { runOperatorCommand } from './cli/operator-commands.js';
 import { runImportCommand } from './importer/import-command.js';
 import { parseSettings, readConfig } from './cli/args.js';
 import { ConfigError, type Config, settingsHelp } from './config.js';
@@ -15,6 +16,8 @@ Usage:
   imkit-server start [settings]      migrate the store, then serve HTTP (npm start does this)
   imkit-server migrate [settings]    apply database migrations and exit
   imkit-server app <command> ...     manage applications and their keys (see "imkit-server app --help")
+  imkit-server operator create|reset-password|list --email EMAIL
+                                     manage the dashboard's operators (see "imkit-server operator --help")
   imkit-server import --from URL --api-key KEY ...
                                      copy an application from a running IMKIT-compatible server through its
                                      API (see "imkit-server import --help", docs/migrating.md)
@@ -34,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'app') return runAppCommand(rest);
   if (command === 'import') return runImportCommand(rest);
+  if (command === 'operator') return runOperatorCommand(rest);
   if (command !== 'start' && command !== 'migrate') {
     process.stderr.write(`Unknown command "${command}". Run imkit-server --help.\n`);
     return 2;
@@ -78,7 +82,22 @@ async function start(config: Config): Promise<number> {
       ].join('\n') + '\n',
     );
   }
-  server.logger.info({ url, store: server.store.describe }, 'imkit-server listening');
+  const { operatorSetupToken, adminFromEnv } = server.bootstrap;
+  if (operatorSetupToken) {
+    // The terminal, not the log: the link logs its holder in as the first operator. The token is in the fragment,
+    // which browsers never send to a server (no access log or Referer carries it).
+    process.stdout.write(
+      [
+        '',
+        'No dashboard operator exists yet. Open this link within an hour to create the first one (it works once):',
+        `  ${url}/dashboard/setup#token=${operatorSetupToken}`,
+        'Or: imkit-server operator create --email YOU, or set IMKIT_ADMIN_EMAIL and IMKIT_ADMIN_PASSWORD.',
+        '',
+      ].join('\n') + '\n',
+    );
+  }
+  if (adminFromEnv) server.logger.info({ email: adminFromEnv.email, created: adminFromEnv.created, passwordChanged: adminFromEnv.passwordChanged }, 'dashboard operator from IMKIT_ADMIN_EMAIL applied');
+  server.logger.info({ url, dashboard: `${url}/dashboard`, store: server.store.describe }, 'imkit-server listening');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

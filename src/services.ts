@@ -19,6 +19,8 @@ import type { PlannedStatement } from './store/append-repo.js';
 import type { Dialect } from './store/database.js';
 import type { Database } from './store/schema.js';
 import { WebhooksService } from './webhooks/webhooks-service.js';
+import { OperatorsService } from './operators/operators-service.js';
+import type { RateLimitStore } from './auth/rate-limit.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -35,6 +37,8 @@ export interface Services {
   config: AppConfigService;
   moderation: ModerationService;
   webhooks: WebhooksService;
+  /** Dashboard operators and their sessions (docs/dashboard.md). */
+  operators: OperatorsService;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -47,8 +51,10 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks'>,
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'operatorSessionTtlMs'>,
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
+  /** The rate-limit counters of the server (login limits of the operators). */
+  rates?: RateLimitStore,
 ): Services {
   const presence: PresenceSource = { online: () => false };
   const chat = createChatContext(db, dialect, clock, bus, config, presence, runBatch);
@@ -70,6 +76,7 @@ export function createServices(
     config: appConfig,
     moderation: new ModerationService(chat, rooms, prefs),
     webhooks: new WebhooksService(db, clock, chat.outbox, { allowPrivate: config.webhookAllowPrivateNetworks }),
+    operators: new OperatorsService(db, clock, config.operatorSessionTtlMs, rates),
     bus,
     presence,
     chat,

@@ -62,6 +62,10 @@ export class AppsRepo {
     return row !== undefined;
   }
 
+  async deleteDomains(appId: string): Promise<void> {
+    await this.db.deleteFrom('app_domains').where('app_id', '=', appId).execute();
+  }
+
   async insertDomains(appId: string, domains: string[]): Promise<void> {
     if (domains.length === 0) return;
     await this.db.insertInto('app_domains').values(domains.map((domain) => ({ domain, app_id: appId }))).execute();

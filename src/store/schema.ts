@@ -353,7 +353,35 @@ export interface ImportCheckpointsTable {
   updated_at: Ms;
 }
 
+/** Dashboard operators, their sessions, the first-run setup token (migration 0023). */
+export interface OperatorsTable {
+  id: string;
+  email: string;
+  password_hash: string;
+  created_at: Ms;
+  updated_at: Ms;
+  last_login_at: Ms | null;
+  last_login_ip: string | null;
+}
+
+export interface OperatorSessionsTable {
+  digest: string;
+  operator_id: string;
+  created_at: Ms;
+  expires_at: Ms;
+  ip: string | null;
+}
+
+export interface OperatorSetupTokensTable {
+  digest: string;
+  created_at: Ms;
+  expires_at: Ms;
+}
+
 export interface Database {
+  operators: OperatorsTable;
+  operator_sessions: OperatorSessionsTable;
+  operator_setup_tokens: OperatorSetupTokensTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;
