@@ -92,7 +92,7 @@ describe.each(DIALECTS)('dashboard operators (%s)', (dialect) => {
     expect(res.status).toBe(200);
     expect(res.body.result.operator.email).toBe('first@example.com');
     const set = String(res.headers['set-cookie']);
-    expect(set).toMatch(/^imkit_session=[0-9a-f]{64};/);
+    expect(set).toMatch(/^imkit_session=[0-9a-f]{64}; Max-Age=43200;/);
     expect(set).toMatch(/HttpOnly/);
     expect(set).toMatch(/SameSite=Strict/);
     expect(set).not.toMatch(/Secure/);
@@ -169,11 +169,14 @@ describe.each(DIALECTS)('dashboard operators (%s)', (dialect) => {
     const b = await login(t, 'first@example.com');
     const out = await inject(t, { method: 'POST', url: '/dashboard/api/logout', headers: { cookie: a.cookie, 'x-csrf-token': a.csrf } });
     expect(out.status).toBe(200);
-    expect(String(out.headers['set-cookie'])).toMatch(/imkit_session=;.*Expires=Thu, 01 Jan 1970/);
-    expect((await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: a.cookie } })).status).toBe(401);
-    expect((await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: b.cookie } })).status).toBe(200);
+    expect(String(out.headers['set-cookie'])).toMatch(/imkit_session=; Max-Age=0;/);
+    // The session check answers "not logged in" (operator null); every other call refuses the ended session.
+    expect((await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: a.cookie } })).body.result.operator).toBeNull();
+    expect((await inject(t, { method: 'GET', url: '/dashboard/api/apps', headers: { cookie: a.cookie } })).status).toBe(401);
+    expect((await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: b.cookie } })).body.result.operator.email).toBe('first@example.com');
     t.clock.advance(t.config.operatorSessionTtlMs + 1);
-    const expired = await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: b.cookie } });
+    expect((await inject(t, { method: 'GET', url: '/dashboard/api/session', headers: { cookie: b.cookie } })).body.result.operator).toBeNull();
+    const expired = await inject(t, { method: 'GET', url: '/dashboard/api/apps', headers: { cookie: b.cookie } });
     expect([expired.status, expired.body.error]).toEqual([401, 'INVALID_SESSION']);
   });
 

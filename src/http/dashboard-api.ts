@@ -41,12 +41,12 @@ export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard;
   const setSession = (request: FastifyRequest, reply: FastifyReply, s: NewSession) => {
     void reply.header(
       'Set-Cookie',
-      stringifySetCookie(SESSION_COOKIE, s.token, { httpOnly: true, sameSite: 'strict', path: '/', secure: request.protocol === 'https', expires: new Date(s.expiresAt) }),
+      stringifySetCookie(SESSION_COOKIE, s.token, { httpOnly: true, sameSite: 'strict', path: '/', secure: request.protocol === 'https', maxAge: s.maxAgeSeconds }),
     );
     return ok({ operator: s.operator, csrfToken: s.csrfToken, expiresAt: new Date(s.expiresAt).toISOString() });
   };
   const clearSession = (request: FastifyRequest, reply: FastifyReply) =>
-    reply.header('Set-Cookie', stringifySetCookie(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', path: '/', secure: request.protocol === 'https', expires: new Date(0) }));
+    reply.header('Set-Cookie', stringifySetCookie(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', path: '/', secure: request.protocol === 'https', maxAge: 0, expires: new Date(0) }));
   const logged = (auth: OperatorAuth, request: FastifyRequest, appId: string, action: string, target?: string) =>
     audit.record({ appId, actor: { type: 'operator', id: auth.operator.id }, ip: request.ip, action, route: `${request.method} ${request.routeOptions.url}`, target, outcome: 'ok' });
 
@@ -77,8 +77,15 @@ export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard;
     return ok({});
   });
 
+  // Asked by every page load: not being logged in is an answer here (operator null), not an error.
   app.get('/dashboard/api/session', async (request) => {
-    const auth = await operatorOf(request);
+    let auth: OperatorAuth;
+    try {
+      auth = await operatorOf(request);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'INVALID_SESSION') return ok({ operator: null, setupNeeded: (await operators.count()) === 0 });
+      throw err;
+    }
     return ok({ operator: auth.operator, csrfToken: csrfTokenFor(auth.sessionToken), expiresAt: new Date(auth.expiresAt).toISOString() });
   });
 

@@ -26,6 +26,8 @@ export interface NewSession {
   token: string;
   csrfToken: string;
   expiresAt: number;
+  /** The cookie's lifetime: relative, so a browser whose clock differs from the server's keeps it as long. */
+  maxAgeSeconds: number;
   operator: OperatorIdentity;
 }
 
@@ -186,7 +188,7 @@ export class OperatorsService {
     const now = this.clock.now();
     const expiresAt = now + this.sessionTtlMs;
     await this.repo.insertSession({ digest: digest(token), operator_id: op.id, created_at: now, expires_at: expiresAt, ip });
-    return { token, csrfToken: csrfTokenFor(token), expiresAt, operator: { id: op.id, email: op.email } };
+    return { token, csrfToken: csrfTokenFor(token), expiresAt, maxAgeSeconds: Math.floor(this.sessionTtlMs / 1000), operator: { id: op.id, email: op.email } };
   }
 
   private async newRow(email: string, password: string): Promise<OperatorRow> {
