@@ -237,6 +237,17 @@ export class AppsService {
     return { id: row.id, clientKey: (await issuedClientKey(app, row)) ?? null, last4: row.last4, issued: row.issued === 1, createdAt: iso(row.created_at) };
   }
 
+  /**
+   * The web chat without `clientKey` (docs/dashboard.md): the client key of the one application that holds this live
+   * user token, when this server issued that key. Undefined when no application (or more than one) holds it.
+   */
+  async clientKeyForToken(tokenDigest: string): Promise<string | undefined> {
+    const apps = await this.repo.appsOfToken(tokenDigest, this.clock.now());
+    if (apps.length !== 1) return undefined;
+    const app = await this.repo.getApp(apps[0]!);
+    return app ? ((await this.clientKey(app))?.clientKey ?? undefined) : undefined;
+  }
+
   /** Replaces the application's domains (the client key's binding, docs/auth.md); each may belong to one application only. */
   async setDomains(app: AppRow, input: string[]): Promise<{ domains: string[] }> {
     if (input.length > 100) throw invalidRequest('Invalid field domains: at most 100', { field: 'domains' });

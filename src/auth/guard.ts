@@ -155,6 +155,26 @@ export class Guard {
   }
 
   /**
+   * The web chat opened without a client key (`/chat?token=T`): the client key of the application that holds the
+   * token in IM-Authorization, and nothing else. Every call counts against the caller's address
+   * (IMKIT_AUTH_FAILURE_LIMIT a minute), and a token no application holds counts as a failed credential.
+   */
+  async clientKeyForToken(input: CredentialInput, lookup: (tokenDigest: string) => Promise<string | undefined>): Promise<{ clientKey: string }> {
+    const now = this.clock.now();
+    const d = await this.rates.hit(`chatkey:${input.ip}`, this.config.authFailuresPerMinute, MINUTE, now);
+    if (!d.allowed) throw CredentialErrors.rateLimited(d.retryAfter, d);
+    const raw = (header(input.headers, 'im-authorization') ?? header(input.headers, 'authorization'))?.replace(/^Bearer\s+/i, '').trim();
+    try {
+      if (!raw) throw CredentialErrors.invalidToken('A user token is required in the IM-Authorization header');
+      const clientKey = await lookup(digest(raw));
+      if (!clientKey) throw CredentialErrors.invalidToken('No client key is known for this token; open the chat with &clientKey=');
+      return { clientKey };
+    } catch (err) {
+      throw await this.failed(err, input.ip, raw ? digest(`chat\n${raw}`) : undefined, now);
+    }
+  }
+
+  /**
    * Legacy socket `auth` carries only a token, no client key and no Origin to bind: it is accepted for the one
    * application IMKIT_LEGACY_SOCKET_AUTH names (refused when unset), looked up by (application, digest) like any
    * token, so another tenant binding the same string changes nothing here. Same failure accounting and rate

@@ -57,6 +57,12 @@ export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard;
     properties: { email: { type: 'string', maxLength: 254 }, password: { type: 'string', maxLength: 1024 } },
   };
 
+  // The web chat opened without &clientKey= (docs/dashboard.md, Web chat): the token travels in a header, never
+  // in this URL.
+  app.post('/chat/api/client-key', async (request) =>
+    ok(await guard.clientKeyForToken(credentials(request), (tokenDigest) => apps.clientKeyForToken(tokenDigest))),
+  );
+
   app.get('/dashboard/api/status', async () => ok({ setupNeeded: (await operators.count()) === 0, version: deps.version }));
 
   app.post<{ Body: { token: string; email: string; password: string } }>(
