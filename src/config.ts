@@ -92,6 +92,11 @@ export interface Config {
   s3AccessKeyId: string | undefined;
   s3SecretAccessKey: string | undefined;
   s3ForcePathStyle: boolean;
+  /** IMKIT_ADMIN_EMAIL + IMKIT_ADMIN_PASSWORD: a dashboard operator made sure of at every start. */
+  adminEmail: string | undefined;
+  adminPassword: string | undefined;
+  /** How long a dashboard login lasts (ms). */
+  operatorSessionTtlMs: number;
 }
 
 interface Setting {
@@ -480,6 +485,23 @@ export const SETTINGS: Setting[] = [
   { key: 's3AccessKeyId', env: 'IMKIT_S3_ACCESS_KEY_ID', flag: 's3-access-key-id', default: undefined, help: 'the S3 access key id (default: the AWS SDK\'s credential chain: AWS_* variables, roles)', parse: nonEmpty },
   { key: 's3SecretAccessKey', env: 'IMKIT_S3_SECRET_ACCESS_KEY', flag: 's3-secret-access-key', default: undefined, secret: true, help: 'the S3 secret access key', parse: nonEmpty },
   { key: 's3ForcePathStyle', env: 'IMKIT_S3_FORCE_PATH_STYLE', flag: 's3-force-path-style', default: 'false', help: 'address buckets as http://host/bucket instead of http://bucket.host (most self-hosted S3-compatible servers need true)', parse: bool },
+  {
+    key: 'adminEmail', env: 'IMKIT_ADMIN_EMAIL', flag: 'admin-email', default: undefined,
+    help: 'with IMKIT_ADMIN_PASSWORD: a dashboard operator with this email and password, made sure of at every start (docs/dashboard.md)',
+    parse: nonEmpty,
+  },
+  {
+    key: 'adminPassword', env: 'IMKIT_ADMIN_PASSWORD', flag: 'admin-password', default: undefined, secret: true,
+    help: 'the password of IMKIT_ADMIN_EMAIL (12 characters or more; prefer the environment variable or .env to the flag, which other users can see in the process list)',
+    parse: (raw) => {
+      if (raw.length < 12) throw new ConfigError('must be at least 12 characters');
+      return raw;
+    },
+  },
+  {
+    key: 'operatorSessionTtlMs', env: 'IMKIT_OPERATOR_SESSION_TTL', flag: 'operator-session-ttl', default: '12h',
+    help: 'how long a dashboard login lasts before the operator must log in again, e.g. 12h or 30m', parse: duration,
+  },
 ];
 
 export { ConfigError };

@@ -83,6 +83,13 @@ export const ERROR_STATUS = {
   DOMAIN_TAKEN: 409,
   KEY_NOT_FOUND: 404,
   KEY_AMBIGUOUS: 409,
+  // dashboard operators (docs/dashboard.md)
+  INVALID_SESSION: 401,
+  CSRF_TOKEN_INVALID: 403,
+  INVALID_LOGIN: 401,
+  INVALID_SETUP_TOKEN: 401,
+  OPERATOR_EXISTS: 409,
+  OPERATOR_NOT_FOUND: 404,
   // anything unexpected
   SERVICE_UNAVAILABLE: 503,
   INTERNAL_ERROR: 500,
@@ -136,6 +143,7 @@ export const CREDENTIAL_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCod
   'INVALID_CLIENT_KEY',
   'CLIENT_KEY_MISMATCH',
   'INVALID_TOKEN',
+  'INVALID_SESSION',
 ]);
 
 export function invalidRequest(message: string, extra: Record<string, unknown> = {}): AppError {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import dotenv from 'dotenv';
 import { runAppCommand } from './cli/app-commands.js';
+import { runOperatorCommand } from './cli/operator-commands.js';
 import { runImportCommand } from './importer/import-command.js';
 import { PID_FILE, runOpsCommand } from './cli/ops-commands.js';
 import { openCliStore, parseSettings, readConfig } from './cli/args.js';
@@ -17,6 +18,8 @@ Usage:
   imkit-server start [settings]      migrate the store, then serve HTTP (npm start does this)
   imkit-server migrate [settings]    apply database migrations and exit
   imkit-server app <command> ...     manage applications and their keys (see "imkit-server app --help")
+  imkit-server operator create|reset-password|list --email EMAIL
+                                     manage the dashboard's operators (see "imkit-server operator --help")
   imkit-server import --from URL --api-key KEY ...
                                      copy an application from a running IMKIT-compatible server through its
                                      API (see "imkit-server import --help", docs/migrating.md)
@@ -41,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'app') return runAppCommand(rest);
   if (command === 'import') return runImportCommand(rest);
   if (command === 'backup' || command === 'restore' || command === 'doctor') return runOpsCommand(command, rest);
+  if (command === 'operator') return runOperatorCommand(rest);
   if (command !== 'start' && command !== 'migrate') {
     process.stderr.write(`Unknown command "${command}". Run imkit-server --help.\n`);
     return 2;
@@ -76,7 +80,21 @@ async function start(config: Config): Promise<number> {
   const { createdDefault, fromEnv } = server.bootstrap;
   const keys = createdDefault ?? (fromEnv?.generated.apiKey ? { id: fromEnv.appId, ...fromEnv.generated } : undefined);
   if (keys) process.stderr.write(keysBlock(keys.id, keys));
-  server.logger.info({ url, store: server.store.describe }, 'imkit-server listening');
+  const { operatorSetupToken, adminFromEnv } = server.bootstrap;
+  if (operatorSetupToken) {
+    // On stderr, framed, not in the log: the link logs its holder in as the first operator. The token is in the
+    // fragment, which browsers never send to a server (no access log or Referer carries it).
+    process.stderr.write(
+      framed('imkit-server: first dashboard operator', [
+        'No dashboard operator exists yet. Open this link within an hour to create the first one (it works once):',
+        `${url}/dashboard/setup#token=${operatorSetupToken}`,
+        '',
+        'Or: imkit-server operator create --email YOU, or set IMKIT_ADMIN_EMAIL and IMKIT_ADMIN_PASSWORD.',
+      ]),
+    );
+  }
+  if (adminFromEnv) server.logger.info({ email: adminFromEnv.email, created: adminFromEnv.created, passwordChanged: adminFromEnv.passwordChanged }, 'dashboard operator from IMKIT_ADMIN_EMAIL applied');
+  server.logger.info({ url, dashboard: `${url}/dashboard`, store: server.store.describe }, 'imkit-server listening');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -106,17 +124,17 @@ async function start(config: Config): Promise<number> {
  */
 export function keysBlock(appId: string, keys: { apiKey?: string; clientKey?: string }): string {
   // Each key alone on its line (a client key is a long JWT), between two rules, so it copies cleanly.
-  const rule = '='.repeat(78);
-  return [
-    '',
-    `${'='.repeat(20)} imkit-server: keys of application "${appId}" `.padEnd(78, '='),
+  return framed(`imkit-server: keys of application "${appId}"`, [
     ...(keys.apiKey ? ['API key (IM-API-KEY), a secret for your backend only:', keys.apiKey, ''] : []),
     ...(keys.clientKey ? ['Client key (IM-CLIENT-KEY), public, for your apps:', keys.clientKey, ''] : []),
     'These keys will not be shown again: store them now.',
     'New ones: imkit-server app rotate-api-key / rotate-client-key.',
-    rule,
-    '',
-  ].join('\n');
+  ]);
+}
+
+/** Lines between two rules of 78 characters, the first one titled: what `start` shows a person once. */
+function framed(title: string, lines: string[]): string {
+  return ['', `${'='.repeat(20)} ${title} `.padEnd(78, '='), ...lines, '='.repeat(78), ''].join('\n') + '\n';
 }
 
 main(process.argv.slice(2)).then(

@@ -3,10 +3,13 @@ import type { DestinationStream, Logger } from 'pino';
 import type { CreatedApp } from './apps/apps-service.js';
 import { Guard } from './auth/guard.js';
 import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { BatchWorker } from './chat/batch-service.js';
 import { EventBus } from './events/bus.js';
 import { buildHttp } from './http/http-server.js';
+import { registerPages } from './http/pages.js';
+import { registerDashboardApi } from './http/dashboard-api.js';
+import { serverVersion } from './http/routes/docs.js';
 import type { RouteDef } from './http/route.js';
 import { routeTable } from './http/routes/index.js';
 import { Realtime } from './realtime/gateway.js';
@@ -41,6 +44,10 @@ export interface Bootstrap {
   createdDefault?: CreatedApp;
   /** Set when IMKIT_APP_ID/IMKIT_API_KEY/IMKIT_CLIENT_KEY were applied. */
   fromEnv?: { appId: string; created: boolean; generated: { apiKey?: string; clientKey?: string } };
+  /** Set while no dashboard operator exists: the single-use token of the setup link `start` prints. */
+  operatorSetupToken?: string;
+  /** Set when IMKIT_ADMIN_EMAIL/IMKIT_ADMIN_PASSWORD were applied. */
+  adminFromEnv?: { email: string; created: boolean; passwordChanged: boolean };
 }
 
 export interface ImkitServer {
@@ -84,9 +91,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }
   store.startBackgroundWork();
   const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
-  const services = createServices(store.db, store.dialect, clock, bus, config, (statements) => store.runBatch(statements));
-  const bootstrap = await bootstrapApps(services, config);
   const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
+  const services = createServices(store.db, store.dialect, clock, bus, config, (statements) => store.runBatch(statements), rates);
+  const bootstrap = { ...(await bootstrapApps(services, config)), ...(await bootstrapOperators(services, config)) };
   const guard = new Guard(store, bus, rates, clock, config, {
     onWatchStatus: (reliable, err) => {
       if (reliable) logger.info('credential cache in use again: changes by other processes are noticed');
@@ -94,6 +101,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     },
   });
   await guard.ready();
+  // Dashboard sessions are a credential of the one guard (docs/dashboard.md).
+  guard.operators = services.operators;
 
   let ready = true;
   let realtime: Realtime | undefined;
@@ -132,6 +141,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });
+  // The landing page, the dashboard and the web chat (docs/dashboard.md).
+  registerPages(http);
+  registerDashboardApi(http, { guard, services, audit, version: serverVersion() });
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
   realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
@@ -227,4 +239,20 @@ async function bootstrapApps(services: Services, config: Config): Promise<Bootst
     return { createdDefault: await services.apps.create({ id: 'default', name: 'default' }) };
   }
   return {};
+}
+
+/**
+ * The first dashboard operator: IMKIT_ADMIN_EMAIL + IMKIT_ADMIN_PASSWORD when given (applied at every start), else,
+ * while no operator exists, a setup token for the link `start` prints (docs/dashboard.md).
+ */
+async function bootstrapOperators(services: Services, config: Config): Promise<Pick<Bootstrap, 'operatorSetupToken' | 'adminFromEnv'>> {
+  if ((config.adminEmail === undefined) !== (config.adminPassword === undefined)) {
+    throw new ConfigError('IMKIT_ADMIN_EMAIL and IMKIT_ADMIN_PASSWORD go together: set both or neither');
+  }
+  let adminFromEnv: Bootstrap['adminFromEnv'];
+  if (config.adminEmail !== undefined && config.adminPassword !== undefined) {
+    adminFromEnv = { email: config.adminEmail.trim().toLowerCase(), ...(await services.operators.ensureFromEnv(config.adminEmail, config.adminPassword)) };
+  }
+  const operatorSetupToken = await services.operators.setupTokenIfNeeded();
+  return { operatorSetupToken, adminFromEnv };
 }

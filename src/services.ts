@@ -25,6 +25,8 @@ import { WebhooksRepo } from './store/webhooks-repo.js';
 import { newWebhookSecret, liveSecrets } from './webhooks/signing.js';
 import { FilesService, type FileSettings } from './files/files-service.js';
 import { createStorage } from './files/storage.js';
+import { OperatorsService } from './operators/operators-service.js';
+import type { RateLimitStore } from './auth/rate-limit.js';
 
 /** Every service, built once per server from its store and clock; transports receive this object. */
 export interface Services {
@@ -46,6 +48,8 @@ export interface Services {
   pushProviders: Record<ProviderName, PushProvider>;
   /** Uploaded files (docs/files.md); `files.storage.close()` is the server's to call. */
   files: FilesService;
+  /** Dashboard operators and their sessions (docs/dashboard.md). */
+  operators: OperatorsService;
   bus: EventBus;
   /** The context the chat services share (the batch worker runs on it). */
   chat: ChatContext;
@@ -58,8 +62,10 @@ export function createServices(
   dialect: Dialect,
   clock: Clock,
   bus: EventBus,
-  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'webhookTimeoutMs' | 'pushFcmBaseUrl' | 'pushFcmTokenUrl' | 'pushApnsBaseUrl' | 'pushApnsCaFile'> & FileSettings & Parameters<typeof createStorage>[0],
+  config: Pick<Config, 'tokenTtlMs' | 'maxMessageBytes' | 'maxRoomMembers' | 'maxQueuedMessages' | 'webhookAllowPrivateNetworks' | 'webhookTimeoutMs' | 'pushFcmBaseUrl' | 'pushFcmTokenUrl' | 'pushApnsBaseUrl' | 'pushApnsCaFile' | 'operatorSessionTtlMs'> & FileSettings & Parameters<typeof createStorage>[0],
   runBatch: (statements: PlannedStatement[]) => Promise<void>,
+  /** The rate-limit counters of the server (login limits of the operators). */
+  rates?: RateLimitStore,
 ): Services {
   const presence: PresenceSource = { online: () => false };
   const chat = createChatContext(db, dialect, clock, bus, config, presence, runBatch);
@@ -91,6 +97,7 @@ export function createServices(
     webhooks: new WebhooksService(db, clock, chat.outbox, { allowPrivate: config.webhookAllowPrivateNetworks }),
     push: new PushService(db, clock, chat.outbox, () => pushProviders, { allowPrivate: config.webhookAllowPrivateNetworks }),
     pushProviders,
+    operators: new OperatorsService(db, clock, config.operatorSessionTtlMs, rates),
     bus,
     presence,
     chat,

@@ -270,6 +270,7 @@ export const HTTP_MATRIX: Record<string, CaseSpec[]> = {
   'POST /admin/api-keys': one({ need: 'platform', otherApp: 'allow' }),
   'GET /admin/api-keys': one({ need: 'platform', otherApp: 'allow' }),
   'DELETE /admin/api-keys/:key': one({ need: 'platform', otherApp: 'KEY_NOT_FOUND', foreign: 'KEY_NOT_FOUND' }),
+  'POST /admin/api-keys/:key/rotate': one({ need: 'platform', otherApp: 'KEY_NOT_FOUND', foreign: 'KEY_NOT_FOUND' }),
   // B's key reads B's own figures (never A's: the answer is checked for A's data).
   'GET /admin/stats': one({ need: 'platform', otherApp: 'allow' }),
   'GET /admin/usage': one({ need: 'platform', otherApp: 'allow' }),

@@ -445,6 +445,15 @@ const REQUESTS: Record<string, Record<string, Builder>> = {
   'POST /admin/alerts/:id/acknowledge': {
     default: async (fx, _k, target) => ({ url: `/admin/alerts/${await alertOf(fx, target === 'foreign' ? fx.b.appId : fx.t.appId)}/acknowledge` }),
   },
+  'POST /admin/api-keys/:key/rotate': {
+    default: async (fx, _kind, target, live) => {
+      if (target === 'foreign') return { url: `/admin/api-keys/${fx.keyB}/rotate`, body: { expireOldIn: '0' } };
+      // A fresh key of A each time the call gets that far, revoked by an allowed call (expireOldIn 0).
+      const made = live ? await fx.t.server.services.apps.createApiKey(await fx.t.server.services.apps.resolve(fx.t.appId), { name: `rotated ${++fx.seq}` }) : undefined;
+      const fp = (made?.fingerprint as string | undefined) ?? '0000000000';
+      return { url: `/admin/api-keys/${fp}/rotate`, body: { expireOldIn: '0' }, unchanged: made ? still.keyWorks(fx, made.apiKey as string) : undefined };
+    },
+  },
   'POST /admin/webhooks/deliveries/:id/retry': { default: (fx, _k, target) => ({ url: `/admin/webhooks/deliveries/${target === 'foreign' ? fx.delB : fx.delA}/retry` }) },
   'POST /files/:bucket': { default: (_fx, _k, target) => ({ url: '/files/chatserver-upload', ...upload(room(target)) }) },
   'GET /files/:bucket/:id': { default: (fx, _k, target) => ({ url: `/files/chatserver-upload/${target === 'foreign' ? fx.fileB : fx.fileA}` }) },

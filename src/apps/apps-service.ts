@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { AppError, invalidRequest } from '../errors.js';
-import { importedApiKey, importedClientKey, newApiKey, newClientKey, newSigningSecret, apiKeyIsLive } from '../auth/keys.js';
+import { importedApiKey, importedClientKey, issuedClientKey, newApiKey, newClientKey, newSigningSecret, apiKeyIsLive } from '../auth/keys.js';
 import type { Clock } from '../lib/clock.js';
 import { iso } from '../lib/clock.js';
 import type { EventBus } from '../events/bus.js';
@@ -147,12 +147,7 @@ export class AppsService {
    */
   async revokeApiKey(app: AppRow, which: string): Promise<{ id: string; fingerprint: string | null; last4: string; revokedAt: string }> {
     const now = this.clock.now();
-    const live = (await this.repo.listApiKeys(app.id)).filter((k) => apiKeyIsLive(k, now));
-    const exact = live.filter((k) => k.fingerprint === which || k.id === which);
-    const matches = exact.length ? exact : live.filter((k) => k.last4 === which);
-    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No live API key with fingerprint, id or last 4 characters ${which} in application ${app.id}`);
-    if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several live API keys end in ${which}; name the key by its fingerprint (app list-api-keys shows it)`);
-    const key = matches[0]!;
+    const key = this.findLive(await this.repo.listApiKeys(app.id), which, now, app.id);
     await this.repo.updateApiKey(key.id, { revoked_at: now });
     this.changed(app.id);
     return { id: key.id, fingerprint: key.fingerprint, last4: key.last4, revokedAt: iso(now) };
@@ -206,6 +201,82 @@ export class AppsService {
     const { last } = await new MonitoringRepo(this.db).usageOf(app.id, now);
     const lastByKey = new Map(last.map((u) => [u.key_id, u]));
     return keys.map((k) => renderKey(k, now, lastByKey.get(k.id)));
+  }
+
+  /**
+   * Replaces one live API key (by fingerprint, id or unique last 4) with a new one of the same name, scopes,
+   * allowlist and limit; the old key keeps working for `expireOldInMs` more (0 = revoked now). The new secret is in
+   * this answer only.
+   */
+  async rotateOneApiKey(app: AppRow, which: string, expireOldInMs: number): Promise<Record<string, unknown>> {
+    if (!Number.isFinite(expireOldInMs) || expireOldInMs < 0 || expireOldInMs > 30 * 86_400_000) throw invalidRequest('Invalid field expireOldIn: a duration from 0 to 30d', { field: 'expireOldIn' });
+    const now = this.clock.now();
+    const old = this.findLive(await this.repo.listApiKeys(app.id), which, now, app.id);
+    const until = now + expireOldInMs;
+    const fresh = newApiKey(app.id, now, {
+      name: old.name ?? undefined,
+      scopes: old.scopes === null ? undefined : (JSON.parse(old.scopes) as string[]),
+      allowIps: old.allow_ips === null ? undefined : (JSON.parse(old.allow_ips) as string[]),
+      expiresAt: old.expires_at ?? undefined,
+      rateLimitPerMinute: old.rate_limit_per_minute ?? undefined,
+    });
+    await this.db.transaction().execute(async (trx) => {
+      const repo = new AppsRepo(trx);
+      await repo.insertApiKey(fresh.row);
+      if (expireOldInMs === 0) await repo.updateApiKey(old.id, { revoked_at: now });
+      else if (old.expires_at === null || old.expires_at > until) await repo.updateApiKey(old.id, { expires_at: until });
+    });
+    this.changed(app.id);
+    return { apiKey: fresh.secret, ...renderKey(fresh.row, now, undefined), replaced: { id: old.id, fingerprint: old.fingerprint, last4: old.last4, expiresAt: iso(expireOldInMs === 0 ? now : Math.min(until, old.expires_at ?? until)), revoked: expireOldInMs === 0 } };
+  }
+
+  /** The application's client key: shown again when this server issued it (it is no secret), else its last 4 only. */
+  async clientKey(app: AppRow): Promise<{ id: string; clientKey: string | null; last4: string; issued: boolean; createdAt: string } | null> {
+    const row = await this.repo.liveClientKey(app.id);
+    if (!row) return null;
+    return { id: row.id, clientKey: (await issuedClientKey(app, row)) ?? null, last4: row.last4, issued: row.issued === 1, createdAt: iso(row.created_at) };
+  }
+
+  /**
+   * The web chat without `clientKey` (docs/dashboard.md): the client key of the one application that holds this live
+   * user token, when this server issued that key. Undefined when no application (or more than one) holds it.
+   */
+  async clientKeyForToken(tokenDigest: string): Promise<string | undefined> {
+    const apps = await this.repo.appsOfToken(tokenDigest, this.clock.now());
+    if (apps.length !== 1) return undefined;
+    const app = await this.repo.getApp(apps[0]!);
+    return app ? ((await this.clientKey(app))?.clientKey ?? undefined) : undefined;
+  }
+
+  /** Replaces the application's domains (the client key's binding, docs/auth.md); each may belong to one application only. */
+  async setDomains(app: AppRow, input: string[]): Promise<{ domains: string[] }> {
+    if (input.length > 100) throw invalidRequest('Invalid field domains: at most 100', { field: 'domains' });
+    const domains = normalizeDomains(input);
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        const repo = new AppsRepo(trx);
+        for (const d of domains) {
+          const owner = await repo.appOfDomain(d);
+          if (owner && owner !== app.id) throw new AppError('DOMAIN_TAKEN', `Domain ${d} already belongs to another application`);
+        }
+        await repo.deleteDomains(app.id);
+        await repo.insertDomains(app.id, domains);
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AppError('DOMAIN_TAKEN', 'One of these domains already belongs to another application');
+      throw err;
+    }
+    this.changed(app.id);
+    return { domains };
+  }
+
+  private findLive(keys: ApiKeyRow[], which: string, now: number, appId: string): ApiKeyRow {
+    const live = keys.filter((k) => apiKeyIsLive(k, now));
+    const exact = live.filter((k) => k.fingerprint === which || k.id === which);
+    const matches = exact.length ? exact : live.filter((k) => k.last4 === which);
+    if (matches.length === 0) throw new AppError('KEY_NOT_FOUND', `No live API key with fingerprint, id or last 4 characters ${which} in application ${appId}`);
+    if (matches.length > 1) throw new AppError('KEY_AMBIGUOUS', `Several live API keys end in ${which}; name the key by its fingerprint (app list-api-keys shows it)`);
+    return matches[0]!;
   }
 
   /** One client key per application: the new one replaces the old at once. */

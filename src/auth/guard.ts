@@ -1,3 +1,5 @@
+import { timingSafeEqual } from 'node:crypto';
+import { parseCookie } from 'cookie';
 import type { Config } from '../config.js';
 import { AppError, CREDENTIAL_FAILURE_CODES, CredentialErrors, invalidRequest } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
@@ -11,6 +13,7 @@ import { apiKeyIsLive } from './keys.js';
 import { type Scope, scopeAllows } from './scopes.js';
 import { compileAllowlist } from '../lib/client-address.js';
 import type { RateDecision, RateLimitStore } from './rate-limit.js';
+import { csrfTokenFor, type OperatorIdentity } from '../operators/operators-service.js';
 
 /**
  * Who may call a route: `admin` needs the API key; `user` needs a user (a client key + token, or the API key
@@ -18,14 +21,38 @@ import type { RateDecision, RateLimitStore } from './rate-limit.js';
  */
 export type AuthMode = 'admin' | 'user' | 'either';
 
+/**
+ * `admin` is the application's platform administrator: an API key, or a dashboard operator acting on the
+ * application its call names (`operator` set; then `apiKeyId` is empty and the operator is unscoped).
+ */
 export type Actor =
-  | { kind: 'admin'; app: AppRow; apiKeyId: string; apiKeyFingerprint: string | null; apiKeyLast4: string; userId: string | undefined }
+  | { kind: 'admin'; app: AppRow; apiKeyId: string; apiKeyFingerprint: string | null; apiKeyLast4: string; userId: string | undefined; operator?: OperatorIdentity }
   | { kind: 'user'; app: AppRow; userId: string; tokenDigest: string; clientKeyId: string | null; tokenExpiresAt: number | null };
 
 /** What a transport hands over: the request headers (lower-case names) and the caller's IP. */
 export interface CredentialInput {
   headers: Record<string, string | string[] | undefined>;
   ip: string;
+  /** The HTTP method: a dashboard session must carry its CSRF token on anything but GET and HEAD. */
+  method?: string;
+}
+
+/** The cookie that carries a dashboard session (docs/dashboard.md). */
+export const SESSION_COOKIE = 'imkit_session';
+/** The header a dashboard call names its application in. */
+export const APP_HEADER = 'x-imkit-app';
+/** The header that carries a dashboard session's CSRF token. */
+export const CSRF_HEADER = 'x-csrf-token';
+
+/** What the guard needs of the operators' sessions (OperatorsService). */
+export interface OperatorSessions {
+  session(token: string): Promise<{ operator: OperatorIdentity; expiresAt: number } | undefined>;
+}
+
+export interface OperatorAuth {
+  operator: OperatorIdentity;
+  sessionToken: string;
+  expiresAt: number;
 }
 
 export interface AuthResult {
@@ -65,6 +92,8 @@ export class Guard {
   /** What the guard keeps in memory; `stats` says how often the store was read. */
   readonly credentials: CredentialCache;
   observer: GuardObserver = {};
+  /** Dashboard sessions; set by createServer (unset: a session cookie is no credential). */
+  operators: OperatorSessions | undefined;
 
   constructor(
     store: Store,
@@ -102,6 +131,58 @@ export class Guard {
       return await this.resolve(input, mode, now, scope);
     } catch (err) {
       throw await this.failed(err, input.ip, presentedCredential(input.headers), now);
+    }
+  }
+
+  /**
+   * A dashboard call that concerns no application (the operator's session, the list of applications): a live
+   * session cookie, plus the CSRF token when the method changes something. Failures count like any credential's.
+   */
+  async authenticateOperator(input: CredentialInput): Promise<OperatorAuth> {
+    const now = this.clock.now();
+    // Not logged in is not a failed guess: the dashboard asks this on every load.
+    const token = sessionCookie(input.headers);
+    if (token === undefined) throw noSession();
+    try {
+      const s = await this.operatorSession(token, input);
+      return { operator: s.operator, sessionToken: token, expiresAt: s.expiresAt };
+    } catch (err) {
+      throw await this.failed(err, input.ip, presentedCredential(input.headers), now);
+    }
+  }
+
+  /** The session behind a cookie value, its CSRF token checked on methods that change something. */
+  private async operatorSession(token: string, input: CredentialInput): Promise<{ operator: OperatorIdentity; expiresAt: number }> {
+    const s = this.operators ? await this.operators.session(token) : undefined;
+    if (!s) throw new AppError('INVALID_SESSION', 'The dashboard session is invalid or has expired; log in again');
+    const method = (input.method ?? 'GET').toUpperCase();
+    if (method !== 'GET' && method !== 'HEAD') {
+      const sent = header(input.headers, CSRF_HEADER);
+      const want = csrfTokenFor(token);
+      if (sent === undefined || sent.length !== want.length || !timingSafeEqual(Buffer.from(sent), Buffer.from(want))) {
+        throw new AppError('CSRF_TOKEN_INVALID', 'The X-CSRF-Token header is missing or wrong (the dashboard sends it with every change)');
+      }
+    }
+    return s;
+  }
+
+  /**
+   * The web chat opened without a client key (`/chat?token=T`): the client key of the application that holds the
+   * token in IM-Authorization, and nothing else. Every call counts against the caller's address
+   * (IMKIT_AUTH_FAILURE_LIMIT a minute), and a token no application holds counts as a failed credential.
+   */
+  async clientKeyForToken(input: CredentialInput, lookup: (tokenDigest: string) => Promise<string | undefined>): Promise<{ clientKey: string }> {
+    const now = this.clock.now();
+    const d = await this.rates.hit(`chatkey:${input.ip}`, this.config.authFailuresPerMinute, MINUTE, now);
+    if (!d.allowed) throw CredentialErrors.rateLimited(d.retryAfter, d);
+    const raw = (header(input.headers, 'im-authorization') ?? header(input.headers, 'authorization'))?.replace(/^Bearer\s+/i, '').trim();
+    try {
+      if (!raw) throw CredentialErrors.invalidToken('A user token is required in the IM-Authorization header');
+      const clientKey = await lookup(digest(raw));
+      if (!clientKey) throw CredentialErrors.invalidToken('No client key is known for this token; open the chat with &clientKey=');
+      return { clientKey };
+    } catch (err) {
+      throw await this.failed(err, input.ip, raw ? digest(`chat\n${raw}`) : undefined, now);
     }
   }
 
@@ -193,6 +274,20 @@ export class Guard {
     }
 
     const clientKey = h('im-client-key') ?? h('client_key');
+    const session = clientKey === undefined ? sessionCookie(input.headers) : undefined;
+    if (session !== undefined) {
+      // A dashboard operator: a server-wide administrator acting on the application the call names, as an API key
+      // without scopes would (docs/dashboard.md). Never as a user.
+      const { operator } = await this.operatorSession(session, input);
+      if (mode === 'user') throw CredentialErrors.insufficientPermissions('A dashboard session cannot act as a user; this route needs a user token');
+      const appId = h(APP_HEADER);
+      if (appId === undefined) throw invalidRequest('The X-IMKIT-APP header names the application a dashboard call acts on');
+      const app = await this.credentials.app(appId);
+      if (!app) throw new AppError('APP_NOT_FOUND', `No application ${appId}`);
+      const rate = await this.rates.hit(`op:${operator.id}`, this.config.rateLimitPerMinute, MINUTE, now);
+      if (!rate.allowed) throw CredentialErrors.rateLimited(rate.retryAfter, rate);
+      return { actor: { kind: 'admin', app, apiKeyId: '', apiKeyFingerprint: null, apiKeyLast4: '', userId: undefined, operator }, rate };
+    }
     if (clientKey === undefined) {
       throw mode === 'admin' ? CredentialErrors.missingApiKey() : CredentialErrors.missingClientKey();
     }
@@ -292,8 +387,22 @@ function presentedCredential(headers: CredentialInput['headers']): string | unde
   if (apiKey !== undefined) return digest(`api\n${apiKey}`);
   const clientKey = h('im-client-key') ?? h('client_key');
   const token = (h('im-authorization') ?? h('authorization'))?.replace(/^Bearer\s+/i, '').trim();
+  const session = clientKey === undefined ? sessionCookie(headers) : undefined;
+  if (session !== undefined) return digest(`operator\n${session}`);
   if (clientKey === undefined && !token) return undefined;
   return digest(`user\n${clientKey ?? ''}\n${token ?? ''}`);
+}
+
+/** The dashboard session cookie's value, if the request carries one. */
+export function sessionCookie(headers: CredentialInput['headers']): string | undefined {
+  const raw = header(headers, 'cookie');
+  if (raw === undefined || raw.length > 8192) return undefined;
+  const value = parseCookie(raw)[SESSION_COOKIE];
+  return value ? value : undefined;
+}
+
+function noSession(): AppError {
+  return new AppError('INVALID_SESSION', 'Log in to the dashboard first (no session cookie)');
 }
 
 export function header(headers: CredentialInput['headers'], name: string): string | undefined {

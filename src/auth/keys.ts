@@ -76,6 +76,19 @@ export async function newClientKey(app: Pick<AppRow, 'id' | 'signing_secret'>, n
   };
 }
 
+/**
+ * An issued client key again, from its row: the JWT is signed (HS256, deterministic) over the same claims and header,
+ * so the same text comes out. A client key is no secret (it ships inside every web and mobile app), so the dashboard
+ * shows it again; an imported one (IMKIT_CLIENT_KEY) was never made here and cannot be.
+ */
+export async function issuedClientKey(app: Pick<AppRow, 'id' | 'signing_secret'>, row: ClientKeyRow): Promise<string | undefined> {
+  if (row.issued !== 1) return undefined;
+  const secret = await new SignJWT({ appID: app.id, kid: row.id, createAt: row.created_at })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: row.id })
+    .sign(secretBytes(app.signing_secret));
+  return digest(secret) === row.digest ? secret : undefined;
+}
+
 export function importedClientKey(appId: string, secret: string, now: number): ClientKeyRow {
   return { id: `ck_${randomHex(8)}`, app_id: appId, digest: digest(secret), last4: last4(secret), issued: 0, created_at: now, revoked_at: null };
 }

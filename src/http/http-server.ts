@@ -72,14 +72,17 @@ export function buildHttp(opts: {
       const actor = request.actor;
       const ref = request.refusedKey;
       const route = request.routeOptions.url;
-      // Calls of an API key that change state (any method but GET), and every refusal of a live key.
+      // Calls of an API key or a dashboard operator that change state (any method but GET), and every refusal of a
+      // live key.
       if (route !== undefined && ((actor?.kind === 'admin' && request.method !== 'GET') || ref)) {
         const status = reply.statusCode;
         audit.record({
           appId: actor?.kind === 'admin' ? actor.app.id : ref!.appId,
           actor:
             actor?.kind === 'admin'
-              ? { type: 'apiKey', id: actor.apiKeyId, fingerprint: actor.apiKeyFingerprint, last4: actor.apiKeyLast4 }
+              ? actor.operator
+                ? { type: 'operator', id: actor.operator.id, fingerprint: null, last4: null }
+                : { type: 'apiKey', id: actor.apiKeyId, fingerprint: actor.apiKeyFingerprint, last4: actor.apiKeyLast4 }
               : { type: 'apiKey', id: ref!.keyId, fingerprint: ref!.fingerprint, last4: ref!.last4 },
           ip: request.ip,
           action: actionOf(request.method, route),
@@ -167,7 +170,7 @@ export function buildHttp(opts: {
           ? undefined
           : async (request: FastifyRequest, reply: FastifyReply) => {
               if (!(def.signedAccess && (request.query as Record<string, unknown>)?.signature !== undefined)) {
-                const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip }, def.auth as 'admin', def.scope);
+                const { actor, rate } = await opts.guard.authenticate({ headers: request.headers, ip: request.ip, method: request.method }, def.auth as 'admin', def.scope);
                 request.actor = actor;
                 setRateHeaders(reply, rate);
               }

@@ -62,6 +62,22 @@ export class AppsRepo {
     return row !== undefined;
   }
 
+  /** The applications holding a live user token with this digest (a digest is in one application almost surely). */
+  async appsOfToken(digest: string, now: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('user_tokens')
+      .select('app_id')
+      .where('digest', '=', digest)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .limit(2)
+      .execute();
+    return rows.map((r) => r.app_id);
+  }
+
+  async deleteDomains(appId: string): Promise<void> {
+    await this.db.deleteFrom('app_domains').where('app_id', '=', appId).execute();
+  }
+
   async insertDomains(appId: string, domains: string[]): Promise<void> {
     if (domains.length === 0) return;
     await this.db.insertInto('app_domains').values(domains.map((domain) => ({ domain, app_id: appId }))).execute();

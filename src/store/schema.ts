@@ -438,11 +438,39 @@ export interface FileUrlKeysTable {
   created_at: Ms;
 }
 
+/** Dashboard operators, their sessions, the first-run setup token (migration 0023). */
+export interface OperatorsTable {
+  id: string;
+  email: string;
+  password_hash: string;
+  created_at: Ms;
+  updated_at: Ms;
+  last_login_at: Ms | null;
+  last_login_ip: string | null;
+}
+
+export interface OperatorSessionsTable {
+  digest: string;
+  operator_id: string;
+  created_at: Ms;
+  expires_at: Ms;
+  ip: string | null;
+}
+
+export interface OperatorSetupTokensTable {
+  digest: string;
+  created_at: Ms;
+  expires_at: Ms;
+}
+
 export interface Database {
   api_key_addresses: ApiKeyAddressesTable;
   key_alerts: KeyAlertsTable;
   files: FilesTable;
   file_url_keys: FileUrlKeysTable;
+  operators: OperatorsTable;
+  operator_sessions: OperatorSessionsTable;
+  operator_setup_tokens: OperatorSetupTokensTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
   webhook_endpoints: WebhookEndpointsTable;

@@ -5,7 +5,7 @@ import { defineRoutes, type RouteDef } from '../route.js';
 let packageVersion: string | undefined;
 
 /** The version in package.json (src/http/routes and dist/http/routes are both three levels below it). */
-function serverVersion(): string {
+export function serverVersion(): string {
   if (packageVersion === undefined) {
     try {
       const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };

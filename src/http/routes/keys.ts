@@ -1,3 +1,5 @@
+import { invalidRequest } from '../../errors.js';
+import { parseDuration } from '../../lib/duration.js';
 import type { Services } from '../../services.js';
 import { defineRoutes } from '../route.js';
 
@@ -45,6 +47,23 @@ export function keyRoutes({ apps }: Services) {
       example: 'curl -X DELETE $BASE/admin/api-keys/3f9a1c0b2e -H "IM-API-KEY: $API_KEY"',
       schema: { params: { type: 'object', properties: { key: { type: 'string', minLength: 1, maxLength: 64 } } } },
       handler: async ({ actor, params }) => apps.revokeApiKey(actor.app, params.key),
+    },
+    {
+      method: 'POST',
+      url: '/admin/api-keys/:key/rotate',
+      auth: 'admin',
+      summary: 'Replace a live API key by a new one with the same name, scopes, allowlist and limit; the old key keeps working for expireOldIn (0: revoked now; default 24h); the new key is in this answer only (needs a key without scopes)',
+      example: `curl -X POST $BASE/admin/api-keys/3f9a1c0b2e/rotate -H "IM-API-KEY: $API_KEY" -H 'Content-Type: application/json' -d '{"expireOldIn":"1h"}'`,
+      schema: {
+        params: { type: 'object', properties: { key: { type: 'string', minLength: 1, maxLength: 64 } } },
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { expireOldIn: { type: 'string', maxLength: 16 } } },
+      },
+      handler: async ({ actor, params, body }) => {
+        const text = body?.expireOldIn ?? '24h';
+        const ms = parseDuration(text);
+        if (ms === undefined) throw invalidRequest('Invalid field expireOldIn: a duration such as 0, 1h, 24h or 7d', { field: 'expireOldIn' });
+        return apps.rotateOneApiKey(actor.app, params.key, ms);
+      },
     },
   ]);
 }

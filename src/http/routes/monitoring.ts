@@ -88,7 +88,7 @@ export function monitoringRoutes(presence: () => Presence | undefined, monitorin
       summary: 'Acknowledges an alert: it leaves the open list (the dashboard banner) and stays in the list and the audit log',
       example: 'curl -X POST $BASE/admin/alerts/$ALERT_ID/acknowledge -H "IM-API-KEY: $API_KEY"',
       schema: { params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } }, required: ['id'] } },
-      handler: async ({ actor, params }) => alerts!.acknowledge(actor.app.id, params.id, actor.kind === 'admin' ? `apiKey:${actor.apiKeyFingerprint ?? actor.apiKeyId}` : actor.userId),
+      handler: async ({ actor, params }) => alerts!.acknowledge(actor.app.id, params.id, actor.kind !== 'admin' ? actor.userId : actor.operator ? `operator:${actor.operator.id}` : `apiKey:${actor.apiKeyFingerprint ?? actor.apiKeyId}`),
     },
     {
       method: 'GET',

@@ -590,6 +590,37 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0023_operators': {
+    async up(db: Kysely<any>) {
+      // The dashboard's operators (docs/dashboard.md): server-wide accounts, separate from any application's chat
+      // users. Passwords as argon2id PHC strings; sessions and the first-run setup token as SHA-256 digests.
+      await db.schema
+        .createTable('operators')
+        .addColumn('id', 'varchar(24)', (c) => c.primaryKey())
+        .addColumn('email', 'varchar(254)', (c) => c.notNull().unique())
+        .addColumn('password_hash', 'varchar(200)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_login_at', 'bigint')
+        .addColumn('last_login_ip', 'varchar(64)')
+        .execute();
+      await db.schema
+        .createTable('operator_sessions')
+        .addColumn('digest', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('operator_id', 'varchar(24)', (c) => c.notNull().references('operators.id').onDelete('cascade'))
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('ip', 'varchar(64)')
+        .execute();
+      await db.schema.createIndex('operator_sessions_operator').on('operator_sessions').column('operator_id').execute();
+      await db.schema
+        .createTable('operator_setup_tokens')
+        .addColumn('digest', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */

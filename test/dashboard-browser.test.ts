@@ -1,0 +1,186 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImkitServer } from '../src/server.js';
+import { consoleErrors, launchBrowser, shot, startBrowserServer } from './browser-helpers.js';
+
+/**
+ * The dashboard in a real Chromium against a real server: first-run setup, login, an application and its keys, the
+ * key used over HTTP, rotated and revoked, the usage page and the audit log (docs/dashboard.md).
+ */
+const PASSWORD = 'a long operator password';
+
+describe('dashboard in the browser', () => {
+  let browser: Browser;
+  let srv: { server: ImkitServer; base: string; close(): Promise<void> };
+  let context: BrowserContext;
+  let page: Page;
+  let errors: ReturnType<typeof consoleErrors>;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    srv = await startBrowserServer();
+    context = await browser.newContext({ baseURL: srv.base });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.base });
+    page = await context.newPage();
+    page.on('dialog', (d) => void d.accept());
+    errors = consoleErrors(page);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await srv?.close();
+  });
+
+  const call = (key: string, path = '/admin/stats') => fetch(`${srv.base}${path}`, { headers: { 'IM-API-KEY': key } }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+
+  it('the landing page links to the dashboard', async () => {
+    await page.goto('/');
+    await expect.poll(() => page.locator('h1').textContent()).toBe('imkit-server');
+    await shot(page, 'landing');
+    await page.click('text=Dashboard');
+    await page.waitForURL('**/dashboard');
+    await page.waitForSelector('input[name=email]');
+  });
+
+  it('the setup link creates the first operator, and works once', async () => {
+    const token = srv.server.bootstrap.operatorSetupToken!;
+    await page.goto(`/dashboard/setup#token=${token}`);
+    await page.fill('input[name=email]', 'ops@example.com');
+    await page.fill('input[name=password]', PASSWORD);
+    await page.fill('input[name=again]', PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('h1:text("Applications")');
+    expect(await page.textContent('[data-testid=operator]')).toBe('ops@example.com');
+    // The token left the address bar.
+    expect(page.url()).not.toContain(token);
+    await shot(page, 'applications');
+
+    const other = await browser.newContext({ baseURL: srv.base });
+    try {
+      const p = await other.newPage();
+      const otherErrors = consoleErrors(p);
+      otherErrors.allow(/status of 401/);
+      await p.goto(`/dashboard/setup#token=${token}`);
+      await p.fill('input[name=email]', 'intruder@example.com');
+      await p.fill('input[name=password]', PASSWORD);
+      await p.fill('input[name=again]', PASSWORD);
+      await p.click('button[type=submit]');
+      await expect.poll(() => p.locator('[role=alert]').textContent()).toMatch(/invalid, expired or used/);
+      expect(otherErrors.errors).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('log out; a wrong password is refused; the right one logs in', async () => {
+    await page.click('button:text("Log out")');
+    await page.waitForSelector('input[name=email]');
+    errors.allow(/status of 401/);
+    await page.fill('input[name=email]', 'ops@example.com');
+    await page.fill('input[name=password]', 'not the password at all');
+    await page.click('button[type=submit]');
+    await expect.poll(() => page.locator('[role=alert]').textContent()).toMatch(/Wrong email or password/);
+    await shot(page, 'login-refused');
+    await page.fill('input[name=password]', PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('h1:text("Applications")');
+  });
+
+  it('a call without the CSRF token is refused, with the session cookie', async () => {
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === 'imkit_session')!;
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+    const res = await fetch(`${srv.base}/dashboard/api/apps`, { method: 'POST', headers: { cookie: `imkit_session=${session.value}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'csrf' }) });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as any).error).toBe('CSRF_TOKEN_INVALID');
+    // The page's script cannot read the cookie.
+    expect(await page.evaluate('document.cookie')).not.toContain('imkit_session');
+  });
+
+  let appKey = '';
+  let ciKey = '';
+  it('creates an application and an API key, shown once; the key works against the API', async () => {
+    await page.fill('input[name=name]', 'Shop');
+    await page.fill('input[name=id]', 'shop');
+    await page.click('button:text("Create application")');
+    appKey = (await page.textContent('[data-testid=new-app-api-key]'))!.trim();
+    expect(appKey.length).toBeGreaterThan(40);
+    expect((await call(appKey)).status).toBe(200);
+    await page.click('a:text("shop")');
+    await page.waitForSelector('h1:text("API Settings")');
+    // The client key is shown (it is no secret) and works.
+    const clientKey = (await page.textContent('[data-testid=client-key]'))!.trim();
+    expect(clientKey.split('.')).toHaveLength(3);
+
+    await page.fill('input[name=keyName]', 'ci');
+    await page.click('button:text("Create API key")');
+    ciKey = (await page.textContent('[data-testid=new-api-key]'))!.trim();
+    await page.click('[data-testid=new-api-key-panel] button:text("Copy")');
+    expect(await page.evaluate('navigator.clipboard.readText()')).toBe(ciKey);
+    await shot(page, 'api-key-created');
+    expect((await call(ciKey)).status).toBe(200);
+    // Never shown again: not after dismissing, not after a reload.
+    await page.click('button:text("I have stored it")');
+    expect(await page.content()).not.toContain(ciKey);
+    await page.reload();
+    await page.waitForSelector('[data-testid=api-keys] tbody tr');
+    expect(await page.content()).not.toContain(ciKey);
+    expect(await page.locator('[data-testid=api-keys] tbody tr').count()).toBe(2);
+  });
+
+  it('the usage page shows the requests the key made', async () => {
+    for (let i = 0; i < 4; i++) expect((await call(ciKey)).status).toBe(200);
+    await srv.server.usage.flush();
+    const last4 = ciKey.slice(-4);
+    await page.click('a:text("Usage")');
+    await page.waitForSelector('h1:text("Usage")');
+    // 1 call when it was made, 4 now.
+    await expect.poll(() => page.locator(`[data-testid="key-hour-${last4}"]`).textContent()).toBe('5');
+    expect(await page.locator('svg.chart polyline').count()).toBeGreaterThan(0);
+    await shot(page, 'usage');
+  });
+
+  it('rotating a key with expiry 0 revokes it and shows the new one; revoking that one refuses it with the seed error', async () => {
+    await page.click('a:text("API Settings")');
+    await page.waitForSelector('[data-testid=api-keys] tbody tr');
+    const fingerprint = (await call(ciKey, '/admin/api-keys')).body.result.data.find((k: any) => k.name === 'ci').fingerprint as string;
+    await page.selectOption('select[aria-label="Old key keeps working for"]', '0');
+    await page.click(`tr[data-fingerprint="${fingerprint}"] button:text("Rotate")`);
+    const rotated = (await page.textContent('[data-testid=new-api-key]'))!.trim();
+    expect(rotated).not.toBe(ciKey);
+    const old = await call(ciKey);
+    expect([old.status, old.body.error]).toEqual([401, 'INVALID_API_KEY']);
+    expect((await call(rotated)).status).toBe(200);
+
+    const newFingerprint = (await call(rotated, '/admin/api-keys')).body.result.data.find((k: any) => k.status === 'live' && k.name === 'ci').fingerprint as string;
+    await page.click(`tr[data-fingerprint="${newFingerprint}"] button:text("Revoke")`);
+    await expect.poll(() => page.locator(`tr[data-fingerprint="${newFingerprint}"] td.status-revoked`).count()).toBe(1);
+    const revoked = await call(rotated);
+    expect([revoked.status, revoked.body.error, revoked.body.message]).toEqual([401, 'INVALID_API_KEY', 'The provided API key is invalid or expired']);
+    await shot(page, 'api-keys-rotated-revoked');
+  });
+
+  it('the audit log shows what the operator did', async () => {
+    await srv.server.audit.flush();
+    await page.click('a:text("Audit log")');
+    await page.waitForSelector('[data-testid=audit] tbody tr');
+    await expect.poll(async () => (await page.locator('[data-testid=audit] tbody').textContent()) ?? '').toContain('operator ops@example.com');
+    const text = (await page.locator('[data-testid=audit] tbody').textContent())!;
+    for (const action of ['app.create', 'api-keys.create', 'api-keys.rotate.create', 'api-keys.delete']) expect(text).toContain(action);
+    await page.fill('input[name=action]', 'api-keys.delete');
+    await page.click('button:text("Filter")');
+    await expect.poll(() => page.locator('[data-testid=audit] tbody tr').count()).toBe(1);
+    await shot(page, 'audit');
+  });
+
+  it('the other pages load without errors', async () => {
+    for (const link of ['Users and rooms', 'Webhooks', 'Settings']) {
+      const heading = link;
+      await page.click(`nav a:text("${link}")`);
+      await page.waitForSelector(`h1:text("${heading}")`);
+      await page.waitForLoadState('networkidle');
+      expect(await page.locator('[role=alert]').count(), link).toBe(0);
+      await shot(page, link.toLowerCase().replace(/\W+/g, '-'));
+    }
+    expect(errors.errors).toEqual([]);
+  });
+});
