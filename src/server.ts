@@ -143,7 +143,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const http = buildHttp({ config, logger, guard, routes, metrics, audit });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
-  registerDashboardApi(http, { guard, services, audit, version: serverVersion() });
+  registerDashboardApi(http, { guard, services, audit, alerts, version: serverVersion() });
   realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
   realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));

@@ -175,12 +175,40 @@ describe('dashboard in the browser', () => {
   it('the other pages load without errors', async () => {
     for (const link of ['Users and rooms', 'Webhooks', 'Settings']) {
       const heading = link;
-      await page.click(`nav a:text("${link}")`);
+      await page.click(`nav a:text-is("${link}")`);
       await page.waitForSelector(`h1:text("${heading}")`);
       await page.waitForLoadState('networkidle');
       expect(await page.locator('[role=alert]').count(), link).toBe(0);
       await shot(page, link.toLowerCase().replace(/\W+/g, '-'));
     }
+    expect(errors.errors).toEqual([]);
+  });
+
+  it('key alerts show as banners, the application\'s and the server\'s, until acknowledged', async () => {
+    // The application's key, used so far from 127.0.0.1, from a new address; and an address sending invalid keys.
+    const via = (key: string, remoteAddress: string) => srv.server.http.inject({ method: 'GET', url: '/admin/stats', remoteAddress, headers: { 'IM-API-KEY': key } });
+    expect((await via(appKey, '198.51.100.7')).statusCode).toBe(200);
+    for (let i = 0; i < 20; i++) expect((await via(`not-a-key-${i}`, '203.0.113.50')).statusCode).toBe(401);
+    await srv.server.alerts.flush();
+
+    // The banner is read whenever a page of the application opens.
+    await page.click('nav a:text("Usage")');
+    await page.waitForSelector('h1:text("Usage")');
+    await page.click('nav a:text("API Settings")');
+    await page.waitForSelector('[data-testid=alerts] [data-testid=alert]');
+    expect(await page.locator('[data-testid=alerts]').textContent()).toContain('was used from 198.51.100.7, an address it had never been used from');
+    await shot(page, 'key-alert-banner');
+    await page.click('[data-testid=alerts] button:text("Acknowledge")');
+    await expect.poll(() => page.locator('[data-testid=alerts]').count()).toBe(0);
+    const open = await fetch(`${srv.base}/admin/alerts?open=true`, { headers: { 'IM-API-KEY': appKey } }).then((r) => r.json() as Promise<any>);
+    expect(open.result.totalCount).toBe(0);
+
+    await page.click('a:text("Applications")');
+    await page.waitForSelector('[data-testid=alerts] [data-testid=alert]');
+    expect(await page.locator('[data-testid=alerts]').textContent()).toContain('203.0.113.50 sent 20 invalid API keys within 10 minutes');
+    await page.click('[data-testid=alerts] button:text("Acknowledge")');
+    await expect.poll(() => page.locator('[data-testid=alerts]').count()).toBe(0);
+    expect((await srv.server.alerts.list('*', { open: true })).totalCount).toBe(0);
     expect(errors.errors).toEqual([]);
   });
 });

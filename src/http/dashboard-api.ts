@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Guard, header, SESSION_COOKIE, type OperatorAuth } from '../auth/guard.js';
 import { AppError } from '../errors.js';
 import type { AuditLog } from '../monitoring/audit.js';
+import { SERVER_ALERTS, type KeyAlerts } from '../monitoring/key-alerts.js';
 import { csrfTokenFor, type NewSession } from '../operators/operators-service.js';
 import type { Services } from '../services.js';
 import { ok } from './http-server.js';
@@ -16,7 +17,7 @@ import { ok } from './http-server.js';
  * Every call here is refused when its Origin names another site; the session's checks (cookie, CSRF token) are
  * the guard's (Guard.authenticateOperator).
  */
-export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard; services: Services; audit: AuditLog; version: string }): void {
+export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard; services: Services; audit: AuditLog; alerts: KeyAlerts; version: string }): void {
   const { guard, services, audit } = deps;
   const operators = services.operators;
   const apps = services.apps;
@@ -99,6 +100,24 @@ export function registerDashboardApi(app: FastifyInstance, deps: { guard: Guard;
     await operatorOf(request);
     return ok({ data: await operators.list() });
   });
+
+  // The server's own key alerts (invalid keys from one address name no application: docs/security.md, Alerts).
+  // An application's alerts go through GET /admin/alerts like every admin route.
+  app.get('/dashboard/api/alerts', async (request) => {
+    await operatorOf(request);
+    return ok(await deps.alerts.list(SERVER_ALERTS, { open: true, limit: 20 }));
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/dashboard/api/alerts/:id/acknowledge',
+    { schema: { params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
+    async (request) => {
+      const auth = await operatorOf(request);
+      const alert = await deps.alerts.acknowledge(SERVER_ALERTS, request.params.id, `operator:${auth.operator.id}`);
+      logged(auth, request, SERVER_ALERTS, 'alert.acknowledge', `alert=${request.params.id}`);
+      return ok(alert);
+    },
+  );
 
   app.get('/dashboard/api/apps', async (request) => {
     await operatorOf(request);

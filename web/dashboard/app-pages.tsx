@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { copyText, errorText, when } from '../common';
+import { AlertsBanner } from './alerts';
 import { api } from './api';
 import { LineChart, type Series } from './chart';
 import { ErrorLine, Link, ShownOnce } from './ui';
@@ -29,8 +30,7 @@ export function AppLayout(props: { appId: string; page: string; shell: (nav: any
   );
   const body = (
     <>
-      {/* Anomaly alerts of the application (GET /admin/alerts) are shown here once that route exists. */}
-      <div id="alerts" hidden />
+      <AlertsBanner key={page} appId={appId} />
       {page === 'keys' && <KeysPage appId={appId} />}
       {page === 'usage' && <UsagePage appId={appId} />}
       {page === 'users' && <UsersPage appId={appId} />}

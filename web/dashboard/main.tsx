@@ -2,6 +2,7 @@ import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { ApiError, errorText, request, when } from '../common';
 import { api, type Operator, setCsrf } from './api';
+import { AlertsBanner } from './alerts';
 import { AppLayout } from './app-pages';
 import { ErrorLine, Link, navigate, ShownOnce } from './ui';
 
@@ -128,6 +129,7 @@ function Apps() {
   return (
     <div>
       <h1>Applications</h1>
+      <AlertsBanner />
       {created && (
         <div>
           <ShownOnce label={`API key of ${created.id}`} value={created.apiKey} testid="new-app-api-key" onDone={() => setCreated(undefined)} />
