@@ -213,7 +213,8 @@ describe.each(DIALECTS)('push notifications (%s)', (dialect) => {
     const r2 = await t.request({ method: 'POST', url: '/push/push2tokens', headers: A(t), body: { type: 'ios', tokens: [iosToken(8), iosToken(9)], payload: { alert: 'Hi', badge: 1 } } });
     expect(r2.status, r2.raw).toBe(200);
     await settled(t.server, 4);
-    expect(s.apns.accepted.slice(1).map((a) => [a.token, a.body.aps.alert, a.headers['apns-topic']])).toEqual([
+    // Two devices' pushes travel concurrently: in either order.
+    expect(s.apns.accepted.slice(1).map((a) => [a.token, a.body.aps.alert, a.headers['apns-topic']]).sort((x, y) => String(x[0]).localeCompare(String(y[0])))).toEqual([
       [iosToken(8), 'Hi', APNS.bundleId],
       [iosToken(9), 'Hi', APNS.bundleId],
     ]);

@@ -15,13 +15,14 @@ export interface StatementLog {
   matching(prefix: string): string[];
   /**
    * The statements since `reset` but those the server runs on timers whatever else happens (the batch worker's
-   * poll, the webhook dispatcher's, the socket layer's check for revoked client keys): what a request and its
+   * poll, the webhook dispatcher's and its look at which applications have push credentials, the socket layer's
+   * check for revoked client keys): what a request and its
    * events cost. (A change's own outbox rows, `insert into "webhook_events"`, are counted.)
    */
   caused(): string[];
 }
 
-const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"/;
+const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"|select distinct "(c\.)?app_id" from "push_credentials"/;
 
 const COUNTED = Symbol('counted');
 const logs = new WeakMap<object, { statements: string[] }>();
