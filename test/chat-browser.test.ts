@@ -120,6 +120,24 @@ describe('web chat in the browser', () => {
     expect(await bob.textContent('[data-testid=status]')).toBe('connected');
   });
 
+  it('an image uploaded in one browser shows in the other (its thumbnail, through a signed URL)', async () => {
+    const { default: sharp } = await import('sharp');
+    const png = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 200, g: 40, b: 40 } } }).png().toBuffer();
+    await alice.locator('[data-testid=image-input]').setInputFiles({ name: 'red.png', mimeType: 'image/png', buffer: png });
+    for (const p of [alice, bob]) {
+      const img = p.locator('[data-testid=history] .msg').last().locator('img[data-testid=image]');
+      await expect.poll(() => img.count(), { timeout: 15_000 }).toBe(1);
+      // Loaded: the browser decoded the thumbnail the server made (at most 320 pixels on its longer side).
+      await expect.poll(() => img.evaluate((el) => (el as unknown as { naturalWidth: number }).naturalWidth)).toBe(320);
+      expect(await img.getAttribute('src')).toMatch(/\/files\/chatserver-upload\/[0-9a-f]{24}\?.*signature=/);
+    }
+    await shot(bob, 'chat-image');
+    // The message as the API stores it: an image message naming the file and its thumbnail.
+    const res = await fetch(`${srv.base}/rooms/team/messages/v3?limit=1`, { headers: { 'IM-API-KEY': apiKey, 'IM-CLIENT-ID': 'bob' } });
+    const last = ((await res.json()) as any).result;
+    expect(last.data[0]).toMatchObject({ messageType: 'image', message: 'red.png', width: 640, height: 480, originalUrl: expect.stringMatching(/^\/files\/chatserver-upload\/[0-9a-f]{24}$/), thumbnailUrl: expect.stringMatching(/^\/files\/chatserver-upload\/[0-9a-f]{24}$/) });
+  });
+
   it('no page logged an error', () => {
     expect(errs.flatMap((e) => e.errors)).toEqual([]);
   });

@@ -17,6 +17,11 @@ interface Msg {
   sender?: { _id: string; nickname?: string } | string | null;
   messageTimeMS?: number;
   editedAt?: string;
+  /** Image messages (as the SDKs send them): the file's path on this server, and its thumbnail's. */
+  originalUrl?: string;
+  thumbnailUrl?: string;
+  width?: number;
+  height?: number;
 }
 interface Room {
   _id: string;
@@ -44,6 +49,27 @@ const roomName = (r: Room, me: string) =>
 
 function call<T = any>(method: string, url: string, body?: unknown): Promise<T> {
   return request<T>(method, url, { body, headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': token } });
+}
+
+/**
+ * An uploaded file as an <img>: a file is read with credentials, which an <img> cannot send, so the page asks for
+ * a signed URL (GET ...?signedUrlOnly=1, docs/files.md) and shows that. Only paths of this server's file API are
+ * asked for; anything else in a message is not loaded.
+ */
+const signed = new Map<string, Promise<string>>();
+function SignedImage(props: { path: string; alt: string; width?: number; height?: number }) {
+  const [src, setSrc] = useState<string>();
+  useEffect(() => {
+    if (!/^\/files\/[A-Za-z0-9._-]+\/[0-9a-f]{24}$/.test(props.path)) return;
+    let p = signed.get(props.path);
+    if (!p) {
+      p = call<{ url: string }>('GET', `${props.path}?signedUrlOnly=1`).then((r) => r.url);
+      signed.set(props.path, p);
+      p.catch(() => signed.delete(props.path));
+    }
+    p.then(setSrc, () => setSrc(undefined));
+  }, [props.path]);
+  return src ? <img src={src} alt={props.alt} width={props.width} height={props.height} data-testid="image" /> : <span class="small muted">[image]</span>;
 }
 
 /** Merges messages by id, oldest first (message ids begin with their time). */
@@ -220,6 +246,33 @@ function Chat() {
     }
   };
 
+  // An image: uploaded to the SDKs' default bucket for this room (multipart, `extra` first, then `file`), then sent
+  // as an `image` message carrying the file's and its thumbnail's paths and the dimensions the server measured.
+  const upload = async (file: File | undefined) => {
+    if (!current || !file) return;
+    setError(undefined);
+    stickToBottom.current = true;
+    try {
+      const form = new FormData();
+      form.append('extra', JSON.stringify({ roomId: current }));
+      form.append('file', file, file.name);
+      const res = await fetch('/files/chatserver-upload', { method: 'POST', body: form, headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': token }, cache: 'no-store' });
+      const json = (await res.json().catch(() => undefined)) as any;
+      if (!res.ok || json?.RC !== 0) throw new Error(json?.message ?? `Upload failed (HTTP ${res.status})`);
+      const f = json.result;
+      await emit({
+        room: current,
+        messageType: 'image',
+        message: file.name,
+        originalUrl: f.url,
+        ...(f.thumbnailUrl ? { thumbnailUrl: f.thumbnailUrl } : {}),
+        ...(typeof f.width === 'number' ? { width: f.width, height: f.height } : {}),
+      });
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
   const room = rooms.find((r) => r._id === current);
   const myId = me?._id ?? '';
   const readBy = (m: Msg) => Object.entries(reads).filter(([, id]) => id >= m._id).map(([u]) => u);
@@ -270,7 +323,17 @@ function Chat() {
                       {senderName(m)} · {m.messageTimeMS ? new Date(m.messageTimeMS).toLocaleTimeString() : ''}
                       {m.editedAt && !recalled ? ' · edited' : ''}
                     </div>
-                    <div class="body">{recalled ? 'This message was recalled' : m.messageType === 'text' ? String(m.message ?? '') : `[${m.messageType}]`}</div>
+                    <div class="body">
+                      {recalled ? (
+                        'This message was recalled'
+                      ) : m.messageType === 'text' ? (
+                        String(m.message ?? '')
+                      ) : m.messageType === 'image' && typeof (m.thumbnailUrl ?? m.originalUrl) === 'string' ? (
+                        <SignedImage path={(m.thumbnailUrl ?? m.originalUrl)!} alt={String(m.message ?? 'image')} />
+                      ) : (
+                        `[${m.messageType}]`
+                      )}
+                    </div>
                     {mine && !recalled && (
                       <div class="actions">
                         <button
@@ -320,6 +383,21 @@ function Chat() {
                 >
                   Cancel
                 </button>
+              )}
+              {!editing && (
+                <label class="button" title="Send an image">
+                  Image
+                  <input
+                    type="file"
+                    accept="image/*"
+                    hidden
+                    data-testid="image-input"
+                    onChange={(e) => {
+                      const input = e.currentTarget;
+                      void upload(input.files?.[0]).finally(() => (input.value = ''));
+                    }}
+                  />
+                </label>
               )}
               <button class="primary" type="submit">
                 {editing ? 'Save' : 'Send'}
