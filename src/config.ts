@@ -19,6 +19,8 @@ export interface Config {
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** How long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits anyway (ms). */
+  shutdownTimeoutMs: number;
   /** auto: readable lines when stdout is a terminal, JSON otherwise; json; pretty. */
   logFormat: 'auto' | 'json' | 'pretty';
   appId: string | undefined;
@@ -214,6 +216,15 @@ export const SETTINGS: Setting[] = [
     parse: (raw) => {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError('must be a lower-case SQL identifier');
       return raw;
+    },
+  },
+  {
+    key: 'shutdownTimeoutMs', env: 'IMKIT_SHUTDOWN_TIMEOUT', flag: 'shutdown-timeout', default: '10s',
+    help: 'how long a graceful shutdown (SIGTERM or SIGINT: stop accepting, finish requests, store queued messages, close sockets so clients reconnect) may take before the process exits anyway, e.g. 10s or 1m',
+    parse: (raw) => {
+      const ms = parseDuration(raw);
+      if (ms === undefined || ms < 1000 || ms > 3_600_000) throw new ConfigError(`must be a duration from 1s to 1h such as 10s, got "${raw}"`);
+      return ms;
     },
   },
   {

@@ -100,7 +100,10 @@ async function start(config: Config): Promise<number> {
     if (stopping) return;
     stopping = true;
     server.logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    const force = setTimeout(() => {
+      server.logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time (IMKIT_SHUTDOWN_TIMEOUT): exiting anyway');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
     force.unref();
     server.close().then(
       () => {

@@ -210,11 +210,20 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     },
     close() {
       closed ??= (async () => {
+        // Graceful (docs/operations.md, Shutdown): the health check says 503 at once (a load balancer stops
+        // sending); socket events are refused and the ones being handled finish with their acks; every message
+        // accepted is stored; then the sockets close without a DISCONNECT packet (clients reconnect, elsewhere or
+        // here after the restart), HTTP requests in flight finish (new ones get 503), and background work stops
+        // (webhook and push deliveries not finished stay in the outbox for the next start).
         ready = false;
-        await batchWorker.stop();
-        await dispatcher.stop();
+        await realtime!.drain();
+        await services.chat.writer.idle();
+        await new Promise((r) => setImmediate(r));
         await realtime!.close();
         await http.close();
+        await services.chat.writer.idle();
+        await batchWorker.stop();
+        await dispatcher!.stop();
         await usage.close();
         await alerts.close();
         await audit.close();

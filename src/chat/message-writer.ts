@@ -65,6 +65,7 @@ const MAX_BATCH = 128;
 export class MessageWriter {
   private queue: Pending[] = [];
   private running = false;
+  private idleWaiters: Array<() => void> = [];
   /**
    * Committed batches and the messages they held, for monitoring (a ratio near 1 means no batching), and sends
    * refused because too many messages were waiting.
@@ -140,7 +141,14 @@ export class MessageWriter {
       }
     } finally {
       this.running = false;
+      for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /** Settles once every message accepted so far is committed or refused (a graceful shutdown waits for it). */
+  idle(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private async write(batch: Pending[]): Promise<void> {

@@ -62,6 +62,11 @@ export class Realtime {
   /** Built once: compiling the trusted-proxy list is not free. */
   private readonly addressOf: (req: Socket['request']) => string;
   private readonly revocationPoll: NodeJS.Timeout;
+  /** Set by `drain` (a graceful shutdown): client events are refused from then on. */
+  private draining = false;
+  /** Client events being handled now, and who waits for there to be none. */
+  private inFlight = 0;
+  private drained: Array<() => void> = [];
   private lastRevocationCheck: number;
 
   constructor(
@@ -150,7 +155,20 @@ export class Realtime {
     return { ...this.admission.stats(), ioSockets: this.io.sockets.sockets.size };
   }
 
+  /**
+   * The first step of a graceful shutdown: client events are refused from now on (an error ack, 503
+   * SERVICE_UNAVAILABLE: send again once reconnected), and the ones being handled finish, their acks sent. So a
+   * message is either acknowledged before the sockets close, or refused and not stored: never stored without its
+   * sender knowing.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
   async close(): Promise<void> {
+    this.draining = true;
     clearInterval(this.revocationPoll);
     this.delivery.stop();
     // Closing the engine drops the transports without a DISCONNECT packet, so clients reconnect by themselves
@@ -293,7 +311,9 @@ export class Realtime {
 
   /** Runs a client event for an authenticated socket, within its event budget; errors become {RC,RM} acks. */
   private async guarded(socket: Socket, state: SocketState, ack: Ack | undefined, run: (actor: { app: { id: string }; userId: string }) => Promise<void>): Promise<void> {
+    this.inFlight++;
     try {
+      if (this.draining) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: send again once reconnected', { retryAfter: 1 });
       const rate = state.events.take(Date.now());
       if (!rate.allowed) {
         this.deps.onEventRefused?.();
@@ -315,6 +335,8 @@ export class Realtime {
       const e = known ?? new AppError('INTERNAL_ERROR', 'Internal server error');
       if (!known) this.deps.logger.error({ err }, 'socket event failed');
       if (typeof ack === 'function') ack(e.toBody());
+    } finally {
+      if (--this.inFlight === 0) for (const d of this.drained.splice(0)) d();
     }
   }
 
