@@ -8,7 +8,7 @@ import type { Dialect } from '../store/database.js';
 import { type DeviceRow, type Provider, PushRepo } from '../store/push-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
-import type { DeliveryRow, OutboxRow } from '../store/webhooks-repo.js';
+import { type DeliveryRow, newDelivery, type OutboxRow } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from '../webhooks/outbox.js';
 import type { PayloadRenderer } from '../webhooks/payloads.js';
 import { chatNotice, messageText, type Notice } from './notice.js';
@@ -151,29 +151,16 @@ export class PushSender implements PushWork {
 
   private delivery(e: OutboxRow, now: number, provider: ProviderName, d: DeviceRow | undefined, payload: PushPayload, messageId: string | null, suffix?: string): DeliveryRow {
     const part = d ? d.id : suffix!;
-    return {
+    return newDelivery(e, now, {
       id: `${e.id}.p.${part}`,
-      app_id: e.app_id,
-      event_id: e.id,
-      event_type: e.type,
       kind: 'push',
       endpoint_id: null,
       // Per device (its own concurrency and, within a room, order).
       target: `push:${provider}:${part}`,
-      room_id: e.room_id,
       payload: JSON.stringify(payload),
-      status: 'pending',
-      attempts: 0,
-      next_attempt_at: now,
-      last_status: null,
-      last_error: null,
-      claimed_by: null,
-      claimed_at: null,
-      created_at: now,
-      updated_at: now,
       message_id: messageId,
       device_id: d?.id ?? null,
-    };
+    });
   }
 
   async send(r: DeliveryRow): Promise<PushResult> {

@@ -13,6 +13,31 @@ export type EndpointRow = WebhookEndpointsTable;
 export type AppSecretRow = AppWebhookSecretsTable;
 export type OutboxRow = WebhookEventsTable;
 export type DeliveryRow = WebhookDeliveriesTable;
+
+/**
+ * A new delivery of an outbox event (a webhook or a push): pending, never tried, due now. `part` names what it is
+ * (its id, kind, target, payload, and for a push the message and device).
+ */
+export function newDelivery(e: Pick<OutboxRow, 'app_id' | 'id' | 'type' | 'room_id'>, now: number, part: Pick<DeliveryRow, 'id' | 'kind' | 'endpoint_id' | 'target' | 'payload'> & Partial<DeliveryRow>): DeliveryRow {
+  return {
+    app_id: e.app_id,
+    event_id: e.id,
+    event_type: e.type,
+    room_id: e.room_id,
+    status: 'pending',
+    attempts: 0,
+    next_attempt_at: now,
+    last_status: null,
+    last_error: null,
+    claimed_by: null,
+    claimed_at: null,
+    created_at: now,
+    updated_at: now,
+    message_id: null,
+    device_id: null,
+    ...part,
+  };
+}
 /** What an attempt's outcome changes in its delivery. */
 export type FinishPatch = Pick<DeliveryRow, 'status' | 'attempts' | 'next_attempt_at' | 'last_status' | 'last_error' | 'updated_at'>;
 

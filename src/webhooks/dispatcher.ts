@@ -12,7 +12,7 @@ import type { Dialect } from '../store/database.js';
 import type { Database } from '../store/schema.js';
 import type { PlannedStatement } from '../store/append-repo.js';
 import { RoomsRepo } from '../store/rooms-repo.js';
-import { type AppSecretRow, type DeliveryRow, type EndpointRow, type FinishPatch, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
+import { type AppSecretRow, type DeliveryRow, type EndpointRow, type FinishPatch, newDelivery, type OutboxRow, WebhooksRepo } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from './outbox.js';
 import { ROOM_WEBHOOK_EVENTS } from './outbox.js';
 import type { PayloadRenderer } from './payloads.js';
@@ -341,25 +341,8 @@ export class WebhookDispatcher {
 
   private async deliveriesOf(e: OutboxRow, facts: Facts, endpoints: EndpointRow[], now: number): Promise<DeliveryRow[]> {
     const out: DeliveryRow[] = [];
-    const delivery = (part: Pick<DeliveryRow, 'kind' | 'endpoint_id' | 'target' | 'payload'> & Partial<DeliveryRow>): DeliveryRow => ({
-      id: `${e.id}.${part.kind === 'room' ? 'room' : part.endpoint_id}`,
-      app_id: e.app_id,
-      event_id: e.id,
-      event_type: e.type,
-      room_id: e.room_id,
-      status: 'pending',
-      attempts: 0,
-      next_attempt_at: now,
-      last_status: null,
-      last_error: null,
-      claimed_by: null,
-      claimed_at: null,
-      created_at: now,
-      updated_at: now,
-      message_id: null,
-      device_id: null,
-      ...part,
-    });
+    const delivery = (part: Pick<DeliveryRow, 'kind' | 'endpoint_id' | 'target' | 'payload'> & Partial<DeliveryRow>): DeliveryRow =>
+      newDelivery(e, now, { id: `${e.id}.${part.kind === 'room' ? 'room' : part.endpoint_id}`, ...part });
     const subscribed = endpoints.filter((ep) => {
       const types = JSON.parse(ep.events) as string[];
       return types.includes(e.type) || types.includes('*');
