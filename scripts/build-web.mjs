@@ -1,5 +1,5 @@
-// Builds the dashboard and the web chat (web/) into dist/web: one ES module each, minified, with preact and the
-// socket.io client bundled in (the pages load nothing from elsewhere: they work offline). Run by `npm run build`.
+// Builds the dashboard and the web chat (web/) into dist/web: one ES module each, minified, with preact, uPlot and
+// the socket.io client bundled in (the pages load nothing from elsewhere: they work offline). Run by `npm run build`.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,9 @@ const result = await build({
   metafile: true,
   logLevel: 'warning',
 });
-fs.copyFileSync(path.join(root, 'web/app.css'), path.join(out, 'app.css'));
+// uPlot's stylesheet (the charts of the dashboard), then the pages' own: one file, served from this server.
+const uplotCss = fs.readFileSync(path.join(root, 'node_modules/uplot/dist/uPlot.min.css'), 'utf8');
+fs.writeFileSync(path.join(out, 'app.css'), `${uplotCss}\n${fs.readFileSync(path.join(root, 'web/app.css'), 'utf8')}`);
 if (process.argv.includes('--sizes')) {
   for (const [file, info] of Object.entries(result.metafile.outputs)) console.log(`${path.relative(root, file)}  ${info.bytes} bytes`);
 }

@@ -135,7 +135,9 @@ describe('dashboard in the browser', () => {
     await page.waitForSelector('h1:text("Usage")');
     // 1 call when it was made, 4 now.
     await expect.poll(() => page.locator(`[data-testid="key-hour-${last4}"]`).textContent()).toBe('5');
-    expect(await page.locator('svg.chart polyline').count()).toBeGreaterThan(0);
+    // Drawn by uPlot: a canvas per chart, and its legend naming the key.
+    await expect.poll(() => page.locator('[data-testid=chart] canvas').count()).toBeGreaterThanOrEqual(4);
+    expect(await page.locator('[data-testid=chart] .u-legend').first().textContent()).toContain(last4);
     await shot(page, 'usage');
   });
 

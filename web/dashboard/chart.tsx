@@ -1,4 +1,10 @@
-/** A line chart drawn as SVG by hand (no chart library, nothing loaded from elsewhere). */
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+/**
+ * A line chart of per-minute figures, drawn by uPlot (bundled: nothing is loaded from elsewhere; its stylesheet is
+ * joined to app.css at build). Under the canvas, the same figures as a table for screen readers and tests.
+ */
 export interface Series {
   name: string;
   color: string;
@@ -6,44 +12,57 @@ export interface Series {
 }
 
 export function LineChart(props: { series: Series[]; from: number; to: number; label: string }) {
-  const W = 600;
-  const H = 160;
-  const P = { l: 36, r: 8, t: 10, b: 20 };
-  const max = Math.max(1, ...props.series.flatMap((s) => s.points.map((p) => p.v)));
-  const x = (t: number) => P.l + ((t - props.from) / Math.max(1, props.to - props.from)) * (W - P.l - P.r);
-  const y = (v: number) => H - P.b - (v / max) * (H - P.t - P.b);
+  const box = useRef<HTMLDivElement>(null);
+  const key = JSON.stringify([props.series, props.from, props.to]);
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    // One x axis (seconds) for every series: the minutes any of them has, each series null where it has none.
+    const xs = [...new Set(props.series.flatMap((s) => s.points.map((p) => Math.floor(p.t / 1000))))].sort((a, b) => a - b);
+    const data: uPlot.AlignedData = [xs, ...props.series.map((s) => {
+      const byT = new Map(s.points.map((p) => [Math.floor(p.t / 1000), p.v]));
+      return xs.map((x) => byT.get(x) ?? null);
+    })];
+    const plot = new uPlot(
+      {
+        width: Math.max(300, el.clientWidth || 600),
+        height: 170,
+        legend: { show: true },
+        scales: { x: { time: true, range: [Math.floor(props.from / 1000), Math.ceil(props.to / 1000)] }, y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+        series: [{}, ...props.series.map((s) => ({ label: s.name, stroke: s.color, width: 2, spanGaps: true, points: { show: true, size: 5 } }))],
+        axes: [{}, { size: 40 }],
+      },
+      data,
+      el,
+    );
+    const resize = () => plot.setSize({ width: Math.max(300, el.clientWidth || 600), height: 170 });
+    addEventListener('resize', resize);
+    return () => {
+      removeEventListener('resize', resize);
+      plot.destroy();
+    };
+  }, [key]);
   const time = (t: number) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   return (
-    <figure class="card" style="margin:0 0 14px">
-      <figcaption class="row">
-        <b class="grow">{props.label}</b>
-        <span class="legend">
-          {props.series.map((s) => (
-            <span key={s.name}>
-              <i style={`background:${s.color}`} />
-              {s.name}
-            </span>
-          ))}
-        </span>
+    <figure class="card chart-card">
+      <figcaption>
+        <b>{props.label}</b>
       </figcaption>
-      <svg class="chart" viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={props.label}>
-        <line class="axis" x1={P.l} y1={H - P.b} x2={W - P.r} y2={H - P.b} />
-        <line class="axis" x1={P.l} y1={P.t} x2={P.l} y2={H - P.b} />
-        <text x={2} y={P.t + 8}>{max}</text>
-        <text x={2} y={H - P.b}>0</text>
-        <text x={P.l} y={H - 4}>{time(props.from)}</text>
-        <text x={W - P.r - 30} y={H - 4}>{time(props.to)}</text>
-        {props.series.map((s) => (
-          <g key={s.name}>
-            <polyline class="line" stroke={s.color} points={s.points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' ')} />
-            {s.points.map((p) => (
-              <circle key={p.t} cx={x(p.t)} cy={y(p.v)} r={2} fill={s.color}>
-                <title>{`${time(p.t)}: ${p.v}`}</title>
-              </circle>
-            ))}
-          </g>
-        ))}
-      </svg>
+      <div ref={box} class="chart" role="img" aria-label={props.label} data-testid="chart" />
+      <table class="visually-hidden">
+        <caption>{props.label}</caption>
+        <tbody>
+          {props.series.flatMap((s) =>
+            s.points.map((p) => (
+              <tr key={`${s.name}-${p.t}`}>
+                <th>{s.name}</th>
+                <td>{time(p.t)}</td>
+                <td>{p.v}</td>
+              </tr>
+            )),
+          )}
+        </tbody>
+      </table>
     </figure>
   );
 }
