@@ -22,7 +22,7 @@ export interface StatementLog {
   caused(): string[];
 }
 
-const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"|select distinct "(c\.)?app_id" from "push_credentials"/;
+const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"|^select distinct .* from "push_credentials"/;
 
 const COUNTED = Symbol('counted');
 const logs = new WeakMap<object, { statements: string[] }>();

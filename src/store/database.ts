@@ -250,7 +250,14 @@ async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: st
   // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
   // kysely_migration tables through introspection and skip creating ours.
   const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
-  const { error, results } = await migrator.migrateToLatest();
+  let { error, results } = await migrator.migrateToLatest();
+  // Kysely's migrator looks for its own table by listing every table of every schema the role may use; a schema
+  // dropped by someone else during that listing fails it with "schema ... does not exist" (3F000), though nothing
+  // of ours is wrong (seen with many test schemas created and dropped at once). Such a failure is tried again.
+  for (let attempt = 1; attempt < 5 && error && (error as { code?: string }).code === '3F000'; attempt++) {
+    await new Promise((r) => setTimeout(r, 50 * attempt));
+    ({ error, results } = await migrator.migrateToLatest());
+  }
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
     throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`);
