@@ -213,4 +213,44 @@ describe('dashboard in the browser', () => {
     expect((await srv.server.alerts.list('*', { open: true })).totalCount).toBe(0);
     expect(errors.errors).toEqual([]);
   });
+
+  it('users and rooms: search a user, revoke their tokens; open a room, see its messages, freeze it, ban a member', async () => {
+    const as = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`${srv.base}${path}`, { method, headers: { 'IM-API-KEY': appKey, 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: r.status, body: (await r.json()) as any };
+    };
+    const clientKey = (await page.evaluate(async () => (await (await fetch('/dashboard/api/apps/shop/client-key')).json()).result.clientKey.clientKey)) as string;
+    const tokens: Record<string, string> = {};
+    for (const id of ['ann', 'ben']) tokens[id] = (await as('POST', '/admin/clients', { _id: id, nickname: `N ${id}`, issueAccessToken: true })).body.result.token;
+    expect((await as('POST', '/rooms', { _id: 'lobby', name: 'Lobby', roomType: 'group', members: ['ann', 'ben'], owner: 'ann' })).status).toBe(200);
+    expect((await as('POST', '/messages', { room: 'lobby', sender: 'ann', messageType: 'text', message: 'hello from ann' })).status).toBe(200);
+    const me = (id: string) => fetch(`${srv.base}/me`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': tokens[id]! } }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+    const before = await me('ben');
+    expect(before.status, JSON.stringify(before.body)).toBe(200);
+
+    page.setDefaultTimeout(8000);
+    await page.click('a:text-is("shop")');
+    await page.click('nav a:text-is("Users and rooms")');
+    await page.waitForSelector('h1:text("Users and rooms")');
+    await page.fill('input[aria-label="Search users"]', 'ben');
+    await page.click('form:has(input[aria-label="Search users"]) button:text("Search")');
+    await expect.poll(() => page.locator('section:has(h2:text("Users")) tbody tr').count()).toBe(1);
+    await page.click('section:has(h2:text("Users")) tbody tr button:text("Revoke tokens")');
+    await page.waitForSelector('p.notice:text("The tokens of ben are revoked.")');
+    const revoked = await me('ben');
+    expect([revoked.status, revoked.body.error]).toEqual([401, 'INVALID_TOKEN']);
+    expect((await me('ann')).status).toBe(200);
+
+    await page.fill('input[aria-label="Search rooms"]', 'lobby');
+    await page.click('button:text("Open by id")');
+    await page.waitForSelector('[data-testid=room] td:text("hello from ann")');
+    await page.click('[data-testid=room] button:text("Freeze")');
+    await page.waitForSelector('[data-testid=room] b:text("frozen")');
+    expect((await as('GET', '/rooms/lobby')).body.result.status).toBe(0);
+    await page.fill('input[aria-label="User to ban"]', 'ann');
+    await page.click('[data-testid=room] button:text("Ban from room")');
+    await expect.poll(async () => (await as('GET', '/blockStatus/room/lobby')).body.result?.data?.map((b: any) => b.blockee?._id ?? b.blockee ?? b.client) ?? []).toContain('ann');
+    await shot(page, 'users-and-rooms');
+    expect(errors.errors).toEqual([]);
+  });
 });

@@ -273,3 +273,12 @@ function cli(args: string[], env: Record<string, string | undefined>, input: str
     p.stdin.end(input);
   });
 }
+
+describe('the dashboard pages and the server agree', () => {
+  it('the webhooks page offers exactly the event types the server accepts', async () => {
+    const { WEBHOOK_EVENT_TYPES } = await import('../src/webhooks/outbox.js');
+    const source = (await import('node:fs')).readFileSync(path.resolve('web/dashboard/app-pages.tsx'), 'utf8');
+    const listed = /const EVENT_TYPES = \[([^\]]*)\]/.exec(source)![1]!.match(/'[^']+'/g)!.map((s) => s.slice(1, -1));
+    expect(listed).toEqual(['*', ...WEBHOOK_EVENT_TYPES]);
+  });
+});

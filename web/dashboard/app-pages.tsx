@@ -556,7 +556,8 @@ function RoomView(props: { appId: string; roomId: string; act: (fn: () => Promis
   );
 }
 
-const EVENT_TYPES = ['*', 'message.created', 'message.edited', 'message.recalled', 'message.deleted', 'room.created', 'room.updated', 'room.deleted', 'members.added', 'members.removed', 'user.created', 'user.deleted'];
+// The event types of docs/webhooks.md (src/webhooks/outbox.ts WEBHOOK_EVENT_TYPES; the server refuses any other).
+const EVENT_TYPES = ['*', 'message.created', 'message.edited', 'message.recalled', 'message.deleted', 'room.created', 'room.updated', 'room.deleted', 'members.added', 'members.removed', 'user.created', 'user.deleted', 'user.banned', 'user.unbanned', 'user.muted', 'user.unmuted', 'key.alert'];
 
 function WebhooksPage({ appId }: { appId: string }) {
   const endpoints = useLoad<any[]>(() => api('GET', '/admin/webhooks', undefined, appId).then((r) => r.data), [appId]);
