@@ -42,6 +42,7 @@ const PATH = env.FUZZ_PATH;
 const ONLY = env.FUZZ_ONLY;
 /** The liveness and store checks run every this many cases, and after the last. */
 const CHECK_EVERY = 40;
+let errorLogCount: (() => number) | undefined;
 const budget = (runs: number, msPerCase: number) => 60_000 + runs * msPerCase;
 
 // Settings that would otherwise refuse the fuzzer itself: it sends hundreds of bad credentials a second.
@@ -165,7 +166,10 @@ class Fixture {
       }
     }
     const room = await call(t, 'GET', `/rooms/${this.pools.rooms[0]}`, { ...this.admin, 'IM-CLIENT-ID': 'fz-a' });
-    if (room.status !== 200 || room.body?.result?.status === 0) await this.newRoom();
+    if (room.status !== 200 || room.body?.result?.status === 0) {
+      for (const u of ['fz-b', 'fz-c']) await must(t, 'POST', '/admin/clients', this.admin, { _id: u, nickname: u });
+      await this.newRoom();
+    }
   }
 
   /** The control: a message sent in the control room is read back (and, when given, reaches the observer's socket). */
@@ -234,6 +238,7 @@ async function fuzzHttp(name: string, routes: RouteDef[], ctx: FuzzContext, fx: 
   let n = 0;
   const property = fc.asyncProperty(httpCaseArb(routes, ctx), async (c: HttpCase) => {
     const answer = await fx.target.send(c.request);
+    if (env.FUZZ_DEBUG) console.log(`case ${c.label} -> ${answer.status} ${JSON.stringify(errorLogCount?.())}`);
     statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
     const problem = checkAnswer(c, answer, ctx);
     if (problem) throw new Error(`${c.label}: ${problem}`);
@@ -403,6 +408,7 @@ describe.each(DIALECTS)('protocol fuzzing, in process (%s)', (dialect) => {
 
   beforeAll(async () => {
     t = await startTestServer(dialect, LIMITS);
+    errorLogCount = () => errorLogs().length;
     // Webhooks the fuzzer registers would be delivered to generated URLs: the dispatcher stays off here (the
     // child-process run keeps it).
     await t.server.dispatcher.stop();

@@ -73,6 +73,13 @@ export function buildHttp(opts: {
     // throughput of a busy node. One line per request is written at debug level instead (LOG_LEVEL=debug).
     logController: new LogController({ disableRequestLogging: true }),
   });
+  // The caller's address is read once as the request arrives: Node keeps a socket's peer address once asked, but a
+  // socket closed before anyone asked (the client, or the parser refusing a second request pipelined behind this
+  // one) has none, and request.ip would be undefined in the guard, the key alerts and the audit log (found by the
+  // fuzzer). A request whose connection is already gone has no one to answer and goes no further.
+  app.addHook('onRequest', (request, _reply, done) => {
+    done(request.ip === undefined ? new AppError('INVALID_REQUEST', 'The connection closed before the request was read') : undefined);
+  });
   if (opts.logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', (request, reply, done) => {
       // Secret-looking query values (a token in /chat?token=...) are replaced, as in every other log line.
