@@ -252,7 +252,7 @@ async function fuzzHttp(name: string, routes: RouteDef[], ctx: FuzzContext, fx: 
   const tried = details.numRuns;
   console.log(`fuzz ${name}: ${tried} cases (seed ${details.seed}), statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}`);
   if (details.failed) {
-    throw new Error(`fuzz ${name} failed after ${tried} cases. Replay: npm run fuzz -- --only ${name.split(' ')[0]} --seed ${details.seed} --path ${details.counterexamplePath}\n${String((details.errorInstance as Error)?.message ?? details.errorInstance)}\n${fc.defaultReportMessage(details)}`);
+    throw new Error(`fuzz ${name} failed after ${tried} cases. Replay: npm run fuzz -- --only ${name.split(' ')[0]} --seed ${details.seed} --path ${details.counterexamplePath}\n${String((details.errorInstance as Error)?.stack ?? details.errorInstance).slice(0, 3000)}\n${fc.defaultReportMessage(details)}`);
   }
   const end = (await fx.control()) ?? (await extraCheck()) ?? processErrors[0];
   if (end) throw new Error(`fuzz ${name}: at the end: ${end}`);
@@ -351,9 +351,10 @@ async function fuzzSockets(name: string, base: string, ctx: FuzzContext, fx: Fix
           s.socket.off('disconnect', onDisconnect);
           resolve(res);
         };
-        if (c.ack) s.socket.emit(c.event, ...c.args, done);
+        // An unknown event is ignored, with or without an ack: the conf after it says the socket is still served.
+        if (c.ack && KNOWN_EVENTS.has(c.event)) s.socket.emit(c.event, ...c.args, done);
         else {
-          s.socket.emit(c.event, ...c.args);
+          s.socket.emit(c.event, ...c.args, ...(c.ack ? [() => undefined] : []));
           // Whether the server still serves this socket: a conf after the event is answered (events run in order).
           s.socket.emit('conf', { encoding: 'base64' }, done);
         }
@@ -379,7 +380,7 @@ async function fuzzSockets(name: string, base: string, ctx: FuzzContext, fx: Fix
     const details = await fc.check(property, { numRuns: runs, seed: SEED, path: PATH, endOnFailure: false, interruptAfterTimeLimit: budget(runs, 150) - 30_000 });
     console.log(`fuzz ${name}: ${details.numRuns} cases (seed ${details.seed}), ${disconnects} disconnects, ack RCs ${JSON.stringify(Object.fromEntries(acks))}`);
     if (details.failed) {
-      throw new Error(`fuzz ${name} failed after ${details.numRuns} cases. Replay: npm run fuzz -- --only socket --seed ${details.seed} --path ${details.counterexamplePath}\n${String((details.errorInstance as Error)?.message ?? details.errorInstance)}\n${fc.defaultReportMessage(details)}`);
+      throw new Error(`fuzz ${name} failed after ${details.numRuns} cases. Replay: npm run fuzz -- --only socket --seed ${details.seed} --path ${details.counterexamplePath}\n${String((details.errorInstance as Error)?.stack ?? details.errorInstance).slice(0, 3000)}\n${fc.defaultReportMessage(details)}`);
     }
     const end = (await fx.control(observer)) ?? (await extraCheck()) ?? processErrors[0];
     if (end) throw new Error(`fuzz ${name}: at the end: ${end}`);
@@ -404,7 +405,7 @@ describe.each(DIALECTS)('protocol fuzzing, in process (%s)', (dialect) => {
   let fx: Fixture;
   let ctx: FuzzContext;
   const errorLogs = () => t.logs.filter((l) => /"level":(50|60)/.test(l));
-  const extraCheck = async () => (await storeProblems(t)) ?? (errorLogs().length ? `the server logged an error: ${errorLogs()[0]!.slice(0, 600)}` : undefined);
+  const extraCheck = async () => (await storeProblems(t)) ?? (errorLogs().length ? `the server logged an error: ${errorLogs()[0]!.slice(0, 4000)}` : undefined);
 
   beforeAll(async () => {
     t = await startTestServer(dialect, LIMITS);
