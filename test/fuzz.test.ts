@@ -33,7 +33,7 @@ import { TestClient } from './realtime-helpers.js';
  * with FUZZ_SEED and FUZZ_PATH.
  */
 const env = process.env;
-const RUNS = Number(env.FUZZ_RUNS ?? 600);
+const RUNS = Number(env.FUZZ_RUNS ?? 1500);
 const SOCKET_RUNS = Number(env.FUZZ_SOCKET_RUNS ?? Math.ceil(RUNS / 4));
 const CHILD_RUNS = Number(env.FUZZ_CHILD_RUNS ?? Math.ceil(RUNS / 5));
 const SEED = env.FUZZ_SEED !== undefined ? Number(env.FUZZ_SEED) : undefined;
@@ -42,7 +42,6 @@ const PATH = env.FUZZ_PATH;
 const ONLY = env.FUZZ_ONLY;
 /** The liveness and store checks run every this many cases, and after the last. */
 const CHECK_EVERY = 40;
-let errorLogCount: (() => number) | undefined;
 const budget = (runs: number, msPerCase: number) => 60_000 + runs * msPerCase;
 
 // Settings that would otherwise refuse the fuzzer itself: it sends hundreds of bad credentials a second.
@@ -238,7 +237,7 @@ async function fuzzHttp(name: string, routes: RouteDef[], ctx: FuzzContext, fx: 
   let n = 0;
   const property = fc.asyncProperty(httpCaseArb(routes, ctx), async (c: HttpCase) => {
     const answer = await fx.target.send(c.request);
-    if (env.FUZZ_DEBUG) console.log(`case ${c.label} -> ${answer.status} ${JSON.stringify(errorLogCount?.())}`);
+    if (env.FUZZ_VERBOSE) console.log(`case ${c.label} -> ${answer.status}`);
     statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
     const problem = checkAnswer(c, answer, ctx);
     if (problem) throw new Error(`${c.label}: ${problem}`);
@@ -409,7 +408,6 @@ describe.each(DIALECTS)('protocol fuzzing, in process (%s)', (dialect) => {
 
   beforeAll(async () => {
     t = await startTestServer(dialect, LIMITS);
-    errorLogCount = () => errorLogs().length;
     // Webhooks the fuzzer registers would be delivered to generated URLs: the dispatcher stays off here (the
     // child-process run keeps it).
     await t.server.dispatcher.stop();
@@ -457,10 +455,10 @@ describe.each(DIALECTS)('protocol fuzzing, against dist/main.js (%s)', (dialect)
       IMKIT_API_KEY: apiKey,
       IMKIT_CLIENT_KEY: clientKey,
       LOG_LEVEL: 'error',
-      IMKIT_RATE_LIMIT: '10000000',
-      IMKIT_USER_RATE_LIMIT: '10000000',
-      IMKIT_AUTH_FAILURE_LIMIT: '10000000',
-      IMKIT_SOCKET_EVENT_LIMIT: '10000000',
+      IMKIT_RATE_LIMIT: '1000000',
+      IMKIT_USER_RATE_LIMIT: '1000000',
+      IMKIT_AUTH_FAILURE_LIMIT: '1000000',
+      IMKIT_SOCKET_EVENT_LIMIT: '1000000',
     });
     child.once('exit', (code, signal) => (exited = `the server process exited (code ${code}, signal ${signal})`));
     const target = socketTarget('127.0.0.1', port);
