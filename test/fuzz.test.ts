@@ -327,7 +327,12 @@ async function fuzzSockets(name: string, base: string, ctx: FuzzContext, fx: Fix
   const fresh = async () => {
     client?.close();
     client = await TestClient.connect(base, 'bundle');
-    const ack = await client.login(fx.creds.token, fx.creds.clientKey);
+    let ack = await client.login(fx.creds.token, fx.creds.clientKey);
+    if (ack.RC !== 0) {
+      // The HTTP fuzzing before, or an event, may have revoked fz-a's token or deleted the user: put them back.
+      await fx.repair();
+      ack = await client.login(fx.creds.token, fx.creds.clientKey);
+    }
     if (ack.RC !== 0) throw new Error(`the fuzzing socket could not log in: ${JSON.stringify(ack)}`);
   };
   let n = 0;
