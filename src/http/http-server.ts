@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import cors from '@fastify/cors';
 import multipart from '@fastify/multipart';
 import { Ajv, type Options as AjvOptions } from 'ajv';
@@ -45,9 +46,39 @@ export function buildHttp(opts: {
     trustProxy: trustFunction(opts.config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     return503OnClosing: true,
+    // Fastify's router answers a URL it cannot decode (a lone "%" in the path) before any hook or error handler,
+    // in its own error format: here it gets the one envelope (found by the fuzzer, docs/operations.md).
+    frameworkErrors: (err, _request, reply) => {
+      const e = new AppError('INVALID_REQUEST', err.code === 'FST_ERR_BAD_URL' ? 'The URL is not valid: bad percent-encoding in the path' : 'The request is not valid');
+      void (reply as FastifyReply).status(e.status).send(e.toBody());
+    },
+    // Requests Node's HTTP parser refuses (two Content-Length headers, a malformed header line, headers over the size
+    // limit, a request that took too long) never reach Fastify: the answer is written on the socket here, in the one
+    // envelope instead of Fastify's own format, and the connection is closed as Node does.
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new AppError('REQUEST_TIMEOUT', 'The request took too long to arrive')
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? new AppError('HEADERS_TOO_LARGE', 'The request headers are too large')
+            : new AppError('INVALID_REQUEST', 'The request is not valid HTTP');
+      const body = JSON.stringify(e.toBody());
+      if (socket.writable) {
+        socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy();
+    },
     // Fastify's own request logging writes two info lines per request, which cost about a third of the
     // throughput of a busy node. One line per request is written at debug level instead (LOG_LEVEL=debug).
     logController: new LogController({ disableRequestLogging: true }),
+  });
+  // The caller's address is read once as the request arrives: Node keeps a socket's peer address once asked, but a
+  // socket closed before anyone asked (the client, or the parser refusing a second request pipelined behind this
+  // one) has none, and request.ip would be undefined in the guard, the key alerts and the audit log (found by the
+  // fuzzer). A request whose connection is already gone has no one to answer and goes no further.
+  app.addHook('onRequest', (request, _reply, done) => {
+    done(request.ip === undefined ? new AppError('INVALID_REQUEST', 'The connection closed before the request was read') : undefined);
   });
   if (opts.logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', (request, reply, done) => {

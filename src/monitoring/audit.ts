@@ -5,6 +5,7 @@ import { newObjectId } from '../lib/ids.js';
 import { AuditRepo, type AuditRow } from '../store/audit-repo.js';
 import type { PlannedStatement } from '../store/append-repo.js';
 import type { Database } from '../store/schema.js';
+import { storableText } from '../lib/text.js';
 
 export interface AuditActor {
   type: AuditRow['actor_type'];
@@ -68,9 +69,11 @@ export class AuditLog {
       actor_fingerprint: e.actor.fingerprint ?? null,
       actor_last4: e.actor.last4 ?? null,
       ip: e.ip ?? null,
-      action: e.action.slice(0, 100),
-      route: e.route?.slice(0, 200) ?? null,
-      target: e.target?.slice(0, 500) ?? null,
+      // The route and target carry the caller's path parameters and ids: one NUL would make PostgreSQL refuse the
+      // whole batch, again at every retry (found by the fuzzer).
+      action: storableText(e.action.slice(0, 100)),
+      route: storableText(e.route?.slice(0, 200)) ?? null,
+      target: storableText(e.target?.slice(0, 500)) ?? null,
       outcome: e.outcome,
     });
   }
