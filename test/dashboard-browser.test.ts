@@ -219,7 +219,7 @@ describe('dashboard in the browser', () => {
       const r = await fetch(`${srv.base}${path}`, { method, headers: { 'IM-API-KEY': appKey, 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
       return { status: r.status, body: (await r.json()) as any };
     };
-    const clientKey = (await page.evaluate(async () => (await (await fetch('/dashboard/api/apps/shop/client-key')).json()).result.clientKey.clientKey)) as string;
+    const clientKey = (await page.evaluate(async () => ((await (await fetch('/dashboard/api/apps/shop/client-key')).json()) as any).result.clientKey.clientKey)) as string;
     const tokens: Record<string, string> = {};
     for (const id of ['ann', 'ben']) tokens[id] = (await as('POST', '/admin/clients', { _id: id, nickname: `N ${id}`, issueAccessToken: true })).body.result.token;
     expect((await as('POST', '/rooms', { _id: 'lobby', name: 'Lobby', roomType: 'group', members: ['ann', 'ben'], owner: 'ann' })).status).toBe(200);
