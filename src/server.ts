@@ -23,6 +23,7 @@ import { MonitoringService } from './monitoring/monitoring-service.js';
 import { UsageMeter } from './monitoring/usage.js';
 import { AuditLog } from './monitoring/audit.js';
 import { KeyAlerts } from './monitoring/key-alerts.js';
+import { Idempotency } from './http/idempotency.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 import { PushSender } from './push/push-sender.js';
@@ -140,7 +141,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
-  const http = buildHttp({ config, logger, guard, routes, metrics, audit });
+  const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency: new Idempotency(store.db, clock) });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
   registerDashboardApi(http, { guard, services, audit, alerts, version: serverVersion() });

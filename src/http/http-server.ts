@@ -5,7 +5,8 @@ import { Ajv, type Options as AjvOptions } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { corsOptions } from '../auth/cors.js';
-import type { Actor, Guard } from '../auth/guard.js';
+import { type Actor, type Guard, header } from '../auth/guard.js';
+import type { Idempotency } from './idempotency.js';
 import { actionOf, type AuditLog } from '../monitoring/audit.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
@@ -38,6 +39,8 @@ export function buildHttp(opts: {
   metrics?: Metrics;
   /** Where API-key calls that change state, and refusals of live keys, are recorded (docs/security.md). */
   audit?: AuditLog;
+  /** Idempotency-Key on POSTs (docs/reliability.md); without it the header is ignored. */
+  idempotency?: Idempotency;
 }): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -210,6 +213,27 @@ export function buildHttp(opts: {
               }
             },
       handler: async (request, reply) => {
+        // Idempotency-Key on a POST (docs/reliability.md): a retry gets the first answer again.
+        const idemKey = def.method === 'POST' && def.auth !== 'public' && !def.multipart && !def.raw && opts.idempotency ? header(request.headers, 'idempotency-key') : undefined;
+        if (idemKey === undefined || !request.actor) return answer(request, reply);
+        const begun = await opts.idempotency!.begin(request.actor, idemKey, def.method, def.url, request.params, request.body);
+        if ('replay' in begun) {
+          void reply.header('Idempotent-Replayed', 'true').code(begun.replay.status).type('application/json; charset=utf-8');
+          return reply.send(begun.replay.body);
+        }
+        try {
+          const value = await answer(request, reply);
+          await opts.idempotency!.finish(begun.run, 200, JSON.stringify(value));
+          return value;
+        } catch (err) {
+          const appErr = toAppError(err as FastifyError);
+          await opts.idempotency!.finish(begun.run, appErr.status, JSON.stringify(appErr.toBody())).catch(() => undefined);
+          throw err;
+        }
+      },
+    });
+
+    async function answer(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
         const result = await def.handler({
           actor: request.actor as Actor,
           body: request.body ?? undefined,
@@ -230,8 +254,7 @@ export function buildHttp(opts: {
           return result;
         }
         return result instanceof Described ? ok(result.result, result.message) : ok(result);
-      },
-    });
+    }
   }
   return app;
 }

@@ -463,7 +463,19 @@ export interface OperatorSetupTokensTable {
   expires_at: Ms;
 }
 
+export interface IdempotencyKeysTable {
+  app_id: string;
+  subject: string;
+  key: string;
+  fingerprint: string;
+  /** Null while the first request with this key runs. */
+  status: number | null;
+  body: string | null;
+  created_at: Ms;
+}
+
 export interface Database {
+  idempotency_keys: IdempotencyKeysTable;
   api_key_addresses: ApiKeyAddressesTable;
   key_alerts: KeyAlertsTable;
   files: FilesTable;

@@ -621,6 +621,24 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0024_idempotency_keys': {
+    async up(db: Kysely<any>) {
+      // Idempotency-Key on POSTs (docs/reliability.md): per application and caller (`subject`), the key, a digest of
+      // the request it was first used with, and once answered the answer's status and body (null while running).
+      await db.schema
+        .createTable('idempotency_keys')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('subject', 'varchar(200)', (c) => c.notNull())
+        .addColumn('key', 'varchar(255)', (c) => c.notNull())
+        .addColumn('fingerprint', 'varchar(64)', (c) => c.notNull())
+        .addColumn('status', 'integer')
+        .addColumn('body', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_keys_pk', ['app_id', 'subject', 'key'])
+        .execute();
+      await db.schema.createIndex('idempotency_keys_created').on('idempotency_keys').column('created_at').execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */

@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Actor } from '../auth/guard.js';
+import { AppError, invalidRequest } from '../errors.js';
+import type { Clock } from '../lib/clock.js';
+import { IdempotencyRepo } from '../store/idempotency-repo.js';
+import type { Database } from '../store/schema.js';
+
+/** How long a key is remembered (Stripe's 24 h). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+/** A first request still "running" after this long is taken for abandoned (the process died): a retry runs again. */
+export const ABANDONED_AFTER_MS = 60_000;
+
+export type Begin = { replay: { status: number; body: string } } | { run: { appId: string; subject: string; key: string } };
+
+/**
+ * `Idempotency-Key` on POST requests (docs/reliability.md). The first request with a key runs and its answer
+ * (any status below 500) is kept for 24 h; a retry with the same key and the same request gets that answer again,
+ * with `Idempotent-Replayed: true`, and changes nothing. The same key with another request is 422; while the first
+ * runs, 409 (retry after a second). A 5xx is not kept: the retry runs again. Keys belong to the caller: the API key
+ * (and the user it acts as) or the user.
+ */
+export class Idempotency {
+  private prunedAt = 0;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+  ) {}
+
+  async begin(actor: Actor, key: string, method: string, route: string, params: unknown, body: unknown): Promise<Begin> {
+    if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw invalidRequest('Idempotency-Key must be 1 to 255 visible ASCII characters');
+    const now = this.clock.now();
+    const repo = new IdempotencyRepo(this.db);
+    if (now - this.prunedAt >= 3_600_000) {
+      this.prunedAt = now;
+      await repo.prune(now - IDEMPOTENCY_TTL_MS);
+    }
+    const appId = actor.app.id;
+    const subject = subjectOf(actor);
+    const fingerprint = createHash('sha256').update(`${method} ${route}\n${JSON.stringify(params ?? null)}\n${JSON.stringify(body ?? null)}`).digest('hex');
+    const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await repo.claim(row)) return { run: { appId, subject, key } };
+      const found = await repo.get(appId, subject, key);
+      if (!found) continue; // deleted meanwhile (a 5xx released it): claim again
+      const expired = found.created_at <= now - IDEMPOTENCY_TTL_MS;
+      const abandoned = found.status === null && found.created_at <= now - ABANDONED_AFTER_MS;
+      if (expired || abandoned) {
+        if (await repo.takeOver(row, found.created_at)) return { run: { appId, subject, key } };
+        continue;
+      }
+      if (found.fingerprint !== fingerprint) {
+        throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request (method, path or body) in the last 24 hours');
+      }
+      if (found.status === null) throw new AppError('IDEMPOTENCY_KEY_IN_USE', 'A request with this Idempotency-Key is still running; retry in a moment', { retryAfter: 1 });
+      return { replay: { status: found.status, body: found.body ?? '' } };
+    }
+    throw new AppError('IDEMPOTENCY_KEY_IN_USE', 'A request with this Idempotency-Key is still running; retry in a moment', { retryAfter: 1 });
+  }
+
+  /** The first request answered: kept for its retries (a 5xx is forgotten, so a retry runs again). */
+  async finish(run: { appId: string; subject: string; key: string }, status: number, body: string): Promise<void> {
+    const repo = new IdempotencyRepo(this.db);
+    if (status >= 500) await repo.release(run.appId, run.subject, run.key);
+    else await repo.finish(run.appId, run.subject, run.key, status, body);
+  }
+}
+
+function subjectOf(actor: Actor): string {
+  if (actor.kind === 'user') return `u:${actor.userId}`;
+  const who = actor.operator ? `op:${actor.operator.id}` : `k:${actor.apiKeyId}`;
+  return actor.userId === undefined ? who : `${who}:u:${actor.userId}`;
+}
