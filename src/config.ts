@@ -19,6 +19,8 @@ export interface Config {
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Bytes written for one socket that may wait unread before the socket is closed (a client that stopped reading). */
+  socketSendBufferBytes: number;
   /** How long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits anyway (ms). */
   shutdownTimeoutMs: number;
   /** auto: readable lines when stdout is a terminal, JSON otherwise; json; pretty. */
@@ -335,6 +337,11 @@ export const SETTINGS: Setting[] = [
       if (!APP_ID_PATTERN.test(v)) throw new ConfigError('must be an application id (1-64 letters, digits, "_", "." or "-") or off');
       return v;
     },
+  },
+  {
+    key: 'socketSendBufferBytes', env: 'IMKIT_SOCKET_SEND_BUFFER', flag: 'socket-send-buffer', default: '4mb',
+    help: 'what may wait in memory, unread, for one socket (a client that stopped reading); past it the socket is closed and the client reconnects and reads what it missed over REST, e.g. 4mb',
+    parse: size(64 * 1024, 1024 ** 3),
   },
   {
     key: 'socketEventsPer10s', env: 'IMKIT_SOCKET_EVENT_LIMIT', flag: 'socket-event-limit', default: '100',

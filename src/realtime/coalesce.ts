@@ -18,7 +18,7 @@ import { atTurnEnd } from '../lib/turn-end.js';
  * close). Neither engine.io nor ws offers this, so it wraps two methods of each WebSocket transport, when a
  * connection opens on or upgrades to WebSocket.
  */
-export function coalesceWebSocketWrites(io: Server): void {
+export function coalesceWebSocketWrites(io: Server, limits: { maxBufferedBytes?: number; onOverflow?: (bytes: number) => void } = {}): void {
   // The flushes of the transports holding packets this turn; one call at the end of the turn runs them all.
   const held = new Set<() => void>();
   const flushAll = () => {
@@ -31,9 +31,33 @@ export function coalesceWebSocketWrites(io: Server): void {
     held.add(flush);
   };
   // Each transport is wrapped once: the one a connection opens on, or the one it upgrades to.
+  // A client that stops reading: what is written for it piles up in the process (the kernel's buffer is full, the
+  // rest waits in the socket's userland buffer). Past `maxBufferedBytes` the connection is closed, so one slow
+  // client never holds a node's memory; it reconnects and reads what it missed over REST (docs/realtime.md).
+  const max = limits.maxBufferedBytes ?? Number.POSITIVE_INFINITY;
   io.engine.on('connection', (socket: EngineSocket) => {
-    wrap(socket.transport, hold);
-    socket.on('upgrade', (transport: Transport) => wrap(transport, hold));
+    let closed = false;
+    const overflow = (bytes: number) => {
+      if (closed) return;
+      closed = true;
+      limits.onOverflow?.(bytes);
+      socket.close(true);
+    };
+    wrap(socket.transport, hold, max, overflow);
+    socket.on('upgrade', (transport: Transport) => wrap(transport, hold, max, overflow));
+    if (max === Number.POSITIVE_INFINITY) return;
+    // Once the socket's buffer is full, the transport is not writable until it drains, and engine.io keeps the
+    // packets in its own write buffer: counted here, from their creation until a flush hands them to the transport.
+    let queued = 0;
+    socket.on('packetCreate', (packet: { data?: unknown }) => {
+      const d = packet.data;
+      queued += typeof d === 'string' ? d.length : d instanceof Uint8Array || d instanceof ArrayBuffer ? d.byteLength : 0;
+      // (What the TCP socket itself holds is checked after each write, in `flush` above.)
+      if (queued > max) overflow(queued);
+    });
+    socket.on('flush', () => {
+      queued = 0;
+    });
   });
 }
 
@@ -43,15 +67,19 @@ interface Transport {
   send(packets: unknown[]): void;
   doClose(fn: () => void): void;
   emit(event: 'drain'): boolean;
-  socket?: { _socket?: { cork(): void; uncork(): void } };
+  socket?: { _socket?: { cork(): void; uncork(): void; writableLength: number } };
 }
 
 interface EngineSocket {
   transport: Transport;
   on(event: 'upgrade', listener: (transport: Transport) => void): void;
+  on(event: 'packetCreate', listener: (packet: { data?: unknown }) => void): void;
+  on(event: 'flush', listener: () => void): void;
+  /** Closes the connection; `true`: without writing what it still holds. */
+  close(discard?: boolean): void;
 }
 
-function wrap(transport: Transport, hold: (flush: () => void) => void): void {
+function wrap(transport: Transport, hold: (flush: () => void) => void, maxBuffered: number, overflow: (bytes: number) => void): void {
   if (transport.name !== 'websocket') return;
   const raw = transport.socket?._socket;
   if (!raw || typeof raw.cork !== 'function' || typeof raw.uncork !== 'function') return;
@@ -74,6 +102,7 @@ function wrap(transport: Transport, hold: (flush: () => void) => void): void {
     } finally {
       raw.uncork();
     }
+    if (raw.writableLength > maxBuffered) overflow(raw.writableLength);
   };
   // `writable` stays true while packets are held, so engine.io keeps handing them over at once.
   transport.send = (list: unknown[]) => {

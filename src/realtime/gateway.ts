@@ -102,7 +102,10 @@ export class Realtime {
       logger: deps.logger,
     });
     this.admission.attach(this.io);
-    coalesceWebSocketWrites(this.io);
+    coalesceWebSocketWrites(this.io, {
+      maxBufferedBytes: deps.config.socketSendBufferBytes,
+      onOverflow: (bytes) => deps.logger.info({ bytes }, 'socket closed: its client stopped reading (IMKIT_SOCKET_SEND_BUFFER)'),
+    });
     this.delivery = new Delivery(this.io, deps.services, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
