@@ -23,7 +23,7 @@ import { MonitoringService } from './monitoring/monitoring-service.js';
 import { UsageMeter } from './monitoring/usage.js';
 import { AuditLog } from './monitoring/audit.js';
 import { KeyAlerts } from './monitoring/key-alerts.js';
-import { Idempotency } from './http/idempotency.js';
+import { Idempotency } from './apps/idempotency-service.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 import { PushSender } from './push/push-sender.js';

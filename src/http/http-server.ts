@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Logger } from 'pino';
 import { corsOptions } from '../auth/cors.js';
 import { type Actor, type Guard, header } from '../auth/guard.js';
-import type { Idempotency } from './idempotency.js';
+import type { Idempotency } from '../apps/idempotency-service.js';
 import { actionOf, type AuditLog } from '../monitoring/audit.js';
 import type { RateDecision } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
