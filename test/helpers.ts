@@ -132,8 +132,10 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts the built server (dist/main.js) on 127.0.0.1:`port` with `env` added, and waits for /healthz. */
-export async function startServerProcess(port: number, env: Record<string, string | undefined>): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: 'ignore' });
+export async function startServerProcess(port: number, env: Record<string, string | undefined>, output?: string[]): Promise<ChildProcess> {
+  // `output`, when given, collects what the process prints (its log and stderr), for a failing test to show.
+  const p = spawn(process.execPath, [path.resolve('dist/main.js'), 'start', '--port', String(port), '--host', '127.0.0.1'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv, stdio: output ? ['ignore', 'pipe', 'pipe'] : 'ignore' });
+  if (output) for (const stream of [p.stdout!, p.stderr!]) stream.on('data', (d: Buffer) => output.push(String(d)));
   for (let i = 0; i < 300; i++) {
     if ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200) return p;
     await new Promise((r) => setTimeout(r, 50));
