@@ -159,6 +159,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     clock,
     logger,
     presence: services.presence,
+    rooms: services.chat.roomCache,
     payloads,
     outbox: services.chat.outbox,
     providers: services.pushProviders,

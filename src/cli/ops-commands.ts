@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import Sqlite from 'better-sqlite3';
-import { sql } from 'kysely';
+import { backupSqliteFile, inspectSqlite, OpsRepo } from '../store/ops-repo.js';
 import { type Config, ConfigError } from '../config.js';
 import { readFileLimits } from '../lib/file-limits.js';
 import { migrationState, openStore, SQLITE_FILE } from '../store/database.js';
@@ -51,22 +50,12 @@ async function sqliteBackup(config: Config, out: string): Promise<number> {
   if (!fs.existsSync(file)) throw new ConfigError(`no database at ${file} (is --data-dir right?)`);
   const target = path.resolve(out);
   const temp = `${target}.partial-${process.pid}`;
-  const source = new Sqlite(file, { readonly: true, fileMustExist: true });
-  source.pragma('busy_timeout = 5000');
   try {
-    // After a first step, the rest in one step: one read transaction, a consistent snapshot that a write of the
-    // running server cannot make start over.
-    await source.backup(temp, { progress: ({ remainingPages }) => Math.max(remainingPages, 100) });
+    await backupSqliteFile(file, temp);
   } catch (err) {
     fs.rmSync(temp, { force: true });
     throw err;
-  } finally {
-    source.close();
   }
-  // A backup is one self-contained file: out of WAL mode (the server turns it back on when it opens the file).
-  const copy = new Sqlite(temp);
-  copy.pragma('journal_mode = DELETE');
-  copy.close();
   const check = inspectSqlite(temp);
   if (check.problem) {
     fs.rmSync(temp, { force: true });
@@ -79,25 +68,6 @@ async function sqliteBackup(config: Config, out: string): Promise<number> {
   return 0;
 }
 
-/** What a file holds, if it is an imkit-server SQLite database: its migrations and messages, or what is wrong. */
-function inspectSqlite(file: string): { problem?: string; migrations: number; messages: number } {
-  let db: Sqlite.Database | undefined;
-  try {
-    db = new Sqlite(file, { readonly: true, fileMustExist: true });
-    const integrity = db.pragma('integrity_check', { simple: true });
-    if (integrity !== 'ok') return { problem: `integrity_check says ${String(integrity)}`, migrations: 0, messages: 0 };
-    const migrations = (db.prepare("select count(*) as n from sqlite_master where type = 'table' and name = 'kysely_migration'").get() as { n: number }).n
-      ? (db.prepare('select count(*) as n from kysely_migration').get() as { n: number }).n
-      : 0;
-    if (migrations === 0) return { problem: 'it is not an imkit-server database (no migrations recorded)', migrations: 0, messages: 0 };
-    const messages = (db.prepare('select count(*) as n from messages').get() as { n: number }).n;
-    return { migrations, messages };
-  } catch (err) {
-    return { problem: (err as Error).message, migrations: 0, messages: 0 };
-  } finally {
-    db?.close();
-  }
-}
 
 /** The pid of a live server on this data directory, if any. */
 function runningServer(dataDir: string): number | undefined {
@@ -174,8 +144,7 @@ async function pgRestore(config: Config, from: string, force: boolean): Promise<
   if (!fs.existsSync(source)) throw new ConfigError(`no file ${source}`);
   const store = openStore(config);
   try {
-    const has = await sql<{ n: number }>`select count(*)::int as n from information_schema.tables where table_name = 'kysely_migration' and table_schema = current_schema()`.execute(store.db);
-    if ((has.rows[0]?.n ?? 0) > 0 && !force) throw new ConfigError('the database already holds imkit-server tables: restoring replaces them; stop the servers and pass --force to do so');
+    if ((await new OpsRepo(store.db).hasTablesPostgres()) && !force) throw new ConfigError('the database already holds imkit-server tables: restoring replaces them; stop the servers and pass --force to do so');
   } finally {
     await store.close();
   }
@@ -244,7 +213,7 @@ async function doctor(values: Record<string, unknown>): Promise<number> {
   let store;
   try {
     store = openStore(config);
-    await sql`select 1`.execute(store.db);
+    await new OpsRepo(store.db).ping();
     note('ok', `store: ${store.describe}`);
   } catch (err) {
     note('FAIL', `store: cannot open ${config.databaseUrl ? 'the PostgreSQL database of DATABASE_URL' : 'the SQLite database'}: ${(err as Error).message}`);
@@ -260,13 +229,11 @@ async function doctor(values: Record<string, unknown>): Promise<number> {
 
     if (applied.length) {
       if (store.dialect === 'postgres') {
-        const r = await sql<{ ms: string }>`select (extract(epoch from clock_timestamp()) * 1000)::bigint as ms`.execute(store.db);
-        const skew = Date.now() - Number(r.rows[0]!.ms);
+        const skew = Date.now() - (await new OpsRepo(store.db).clockPostgres());
         if (Math.abs(skew) > 2_000) note('warn', `this machine's clock and PostgreSQL's differ by ${Math.round(skew / 1000)} s: synchronise them (NTP)`);
         else note('ok', `clock: within ${Math.abs(skew)} ms of PostgreSQL's`);
       }
-      const newest = await sql<{ id: string }>`select id from messages order by id desc limit 1`.execute(store.db);
-      const id = newest.rows[0]?.id;
+      const id = await new OpsRepo(store.db).newestMessageId();
       // Ids begin with their creation time in seconds (8 hex digits), imported ObjectIds too: new ones must sort after.
       const at = id && /^[0-9a-f]{24}$/.test(id) ? parseInt(id.slice(0, 8), 16) * 1000 : undefined;
       if (at !== undefined && at > Date.now() + 60_000) {

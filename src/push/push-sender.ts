@@ -6,7 +6,8 @@ import type { PlannedStatement } from '../store/append-repo.js';
 import { BadgesRepo } from '../store/badges-repo.js';
 import type { Dialect } from '../store/database.js';
 import { type DeviceRow, type Provider, PushRepo } from '../store/push-repo.js';
-import { RoomsRepo } from '../store/rooms-repo.js';
+import { audience } from '../chat/policy.js';
+import type { RoomCache } from '../chat/room-cache.js';
 import type { Database } from '../store/schema.js';
 import { type DeliveryRow, newDelivery, type OutboxRow } from '../store/webhooks-repo.js';
 import type { Facts, Outbox } from '../webhooks/outbox.js';
@@ -52,6 +53,8 @@ export interface PushSenderOptions {
   clock: Clock;
   logger: Logger;
   presence: PresenceSource;
+  /** Room snapshots (the room cache): a room's audience comes from the policy. */
+  rooms: Pick<RoomCache, 'get'>;
   payloads: PayloadRenderer;
   outbox: Pick<Outbox, 'loadPush'>;
   providers: Record<ProviderName, PushProvider>;
@@ -107,13 +110,18 @@ export class PushSender implements PushWork {
     if (creds.size === 0) return [];
     const row = facts.row!;
     const roomId = e.room_id!;
-    const users = (await this.repo.recipients(e.app_id, roomId, row.sender_id, now)).filter((u) => !this.o.presence.online(e.app_id, u));
+    // Who may read the room is the policy's (its audience: members but the banned), as for socket delivery.
+    const snap = await this.o.rooms.get(e.app_id, roomId);
+    if (!snap) return [];
+    const offline = audience(snap, now).filter((u) => u !== row.sender_id && !this.o.presence.online(e.app_id, u));
+    if (offline.length === 0) return [];
+    const users = await this.repo.recipients(e.app_id, roomId, offline, row.sender_id);
     if (users.length === 0) return [];
     const devices = await this.repo.devicesOf(e.app_id, users, creds.has('hook') ? ['apns', 'fcm', 'web'] : (['apns', 'fcm', 'web'] as const).filter((p) => creds.has(p)));
     if (devices.length === 0) return [];
     const badges = facts.push!.skipTotalBadge ? undefined : await new BadgesRepo(this.o.db).totals(e.app_id, [...new Set(devices.map((d) => d.user_id))]);
     const message = await this.o.payloads.message(e.app_id, roomId, row.id, true);
-    const room = await new RoomsRepo(this.o.db).get(e.app_id, roomId);
+    const room = snap.room;
     const sender = message.sender as { nickname?: unknown } | null | undefined;
     const senderName = typeof sender?.nickname === 'string' && sender.nickname ? sender.nickname : (row.sender_id ?? '');
     const text = facts.push!.text ?? messageText(JSON.parse(row.message), row.message_type);
@@ -121,7 +129,7 @@ export class PushSender implements PushWork {
     const out: DeliveryRow[] = [];
     for (const d of devices) {
       const provider = creds.has(d.provider) ? d.provider : 'hook';
-      const notice = chatNotice({ roomId, roomName: room?.name ?? null, messageId: row.id, messageType: row.message_type, senderName, text, message }, badges?.get(d.user_id) ?? (badges ? 0 : undefined), expiry);
+      const notice = chatNotice({ roomId, roomName: room.name ?? null, messageId: row.id, messageType: row.message_type, senderName, text, message }, badges?.get(d.user_id) ?? (badges ? 0 : undefined), expiry);
       out.push(this.delivery(e, now, provider, d, { provider, device: d.id, tokenKey: d.token_key, userId: d.user_id, notice }, row.id));
     }
     return out;
