@@ -221,6 +221,11 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await realtime!.drain();
         await services.chat.writer.idle();
         await new Promise((r) => setImmediate(r));
+        // A keep-alive connection whose request is in flight when the server stops listening is not closed by Node
+        // with it: answered, it would stay open, idle, for the whole keep-alive timeout, and the close (io.close()
+        // and http.close() both wait for every connection) with it, past the deadline. From now on a connection is
+        // let go as soon as its request is answered (Node adds a second of grace to this timeout).
+        http.server.keepAliveTimeout = 1;
         await realtime!.close();
         await http.close();
         await services.chat.writer.idle();

@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,8 @@ const MAIN = path.resolve('dist/main.js');
 const run = promisify(execFile);
 const API_KEY = 'shutdown-test-api-key-0123456789abcdef0123';
 const USERS = ['s1', 's2', 's3', 's4'];
+/** Each test starts the server twice and the CLI once: on a busy machine that alone can take half a minute. */
+const SLOW = 90_000;
 
 describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
   const store = isolatedStore(dialect);
@@ -95,11 +98,9 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     expect(before).toBeGreaterThan(20);
 
     const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
-    const t0 = Date.now();
     stopping = true;
     server.kill(signal);
     const exitCode = await exited;
-    const stopMs = Date.now() - t0;
     await Promise.all(senders);
 
     port = await freePort();
@@ -117,17 +118,14 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     }
     stored.reverse();
     server.kill('SIGTERM');
-    return { acked, stored, reasons, refused, exitCode, stopMs, output: output.join('').slice(-4000) };
+    return { acked, stored, reasons, refused, exitCode, output: output.join('').slice(-4000) };
   };
 
   it('SIGTERM under load: every acknowledged message stored once and in order, none stored unacknowledged; sockets told to reconnect', async () => {
-    const { acked, stored, reasons, refused, exitCode, stopMs, output } = await underLoad('SIGTERM');
-    // KNOWN BUG (docs/operations.md, Shutdown): in about one run in ten here the close does not finish and the
-    // deadline (IMKIT_SHUTDOWN_TIMEOUT, 20 s in this test) ends the process with 1. Until it is found, that exit is
-    // accepted only with its log line; the guarantees on the messages below hold either way.
-    if (exitCode !== 0) expect(output).toContain('shutdown did not finish in time');
-    expect([0, 1], output).toContain(exitCode);
-    expect(stopMs).toBeLessThan(25_000);
+    const { acked, stored, reasons, refused, exitCode, output } = await underLoad('SIGTERM');
+    // A clean exit: the close finished before the deadline (IMKIT_SHUTDOWN_TIMEOUT, 20 s here), which exits with 1.
+    expect(exitCode, output).toBe(0);
+    expect(output).not.toContain('shutdown did not finish in time');
     // Closed without a DISCONNECT packet: a client's reason is a transport's, so it reconnects by itself.
     expect(reasons).toHaveLength(USERS.length);
     for (const r of reasons) expect(['transport close', 'transport error']).toContain(r);
@@ -139,7 +137,65 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     expect([...stored].sort()).toEqual([...all].sort());
     // Each sender's messages in the order it sent them.
     for (const [who, ids] of acked) expect(stored.filter((id) => ids.includes(id)), who).toEqual(ids);
-  });
+  }, SLOW);
+
+  it('SIGTERM with a keep-alive request in flight and a socket whose client stopped reading: both answered or cut off, exit 0', async () => {
+    // The shutdown that hung (docs/operations.md, Shutdown): a keep-alive HTTP connection whose request was in flight
+    // when the server stopped listening stayed open after its answer for the whole keep-alive timeout, and the close
+    // waited for it; and a WebSocket whose client does not answer the closing handshake is kept by ws for 30 s.
+    // Both are made certain here: the request's body is held back until the server stopped listening.
+    const port = await freePort();
+    const output: string[] = [];
+    const server = await startServerProcess(port, env, output);
+    procs.push(server);
+    const base = `http://127.0.0.1:${port}`;
+    const admin = { 'IM-API-KEY': API_KEY, 'Content-Type': 'application/json' };
+    const token = ((await (await fetch(`${base}/admin/clients`, { method: 'POST', headers: admin, body: JSON.stringify({ _id: 'reader', nickname: 'reader', issueAccessToken: true }) })).json()) as any).result.token as string;
+    expect((await fetch(`${base}/rooms`, { method: 'POST', headers: admin, body: JSON.stringify({ _id: 'inflight', name: 'In flight', roomType: 'group', members: ['reader'], owner: 'reader' }) })).status).toBe(200);
+    const ck = await run(process.execPath, [MAIN, 'app', 'rotate-client-key', 'default', '--json'], { env: { ...process.env, ...env } as NodeJS.ProcessEnv });
+    const reader = await TestClient.connect(base, 'bundle');
+    expect((await reader.login(token, JSON.parse(ck.stdout).clientKey)).RC).toBe(0);
+    const readerReasons: string[] = [];
+    reader.socket.on('disconnect', (reason: string) => readerReasons.push(reason));
+    (reader.socket.io.engine.transport as any).ws._socket.pause();
+
+    const body = JSON.stringify({ room: 'inflight', sender: 'reader', message: 'in flight at SIGTERM', messageType: 'text' });
+    const raw = net.connect(port, '127.0.0.1');
+    let answer = '';
+    raw.on('data', (d) => (answer += String(d)));
+    const rawClosed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    // `Expect: 100-continue`: the server says "100 Continue" once it has read the headers, so the request is in
+    // flight (not an idle connection, which the close would end at once) before the signal.
+    raw.write(`POST /messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nExpect: 100-continue\r\nIM-API-KEY: ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    await expect.poll(() => answer, { timeout: 10_000 }).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+    raw.write(body.slice(0, 10));
+
+    const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+    server.kill('SIGTERM');
+    // The server stops listening (new connections are refused) while the request is still in flight.
+    for (let i = 0; ; i++) {
+      const refused = await new Promise<boolean>((resolve) => {
+        const c = net.connect(port, '127.0.0.1');
+        c.once('connect', () => (c.destroy(), resolve(false)));
+        c.once('error', () => resolve(true));
+      });
+      if (refused) break;
+      expect(i, 'the server stopped listening').toBeLessThan(200);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    raw.write(body.slice(10));
+    // Answered (the request in flight finishes), then let go by the server although the client keeps it open.
+    await rawClosed;
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    const exitCode = await exited;
+    expect(exitCode, output.join('').slice(-4000)).toBe(0);
+    expect(output.join('')).not.toContain('shutdown did not finish in time');
+    // The reader's socket was cut off (it never answered), not told to stay away: it would reconnect.
+    (reader.socket.io.engine.transport as any).ws._socket.resume();
+    await expect.poll(() => readerReasons.length, { timeout: 5000 }).toBe(1);
+    expect(['transport close', 'transport error']).toContain(readerReasons[0]);
+  }, SLOW);
 
   it('SIGKILL under load: every acknowledged message is stored, once, in its sender\'s order', async () => {
     const { acked, stored, exitCode } = await underLoad('SIGKILL');
@@ -152,5 +208,5 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     expect(all.filter((id) => !have.has(id))).toEqual([]);
     expect(stored.length - all.length).toBeLessThanOrEqual(USERS.length + 1);
     for (const [who, ids] of acked) expect(stored.filter((id) => ids.includes(id)), who).toEqual(ids);
-  });
+  }, SLOW);
 });

@@ -175,8 +175,15 @@ export class Realtime {
     clearInterval(this.revocationPoll);
     this.delivery.stop();
     // Closing the engine drops the transports without a DISCONNECT packet, so clients reconnect by themselves
-    // (to this server after a restart, or to another node).
+    // (to this server after a restart, or to another node). A WebSocket closes with a handshake, after what was
+    // written to it: ws keeps the TCP connection until the client answers, for up to 30 s, and the HTTP server's
+    // close waits for it. A client that has not answered within a second (one that stopped reading) is cut off.
+    const webSockets = [...this.io.sockets.sockets.values()].map((s) => (s.conn.transport as { socket?: { terminate?: () => void } }).socket);
+    const cutOff = setTimeout(() => {
+      for (const ws of webSockets) ws?.terminate?.();
+    }, 1000);
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
+    clearTimeout(cutOff);
   }
 
   private onConnection(socket: Socket): void {
