@@ -141,11 +141,12 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
-  const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency: new Idempotency(store.db, clock) });
+  const idempotency = new Idempotency(store.db, clock);
+  const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
   registerDashboardApi(http, { guard, services, audit, alerts, version: serverVersion() });
-  realtime = new Realtime(http.server, { config, guard, services, clock, logger, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
+  realtime = new Realtime(http.server, { config, guard, services, clock, logger, idempotency, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
   // The peak of logged-in sockets per application (stats).
   realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
   await http.ready();

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IdempotencyRepo } from '../src/store/idempotency-repo.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
+import { TestClient } from './realtime-helpers.js';
 
 /** Idempotency-Key on POSTs (issue 21, docs/reliability.md): a retried request is not carried out twice. */
 describe.each(DIALECTS)('Idempotency-Key (%s)', (dialect) => {
@@ -102,5 +103,82 @@ describe.each(DIALECTS)('Idempotency-Key (%s)', (dialect) => {
     t.clock.advance(61_000);
     expect((await send('crashed', 'after crash')).status).toBe(200);
     expect(await texts()).toEqual(['after crash', 'monday', 'monday']);
+  });
+
+  describe('clientMsgId on socket sends', () => {
+    const clients: TestClient[] = [];
+    let base: string | undefined;
+    afterEach(() => {
+      base = undefined;
+      for (const c of clients.splice(0)) c.close();
+    });
+    const connect = async (token: string) => {
+      base ??= await t.server.listen();
+      const c = await TestClient.connect(base, 'bundle');
+      clients.push(c);
+      expect((await c.login(token, t.clientKey)).RC).toBe(0);
+      return c;
+    };
+    const send = async (c: TestClient, message: Record<string, unknown>) => (await c.emitAck('chat message', { room: 'r', messageType: 'text', ...message }))[0] as any;
+
+    it('a send retried after a lost ack, on a new socket, is acknowledged with the first message and stored once', async () => {
+      const watcher = await connect(bob);
+      // The first send's ack is lost (the client never reads it: its connection dropped); the message arrives.
+      const first = await connect(alice);
+      first.socket.emit('chat message', { room: 'r', messageType: 'text', message: 'lost ack', clientMsgId: 'm-1' });
+      const echo = await watcher.next('chat message', (m) => m.message === 'lost ack');
+      expect(echo.clientMsgId).toBe('m-1'); // stored with the message, as any field a client adds
+      first.close();
+      // The client reconnects and sends again: the same message is acknowledged, nothing new is stored or delivered.
+      const again = await connect(alice);
+      const ack = await send(again, { message: 'lost ack', clientMsgId: 'm-1' });
+      expect(ack.RC).toBe(0);
+      expect(ack.result._id).toBe(echo._id);
+      await watcher.none('chat message');
+
+      // Both acks the same: a send acknowledged, then retried (its ack lost on the way), then retried on this socket.
+      const a1 = await send(again, { message: 'twice', clientMsgId: 'm-2' });
+      const replacement = await connect(alice);
+      const a2 = await send(replacement, { message: 'twice', clientMsgId: 'm-2' });
+      const a3 = await send(replacement, { message: 'twice', clientMsgId: 'm-2' });
+      expect(a1.RC).toBe(0);
+      expect(a2).toEqual(a1);
+      expect(a3).toEqual(a1);
+      expect(await texts()).toEqual(['lost ack', 'twice']);
+    });
+
+    it('different ids are different messages; another user with the same id is independent; a reused id with another message is 422', async () => {
+      const a = await connect(alice);
+      const b = await connect(bob);
+      const x = await send(a, { message: 'same text', clientMsgId: 'x' });
+      const y = await send(a, { message: 'same text', clientMsgId: 'y' });
+      expect([x.RC, y.RC]).toEqual([0, 0]);
+      expect(y.result._id).not.toBe(x.result._id);
+      const bx = await send(b, { message: 'same text', clientMsgId: 'x' });
+      expect(bx.RC).toBe(0);
+      expect(bx.result._id).not.toBe(x.result._id);
+      expect(bx.result.sender._id).toBe('bob');
+      // Integers are ids too (as text: 7 and "7" are one id).
+      const n = await send(a, { message: 'numbered', clientMsgId: 7 });
+      expect((await send(a, { message: 'numbered', clientMsgId: 7 })).result._id).toBe(n.result._id);
+
+      const reused = await send(a, { message: 'something else', clientMsgId: 'x' });
+      expect(reused).toMatchObject({ RC: 422, error: 'IDEMPOTENCY_KEY_REUSED' });
+      for (const bad of ['', 'a'.repeat(256), 'has space', { an: 'object' }, 1.5]) {
+        expect((await send(a, { message: 'bad id', clientMsgId: bad })).RC, JSON.stringify(bad)).toBe(400);
+      }
+      // An error answer is kept as well: the retry of a refused send is refused the same way.
+      const refused = await send(a, { room: 'nowhere', message: 'no room', clientMsgId: 'z' });
+      expect(refused.RC).toBeGreaterThanOrEqual(400);
+      expect(await send(a, { room: 'nowhere', message: 'no room', clientMsgId: 'z' })).toEqual(refused);
+      expect(await texts()).toEqual(['numbered', 'same text', 'same text', 'same text']);
+
+      // Kept for 24 hours, as an Idempotency-Key: a day later the id is free again.
+      t.clock.advance(24 * 3_600_000 + 1000);
+      const later = await send(a, { message: 'same text', clientMsgId: 'x' });
+      expect(later.RC).toBe(0);
+      expect(later.result._id).not.toBe(x.result._id);
+      expect(await texts()).toEqual(['numbered', 'same text', 'same text', 'same text', 'same text']);
+    });
   });
 });

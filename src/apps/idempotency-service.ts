@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
-import { AppError, invalidRequest } from '../errors.js';
+import { AppError, fromStoreError, invalidRequest } from '../errors.js';
 import type { Clock } from '../lib/clock.js';
 import { IdempotencyRepo } from '../store/idempotency-repo.js';
 import type { Database } from '../store/schema.js';
@@ -10,6 +10,9 @@ import type { Database } from '../store/schema.js';
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 /** A first request still "running" after this long is taken for abandoned (the process died): a retry runs again. */
 export const ABANDONED_AFTER_MS = 60_000;
+
+/** An Idempotency-Key, and a socket send's clientMsgId: visible ASCII. */
+const KEY = /^[\x21-\x7e]{1,255}$/;
 
 export type Begin = { replay: { status: number; body: string } } | { run: { appId: string; subject: string; key: string } };
 
@@ -29,16 +32,45 @@ export class Idempotency {
   ) {}
 
   async begin(actor: Actor, key: string, method: string, route: string, params: unknown, body: unknown): Promise<Begin> {
-    if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw invalidRequest('Idempotency-Key must be 1 to 255 visible ASCII characters');
+    if (!KEY.test(key)) throw invalidRequest('Idempotency-Key must be 1 to 255 visible ASCII characters');
+    return this.claim('Idempotency-Key', actor.app.id, subjectOf(actor), key, `${method} ${route}\n${JSON.stringify(params ?? null)}\n${JSON.stringify(body ?? null)}`);
+  }
+
+  /**
+   * A socket `chat message` carrying `clientMsgId` (docs/reliability.md): that id is the user's key for the send,
+   * kept as an Idempotency-Key of theirs would be (the same table, the same 24 h, the same answers), so a send
+   * retried after a lost ack, on this socket or after a reconnect, is acknowledged with the first message again
+   * and not stored twice. `run` sends and gives the ack; the ack kept is what a retry gets. Without the field, it
+   * just runs.
+   */
+  async socketSend(appId: string, userId: string, message: Record<string, unknown>, run: () => Promise<unknown>): Promise<unknown> {
+    const id = message.clientMsgId;
+    if (id === undefined) return run();
+    const key = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id;
+    if (typeof key !== 'string' || !KEY.test(key)) throw invalidRequest('clientMsgId must be 1 to 255 visible ASCII characters (or an integer)');
+    const begun = await this.claim('clientMsgId', appId, `u:${userId}`, key, `SOCKET chat message\n${JSON.stringify(message)}`);
+    if ('replay' in begun) return JSON.parse(begun.replay.body) as unknown;
+    let ack: unknown;
+    try {
+      ack = await run();
+    } catch (err) {
+      const e = err instanceof AppError ? err : fromStoreError(err);
+      // An answer below 500 is kept for the retry; anything else releases the key, so the retry sends again.
+      await this.finish(begun.run, e?.status ?? 500, JSON.stringify(e?.toBody() ?? null)).catch(() => undefined);
+      throw err;
+    }
+    await this.finish(begun.run, 200, JSON.stringify(ack));
+    return ack;
+  }
+
+  private async claim(name: string, appId: string, subject: string, key: string, request: string): Promise<Begin> {
     const now = this.clock.now();
     const repo = new IdempotencyRepo(this.db);
     if (now - this.prunedAt >= 3_600_000) {
       this.prunedAt = now;
       await repo.prune(now - IDEMPOTENCY_TTL_MS);
     }
-    const appId = actor.app.id;
-    const subject = subjectOf(actor);
-    const fingerprint = createHash('sha256').update(`${method} ${route}\n${JSON.stringify(params ?? null)}\n${JSON.stringify(body ?? null)}`).digest('hex');
+    const fingerprint = createHash('sha256').update(request).digest('hex');
     const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now };
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await repo.claim(row)) return { run: { appId, subject, key } };
@@ -51,12 +83,12 @@ export class Idempotency {
         continue;
       }
       if (found.fingerprint !== fingerprint) {
-        throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request (method, path or body) in the last 24 hours');
+        throw new AppError('IDEMPOTENCY_KEY_REUSED', `This ${name} was used with a different ${name === 'clientMsgId' ? 'message' : 'request (method, path or body)'} in the last 24 hours`);
       }
-      if (found.status === null) throw new AppError('IDEMPOTENCY_KEY_IN_USE', 'A request with this Idempotency-Key is still running; retry in a moment', { retryAfter: 1 });
+      if (found.status === null) throw new AppError('IDEMPOTENCY_KEY_IN_USE', `A request with this ${name} is still running; retry in a moment`, { retryAfter: 1 });
       return { replay: { status: found.status, body: found.body ?? '' } };
     }
-    throw new AppError('IDEMPOTENCY_KEY_IN_USE', 'A request with this Idempotency-Key is still running; retry in a moment', { retryAfter: 1 });
+    throw new AppError('IDEMPOTENCY_KEY_IN_USE', `A request with this ${name} is still running; retry in a moment`, { retryAfter: 1 });
   }
 
   /** The first request answered: kept for its retries (a 5xx is forgotten, so a retry runs again). */

@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
 import { corsOptions, originDecision } from '../auth/cors.js';
+import type { Idempotency } from '../apps/idempotency-service.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
 import type { Config } from '../config.js';
@@ -79,6 +80,8 @@ export class Realtime {
       logger: Logger;
       /** Told of every client event refused by its socket's event budget (the /metrics refusal counter). */
       onEventRefused?: () => void;
+      /** A `chat message`'s clientMsgId (docs/reliability.md); without it the field is only stored. */
+      idempotency?: Idempotency;
     },
   ) {
     this.io = new Server(http, {
@@ -251,9 +254,11 @@ export class Realtime {
         const roomId = body.room ?? body.roomId ?? body.roomID;
         if (typeof roomId !== 'string' || !roomId) throw new AppError('INVALID_REQUEST', 'Missing required field: room');
         if (Buffer.byteLength(JSON.stringify(body)) > this.deps.config.bodyLimitBytes) throw new AppError('PAYLOAD_TOO_LARGE', 'Message is too large');
-        const result = await this.deps.services.messages.send({ appId: actor.app.id, userId: actor.userId, platform: false }, roomId, body);
+        const send = async () => ({ RC: 0, RM: 'OK', result: await this.deps.services.messages.send({ appId: actor.app.id, userId: actor.userId, platform: false }, roomId, body) });
+        // With a clientMsgId, a retried send is acknowledged with the first one's answer, not stored again.
+        const answer = body.clientMsgId !== undefined && this.deps.idempotency ? await this.deps.idempotency.socketSend(actor.app.id, actor.userId, body, send) : await send();
         // The ack is a plain object on every encoding: js-lib reads res.RC without decoding.
-        if (typeof ack === 'function') ack({ RC: 0, RM: 'OK', result });
+        if (typeof ack === 'function') ack(answer);
       });
     });
 
