@@ -34,6 +34,12 @@ export interface Config {
   corsOrigins: CorsOrigins;
   tokenTtlMs: number;
   bodyLimitBytes: number;
+  /** A request's headers must have arrived this long after its first byte (ms), else 408 and the connection closes. */
+  headersTimeoutMs: number;
+  /** A request, headers and body, must have arrived this long after its first byte (ms), else 408 and the connection closes. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive HTTP connection is closed after this long (ms). */
+  keepAliveTimeoutMs: number;
   trustProxy: TrustedProxies;
   /** IMKIT_WEBHOOK_ALLOW_PRIVATE_NETWORKS: webhooks may reach loopback, private, link-local, CGNAT and unique-local addresses. */
   webhookAllowPrivateNetworks: boolean;
@@ -132,6 +138,12 @@ const duration = (raw: string) => {
   if (ms === undefined || ms <= 0) throw new ConfigError(`must be a duration such as 30m, 12h or 7d, got "${raw}"`);
   return ms;
 };
+const durationBetween = (min: number, max: number) => (raw: string) => {
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms < min || ms > max) throw new ConfigError(`must be a duration from ${formatMs(min)} to ${formatMs(max)} such as 30s or 5m, got "${raw}"`);
+  return ms;
+};
+const formatMs = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 const bytes = (raw: string) => {
   const m = /^(\d+)\s*(b|kb|mb)?$/i.exec(raw.trim());
   if (!m) throw new ConfigError(`must be a size such as 512kb or 1mb, got "${raw}"`);
@@ -293,6 +305,21 @@ export const SETTINGS: Setting[] = [
   {
     key: 'bodyLimitBytes', env: 'IMKIT_BODY_LIMIT', flag: 'body-limit', default: '1mb',
     help: 'largest request body accepted (larger gets 413)', parse: bytes,
+  },
+  {
+    key: 'headersTimeoutMs', env: 'IMKIT_HEADERS_TIMEOUT', flag: 'headers-timeout', default: '20s',
+    help: 'a request\'s headers must arrive within this time of its first byte, else 408 and the connection is closed (slow clients holding connections open); checked every second; at most IMKIT_REQUEST_TIMEOUT',
+    parse: durationBetween(1000, 600_000),
+  },
+  {
+    key: 'requestTimeoutMs', env: 'IMKIT_REQUEST_TIMEOUT', flag: 'request-timeout', default: '5m',
+    help: 'a whole request, headers and body, must arrive within this time of its first byte, else 408 and the connection is closed (a stalled or trickled upload); raise it with IMKIT_FILE_MAX_SIZE for large uploads over slow links. The time the server takes to answer does not count',
+    parse: durationBetween(1000, 24 * 3_600_000),
+  },
+  {
+    key: 'keepAliveTimeoutMs', env: 'IMKIT_KEEP_ALIVE_TIMEOUT', flag: 'keep-alive-timeout', default: '72s',
+    help: 'an idle keep-alive HTTP connection is closed after this time; keep it longer than the idle timeout of a load balancer in front (60 s on many), so that the balancer, not the server, closes idle connections',
+    parse: durationBetween(1000, 3_600_000),
   },
   {
     key: 'maxMessageBytes', env: 'IMKIT_MAX_MESSAGE_BYTES', flag: 'max-message-bytes', default: '65536',
@@ -547,6 +574,7 @@ export function loadConfig(flags: Record<string, string | undefined>, env: NodeJ
   }
   const config = out as unknown as Config;
   config.dataDir = path.resolve(config.dataDir);
+  if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('IMKIT_HEADERS_TIMEOUT must not be longer than IMKIT_REQUEST_TIMEOUT');
   return config;
 }
 

@@ -31,7 +31,7 @@ declare module 'fastify' {
  * Knows no business rules.
  */
 export function buildHttp(opts: {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins' | 'maxJsonDepth' | 'publicUrl'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'corsOrigins' | 'maxJsonDepth' | 'publicUrl' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
   logger: Logger;
   guard: Guard;
   routes: RouteDef[];
@@ -45,6 +45,18 @@ export function buildHttp(opts: {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     bodyLimit: opts.config.bodyLimitBytes,
+    // Slow clients (docs/operations.md, Timeouts). Node times out a request whose headers, or whole request, have not
+    // arrived in time (408 through clientErrorHandler below, then the connection closes), checking every second
+    // rather than every 30 s. There is no inactivity timeout on a connection (connectionTimeout 0): it would also
+    // cut off a request whose answer takes long, and a WebSocket has its own ping.
+    requestTimeout: opts.config.requestTimeoutMs,
+    keepAliveTimeout: opts.config.keepAliveTimeoutMs,
+    connectionTimeout: 0,
+    http: {
+      headersTimeout: Math.min(opts.config.headersTimeoutMs, opts.config.requestTimeoutMs),
+      requestTimeout: opts.config.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+    },
     // The same trust decision the Socket.IO gateway uses for its handshakes (lib/client-address.ts).
     trustProxy: trustFunction(opts.config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
