@@ -100,4 +100,46 @@ describe.each(DIALECTS)('socket input and addresses (%s)', (dialect) => {
     expect((await login(other, 'wrong-token-y-0123456789')).RC).toBe(401);
     expect((await login(other, token)).RC).toBe(0);
   });
+
+  it('a payload over the size limits gets an error ack; a frame over the frame limit closes the connection with 1009 (WebSocket) or 413 (polling); nothing is stored, the server stays up', async () => {
+    const s = await open();
+    expect((await login(s, token)).RC).toBe(0);
+    // Over the message limit (IMKIT_MAX_MESSAGE_BYTES, 64 KB) and within the frame limit: an error ack.
+    const big = await ack(s, 'chat message', { room: 'r', messageType: 'text', message: 'x'.repeat(200_000) });
+    expect(big).toMatchObject({ RC: 413, error: 'MESSAGE_TOO_LARGE' });
+    expect(s.connected).toBe(true);
+
+    // Over the frame limit (IMKIT_BODY_LIMIT, at least 1 MB): Engine.IO stops reading before any handler and closes
+    // the connection with the documented reason; the client sees a transport close and would reconnect.
+    const over = 'x'.repeat(Math.max(t.config.bodyLimitBytes, 1_000_000) + 1000);
+    const closed = new Promise<{ reason: string; details: any }>((resolve) => s.once('disconnect', (reason, details) => resolve({ reason, details })));
+    s.emit('chat message', { room: 'r', messageType: 'text', message: over }, () => {
+      throw new Error('no ack is expected for a frame over the limit');
+    });
+    const ws = await closed;
+    expect(ws.reason).toBe('transport close');
+    expect(ws.details?.context?.code).toBe(1009); // Message Too Big (RFC 6455)
+
+    // Long-polling: the POST carrying the frame is answered 413 and the transport closes.
+    const polling = ioClient(base, { transports: ['polling'], forceNew: true, reconnection: false });
+    sockets.push(polling);
+    await new Promise<void>((resolve, reject) => {
+      polling.once('connect', () => resolve());
+      polling.once('connect_error', reject);
+    });
+    expect((await login(polling, token)).RC).toBe(0);
+    const pollClosed = new Promise<{ reason: string; details: any }>((resolve) => polling.once('disconnect', (reason, details) => resolve({ reason, details })));
+    polling.emit('chat message', { room: 'r', messageType: 'text', message: over });
+    const p = await pollClosed;
+    expect(p.reason).toBe('transport error');
+    expect(p.details?.context?.status).toBe(413);
+
+    // Nothing was stored; a new socket logs in and sends.
+    const again = await open();
+    expect((await login(again, token)).RC).toBe(0);
+    expect((await ack(again, 'chat message', { room: 'r', messageType: 'text', message: 'after' })).RC).toBe(0);
+    const history = await t.request({ method: 'GET', url: '/rooms/r/messages/v3', headers: userHeaders(t.clientKey, token) });
+    expect(history.body.result.data.map((m: any) => m.message)).not.toContain(over);
+    expect(history.body.result.data.every((m: any) => String(m.message).length < 1000)).toBe(true);
+  });
 });
