@@ -124,13 +124,18 @@ for (const dialect of DIALECTS) {
     if (dialect === 'postgres') {
       it('a batch runs as one call of a named prepared statement on the connection that wrote it', async () => {
         let prepared: string[] = [];
+        const isBatch = (s: string) => s.startsWith('select imkit_append_batch(');
         // The pool hands out the client released last: the one that just wrote a batch.
-        for (let i = 0; i < 10 && prepared.length === 0; i++) {
+        for (let i = 0; i < 10 && !prepared.some(isBatch); i++) {
           await t.server.services.messages.send(as('ann'), 'r2', { message: `named${i}` });
           const res = await sql<{ statement: string }>`select statement from pg_prepared_statements where name like 'imkit_%'`.execute(t.server.store.db);
           prepared = res.rows.map((r) => r.statement);
         }
-        expect(prepared).toEqual([expect.stringMatching(/^select imkit_append_batch\(\$1, .*\$24\)$/)]);
+        // Background writes of their own (API key addresses, key alerts) go through the same pool and may have
+        // left their statements on this connection too (a flake on a busy machine); none of the batch's tables is
+        // written by a statement of its own.
+        expect(prepared.filter(isBatch)).toEqual([expect.stringMatching(/^select imkit_append_batch\(\$1, .*\$24\)$/)]);
+        expect(prepared.filter((s) => !isBatch(s) && /\b(messages|rooms|room_members)\b/.test(s))).toEqual([]);
       });
     }
 
