@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { DIALECTS, startTestServer, type TestServer } from './helpers.js';
 
 /**
@@ -93,5 +94,16 @@ describe.each(DIALECTS)('slow requests (%s)', (dialect) => {
     const r = await slowClient(post, body, Math.floor(500 / body.length));
     expect(r.finished).toBe(true);
     expect(r.answer).toMatch(/^HTTP\/1\.1 200 /);
+  });
+});
+
+describe('timeout settings', () => {
+  it('are durations within bounds, and headers may not outlast the whole request', () => {
+    const c = loadConfig({}, {});
+    expect([c.headersTimeoutMs, c.requestTimeoutMs, c.keepAliveTimeoutMs]).toEqual([20_000, 300_000, 72_000]);
+    expect(loadConfig({}, { IMKIT_HEADERS_TIMEOUT: '5s', IMKIT_REQUEST_TIMEOUT: '30m', IMKIT_KEEP_ALIVE_TIMEOUT: '2m' })).toMatchObject({ headersTimeoutMs: 5000, requestTimeoutMs: 1_800_000, keepAliveTimeoutMs: 120_000 });
+    expect(() => loadConfig({}, { IMKIT_HEADERS_TIMEOUT: '2m', IMKIT_REQUEST_TIMEOUT: '1m' })).toThrow('IMKIT_HEADERS_TIMEOUT must not be longer than IMKIT_REQUEST_TIMEOUT');
+    expect(() => loadConfig({}, { IMKIT_REQUEST_TIMEOUT: '0' })).toThrow(/IMKIT_REQUEST_TIMEOUT: must be a duration from 1s to 24h/);
+    expect(() => loadConfig({}, { IMKIT_HEADERS_TIMEOUT: 'soon' })).toThrow(/IMKIT_HEADERS_TIMEOUT: must be a duration from 1s to 10m/);
   });
 });
