@@ -19,6 +19,8 @@ export class UserCache {
   private pending = new Map<string, Map<string, Array<{ resolve: (v: UserRow | undefined) => void; reject: (e: unknown) => void }>>>();
   private scheduled = false;
   private generation = 0;
+  /** False while changes made elsewhere could go unheard (cluster mode without Redis): nothing is kept. */
+  private keeping = true;
   private readonly repo: UsersRepo;
   hits = 0;
   misses = 0;
@@ -35,6 +37,13 @@ export class UserCache {
       this.generation++;
       for (const id of e.userIds) this.entries.delete(key(e.appId, id));
     });
+  }
+
+  /** Cluster mode: stops keeping profiles while other nodes' changes cannot be heard, and starts again from empty. */
+  trust(trusted: boolean): void {
+    this.keeping = trusted;
+    this.generation++;
+    this.entries.clear();
   }
 
   get(appId: string, id: string): Promise<UserRow | undefined> {
@@ -68,7 +77,7 @@ export class UserCache {
       this.repo.getMany(appId, [...byId.keys()]).then(
         (rows) => {
           const found = new Map(rows.map((r) => [r.id, r]));
-          const keep = gen === this.generation;
+          const keep = gen === this.generation && this.keeping;
           for (const [id, waiters] of byId) {
             const row = found.get(id);
             if (keep) {

@@ -14,7 +14,8 @@ import { readFileLimits } from '../lib/file-limits.js';
 import { Admission, capHttpConnections, limitsFromFileLimit } from './admission.js';
 import { coalesceWebSocketWrites } from './coalesce.js';
 import { encode, encodingFrom, type Encoding, maybeBase64 } from './codec.js';
-import { Delivery, userChannel } from './delivery.js';
+import { Delivery, parseUserChannel, userChannel } from './delivery.js';
+import type { Cluster } from '../cluster/cluster.js';
 
 /** What a socket knows about itself once authenticated. */
 export interface SocketState {
@@ -79,9 +80,12 @@ export class Realtime {
       logger: Logger;
       /** Told of every client event refused by its socket's event budget (the /metrics refusal counter). */
       onEventRefused?: () => void;
+      /** Cluster mode (docs/cluster.md): the nodes' adapter and their presence. */
+      cluster?: Cluster;
     },
   ) {
     this.io = new Server(http, {
+      ...(deps.cluster ? { adapter: deps.cluster.adapter() } : {}),
       allowEIO3: true,
       cors: corsOptions(deps.guard, deps.config),
       pingInterval: deps.config.pingIntervalMs,
@@ -109,15 +113,16 @@ export class Realtime {
     this.delivery = new Delivery(this.io, deps.services, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
+    if (deps.cluster) this.joinCluster(deps.cluster);
     this.lastRevocationCheck = deps.clock.now();
     // Client keys can be rotated, and tokens revoked, by the CLI in another process: noticed within a second.
     this.revocationPoll = setInterval(() => void this.pollEverySecond(), 1000);
     this.revocationPoll.unref();
   }
 
-  /** Live authenticated sockets of one application, on every node (through the adapter). */
+  /** Live authenticated sockets of one application, on every node (the cluster's presence). */
   async connectionCount(appId: string): Promise<number> {
-    return (await this.io.in(appChannel(appId)).fetchSockets()).length;
+    return this.deps.cluster ? this.deps.cluster.total(appId) : this.appSocketsHere(appId);
   }
 
   /** Logged-in sockets of one application on this node. */
@@ -144,10 +149,52 @@ export class Realtime {
     adapter.on('leave-room', (room: string) => changed(room, -1));
   }
 
-  /** Whether a user has an authenticated socket on this node (cluster mode will answer for every node). */
+  /** Whether a user has an authenticated socket on any node. */
   isOnline(appId: string, userId: string): boolean {
+    return this.socketsHere(appId, userId) > 0 || (this.deps.cluster?.onlineElsewhere(appId, userId) ?? false);
+  }
+
+  private socketsHere(appId: string, userId: string): number {
     const rooms = this.io.sockets.adapter.rooms;
-    return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0) > 0;
+    return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0);
+  }
+
+  /**
+   * Cluster mode: tells the cluster when a user's first socket arrives on this node or its last one leaves, and when
+   * an application's logged-in sockets here change in number; answers the cluster's snapshot questions.
+   */
+  private joinCluster(cluster: Cluster): void {
+    const adapter = this.io.sockets.adapter;
+    const changed = (room: string, joined: boolean) => {
+      if (room.startsWith(APP_CHANNEL)) {
+        cluster.localCount(room.slice(APP_CHANNEL.length), adapter.rooms.get(room)?.size ?? 0);
+        return;
+      }
+      const user = parseUserChannel(room);
+      if (!user) return;
+      const n = this.socketsHere(user.appId, user.userId);
+      if (joined ? n === 1 : n === 0) cluster.localPresence(user.appId, user.userId, joined);
+    };
+    adapter.on('join-room', (room: string) => changed(room, true));
+    adapter.on('leave-room', (room: string) => changed(room, false));
+  }
+
+  /** This node's users with a socket (app, user), for the cluster's presence snapshots. */
+  *usersHere(): Iterable<[string, string]> {
+    const seen = new Set<string>();
+    for (const room of this.io.sockets.adapter.rooms.keys()) {
+      const user = parseUserChannel(room);
+      if (!user) continue;
+      const key = `${user.appId}\u0000${user.userId}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      yield [user.appId, user.userId];
+    }
+  }
+
+  /** Logged-in sockets per application on this node. */
+  *appCountsHere(): Iterable<[string, number]> {
+    for (const [room, ids] of this.io.sockets.adapter.rooms) if (room.startsWith(APP_CHANNEL)) yield [room.slice(APP_CHANNEL.length), ids.size];
   }
 
   /**
