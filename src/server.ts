@@ -146,7 +146,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   );
   guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
-  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
+  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts, cluster && (() => ({ redis: cluster.connected ? ('up' as const) : ('down' as const), nodes: cluster.nodes() })));
   const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency: new Idempotency(store.db, clock) });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
