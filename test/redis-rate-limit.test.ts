@@ -50,7 +50,7 @@ async function newStore(o: Partial<RedisRateLimitOptions> & { prefix: string }, 
   const s = new RedisRateLimitStore({ url: REDIS_URL, nodes: () => 1, logger: captureLogger().logger, ...o });
   opened.push(s);
   if (mustConnect) {
-    expect(await s.waitUntilConnected(5000), `no Redis at ${o.url ?? REDIS_URL} (set IMKIT_TEST_REDIS_URL)`).toBe(true);
+    expect(await s.waitUntilConnected(3000), `no Redis at ${o.url ?? REDIS_URL} (set IMKIT_TEST_REDIS_URL)`).toBe(true);
   }
   return s;
 }
@@ -59,11 +59,17 @@ afterEach(async () => {
   for (const s of opened.splice(0)) await s.close();
 });
 
-afterAll(async () => {
-  // Nothing of these tests stays in the shared Redis (the keys would expire within a minute anyway).
-  const c = createClient({ url: REDIS_URL });
+/** A plain client of the machine's Redis, to look at what the stores wrote; fails at once when there is none. */
+async function inspector() {
+  const c = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 2000 } });
   c.on('error', () => undefined);
   await c.connect();
+  return c;
+}
+
+afterAll(async () => {
+  // Nothing of these tests stays in the shared Redis (the keys would expire within a minute anyway).
+  const c = await inspector();
   try {
     for (const p of prefixes) for await (const keys of c.scanIterator({ MATCH: `${p}*`, COUNT: 1000 })) if (keys.length) await c.del(keys);
   } finally {
@@ -365,9 +371,7 @@ describe.each(DIALECTS)('the guard over RedisRateLimitStore (%s)', (dialect) => 
       expect(refused.headers['retry-after']).toBe('30');
       expect(refused.headers['x-ratelimit-remaining']).toBe('0');
 
-      const c = createClient({ url: REDIS_URL });
-      c.on('error', () => undefined);
-      await c.connect();
+      const c = await inspector();
       try {
         const keys: string[] = [];
         for await (const batch of c.scanIterator({ MATCH: `${prefix}api:*` })) keys.push(...batch);
