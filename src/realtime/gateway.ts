@@ -4,6 +4,7 @@ import { Server, type Socket } from 'socket.io';
 import { corsOptions, originDecision } from '../auth/cors.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
+import type { EventBudget } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError, CredentialErrors, fromStoreError } from '../errors.js';
 import { addressResolver } from '../lib/client-address.js';
@@ -230,7 +231,7 @@ export class Realtime {
     const state: SocketState = {
       encoding: 'plain',
       address: this.admission.addressOf(socket.conn) ?? this.addressOf(socket.request),
-      events: new EventBudget(this.deps.config.socketEventsPer10s, WINDOW),
+      events: this.deps.guard.rates.budget(this.deps.config.socketEventsPer10s, WINDOW),
       authFailures: 0,
       strikes: 0,
     };
@@ -451,37 +452,6 @@ export class Realtime {
     } catch (err) {
       this.deps.logger.warn({ err }, 'client key revocation check failed');
     }
-  }
-}
-
-/**
- * A sliding-window log of one socket's events: an event is allowed when fewer than `limit` were allowed in the
- * last `windowMs`. Kept on the socket's state rather than in a shared rate-limit store keyed by socket id, whose
- * entries outlived their sockets by up to the store's sweep interval (and a per-socket budget has nothing to
- * share across nodes).
- */
-export class EventBudget {
-  private readonly times: number[] = [];
-  private head = 0;
-
-  constructor(
-    private readonly limit: number,
-    private readonly windowMs: number,
-  ) {}
-
-  take(now: number): { allowed: boolean; retryAfter: number } {
-    const t = this.times;
-    while (this.head < t.length && t[this.head]! <= now - this.windowMs) this.head++;
-    if (this.head > 64 && this.head * 2 > t.length) {
-      t.splice(0, this.head);
-      this.head = 0;
-    }
-    if (t.length - this.head >= this.limit) {
-      const resetAt = t[t.length - this.limit]! + this.windowMs;
-      return { allowed: false, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
-    }
-    t.push(now);
-    return { allowed: true, retryAfter: 0 };
   }
 }
 
