@@ -3,6 +3,7 @@ import type { DestinationStream, Logger } from 'pino';
 import type { CreatedApp } from './apps/apps-service.js';
 import { Guard } from './auth/guard.js';
 import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
+import { RedisRateLimitStore } from './auth/redis-rate-limit.js';
 import { type Config, ConfigError } from './config.js';
 import { BatchWorker } from './chat/batch-service.js';
 import { EventBus } from './events/bus.js';
@@ -98,7 +99,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   // Cluster mode (docs/cluster.md): events, presence and rate-limit counters shared through Redis.
   const cluster = config.redisUrl ? new Cluster({ url: config.redisUrl, prefix: config.clusterPrefix, logger, bus }) : undefined;
   if (cluster) await cluster.connect();
-  const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
+  // In a cluster the counters are shared through Redis, so a limit holds for the cluster as a whole.
+  const rates =
+    options.rateLimitStore ??
+    (cluster ? new RedisRateLimitStore({ url: config.redisUrl!, prefix: `${config.clusterPrefix}:rl:`, nodes: () => cluster.nodes(), logger }) : new MemoryRateLimitStore());
   const services = createServices(store.db, store.dialect, clock, bus, config, (statements) => store.runBatch(statements), rates);
   const bootstrap = { ...(await bootstrapApps(services, config)), ...(await bootstrapOperators(services, config)) };
   const guard = new Guard(store, bus, rates, clock, config, {
