@@ -303,6 +303,16 @@ export interface WebhookEventsTable {
   data: string;
   state: 'new' | 'done';
   created_at: Ms;
+  /** The dispatcher rendering it (PostgreSQL, several nodes), and since when; null while nobody has it. */
+  claimed_by?: string | null;
+  claimed_at?: Ms | null;
+}
+
+/** Periodic work of a cluster done by one node per period (migration 0027). */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at: Ms;
 }
 
 export type DeliveryStatus = 'pending' | 'sending' | 'delivered' | 'failed' | 'refused';
@@ -475,6 +485,7 @@ export interface IdempotencyKeysTable {
 }
 
 export interface Database {
+  leases: LeasesTable;
   idempotency_keys: IdempotencyKeysTable;
   api_key_addresses: ApiKeyAddressesTable;
   key_alerts: KeyAlertsTable;

@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import http from 'node:http';
 import https from 'node:https';
 import { randomBytes } from 'node:crypto';
@@ -134,6 +135,8 @@ export class WebhookDispatcher {
   private lastRound = -Infinity;
   private dueAt = -Infinity;
   private prunedAt = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
   private releasedAt = 0;
   private graceMs = 2_000;
   private readonly endpointCache = new Map<string, { rows: EndpointRow[]; at: number }>();
@@ -206,7 +209,7 @@ export class WebhookDispatcher {
         }
         if (now - this.prunedAt >= PRUNE_EVERY_MS) {
           this.prunedAt = now;
-          await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
+          if (await this.periodic('prune:webhook-deliveries', PRUNE_EVERY_MS)) await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
         }
         const due = await this.repo.nextDue();
         if (due !== undefined) next = Math.min(next, due);

@@ -639,6 +639,21 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('idempotency_keys_created').on('idempotency_keys').column('created_at').execute();
     },
   },
+  '0027_cluster_leases': {
+    async up(db: Kysely<any>) {
+      // Cluster mode (docs/cluster.md). Periodic work done once per period by one node of the cluster: a named lease
+      // (the node that holds it, until when). And outbox events are claimed by the dispatcher that renders them, so
+      // that several nodes do not all render every event; a claim not finished in time goes to another node.
+      await db.schema
+        .createTable('leases')
+        .addColumn('name', 'varchar(100)', (c) => c.primaryKey())
+        .addColumn('holder', 'varchar(200)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.alterTable('webhook_events').addColumn('claimed_by', 'varchar(200)').execute();
+      await db.schema.alterTable('webhook_events').addColumn('claimed_at', 'bigint').execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
