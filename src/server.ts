@@ -29,6 +29,7 @@ import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 import { PushSender } from './push/push-sender.js';
 import { Cluster } from './cluster/cluster.js';
+import { LeasesRepo } from './store/leases-repo.js';
 
 export interface ServerOptions {
   clock?: Clock;
@@ -151,7 +152,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
   const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts, cluster && (() => ({ redis: cluster.connected ? ('up' as const) : ('down' as const), nodes: cluster.nodes() })));
-  const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency: new Idempotency(store.db, clock) });
+  const idempotency = new Idempotency(store.db, clock);
+  const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
   registerDashboardApi(http, { guard, services, audit, alerts, version: serverVersion() });
@@ -195,6 +197,16 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     onAttempt: metrics && ((outcome) => metrics.webhookAttempt(outcome)),
     pollMs: options.webhookPollMs,
   });
+  if (cluster) {
+    // Periodic clean-ups: one node per period, whichever is alive (a lease in the store, docs/cluster.md).
+    const leases = new LeasesRepo(store.db);
+    const periodic = (name: string, periodMs: number) => leases.take(name, cluster.nodeId, clock.now(), periodMs).catch(() => false);
+    audit.periodic = periodic;
+    usage.periodic = periodic;
+    alerts.periodic = periodic;
+    idempotency.periodic = periodic;
+    dispatcher.periodic = periodic;
+  }
   services.webhooks.onDue = () => dispatcher.wake();
   services.webhooks.onChange = () => {
     dispatcher.forget();

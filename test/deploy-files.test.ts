@@ -48,8 +48,7 @@ const SHUTDOWN_DEFAULT_MS = ms(setting('IMKIT_SHUTDOWN_TIMEOUT').default!);
  * Settings that cluster mode (issue #18) adds to src/config.ts, in a change made beside this one. Each is accepted
  * here whether or not SETTINGS has it yet; once it does, the name can leave this list.
  */
-const CLUSTER_SETTINGS = ['REDIS_URL'];
-const KNOWN_ENV = new Set([...SETTINGS.map((s) => s.env), ...CLUSTER_SETTINGS]);
+const KNOWN_ENV = new Set(SETTINGS.map((s) => s.env));
 
 /**
  * Compose's interpolation for the forms compose.yaml uses (${VAR}, ${VAR:-default}, ${VAR:?message}), applied to a

@@ -238,7 +238,13 @@ export class WebhookDispatcher {
    */
   private async round(send = true): Promise<number> {
     const now = this.o.clock.now();
-    const events = send ? await this.repo.newEvents(EVENTS_PER_ROUND) : [];
+    // On PostgreSQL the events are claimed, so that each is rendered by one node; a claim older than the timeout and
+    // a margin belongs to a node that died (its deliveries, had it written them, have the same ids: its rows won).
+    const events = !send
+      ? []
+      : this.o.dialect === 'postgres'
+        ? await this.repo.claimEvents(EVENTS_PER_ROUND, this.id, now, now - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS)
+        : await this.repo.newEvents(EVENTS_PER_ROUND);
     const fresh: DeliveryRow[] = [];
     if (events.length) {
       const parsed = events.map((e) => ({ e, facts: JSON.parse(e.data) as Facts }));
@@ -305,7 +311,7 @@ export class WebhookDispatcher {
         await repo.insertDeliveries(fresh);
         await repo.removeEvents(events.map((e) => e.id));
         // The new ones too: another node may have fanned the same event out first (its rows won).
-        return new Set(await repo.claim(picked.map((r) => r.id), this.id, now));
+        return new Set(await repo.claim(picked.map((r) => r.id), this.id, now, this.o.dialect === 'postgres'));
       });
     } catch (err) {
       // Nothing of the round was written: the outcomes wait for the next one, the events stay in the outbox.
