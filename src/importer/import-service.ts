@@ -216,16 +216,11 @@ export class ImportService {
     };
 
     try {
-      // --- application config
+      // --- application config (written after the first page of users, which says which application the key reads)
       const config = (await client.get<Json>('/config')) ?? {};
       const values: Record<string, string> = {};
       for (const [k, v] of Object.entries(config)) values[k] = JSON.stringify(v);
       report.config.keys = Object.keys(values).length;
-      report.config.changed = await tx(async (r) => {
-        const n = await r.setConfig(app, values, this.clock.now());
-        await r.track(app, source, 'config', '', Object.keys(values));
-        return n;
-      });
 
       // --- users, a page at a time (each page one transaction)
       progress.phase = 'users';
@@ -252,6 +247,12 @@ export class ImportService {
         tell();
         if (skip >= page.totalCount) break;
       }
+
+      report.config.changed = await tx(async (r) => {
+        const n = await r.setConfig(app, values, this.clock.now());
+        await r.track(app, source, 'config', '', Object.keys(values));
+        return n;
+      });
 
       // Groups after users: their members must exist.
       const groups = await client.get<{ data: Json[] }>('/admin/groups', { limit: 1000 });
@@ -386,7 +387,9 @@ export class ImportService {
           if (!dry) {
             // Messages deleted on the source: the room holds fewer than were imported. Its ids are read again to find which.
             if (sourceTotal !== undefined && (await repo.importedMessageCount(app, source, roomId)) > sourceTotal) {
-              report.deleted.messages += await this.deleteGone(client, tx, app, source, roomId);
+              // (Awaited first: `x += await` would read x before the other rooms' workers add to it.)
+              const n = await this.deleteGone(client, tx, app, source, roomId);
+              report.deleted.messages += n;
             }
             // Join times from the system messages now imported (members keep the source's order).
             const settled = roomRows(app, room, views, await repo.joinTimes(app, roomId)).members;
@@ -423,7 +426,10 @@ export class ImportService {
           if (!present.has(id) && (await tx((r) => r.deleteUser(app, source, id)))) report.deleted.users++;
         }
         const gone = (await repo.tracked(app, source, 'config')).filter((k) => !(k in values));
-        if (gone.length) report.deleted.config += await tx((r) => r.deleteConfig(app, source, gone));
+        if (gone.length) {
+          const n = await tx((r) => r.deleteConfig(app, source, gone));
+          report.deleted.config += n;
+        }
       }
       progress.phase = 'done';
       tell();
@@ -482,7 +488,10 @@ export class ImportService {
       const res = await tx(async (r) => {
         const out = await r.putMessages(app, rows, reactions);
         await r.track(app, source, 'message', roomId, rows.map((row) => row.id));
-        if (gone.length) report.deleted.messages += await r.deleteMessages(app, source, roomId, gone);
+        if (gone.length) {
+          const n = await r.deleteMessages(app, source, roomId, gone);
+          report.deleted.messages += n;
+        }
         await r.setCheckpoint(app, source, `room:${roomId}`, next, this.clock.now());
         return out;
       });
@@ -562,7 +571,10 @@ export class ImportService {
       const low: string | null = last || ids.length === 0 ? null : ids[ids.length - 1]!;
       const held = new Set(ids);
       const gone = (await repo.importedMessagesBetween(app, source, roomId, low, high)).filter((id) => !held.has(id));
-      if (gone.length) deleted += await tx((r) => r.deleteMessages(app, source, roomId, gone));
+      if (gone.length) {
+        const n = await tx((r) => r.deleteMessages(app, source, roomId, gone));
+        deleted += n;
+      }
       if (low === null) return deleted;
       high = low;
     }
