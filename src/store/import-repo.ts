@@ -320,7 +320,8 @@ export class ImportRepo {
 
   /**
    * Writes a room as given (row, tags, members, the members' preferences, bans, pending invitations), replacing what the target holds
-   * for it; preferences, bans or invitations given as undefined are left as they are. Returns 'created', 'updated' or 'unchanged'.
+   * for it; preferences, bans or invitations given as undefined are left as they are (and then so are the unread
+   * counts of members in through a group). Returns 'created', 'updated' or 'unchanged'.
    */
   async putRoom(
     appId: string,
@@ -337,7 +338,12 @@ export class ImportRepo {
     const oldTags = (await this.db.selectFrom('room_tags').select('tag').where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('tag').execute()).map((t) => t.tag);
     const oldMembers = await this.db.selectFrom('room_members').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('user_id').execute();
     const sortedTags = [...new Set(tags)].sort();
-    const sortedMembers = [...members].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
+    // Without the members' own views (prefs undefined: a room read by its id), the unread count of users in through
+    // a group is not shown: the stored one is kept.
+    const oldByUser = new Map(oldMembers.map((m) => [m.user_id, m]));
+    const sortedMembers = members
+      .map((m) => (prefs === undefined && m.via !== null && oldByUser.has(m.user_id) ? { ...m, badge: oldByUser.get(m.user_id)!.badge } : m))
+      .sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
     const prefUsers = prefs ? members.map((m) => m.user_id) : [];
     const oldPrefs = prefUsers.length
       ? await this.db.selectFrom('room_prefs').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).where('scope', '=', '').where('user_id', 'in', prefUsers).orderBy('user_id').execute()
