@@ -338,7 +338,7 @@ export class ImportService {
         } catch (err) {
           if (!(err instanceof SourceError && err.status === 404)) throw err;
           if (!checkpoints.has(`room:${id}`)) report.skipped.push({ entity: 'room', id, reason: 'not found on the source' });
-          else if (err.code !== 'ROOM_NOT_FOUND') report.skipped.push({ entity: 'room', id, reason: `the source answered 404 ${err.code ?? ''} (kept here)`.replace('  ', ' ') });
+          else if (err.code !== 'ROOM_NOT_FOUND') report.skipped.push({ entity: 'room', id, reason: `the source answered 404${err.code ? ` ${err.code}` : ''} (kept here)` });
           else if (await tx((r) => r.deleteRoom(app, source, id))) report.deleted.rooms++;
           continue;
         }
@@ -738,10 +738,14 @@ async function optional<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** A URL as reports show it: without its query, which may hold a token. */
+/** A URL as reports show it: without credentials or query, which may hold a token. */
 function redactUrl(url: string): string {
-  const i = url.search(/[?#]/);
-  return i < 0 ? url : url.slice(0, i);
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(an endpoint URL)';
+  }
 }
 
 function idOf(x: unknown): string | null {

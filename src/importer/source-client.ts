@@ -1,7 +1,8 @@
 /**
- * The importer's view of a source server: GET requests (and the read-only POST /search) of the IMKIT Platform API with the application's API key
- * (and IM-CLIENT-ID to act as a user), kept under a request budget per minute, honouring 429 with its
- * retryAfter / Retry-After, and retrying transient failures (5xx, network errors) with exponential backoff.
+ * The importer's view of a source server: GET requests (and the read-only POST /search) of the IMKIT Platform API
+ * with the application's API key (and IM-CLIENT-ID to act as a user), kept under a request budget per minute,
+ * honouring 429 with its retryAfter / Retry-After, and retrying transient failures (5xx, network errors) with
+ * exponential backoff.
  */
 
 export interface ImportTimer {
