@@ -398,6 +398,16 @@ export interface ImportCheckpointsTable {
   updated_at: Ms;
 }
 
+export interface ImportIdsTable {
+  app_id: string;
+  source: string;
+  /** 'user', 'message', 'config' or 'webhook'. */
+  kind: string;
+  /** A message's room; '' for the other kinds. */
+  scope: string;
+  id: string;
+}
+
 export interface ApiKeyAddressesTable {
   app_id: string;
   key_id: string;
@@ -496,6 +506,7 @@ export interface Database {
   operator_setup_tokens: OperatorSetupTokensTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
+  import_ids: ImportIdsTable;
   webhook_endpoints: WebhookEndpointsTable;
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;
