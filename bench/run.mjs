@@ -111,7 +111,7 @@ const FULL = {
 };
 const P = opts.quick ? QUICK : FULL;
 // The cluster scenario sets up two stores and runs two more searches.
-if (clusterNodes) P.watchdogMs += opts.quick ? 300_000 : 20 * 60_000;
+if (clusterNodes) P.watchdogMs += opts.quick ? 600_000 : 30 * 60_000;
 if (opts.connections) P.connections.n = Number(opts.connections);
 /** Deliveries must all arrive and p99 stay under this for a rate step to count as kept up. */
 const P99_LIMIT_MS = 250;
@@ -296,24 +296,29 @@ async function runStep(ctx, step, rate, durationMs) {
   return r;
 }
 
-/** After a step that fell behind: wait (at most 5 s) until the backlog of deliveries has stopped arriving. */
-async function settle(workers) {
+/**
+ * After a step that fell behind: wait (at most `maxMs`, default 5 s) until the backlog of deliveries has stopped
+ * arriving. Tells how long it waited, and whether deliveries had stopped (false: the bound was reached).
+ */
+async function settle(workers, maxMs = 5000) {
   let last = -1;
-  const deadline = performance.now() + 5000;
+  const t0 = performance.now();
+  const deadline = t0 + maxMs;
   while (performance.now() < deadline) {
     const cols = await Promise.all(workers.map((w) => w.call('collect')));
     const got = cols.reduce((a, c) => a + c.stepDelivered + c.otherDelivered, 0);
-    if (got === last) return;
+    if (got === last) return { ms: performance.now() - t0, quiet: true };
     last = got;
     await sleep(250);
   }
+  return { ms: performance.now() - t0, quiet: false };
 }
 
 function printStep(label, r) {
   out(
     `  ${label.padEnd(10)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
       `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
-      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (${r.nodes ? `nodes ${r.nodes.map((n) => `${n.cpuPct}%`).join(' + ')}, ` : ''}main thread${r.nodes ? 's' : ''} ${String(r.serverMainThreadCpuPct).padStart(3)}%${r.serverMainThreadRunQueuePct !== null ? `, waited ${String(r.serverMainThreadRunQueuePct).padStart(2)}%` : ''}) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
+      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (${r.nodes ? `nodes ${r.nodes.map((n) => `${n.cpuPct}%`).join(' + ')}, ` : ''}main thread${r.nodes ? 's' : ''} ${String(r.serverMainThreadCpuPct).padStart(3)}%${r.serverMainThreadRunQueuePct !== null ? `, waited ${String(r.serverMainThreadRunQueuePct).padStart(2)}%` : ''}) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.backlogMs !== undefined ? ` (backlog arriving for ${fmt(r.backlogMs)} ms more${r.backlogDrained ? '' : ', still arriving at the bound'})` : ''}${r.firstError ? `  (${r.firstError})` : ''}`,
   );
 }
 
@@ -337,7 +342,7 @@ async function fanoutAgainst(label, ctx) {
     const rate = Number(opts['fanout-rate']);
     await ctx.exclusive(async () => {
       await runStep(ctx, 1, Math.max(1, Math.round(rate / 2)), 2000);
-      await settle(ctx.workers);
+      await settle(ctx.workers, ctx.settleMs);
     });
     const r = await ctx.exclusive(() => runStep(ctx, 2, rate, F.halfMs));
     printStep(label, r);
@@ -352,7 +357,11 @@ async function fanoutAgainst(label, ctx) {
     const r = await ctx.exclusive(async () => {
       await sleep(200);
       const x = await runStep(ctx, stepNo++, rate, durationMs);
-      if (!x.keptUp) await settle(ctx.workers);
+      if (!x.keptUp) {
+        const st = await settle(ctx.workers, ctx.settleMs);
+        // With a bound of its own (the cluster scenario), how long the backlog took to stop arriving.
+        if (ctx.settleMs) Object.assign(x, { backlogMs: Math.round(st.ms), backlogDrained: st.quiet });
+      }
       return x;
     });
     steps.push(r);
@@ -366,7 +375,7 @@ async function fanoutAgainst(label, ctx) {
   if (F.warmMs) {
     await ctx.exclusive(async () => {
       await runStep(ctx, stepNo++, F.startRate / 2, F.warmMs);
-      await settle(ctx.workers);
+      await settle(ctx.workers, ctx.settleMs);
     });
   }
 
@@ -517,6 +526,9 @@ async function waitForCluster(urls) {
  * (`fanoutAgainst`), taking turns step by step; the latency step is at the same rate for both, half of the single
  * node's peak, so that the difference in p99 is what the hop to the other nodes adds.
  */
+/** How long each setup of the cluster scenario may wait for a backlog to drain after a step that fell behind. */
+const CLUSTER_SETTLE_MS = 20_000;
+
 async function scenarioCluster() {
   const F = P.fanout;
   const N = clusterNodes;
@@ -561,6 +573,7 @@ async function scenarioCluster() {
     sendVia: via,
     encoding: opts.encoding,
     crossNodeShare: round(1 - sameNodeShare, 3),
+    settleLimitSec: CLUSTER_SETTLE_MS / 1000,
     stepSeconds: F.stepMs / 1000,
     halfSeconds: F.halfMs / 1000,
     generatorProcesses: 2 * P.workers,
@@ -615,12 +628,17 @@ async function scenarioCluster() {
       peakFailed = reject;
     });
     singlePeak.catch(() => {});
+    // A cluster that fell behind drains its backlog through the other nodes, which can take longer than the fan-out
+    // scenario's 5 s: each setup waits up to CLUSTER_SETTLE_MS after such a step, so that the next step (the latency step
+    // above all) does not start with the last one's messages still arriving.
+    const settleMs = CLUSTER_SETTLE_MS;
     [result.single, result.cluster] = await Promise.all([
-      fanoutAgainst('single', { server: single, workers: singleWorkers, plan: singlePlan, serverPid: single.pid, via, base: single.info.url, clientKey: single.info.clientKey, exclusive, onPeak: peakOf }).catch((err) => {
+      fanoutAgainst('single', { settleMs, server: single, workers: singleWorkers, plan: singlePlan, serverPid: single.pid, via, base: single.info.url, clientKey: single.info.clientKey, exclusive, onPeak: peakOf }).catch((err) => {
         peakFailed(err);
         throw err;
       }),
       fanoutAgainst('cluster', {
+        settleMs,
         server: first,
         workers: clusterWorkers,
         plan: clusterPlan,
