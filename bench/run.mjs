@@ -631,9 +631,9 @@ async function scenarioCluster() {
       peakFailed = reject;
     });
     singlePeak.catch(() => {});
-    // A cluster that fell behind drains its backlog through the other nodes, which can take longer than the fan-out
-    // scenario's 5 s: each setup waits up to CLUSTER_SETTLE_MS after such a step, so that the next step (the latency step
-    // above all) does not start with the last one's messages still arriving.
+    // A cluster that fell behind drains its backlog through Redis and the other nodes, which may take longer than the
+    // fan-out scenario's 5 s: each setup waits up to CLUSTER_SETTLE_MS after such a step, so that the next step (the
+    // latency step above all) does not start with the last one's messages still arriving.
     const settleMs = CLUSTER_SETTLE_MS;
     [result.single, result.cluster] = await Promise.all([
       fanoutAgainst('single', { settleMs, server: single, workers: singleWorkers, plan: singlePlan, serverPid: single.pid, via, base: single.info.url, clientKey: single.info.clientKey, exclusive, onPeak: peakOf }).catch((err) => {
