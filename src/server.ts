@@ -89,12 +89,14 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const clock = options.clock ?? systemClock;
   const logger = createLogger(config, options.logDestination);
   const store = openStore(config);
+  let newerMigrations: string[];
   try {
-    await store.migrate();
+    newerMigrations = await store.migrate();
   } catch (err) {
     await store.close();
     throw err;
   }
+  if (newerMigrations.length > 0) logger.warn({ migrations: newerMigrations }, 'the store was migrated by a newer version of imkit-server; running with it (a rolling upgrade: upgrade this node too)');
   store.startBackgroundWork();
   const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
   // Cluster mode (docs/cluster.md): events, presence and rate-limit counters shared through Redis.
