@@ -29,7 +29,8 @@ const MAX_ROOMS = 20_000;
  * its bans from the store each time (three queries, a third of a send's SQL). Every service that changes those
  * facts announces it with a domain event after commit; the cache drops the room's snapshot when it sees the event.
  * A load that was under way when an event arrived is not kept (it may have read the old rows). The time limit is a
- * safety net for a change that reaches the store from elsewhere; a cluster will carry the events between nodes.
+ * safety net for a change that reaches the store from elsewhere; in a cluster the other nodes' events
+ * arrive relayed (docs/cluster.md), and while they cannot (Redis lost) nothing is kept (`trust`).
  */
 export class RoomCache {
   private readonly entries = new Map<string, { snap: RoomSnapshot; at: number }>();

@@ -11,8 +11,8 @@ const MAX_USERS = 50_000;
  * batch of sends read the users table once more, a fifth of a send's SQL time. UsersService announces every
  * committed write of a profile (`user.changed`, also for the login time the sender summary carries) and the entry is
  * dropped; a user that does not exist is kept as such until one is created. Concurrent misses share one query. A
- * load that overlaps a change is not kept; the age limit is the safety net for a write from elsewhere (a cluster
- * will carry the events between nodes, as for the room cache).
+ * load that overlaps a change is not kept; the age limit is the safety net for a write from elsewhere (in a cluster
+ * the other nodes' events arrive relayed, and while they cannot nothing is kept, as for the room cache).
  */
 export class UserCache {
   private readonly entries = new Map<string, { row: UserRow | undefined; at: number }>();
