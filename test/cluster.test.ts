@@ -238,6 +238,13 @@ if (POSTGRES_URL !== undefined || process.env.CI) describe('cluster mode: three 
     await redis.down();
     for (let i = 0; i < 3; i++) await until(`node ${i} to notice Redis is gone`, async () => (await api(i, 'GET', '/healthz')).body?.result?.cluster?.redis === 'down');
     for (let i = 0; i < 3; i++) expect((await restSend(i, 'g', `without redis ${i}`)).status).toBe(200);
+    // Rate limits fall back to each node's share: a key of 30 a minute allows 10 on one node (3 nodes known).
+    const limited = await api(1, 'POST', '/admin/api-keys', { name: 'thirty', rateLimitPerMinute: 30 });
+    expect(limited.status).toBe(200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await api(0, 'GET', '/admin/clients?limit=1', undefined, limited.body.result.apiKey)).status);
+    expect(statuses.filter((x) => x === 200)).toHaveLength(10);
+    expect(statuses.slice(10)).toEqual([429, 429, 429, 429, 429]);
     // A socket on node 0 still gets what node 0 stores.
     const local = acked.get('g')!.at(-3);
     await waitFor(() => messagesOf(c1!).some((m) => m._id === local));

@@ -180,8 +180,12 @@ function openPostgres(url: string, schema: string | undefined, statementTimeoutM
     ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
     types: PG_TYPES,
   });
-  // An idle client losing its connection must not crash the process; the pool replaces it.
+  // An idle client losing its connection must not crash the process; the pool replaces it. A client in use (a
+  // transaction between two statements) reports the loss as an 'error' event too, which pg-pool does not listen to
+  // while the client is out: without a listener of its own it ended the process when PostgreSQL stopped (found by
+  // the cluster test). The statement that uses the client next fails, and is answered 503.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const where = new URL(url);
   return {
@@ -191,6 +195,7 @@ function openPostgres(url: string, schema: string | undefined, statementTimeoutM
     migrate: async () => {
       const migrationPool = new pg.Pool({ ...session, max: 1, types: PG_TYPES });
       migrationPool.on('error', () => {});
+      migrationPool.on('connect', (client) => client.on('error', () => {}));
       const migrationDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: migrationPool }) });
       try {
         if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(migrationDb);
