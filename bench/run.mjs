@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // imkit-server benchmarks: every scenario against a baseline measured in the same run on the same machine.
-// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --only fanout,rest,auth,censorship,connections,store,rooms,webhooks]
+// Usage: npm run bench [-- --quick] [-- --json] [-- --postgres] [-- --cluster N] [-- --only fanout,rest,auth,censorship,connections,store,rooms,webhooks,cluster]
 // See docs/performance.md for what each scenario measures and the latest figures.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,8 @@ import { ratioChart } from './lib/svg.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
 const SCENARIOS = ['fanout', 'rest', 'auth', 'censorship', 'connections', 'store', 'rooms', 'webhooks'];
+/** Scenarios that run only when asked for (`cluster`: with --cluster N, or --only cluster). */
+const OPT_IN = ['cluster'];
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,6 +27,8 @@ const { values: opts } = parseArgs({
     json: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
     'pg-url': { type: 'string', default: process.env.IMKIT_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
+    cluster: { type: 'string' },
+    'redis-url': { type: 'string', default: process.env.IMKIT_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
     only: { type: 'string' },
     'log-level': { type: 'string' },
     encoding: { type: 'string', default: 'plain' },
@@ -37,15 +42,19 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(`npm run bench -- [--quick] [--json] [--postgres] [--only ${SCENARIOS.join(',')}]
+  process.stdout.write(`npm run bench -- [--quick] [--json] [--postgres] [--cluster N] [--only ${[...SCENARIOS, ...OPT_IN].join(',')}]
   --quick            smaller scale, a minute or two (200 sockets in 20 rooms, 2,000 idle connections, 2 webhooks rounds)
   --json             the last line printed is one JSON object with the headline figures
   --postgres         also run REST send, the store and the webhooks scenarios on PostgreSQL (--pg-url, default
                      postgres://postgres@127.0.0.1:5432/test), each in a fresh schema dropped at the end
+  --cluster N        also run the cluster scenario (2 to 16 nodes; --only cluster alone: 3): fan-out across N
+                     imkit-server nodes on PostgreSQL (--pg-url) and Redis (--redis-url, default
+                     redis://127.0.0.1:6379), senders on node 1 and the other members on nodes 2..N, against one
+                     node on PostgreSQL in the same run; fresh schemas and Redis prefix, removed at the end
   --log-level L      LOG_LEVEL of the server under test (default: the server's default, info)
   --encoding E       plain (default, as the Vue SDK) or base64 (as the other SDKs) socket payloads
   --fanout-via V     socket (default: chat message events) or rest (POST /rooms/:id/message) for fan-out senders
-  --fanout-rate R    fan-out only: one step of the half-rate length at R msg/s on each server after a 2 s warm-up
+  --fanout-rate R    fan-out and cluster: one step of the half-rate length at R msg/s on each server after a 2 s warm-up
                      at R/2, no search (with --profile, a profile of that load alone); nothing is written
   --client C         the generators' Socket.IO client: light (default, bench/lib/light-client.mjs: the same protocol,
                      a fraction of the CPU per message) or socket.io (socket.io-client 4.8)
@@ -54,14 +63,29 @@ if (opts.help) {
   --profile          write V8 CPU profiles of the servers under test (imkit-server and the bare Socket.IO baseline) (path printed at the end)
 Scenarios (--only): fanout (socket fan-out vs bare Socket.IO), rest (REST send vs bare Fastify), auth, censorship,
   connections (memory per idle socket), store, rooms (room events), webhooks (REST send with 0, 1 and 10 webhook
-  endpoints subscribed to message.created, local receivers, same run; deliveries drained afterwards)
+  endpoints subscribed to message.created, local receivers, same run; deliveries drained afterwards),
+  cluster (only with --cluster N or --only cluster: cross-node fan-out vs one node, the p99 the Redis hop adds;
+  --only cluster writes bench/results/<date>[-quick]-cluster.json)
 `);
   process.exit(0);
 }
 if (!['light', 'socket.io'].includes(opts.client)) throw new Error(`--client: light or socket.io, not ${opts.client}`);
 const clientName = opts.client === 'light' ? 'light Socket.IO client' : 'socket.io-client';
 const only = new Set(opts.only ? opts.only.split(',').map((s) => s.trim()) : SCENARIOS);
-for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
+for (const s of only) if (!SCENARIOS.includes(s) && !OPT_IN.includes(s)) throw new Error(`unknown scenario ${s} (known: ${[...SCENARIOS, ...OPT_IN].join(', ')})`);
+/** Nodes of the cluster scenario (0: not run). */
+const clusterNodes = opts.cluster !== undefined ? Number(opts.cluster) : only.has('cluster') ? 3 : 0;
+if (opts.cluster !== undefined && !(Number.isInteger(clusterNodes) && clusterNodes >= 2 && clusterNodes <= 16)) throw new Error(`--cluster: a number of nodes from 2 to 16, not ${opts.cluster}`);
+if (clusterNodes && !opts.only) only.add('cluster');
+/** Where the cluster scenario's nodes meet (printed without credentials). */
+const redisLabel = (() => {
+  try {
+    const u = new URL(opts['redis-url']);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    throw new Error('--redis-url: redis://host:port');
+  }
+})();
 
 const QUICK = {
   fanout: { users: 200, roomSize: 10, sendersPerRoom: 2, stepMs: 700, warmMs: 1000, halfMs: 1200, drainMs: 1500, startRate: 2000, factor: 2, maxRate: 64_000, peakSteps: 1, refine: 1 },
@@ -86,6 +110,8 @@ const FULL = {
   watchdogMs: 30 * 60_000,
 };
 const P = opts.quick ? QUICK : FULL;
+// The cluster scenario sets up two stores and runs two more searches.
+if (only.has('cluster')) P.watchdogMs += opts.quick ? 600_000 : 30 * 60_000;
 if (opts.connections) P.connections.n = Number(opts.connections);
 /** Deliveries must all arrive and p99 stay under this for a rate step to count as kept up. */
 const P99_LIMIT_MS = 250;
@@ -97,15 +123,24 @@ const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'imkit-bench-'));
 const logs = [];
 const profileDir = path.join(os.tmpdir(), `imkit-bench-profiles-${Date.now().toString(36)}`);
 
+/** PostgreSQL schemas and Redis key prefixes made by a running scenario: removed by it, or on the way out. */
+const pendingSchemas = new Set();
+const pendingRedisPrefixes = new Set();
+/** After the children were killed: drop what a scenario left (bounded, so that a dead PostgreSQL cannot hold the exit). */
+async function cleanUpPending() {
+  const work = Promise.allSettled([...[...pendingSchemas].map((s) => dropSchema(s)), ...[...pendingRedisPrefixes].map((p) => deleteRedisKeys(p))]);
+  await Promise.race([work, sleep(10_000)]);
+}
+
 const watchdog = setTimeout(() => {
   process.stderr.write(`bench: still running after ${P.watchdogMs / 1000} s; stopping (logs in ${tmpRoot})\n`);
   killAll();
-  process.exit(1);
+  void cleanUpPending().finally(() => process.exit(1));
 }, P.watchdogMs);
 watchdog.unref();
 process.on('SIGINT', () => {
   killAll();
-  process.exit(130);
+  void cleanUpPending().finally(() => process.exit(130));
 });
 
 function serverEnv(extra = {}) {
@@ -141,7 +176,12 @@ async function startWorkers(n, name = 'socket-clients.mjs') {
 
 // ------------------------------------------------------------------------------------------ fan-out
 
-function fanoutPlan(users) {
+/**
+ * Rooms of `roomSize` users, the first `sendersPerRoom` of each sending, and each generator process's share of the
+ * sockets. With `nodeUrls` (the cluster scenario) each socket says which node it connects to: the senders the first,
+ * the other members of each room spread over the rest in turn.
+ */
+function fanoutPlan(users, nodeUrls) {
   const { roomSize, sendersPerRoom } = P.fanout;
   const rooms = [];
   for (let r = 0; r * roomSize < users.length; r++) rooms.push({ id: `g${r}`, members: users.slice(r * roomSize, (r + 1) * roomSize).map((u) => u.user) });
@@ -152,8 +192,11 @@ function fanoutPlan(users) {
   users.forEach((u, i) => {
     const w = i % W;
     const room = `g${Math.floor(i / roomSize)}`;
-    if (i % roomSize < sendersPerRoom) senders[w].push(lists[w].length);
-    lists[w].push({ user: u.user, token: u.token, room });
+    const k = i % roomSize;
+    if (k < sendersPerRoom) senders[w].push(lists[w].length);
+    const entry = { user: u.user, token: u.token, room };
+    if (nodeUrls) entry.url = k < sendersPerRoom ? nodeUrls[0] : nodeUrls[1 + ((k - sendersPerRoom) % (nodeUrls.length - 1))];
+    lists[w].push(entry);
   });
   return { rooms, lists, senders };
 }
@@ -163,9 +206,11 @@ async function runStep(ctx, step, rate, durationMs) {
   const totalSenders = plan.senders.reduce((a, s) => a + s.length, 0);
   await Promise.all(workers.map((w) => w.call('measureStart', { step, durationMs })));
   const writer0 = ctx.server ? await ctx.server.call('writer') : undefined;
-  const cpu0 = cpuMsOf(serverPid);
-  const main0 = mainThreadCpuMsOf(serverPid);
-  const queued0 = mainThreadRunQueueMsOf(serverPid);
+  // Every process of the server under test (the cluster scenario: each node's), the first one first.
+  const pids = ctx.serverPids ?? [serverPid];
+  const cpu0 = pids.map(cpuMsOf);
+  const main0 = pids.map(mainThreadCpuMsOf);
+  const queued0 = pids.map(mainThreadRunQueueMsOf);
   const genCpu0 = workers.map((w) => cpuMsOf(w.pid));
   const busy0 = machineBusyMs();
   const t0 = performance.now();
@@ -177,9 +222,12 @@ async function runStep(ctx, step, rate, durationMs) {
     ),
   );
   const wall = performance.now() - t0;
-  const cpu = ((cpuMsOf(serverPid) - cpu0) / wall) * 100;
-  const mainCpu = ((mainThreadCpuMsOf(serverPid) - main0) / wall) * 100;
-  const queued1 = mainThreadRunQueueMsOf(serverPid);
+  const cpuEach = pids.map((pid, i) => ((cpuMsOf(pid) - cpu0[i]) / wall) * 100);
+  const mainEach = pids.map((pid, i) => ((mainThreadCpuMsOf(pid) - main0[i]) / wall) * 100);
+  const queued1 = pids.map(mainThreadRunQueueMsOf);
+  const waitedEach = pids.map((_, i) => (queued0[i] !== null && queued1[i] !== null ? Math.round(((queued1[i] - queued0[i]) / wall) * 100) : null));
+  const cpu = cpuEach.reduce((a, x) => a + x, 0);
+  const mainCpu = mainEach.reduce((a, x) => a + x, 0);
   const genCpu = (workers.reduce((a, w, i) => a + (cpuMsOf(w.pid) - genCpu0[i]), 0) / wall) * 100;
   // Everything else the machine did meanwhile (this orchestrator, and any other process: a busy machine skews results).
   const otherCpu = ((machineBusyMs() - busy0) / wall) * 100 - cpu - genCpu;
@@ -224,15 +272,18 @@ async function runStep(ctx, step, rate, durationMs) {
     ackP99Ms: ack.p99,
     ackErrors: sends.reduce((a, s) => a + s.ackErrors, 0),
     skipped: sends.reduce((a, s) => a + s.skipped, 0),
+    // With several processes (nodes of a cluster): the sum of them, and `nodes` below for each one.
     serverCpuPct: Math.round(cpu),
     // The event loop's thread alone (the rest: the SQLite writer and checkpoint threads, V8's GC helpers, libuv).
     serverMainThreadCpuPct: Math.round(mainCpu),
     // The share of the step the event loop's thread was runnable but waiting for a core (other threads and
-    // processes had both): time its work, and every message's latency, grew by.
-    serverMainThreadRunQueuePct: queued0 !== null && queued1 !== null ? Math.round(((queued1 - queued0) / wall) * 100) : null,
+    // processes had both): time its work, and every message's latency, grew by. With several processes, the
+    // most any of them waited.
+    serverMainThreadRunQueuePct: waitedEach.some((x) => x === null) ? null : Math.max(...waitedEach),
     generatorsCpuPct: Math.round(genCpu),
     otherCpuPct: Math.max(0, Math.round(otherCpu)),
   };
+  if (pids.length > 1) r.nodes = pids.map((_, i) => ({ cpuPct: Math.round(cpuEach[i]), mainThreadCpuPct: Math.round(mainEach[i]), waitedPct: waitedEach[i] }));
   if (writer0 && writer1 && writer1.batches > writer0.batches) r.messagesPerBatch = round((writer1.messages - writer0.messages) / (writer1.batches - writer0.batches), 1);
   // On SQLite: the share of batches settled from the writer thread's shared counter at the end of a turn (the rest
   // waited for the thread's message, read in a poll phase).
@@ -241,28 +292,36 @@ async function runStep(ctx, step, rate, durationMs) {
   if (th0 && th1 && th1.transactions > th0.transactions) r.settledAtTurnEndPct = Math.round((100 * (th1.settledAtTurnEnd - th0.settledAtTurnEnd)) / (th1.transactions - th0.transactions));
   const firstError = sends.flatMap((s) => s.firstError ?? [])[0];
   if (firstError) r.firstError = firstError;
-  r.keptUp = acked >= 0.95 * rate * (durationMs / 1000) && r.deliveredPerSec >= 0.9 * r.sentPerSec * P.fanout.roomSize && r.completeness >= 0.99 && (r.p99Ms ?? Infinity) <= P99_LIMIT_MS;
+  // Sends due: rate x duration, less what each generator's whole-message rounding leaves out (at ten messages per
+  // second split over the generators, a 0.7 s step is due 6 where 7 were asked for: more than 5% short).
+  const due = sends.reduce((a, s) => a + s.sent + s.skipped, 0);
+  r.keptUp = acked >= 0.95 * Math.min(rate * (durationMs / 1000), due) && r.deliveredPerSec >= 0.9 * r.sentPerSec * P.fanout.roomSize && r.completeness >= 0.99 && (r.p99Ms ?? Infinity) <= P99_LIMIT_MS;
   return r;
 }
 
-/** After a step that fell behind: wait (at most 5 s) until the backlog of deliveries has stopped arriving. */
-async function settle(workers) {
+/**
+ * After a step that fell behind: wait (at most `maxMs`, default 5 s) until the backlog of deliveries has stopped
+ * arriving. Tells how long it waited, and whether deliveries had stopped (false: the bound was reached).
+ */
+async function settle(workers, maxMs = 5000) {
   let last = -1;
-  const deadline = performance.now() + 5000;
+  const t0 = performance.now();
+  const deadline = t0 + maxMs;
   while (performance.now() < deadline) {
     const cols = await Promise.all(workers.map((w) => w.call('collect')));
     const got = cols.reduce((a, c) => a + c.stepDelivered + c.otherDelivered, 0);
-    if (got === last) return;
+    if (got === last) return { ms: performance.now() - t0, quiet: true };
     last = got;
     await sleep(250);
   }
+  return { ms: performance.now() - t0, quiet: false };
 }
 
 function printStep(label, r) {
   out(
     `  ${label.padEnd(10)} target ${fmt(r.targetPerSec).padStart(7)} msg/s  sent ${fmt(r.sentPerSec).padStart(7)}/s  delivered ${fmt(r.deliveredPerSec).padStart(8)}/s  ` +
       `complete ${(r.completeness * 100).toFixed(1).padStart(5)}%  p50 ${fmt(r.p50Ms, 1).padStart(6)}  p99 ${fmt(r.p99Ms, 1).padStart(7)}  max ${fmt(r.maxMs, 0).padStart(6)} ms  ack p99 ${fmt(r.ackP99Ms, 1).padStart(7)} ms  ` +
-      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (main thread ${String(r.serverMainThreadCpuPct).padStart(3)}%${r.serverMainThreadRunQueuePct !== null ? `, waited ${String(r.serverMainThreadRunQueuePct).padStart(2)}%` : ''}) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.firstError ? `  (${r.firstError})` : ''}`,
+      `cpu: server ${String(r.serverCpuPct).padStart(3)}% (${r.nodes ? `nodes ${r.nodes.map((n) => `${n.cpuPct}%`).join(' + ')}, ` : ''}main thread${r.nodes ? 's' : ''} ${String(r.serverMainThreadCpuPct).padStart(3)}%${r.serverMainThreadRunQueuePct !== null ? `, waited ${String(r.serverMainThreadRunQueuePct).padStart(2)}%` : ''}) generators ${String(r.generatorsCpuPct).padStart(3)}% other ${String(r.otherCpuPct).padStart(3)}%${r.messagesPerBatch ? `  ${fmt(r.messagesPerBatch, 1)} msg/batch` : ''}${r.settledAtTurnEndPct !== undefined ? ` (${r.settledAtTurnEndPct}% at turn end)` : ''}${r.keptUp ? '' : '  <- fell behind'}${r.backlogMs !== undefined ? ` (backlog arriving for ${fmt(r.backlogMs)} ms more${r.backlogDrained ? '' : ', still arriving at the bound'})` : ''}${r.firstError ? `  (${r.firstError})` : ''}`,
   );
 }
 
@@ -286,7 +345,7 @@ async function fanoutAgainst(label, ctx) {
     const rate = Number(opts['fanout-rate']);
     await ctx.exclusive(async () => {
       await runStep(ctx, 1, Math.max(1, Math.round(rate / 2)), 2000);
-      await settle(ctx.workers);
+      await settle(ctx.workers, ctx.settleMs);
     });
     const r = await ctx.exclusive(() => runStep(ctx, 2, rate, F.halfMs));
     printStep(label, r);
@@ -301,7 +360,11 @@ async function fanoutAgainst(label, ctx) {
     const r = await ctx.exclusive(async () => {
       await sleep(200);
       const x = await runStep(ctx, stepNo++, rate, durationMs);
-      if (!x.keptUp) await settle(ctx.workers);
+      if (!x.keptUp) {
+        const st = await settle(ctx.workers, ctx.settleMs);
+        // With a bound of its own (the cluster scenario), how long the backlog took to stop arriving.
+        if (ctx.settleMs) Object.assign(x, { backlogMs: Math.round(st.ms), backlogDrained: st.quiet });
+      }
       return x;
     });
     steps.push(r);
@@ -315,7 +378,7 @@ async function fanoutAgainst(label, ctx) {
   if (F.warmMs) {
     await ctx.exclusive(async () => {
       await runStep(ctx, stepNo++, F.startRate / 2, F.warmMs);
-      await settle(ctx.workers);
+      await settle(ctx.workers, ctx.settleMs);
     });
   }
 
@@ -338,7 +401,10 @@ async function fanoutAgainst(label, ctx) {
   const kept = steps.filter((x) => x.keptUp);
   const peakDeliveredPerSec = best();
   const sustainedDeliveredPerSec = kept.length ? Math.max(...kept.map((x) => x.deliveredPerSec)) : 0;
-  const halfRate = Math.max(1, Math.round(peakDeliveredPerSec / F.roomSize / 2));
+  // The latency step: at half of this server's own peak, unless the caller sets one rate for two setups (the
+  // cluster scenario: half of the single node's peak for both, told through `onPeak` and awaited in `halfRate`).
+  ctx.onPeak?.(peakDeliveredPerSec);
+  const halfRate = ctx.halfRate ? await ctx.halfRate() : Math.max(1, Math.round(peakDeliveredPerSec / F.roomSize / 2));
   const half = await ctx.exclusive(async () => {
     await sleep(200);
     return runStep(ctx, stepNo++, halfRate, F.halfMs);
@@ -421,6 +487,208 @@ async function scenarioFanout(S, users, template) {
   } finally {
     await Promise.all([...workers, ...bareWorkers].map((w) => w.stop()));
   }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------ cluster fan-out
+
+/** A database or Redis URL without its credentials, for printing. */
+function hostOf(url) {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * What the cluster's p99 minus the single node's says: below zero, the hop is lost in the run's noise; when the
+ * cluster fell behind at that rate, the difference is a backlog.
+ */
+function hopText(addedMs, keptUp = true) {
+  if (addedMs === null || addedMs === undefined) return 'the Redis hop: not measured';
+  if (!keptUp) return `the cluster fell behind at that rate: its ${fmt(addedMs, 1)} ms more is a backlog, not the hop`;
+  return addedMs >= 0 ? `the Redis hop adds ${fmt(addedMs, 1)} ms` : `the cluster was ${fmt(-addedMs, 1)} ms faster: the hop's cost is below this run's noise`;
+}
+
+/** Until every node's GET /healthz reports Redis up and all the nodes (bounded: 30 s). */
+async function waitForCluster(urls) {
+  const deadline = performance.now() + 30_000;
+  let seen = [];
+  for (;;) {
+    seen = await Promise.all(urls.map((u) => request(u, 'GET', '/healthz', { timeoutMs: 5_000 }).then((r) => r.body?.result?.cluster, (err) => ({ error: err.message }))));
+    if (seen.every((c) => c?.redis === 'up' && c.nodes === urls.length)) return;
+    if (performance.now() > deadline) throw new Error(`the ${urls.length} nodes did not all see each other within 30 s (GET /healthz cluster: ${JSON.stringify(seen)}); is Redis up at ${redisLabel}?`);
+    await sleep(200);
+  }
+}
+
+/**
+ * Cluster fan-out (issue 18, docs/cluster.md): the fan-out scenario's users and rooms on N imkit-server nodes that
+ * share one PostgreSQL schema and one Redis, the senders' sockets on node 1 and the other members' spread over nodes
+ * 2..N, so that every message reaches them through Redis (each node relays its committed events to the others and
+ * every node delivers to its own sockets). Against one node on PostgreSQL alone (another schema, no Redis), in the
+ * same run, with its own sockets and generator processes. Both go through the fan-out scenario's search
+ * (`fanoutAgainst`), taking turns step by step; the latency step is at the same rate for both, half of the single
+ * node's peak, so that the difference in p99 is what the hop to the other nodes adds.
+ */
+/** How long each setup of the cluster scenario may wait for a backlog to drain after a step that fell behind. */
+const CLUSTER_SETTLE_MS = 20_000;
+
+async function scenarioCluster() {
+  const F = P.fanout;
+  const N = clusterNodes;
+  const via = opts['fanout-via'];
+  const stamp = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const singleSchema = `bench_cl_single_${stamp}`;
+  const clusterSchema = `bench_cl_nodes_${stamp}`;
+  const prefix = `imkit-bench-${stamp}`;
+  pendingSchemas.add(singleSchema);
+  pendingSchemas.add(clusterSchema);
+  pendingRedisPrefixes.add(prefix);
+  // Every server serves the same application with the same API key. The client key is made by the server that
+  // creates the application on its empty schema (the single node, and the cluster's first node); the cluster's other
+  // nodes find the application in the store, so the first node's key is the key of every node.
+  const common = serverEnv({
+    DATABASE_URL: opts['pg-url'],
+    IMKIT_APP_ID: 'bench',
+    IMKIT_API_KEY: randomBytes(24).toString('base64url'),
+    IMKIT_USER_RATE_LIMIT: '100000',
+    IMKIT_SOCKET_EVENT_LIMIT: '100000',
+  });
+  const nodeEnv = { ...common, IMKIT_DATABASE_SCHEMA: clusterSchema, REDIS_URL: opts['redis-url'], IMKIT_CLUSTER_PREFIX: prefix };
+  const senders = F.sendersPerRoom * Math.ceil(F.users / F.roomSize);
+  const sameNodeShare = F.sendersPerRoom / F.roomSize;
+  out(
+    `\nCluster fan-out: ${N} imkit-server nodes on PostgreSQL (${hostOf(opts['pg-url'])}, one fresh schema) and Redis (${redisLabel}, prefix ${prefix}) ` +
+      `vs 1 node on PostgreSQL (another fresh schema, no Redis); the fan-out plan: ${F.users} sockets in rooms of ${F.roomSize}, ${senders} senders (${via}), ${opts.encoding} payloads, ${clientName}`,
+  );
+  out(
+    `  cluster: the senders' sockets on node 1, the other members' on nodes 2..${N}: ${Math.round((1 - sameNodeShare) * 100)}% of the deliveries cross nodes ` +
+      `(the senders' own copies, ${Math.round(sameNodeShare * 100)}%, are same-node deliveries); single node: every socket on it`,
+  );
+  const servers = [];
+  const workers = [];
+  const result = {
+    nodes: N,
+    redis: redisLabel,
+    users: F.users,
+    rooms: Math.ceil(F.users / F.roomSize),
+    roomSize: F.roomSize,
+    senders,
+    sendVia: via,
+    encoding: opts.encoding,
+    crossNodeShare: round(1 - sameNodeShare, 3),
+    settleLimitSec: CLUSTER_SETTLE_MS / 1000,
+    stepSeconds: F.stepMs / 1000,
+    halfSeconds: F.halfMs / 1000,
+    generatorProcesses: 2 * P.workers,
+  };
+  const settled = (list) => {
+    const ok = list.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    servers.push(...ok);
+    const failed = list.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return ok;
+  };
+  try {
+    const t0 = performance.now();
+    // The single node, and the cluster's first node alone (it migrates the schema and creates the application).
+    const [single, first] = settled(await Promise.allSettled([startImkit('cluster-single', { ...common, IMKIT_DATABASE_SCHEMA: singleSchema }), startImkit('cluster-node1', nodeEnv)]));
+    if (!first.info.appCreated || !first.info.clientKey) throw new Error('cluster node 1 did not create the application on its schema');
+    const clientKey = first.info.clientKey;
+    const nodes = [first, ...settled(await Promise.allSettled(Array.from({ length: N - 1 }, (_, i) => startImkit(`cluster-node${i + 2}`, nodeEnv))))];
+    const urls = nodes.map((n) => n.info.url);
+    await waitForCluster(urls);
+    out(`  ${N} nodes up, each counting ${N} in GET /healthz, ${fmt(performance.now() - t0)} ms after the first two servers were started`);
+
+    const t1 = performance.now();
+    const ids = Array.from({ length: F.users }, (_, i) => `u${i}`);
+    const [singleUsers, clusterUsers] = await Promise.all([createUsers(single.info.url, single.info.apiKey, ids), createUsers(urls[0], first.info.apiKey, ids)]);
+    const singlePlan = fanoutPlan(singleUsers);
+    const clusterPlan = fanoutPlan(clusterUsers, urls);
+    await Promise.all([createRooms(single.info.url, single.info.apiKey, singlePlan.rooms), createRooms(urls[0], first.info.apiKey, clusterPlan.rooms)]);
+    out(`  set-up: ${F.users} users and ${singlePlan.rooms.length} rooms on each store over the REST API in ${fmt(performance.now() - t1)} ms`);
+
+    // One set of generator processes per setup, as in the fan-out scenario.
+    const singleWorkers = await startWorkers(P.workers);
+    workers.push(...singleWorkers);
+    const clusterWorkers = await startWorkers(P.workers);
+    workers.push(...clusterWorkers);
+    const c1 = await connectAll(singleWorkers, singlePlan, { url: single.info.url, kind: 'imkit', clientKey: single.info.clientKey, encoding: opts.encoding });
+    const c2 = await connectAll(clusterWorkers, clusterPlan, { url: urls[0], kind: 'imkit', clientKey, encoding: opts.encoding });
+    // Every socket is where the plan put it (authenticated with node 1's client key on every node).
+    const planned = urls.map((u) => clusterPlan.lists.flat().filter((e) => e.url === u).length);
+    const held = (await Promise.all(nodes.map((n) => n.call('sockets')))).map((x) => x.engine);
+    if (held.some((n, i) => n !== planned[i])) throw new Error(`sockets per node: ${held.join(', ')}, planned ${planned.join(', ')}`);
+    result.socketsPerNode = held;
+    out(`  single node: ${c1.connected} sockets authenticated in ${fmt(c1.ms)} ms; cluster: ${c2.connected} in ${fmt(c2.ms)} ms, ${held.map((n, i) => `node ${i + 1}: ${n}`).join(', ')}`);
+
+    // The two searches take turns step by step (as in the fan-out scenario); the cluster's latency step waits for
+    // the single node's peak, to run at the same rate.
+    const exclusive = turns();
+    let peakOf;
+    let peakFailed;
+    const singlePeak = new Promise((resolve, reject) => {
+      peakOf = resolve;
+      peakFailed = reject;
+    });
+    singlePeak.catch(() => {});
+    // A cluster that fell behind drains its backlog through Redis and the other nodes, which may take longer than the
+    // fan-out scenario's 5 s: each setup waits up to CLUSTER_SETTLE_MS after such a step, so that the next step (the
+    // latency step above all) does not start with the last one's messages still arriving.
+    const settleMs = CLUSTER_SETTLE_MS;
+    [result.single, result.cluster] = await Promise.all([
+      fanoutAgainst('single', { settleMs, server: single, workers: singleWorkers, plan: singlePlan, serverPid: single.pid, via, base: single.info.url, clientKey: single.info.clientKey, exclusive, onPeak: peakOf }).catch((err) => {
+        peakFailed(err);
+        throw err;
+      }),
+      fanoutAgainst('cluster', {
+        settleMs,
+        server: first,
+        workers: clusterWorkers,
+        plan: clusterPlan,
+        serverPid: first.pid,
+        serverPids: nodes.map((n) => n.pid),
+        via,
+        base: urls[0],
+        clientKey,
+        exclusive,
+        halfRate: async () => Math.max(1, Math.round((await singlePeak) / F.roomSize / 2)),
+      }),
+    ]);
+  } finally {
+    await Promise.all(workers.map((w) => w.call('close').catch(() => {})));
+    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all(servers.map((s) => s.stop()));
+    const cleanup = await Promise.allSettled([dropSchema(singleSchema), dropSchema(clusterSchema), deleteRedisKeys(prefix)]);
+    for (const c of cleanup) if (c.status === 'rejected') out(`  WARNING: clean-up: ${c.reason?.message ?? c.reason}`);
+  }
+  const { single: one, cluster: many } = result;
+  result.ratio = round(many.maxDeliveredPerSec / one.maxDeliveredPerSec, 3);
+  result.sustainedRatio = one.sustainedDeliveredPerSec ? round(many.sustainedDeliveredPerSec / one.sustainedDeliveredPerSec, 3) : null;
+  result.halfRatePerSec = one.half.targetPerSec;
+  result.p50AddedMs = round(many.half.p50Ms - one.half.p50Ms, 1);
+  result.p99AddedMs = round(many.half.p99Ms - one.half.p99Ms, 1);
+  // CPU of every server process at the shared latency step and at each setup's step of highest delivery.
+  const peakStep = (x) => x.steps.reduce((a, b) => (b.deliveredPerSec > a.deliveredPerSec ? b : a));
+  result.cpuPct = {
+    half: { single: one.half.serverCpuPct, nodes: many.half.nodes?.map((n) => n.cpuPct) ?? null },
+    peak: { single: peakStep(one).serverCpuPct, nodes: peakStep(many).nodes?.map((n) => n.cpuPct) ?? null },
+  };
+  const cpuList = (l) => (l ? l.map((c, i) => `node ${i + 1} ${c}%`).join(', ') : '-');
+  out(
+    `  => peak delivered: ${N} nodes ${fmt(many.maxDeliveredPerSec)}/s, 1 node ${fmt(one.maxDeliveredPerSec)}/s: ratio ${result.ratio}; ` +
+      `kept up: ${N} nodes ${fmt(many.sustainedDeliveredPerSec)}/s, 1 node ${fmt(one.sustainedDeliveredPerSec)}/s: ratio ${result.sustainedRatio ?? '-'}`,
+  );
+  out(
+    `     at ${fmt(result.halfRatePerSec)} msg/s for both (half of the single node's peak): p50 / p99 ${fmt(many.half.p50Ms, 1)} / ${fmt(many.half.p99Ms, 1)} ms across nodes, ` +
+      `${fmt(one.half.p50Ms, 1)} / ${fmt(one.half.p99Ms, 1)} ms on one node: ${hopText(result.p99AddedMs, many.half.keptUp)}${many.half.keptUp ? ` at p99 (${fmt(result.p50AddedMs, 1)} ms at p50)` : ''}` +
+      `${one.half.keptUp ? '' : '; the single node did NOT keep up at that rate'}`,
+  );
+  out(`     server CPU at that step: ${cpuList(result.cpuPct.half.nodes)} (single node ${result.cpuPct.half.single}%); at each one's peak: ${cpuList(result.cpuPct.peak.nodes)} (single node ${result.cpuPct.peak.single}%)`);
+  out(`     PostgreSQL and Redis count as "other"; on ${M.cores} cores the ${N} nodes, the single node, PostgreSQL, Redis and ${result.generatorProcesses} generator processes share them: the ratio is the hop's cost, not the scaling of more machines`);
   return result;
 }
 
@@ -953,7 +1221,7 @@ const round = (v, d) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d 
 async function main() {
   const started = Date.now();
   const date = new Date().toISOString().slice(0, 10);
-  const results = { date, startedAt: new Date().toISOString(), mode: opts.quick ? 'quick' : 'full', code: codeVersion(root), machine: M, logLevel: opts['log-level'] ?? 'info (server default)', options: { postgres: opts.postgres, encoding: opts.encoding, client: opts.client, fanoutVia: opts['fanout-via'], only: opts.only ?? null }, scenarios: {}, errors: {} };
+  const results = { date, startedAt: new Date().toISOString(), mode: opts.quick ? 'quick' : 'full', code: codeVersion(root), machine: M, logLevel: opts['log-level'] ?? 'info (server default)', options: { postgres: opts.postgres, cluster: only.has('cluster') ? clusterNodes : null, ...(only.has('cluster') ? { redis: redisLabel } : {}), encoding: opts.encoding, client: opts.client, fanoutVia: opts['fanout-via'], only: opts.only ?? null }, scenarios: {}, errors: {} };
   out(`imkit-server benchmark (${results.mode}) — ${new Date().toISOString()}`);
   out(`Machine: ${describeMachine(M)}`);
   out(`Every load generator is a separate process on this same machine: it shares the ${M.cores} cores with the server under test.`);
@@ -1025,6 +1293,7 @@ async function main() {
     if (only.has('store')) await run('storePostgres', () => scenarioStore('postgres'));
     if (only.has('webhooks')) await run('webhooksPostgres', () => scenarioWebhooks('postgres'));
   }
+  if (only.has('cluster')) await run('cluster', scenarioCluster);
   const c = results.scenarios.censorship;
   results.censorship = !only.has('censorship')
     ? 'censorship: not run'
@@ -1074,17 +1343,34 @@ async function main() {
     webhooksTenDeliveredShare: s.webhooks?.configs.ten.deliveredShare ?? null,
     webhooksPostgresOneRatio: s.webhooksPostgres?.ratioOne ?? null,
     webhooksPostgresTenRatio: s.webhooksPostgres?.ratioTen ?? null,
+    clusterNodes: s.cluster?.nodes ?? null,
+    clusterRatio: s.cluster?.ratio ?? null,
+    clusterSustainedRatio: s.cluster?.sustainedRatio ?? null,
+    clusterMaxDeliveredPerSec: s.cluster?.cluster.maxDeliveredPerSec ?? null,
+    clusterSingleMaxDeliveredPerSec: s.cluster?.single.maxDeliveredPerSec ?? null,
+    clusterSustainedDeliveredPerSec: s.cluster?.cluster.sustainedDeliveredPerSec ?? null,
+    clusterSingleSustainedDeliveredPerSec: s.cluster?.single.sustainedDeliveredPerSec ?? null,
+    clusterHalfRatePerSec: s.cluster?.halfRatePerSec ?? null,
+    clusterP50Ms: s.cluster?.cluster.half.p50Ms ?? null,
+    clusterP99Ms: s.cluster?.cluster.half.p99Ms ?? null,
+    clusterSingleP50Ms: s.cluster?.single.half.p50Ms ?? null,
+    clusterSingleP99Ms: s.cluster?.single.half.p99Ms ?? null,
+    clusterP99AddedMs: s.cluster?.p99AddedMs ?? null,
+    clusterHalfKeptUp: s.cluster?.cluster.half.keptUp ?? null,
+    clusterCrossNodeShare: s.cluster?.crossNodeShare ?? null,
   };
   results.targets = targets(results);
   printSummary(results);
 
-  if ((opts.only || opts['fanout-rate']) && !opts['no-write']) out(`Partial run (${opts.only ? '--only' : '--fanout-rate'}): bench/results/ left as it was.`);
+  // `--only cluster` (an opt-in scenario, not part of the default run) writes a file of its own.
+  const clusterOnly = only.size === 1 && only.has('cluster') && !opts['fanout-rate'];
+  if ((opts.only || opts['fanout-rate']) && !clusterOnly && !opts['no-write']) out(`Partial run (${opts.only ? '--only' : '--fanout-rate'}): bench/results/ left as it was.`);
   else if (!opts['no-write']) {
     const dir = path.join(here, 'results');
     fs.mkdirSync(dir, { recursive: true });
-    const name = `${date}${opts.quick ? '-quick' : ''}`;
+    const name = `${date}${opts.quick ? '-quick' : ''}${clusterOnly ? '-cluster' : ''}`;
     fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(results, null, 1) + '\n');
-    fs.writeFileSync(path.join(dir, `${name}.svg`), chart(results));
+    fs.writeFileSync(path.join(dir, `${name}.svg`), chart(results, clusterOnly));
     out(`Wrote bench/results/${name}.json and bench/results/${name}.svg`);
   }
   if (opts.profile) out(`CPU profiles of the servers under test: ${profileDir} (open in Chrome DevTools > Performance)`);
@@ -1099,8 +1385,27 @@ async function dropSchema(schema) {
   await c.connect();
   try {
     await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    pendingSchemas.delete(schema);
   } finally {
     await c.end();
+  }
+}
+
+/** Deletes the Redis keys under a cluster prefix (the rate limits' logs; they would expire within a minute anyway). */
+async function deleteRedisKeys(prefix) {
+  const { createClient } = await import('redis');
+  const c = createClient({ url: opts['redis-url'], socket: { connectTimeout: 2_000, reconnectStrategy: false } });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    let n = 0;
+    for await (const keys of c.scanIterator({ MATCH: `${prefix}:*`, COUNT: 500 })) {
+      if (keys.length) n += await c.del(keys);
+    }
+    pendingRedisPrefixes.delete(prefix);
+    return n;
+  } finally {
+    await c.close().catch(() => c.destroy());
   }
 }
 
@@ -1129,12 +1434,19 @@ function printSummary(r) {
   const h = r.headline;
   out(`  ratios vs baselines: fan-out ${h.fanoutRatio ?? '-'} (peak), ${h.fanoutSustainedRatio ?? '-'} (kept up), REST send ${h.restRatio ?? '-'}, GET /me/pref vs /healthz ${h.authRatio ?? '-'}, censorship on/off ${h.censorshipRatio ?? '-'}, store insert ${h.storeInsertRatio ?? '-'}, history ${h.storeHistoryRatio ?? '-'}, memory (bare/imkit) ${r.scenarios.connections?.ratio ?? '-'}, room-event statements 1,000 vs 100 members ${h.roomEventStatementRatio ?? '-'}, REST send with 1 / 10 webhook endpoints vs none ${h.webhooksOneRatio ?? '-'} / ${h.webhooksTenRatio ?? '-'}`);
   out(`  ${r.censorship}`);
+  if (r.scenarios.cluster) {
+    const c = r.scenarios.cluster;
+    out(
+      `  cluster (${c.nodes} nodes, senders on node 1, ${fmt(c.crossNodeShare * 100)}% of deliveries cross nodes) vs 1 node, both on PostgreSQL: peak ${h.clusterRatio ?? '-'}, kept up ${h.clusterSustainedRatio ?? '-'}; ` +
+        `p99 at ${fmt(h.clusterHalfRatePerSec)} msg/s ${fmt(h.clusterP99Ms, 1)} vs ${fmt(h.clusterSingleP99Ms, 1)} ms: ${hopText(h.clusterP99AddedMs, h.clusterHalfKeptUp)}`,
+    );
+  }
   for (const [k, v] of Object.entries(r.errors)) out(`  ERROR ${k}: ${v}`);
 }
 
-function chart(r) {
+function chart(r, clusterOnly = false) {
   const s = r.scenarios;
-  const bars = [
+  let bars = [
     { label: 'fan-out peak delivered/s vs bare Socket.IO', ratio: s.fanout?.ratio, target: 0.8, note: s.fanout ? `${fmt(s.fanout.imkit.maxDeliveredPerSec)} vs ${fmt(s.fanout.baseline.maxDeliveredPerSec)}/s` : 'not run' },
     { label: 'fan-out kept-up delivered/s vs bare', ratio: s.fanout?.sustainedRatio ?? undefined, target: 0.8, note: s.fanout ? `${fmt(s.fanout.imkit.sustainedDeliveredPerSec)} vs ${fmt(s.fanout.baseline.sustainedDeliveredPerSec)}/s` : 'not run' },
     { label: 'REST send req/s vs bare Fastify', ratio: s.rest?.ratio, note: s.rest ? `${fmt(s.rest.imkit.max.perSec)} vs ${fmt(s.rest.baseline.max.perSec)}/s` : 'not run' },
@@ -1151,9 +1463,18 @@ function chart(r) {
     bars.push({ label: 'REST send, 10 webhook endpoints vs none', ratio: s.webhooks.ratioTen, note: `${fmt(w.ten.perSec)} vs ${fmt(w.none.perSec)}/s` });
   }
   if (s.storePostgres) bars.push({ label: 'Postgres insert vs raw pg tx', ratio: s.storePostgres.insertRatio, note: `${fmt(s.storePostgres.insert.perSec)} vs ${fmt(s.storePostgres.rawSendTx.perSec)}/s` });
+  const c = s.cluster;
+  const clusterBars = c
+    ? [
+        { label: `cluster fan-out peak, ${c.nodes} nodes vs 1`, ratio: c.ratio, note: `${fmt(c.cluster.maxDeliveredPerSec)} vs ${fmt(c.single.maxDeliveredPerSec)}/s` },
+        { label: `cluster fan-out kept up, ${c.nodes} nodes vs 1`, ratio: c.sustainedRatio ?? undefined, note: `${fmt(c.cluster.sustainedDeliveredPerSec)} vs ${fmt(c.single.sustainedDeliveredPerSec)}/s` },
+      ]
+    : [];
+  bars = clusterOnly ? clusterBars : [...bars, ...clusterBars];
   const m = r.machine;
-  const lines = r.targets.map((t) => ({ text: `${t.met === null ? 'not measured' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${t.value === null ? '-' : fmt(t.value, t.value < 100 ? 2 : 0)} (wanted ${t.target})`, met: t.met }));
-  lines.push({ text: r.censorship });
+  const lines = clusterOnly ? [] : r.targets.map((t) => ({ text: `${t.met === null ? 'not measured' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${t.value === null ? '-' : fmt(t.value, t.value < 100 ? 2 : 0)} (wanted ${t.target})`, met: t.met }));
+  if (c) lines.push({ text: `cluster: p99 at ${fmt(c.halfRatePerSec)} msg/s ${fmt(c.cluster.half.p99Ms, 1)} ms across nodes vs ${fmt(c.single.half.p99Ms, 1)} ms on one node (${hopText(c.p99AddedMs, c.cluster.half.keptUp)}); ${fmt(c.crossNodeShare * 100)}% of deliveries cross nodes` });
+  if (!clusterOnly) lines.push({ text: r.censorship });
   return ratioChart(
     `imkit-server vs baselines in the same run (${r.mode}, ${r.date}, commit ${r.code.commit ?? '?'}${r.code.srcFilesChanged ? ' + uncommitted changes' : ''})`,
     `${m.cores} cores ${m.model}, ${m.memoryGB} GB, Node ${m.node}; other processes ${m.otherCpuPctAtStart}% CPU at start; load generators share the cores`,
@@ -1167,6 +1488,6 @@ main().then(
   (err) => {
     process.stderr.write(`bench failed: ${err?.stack ?? err}\n(logs: ${logs.join(', ') || tmpRoot})\n`);
     killAll();
-    process.exit(1);
+    void cleanUpPending().finally(() => process.exit(1));
   },
 );

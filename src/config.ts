@@ -18,6 +18,10 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
+  /** Cluster mode (docs/cluster.md): the Redis that carries events, presence and rate-limit counters between nodes. */
+  redisUrl: string | undefined;
+  /** Prefix of every Redis channel and key this cluster uses, so several clusters (or tests) can share one Redis. */
+  clusterPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Bytes written for one socket that may wait unread before the socket is closed (a client that stopped reading). */
   socketSendBufferBytes: number;
@@ -229,6 +233,22 @@ export const SETTINGS: Setting[] = [
     help: 'PostgreSQL schema to keep the tables in (default: the search_path, usually public)',
     parse: (raw) => {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError('must be a lower-case SQL identifier');
+      return raw;
+    },
+  },
+  {
+    key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', default: undefined, secret: true,
+    help: 'redis://host:6379 turns cluster mode on (several nodes on one PostgreSQL; needs DATABASE_URL), docs/cluster.md',
+    parse: (raw) => {
+      if (!/^rediss?:\/\/[^\s]+$/.test(raw)) throw new ConfigError('must start with redis:// or rediss://');
+      return raw;
+    },
+  },
+  {
+    key: 'clusterPrefix', env: 'IMKIT_CLUSTER_PREFIX', flag: 'cluster-prefix', default: 'imkit',
+    help: 'prefix of the Redis channels and keys of this cluster (nodes with the same REDIS_URL and prefix form one cluster)',
+    parse: (raw) => {
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) throw new ConfigError('must be 1 to 64 letters, digits, "_", "." or "-"');
       return raw;
     },
   },
@@ -575,6 +595,10 @@ export function loadConfig(flags: Record<string, string | undefined>, env: NodeJ
   const config = out as unknown as Config;
   config.dataDir = path.resolve(config.dataDir);
   if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('IMKIT_HEADERS_TIMEOUT must not be longer than IMKIT_REQUEST_TIMEOUT');
+  // Several nodes cannot share a SQLite file: cluster mode is PostgreSQL's.
+  if (config.redisUrl !== undefined && config.databaseUrl === undefined) {
+    throw new ConfigError('REDIS_URL (cluster mode) needs DATABASE_URL to be PostgreSQL: SQLite is one process\'s file');
+  }
   return config;
 }
 

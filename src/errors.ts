@@ -172,5 +172,21 @@ export function fromStoreError(err: unknown): AppError | undefined {
   // 0x00"), in an id looked up as in a value written: the caller's text, not the server, is at fault (found by the
   // fuzzer). SQLite keeps such text.
   if ((err as { code?: unknown } | null)?.code === '22021') return new AppError('INVALID_REQUEST', 'Text may not contain the NUL character (\\u0000)');
+  if (isStoreUnreachable(err)) return new AppError('SERVICE_UNAVAILABLE', 'The database cannot be reached right now: retry later', { retryAfter: 1 });
   return undefined;
+}
+
+/** Connection-level codes: the socket's (refused, reset, timed out) and PostgreSQL's classes 08 and 57P (shutting down). */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
+
+/**
+ * True when the database could not be asked at all (PostgreSQL stopped, restarting, or out of connections): the
+ * request gets 503 and can be retried; nothing was changed by it.
+ */
+export function isStoreUnreachable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e) return false;
+  if (typeof e.code === 'string' && (UNREACHABLE_CODES.has(e.code) || e.code.startsWith('08'))) return true;
+  // pg reports a connection that ended mid-query without a code.
+  return typeof e.message === 'string' && /^Connection terminated|connection error|Client was closed|timeout exceeded when trying to connect/i.test(e.message);
 }

@@ -3,6 +3,7 @@ import type { DestinationStream, Logger } from 'pino';
 import type { CreatedApp } from './apps/apps-service.js';
 import { Guard } from './auth/guard.js';
 import { MemoryRateLimitStore, type RateLimitStore } from './auth/rate-limit.js';
+import { RedisRateLimitStore } from './auth/redis-rate-limit.js';
 import { type Config, ConfigError } from './config.js';
 import { BatchWorker } from './chat/batch-service.js';
 import { EventBus } from './events/bus.js';
@@ -27,6 +28,8 @@ import { Idempotency } from './apps/idempotency-service.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { PayloadRenderer, receiverOf } from './webhooks/payloads.js';
 import { PushSender } from './push/push-sender.js';
+import { Cluster } from './cluster/cluster.js';
+import { LeasesRepo } from './store/leases-repo.js';
 
 export interface ServerOptions {
   clock?: Clock;
@@ -71,6 +74,8 @@ export interface ImkitServer {
   alerts: KeyAlerts;
   /** Sends webhooks (docs/webhooks.md). */
   dispatcher: WebhookDispatcher;
+  /** Cluster mode (REDIS_URL, docs/cluster.md): the link to the other nodes. */
+  cluster: Cluster | undefined;
   /** Listens on config.port/host; resolves to the base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
@@ -84,15 +89,23 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   const clock = options.clock ?? systemClock;
   const logger = createLogger(config, options.logDestination);
   const store = openStore(config);
+  let newerMigrations: string[];
   try {
-    await store.migrate();
+    newerMigrations = await store.migrate();
   } catch (err) {
     await store.close();
     throw err;
   }
+  if (newerMigrations.length > 0) logger.warn({ migrations: newerMigrations }, 'the store was migrated by a newer version of imkit-server; running with it (a rolling upgrade: upgrade this node too)');
   store.startBackgroundWork();
   const bus = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event listener failed'));
-  const rates = options.rateLimitStore ?? new MemoryRateLimitStore();
+  // Cluster mode (docs/cluster.md): events, presence and rate-limit counters shared through Redis.
+  const cluster = config.redisUrl ? new Cluster({ url: config.redisUrl, prefix: config.clusterPrefix, logger, bus }) : undefined;
+  if (cluster) await cluster.connect();
+  // In a cluster the counters are shared through Redis, so a limit holds for the cluster as a whole.
+  const rates =
+    options.rateLimitStore ??
+    (cluster ? new RedisRateLimitStore({ url: config.redisUrl!, prefix: `${config.clusterPrefix}:rl:`, nodes: () => cluster.nodes(), logger }) : new MemoryRateLimitStore());
   const services = createServices(store.db, store.dialect, clock, bus, config, (statements) => store.runBatch(statements), rates);
   const bootstrap = { ...(await bootstrapApps(services, config)), ...(await bootstrapOperators(services, config)) };
   const guard = new Guard(store, bus, rates, clock, config, {
@@ -115,13 +128,13 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       : new Metrics({ sockets: () => realtime?.socketCounts() ?? { open: 0, authenticated: 0 }, webhookBacklog: () => services.webhooks.backlog() });
   guard.observer = { apiKeyUsed: (appId, keyId, address, refused) => usage.record(appId, keyId, address, refused), refused: metrics && ((kind) => metrics.refused(kind)) };
   if (metrics) {
-    bus.on((e) => {
-      if (e.type === 'message.created') metrics.messageStored(e.system);
+    bus.on((e, remote) => {
+      if (!remote && e.type === 'message.created') metrics.messageStored(e.system);
     });
     services.chat.writer.onBatch = (size) => metrics.batch(size);
   }
   const peaks = new ConnectionPeaks(() => clock.now());
-  const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => realtime?.appSocketsHere(appId) ?? 0, metrics, config.metricsToken);
+  const monitoring = new MonitoringService(store.db, clock, peaks, (appId) => (cluster ? cluster.total(appId) : (realtime?.appSocketsHere(appId) ?? 0)), metrics, config.metricsToken);
   // On SQLite through the writer thread (a write on the event loop's connection would wait for its commits).
   const audit = new AuditLog(store.db, clock, config.auditRetentionMs, (err) => logger.error({ err }, 'writing the audit log failed'), store.dialect === 'sqlite' ? (statements) => store.runBatch(statements) : undefined);
   audit.start();
@@ -140,15 +153,16 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   );
   guard.observer.apiKeyPresented = (key, address) => alerts.used(key, address);
   guard.observer.invalidApiKey = (address, key) => alerts.invalidKey(address, key);
-  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts);
+  const routes = routeTable(services, () => ready, () => realtime, monitoring, audit, alerts, cluster && (() => ({ redis: cluster.connected ? ('up' as const) : ('down' as const), nodes: cluster.nodes() })));
   const idempotency = new Idempotency(store.db, clock);
   const http = buildHttp({ config, logger, guard, routes, metrics, audit, idempotency });
   // The landing page, the dashboard and the web chat (docs/dashboard.md).
   registerPages(http);
   registerDashboardApi(http, { guard, services, audit, alerts, version: serverVersion() });
-  realtime = new Realtime(http.server, { config, guard, services, clock, logger, idempotency, onEventRefused: metrics && (() => metrics.refused('socket_events')) });
-  // The peak of logged-in sockets per application (stats).
-  realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
+  realtime = new Realtime(http.server, { config, guard, services, clock, logger, idempotency, onEventRefused: metrics && (() => metrics.refused('socket_events')), cluster });
+  // The peak of logged-in sockets per application (stats), on every node in a cluster.
+  if (cluster) cluster.onTotal((appId, before, after) => peaks.changed(appId, before, after));
+  else realtime.onAppSockets((appId, before, after) => peaks.changed(appId, before, after));
   await http.ready();
   const batchWorker = new BatchWorker(services.chat, services.batch, logger, { staleMs: 15_000, releaseAllAtStart: store.dialect === 'sqlite' });
   batchWorker.start();
@@ -185,10 +199,49 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     onAttempt: metrics && ((outcome) => metrics.webhookAttempt(outcome)),
     pollMs: options.webhookPollMs,
   });
+  if (cluster) {
+    // Periodic clean-ups: one node per period, whichever is alive (a lease in the store, docs/cluster.md).
+    const leases = new LeasesRepo(store.db);
+    const periodic = (name: string, periodMs: number) => leases.take(name, cluster.nodeId, clock.now(), periodMs).catch(() => false);
+    audit.periodic = periodic;
+    usage.periodic = periodic;
+    alerts.periodic = periodic;
+    idempotency.periodic = periodic;
+    dispatcher.periodic = periodic;
+  }
   services.webhooks.onDue = () => dispatcher.wake();
-  services.webhooks.onChange = () => dispatcher.forget();
+  services.webhooks.onChange = () => {
+    dispatcher.forget();
+    cluster?.reload({ outbox: true });
+  };
   services.push.onDue = () => dispatcher.wake();
-  services.push.onChange = (appId) => pushSender.forget(appId);
+  services.push.onChange = (appId) => {
+    pushSender.forget(appId);
+    cluster?.reload({ push: appId });
+  };
+  if (cluster) {
+    const rt = realtime;
+    const reread = (what: string, work: Promise<void>) => void work.catch((err) => logger.error({ err }, `cluster: reading ${what} again failed`));
+    services.chat.outbox.onNote = (what) => cluster.reload(what === 'room webhook' ? { outbox: true } : { push: what.push });
+    cluster.attach(rt.io, {
+      onTrust: (trusted) => {
+        services.chat.roomCache.trust(trusted);
+        services.chat.userCache.trust(trusted);
+        // Webhook subscriptions and push credentials changed elsewhere meanwhile were not heard of.
+        if (trusted) reread('webhook subscriptions', services.chat.outbox.load());
+      },
+      onReload: ({ outbox, push }) => {
+        if (outbox) {
+          dispatcher.forget();
+          reread('webhook subscriptions', services.chat.outbox.load());
+        }
+        for (const appId of push) pushSender.forget(appId);
+        if (push.length > 0) reread('push credentials', services.chat.outbox.loadPush());
+      },
+      localUsers: () => rt.usersHere(),
+      localCounts: () => rt.appCountsHere(),
+    });
+  }
   dispatcher.start();
 
   let closed: Promise<void> | undefined;
@@ -205,6 +258,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     usage,
     metrics,
     dispatcher,
+    cluster,
     audit,
     alerts,
     async listen() {
@@ -222,6 +276,8 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await realtime!.drain();
         await services.chat.writer.idle();
         await new Promise((r) => setImmediate(r));
+        // The last events go to the other nodes; with Redis away, nothing waits for it.
+        await cluster?.beforeClose();
         // A keep-alive connection whose request is in flight when the server stops listening is not closed by Node
         // with it: answered, it would stay open, idle, for the whole keep-alive timeout, and the close (io.close()
         // and http.close() both wait for every connection) with it, past the deadline. From now on a connection is
@@ -237,6 +293,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         await audit.close();
         await guard.close();
         await rates.close();
+        await cluster?.close();
         await services.files.storage.close();
         await store.close();
       })();

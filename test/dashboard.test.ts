@@ -88,8 +88,15 @@ describe.each(DIALECTS)('dashboard operators (%s)', (dialect) => {
     expect((await t.request({ method: 'GET', url: '/dashboard/api/status' })).body.result.setupNeeded).toBe(true);
     const wrong = await inject(t, { method: 'POST', url: '/dashboard/api/setup', body: { token: 'f'.repeat(48), email: 'first@example.com', password: PASSWORD } });
     expect([wrong.status, wrong.body.error]).toEqual([401, 'INVALID_SETUP_TOKEN']);
+    // Another start (another node of a cluster) prints a link of its own: the first one still works.
+    const other = (await t.server.services.operators.setupTokenIfNeeded())!;
+    expect(other).toMatch(/^[0-9a-f]{48}$/);
+    expect(other).not.toBe(token);
     const res = await inject(t, { method: 'POST', url: '/dashboard/api/setup', body: { token, email: 'First@Example.com', password: PASSWORD } });
     expect(res.status).toBe(200);
+    // Using one ends them all.
+    const viaOther = await inject(t, { method: 'POST', url: '/dashboard/api/setup', body: { token: other, email: 'other@example.com', password: PASSWORD } });
+    expect([viaOther.status, viaOther.body.error]).toEqual([401, 'INVALID_SETUP_TOKEN']);
     expect(res.body.result.operator.email).toBe('first@example.com');
     const set = String(res.headers['set-cookie']);
     expect(set).toMatch(/^imkit_session=[0-9a-f]{64}; Max-Age=43200;/);

@@ -103,6 +103,8 @@ describe('imkit-server import (the command)', () => {
     // Only what changed since each room's newest update is read again (its newest message): nothing new.
     expect(fourth.out()).toMatch(/messages {2}0 new, 0 changed, \d+ unchanged/);
     expect(fourth.out()).toMatch(/requests {2}\d+ \(limit 1000\/min\), 429s 0/);
+    expect(fourth.out()).toMatch(/found {5}3 rooms in room lists, 0 by id, 0 by search \(the source counts 3\)/);
+    expect(fourth.out()).toMatch(/deleted {3}0 users, 0 rooms, 0 messages, 0 config keys, 0 webhooks/);
     expect(fourth.err()).toMatch(/\[done\] users 3\/3, rooms 3\/3/);
   }, 60_000);
 

@@ -23,7 +23,7 @@ function sourceTimer(src: TestServer): ImportTimer {
 }
 
 async function runImport(src: TestServer, url: string, dst: TestServer, extra: Partial<ImportOptions> = {}): Promise<ImportReport> {
-  return new ImportService(dst.server.store.db, dst.clock).run({ from: url, apiKey: src.apiKey, appId: dst.appId, timer: sourceTimer(src), pageSize: 50, ...extra });
+  return new ImportService(dst.server.store.db, dst.clock).run({ from: url, apiKey: src.apiKey, appId: dst.appId, timer: sourceTimer(src), ...extra });
 }
 
 /** Requests with the API key (and IM-CLIENT-ID); a 429 (the rate-limited source) moves that server's clock a minute on. */
@@ -42,8 +42,11 @@ const api = (t: TestServer) => {
   return { get: (url: string, userId?: string) => call('GET', url, undefined, userId), send: call };
 };
 
-/** Fills a source with users (custom fields, a robot), a group, config, rooms of both types and a mix of messages. */
-async function fill(src: TestServer, opts: { users: number; messages: number }): Promise<{ users: string[]; rooms: string[] }> {
+/**
+ * Fills a source with users (custom fields, a robot), a group, config, a webhook endpoint, rooms of both types (one
+ * frozen before any import), a mix of messages sent one by one, and `bulk` more sent 16 at a time.
+ */
+async function fill(src: TestServer, opts: { users: number; messages: number; bulk?: number }): Promise<{ users: string[]; rooms: string[]; messages: number }> {
   const a = api(src);
   const users: string[] = [];
   for (let i = 1; i <= opts.users; i++) {
@@ -59,7 +62,10 @@ async function fill(src: TestServer, opts: { users: number; messages: number }):
   await a.send('PUT', '/rooms/team', { owner: users[0], managers: [users[1]] });
   await a.send('POST', '/rooms', { _id: 'support', name: 'Support', roomType: 'group', members: [users[0], 'g1'], opening: 0 });
   await a.send('POST', '/rooms', { _id: 'quiet', name: 'Quiet', roomType: 'group', members: [users[2], users[3]] });
-  const rooms = [direct._id as string, 'team', 'support', 'quiet'];
+  // Frozen at the end of the fill, before any import: no room list shows it.
+  await a.send('POST', '/rooms', { _id: 'archive', name: 'Archive', roomType: 'group', members: [users[2], users[3]], roomTags: ['old'] });
+  await a.send('POST', '/admin/webhooks', { url: 'http://127.0.0.1:9/hooks/imkit?token=not-for-reports', events: ['key.alert'], description: 'alerts' });
+  const rooms = [direct._id as string, 'team', 'support', 'quiet', 'archive'];
   const membersOf: Record<string, string[]> = { [direct._id]: [users[0]!, users[1]!], team: users.slice(0, 4), support: [users[0]!, users[users.length - 1]!, users[users.length - 2]!], quiet: [users[2]!, users[3]!] };
   const sent: Array<{ id: string; room: string; sender: string }> = [];
   const types = ['text', 'text', 'text', 'image', 'file', 'sticker', 'location'];
@@ -105,7 +111,33 @@ async function fill(src: TestServer, opts: { users: number; messages: number }):
   if (users[4]) await a.send('POST', '/rooms/team/members', { invitees: [users[4]], invitationRequired: true }, users[0]);
   await a.send('POST', '/messages/user-delete', { room: 'team', messages: teamMessages.slice(0, 3).map((m) => m.id) }, users[1]);
   await a.send('PUT', `/rooms/team/member/${users[2]}`, { property: 'nickname2', value: 'custom member property' });
-  return { users, rooms };
+  // Members who joined later, one whose id sorts first (the API lists members in the order they joined) and one
+  // with a join message (whose time is the join time).
+  src.clock.advance(1000);
+  await a.send('POST', '/rooms/quiet/members', { invitees: [users[0]] });
+  if (users[4]) await a.send('POST', '/rooms/support/members', { invitees: [users[1]], systemMessage: true });
+  for (let i = 0; i < 30; i++) {
+    await a.send('POST', '/rooms/archive/message', { message: `archived ${i}` }, users[2 + (i % 2)]);
+    src.clock.advance(11);
+  }
+  // Several thousand more, sent 16 at a time (faster than one by one, and than batch sends on Postgres): a few
+  // senders in every room, each message a millisecond after the one before.
+  let messages = opts.messages + 1 + 30 + (users[4] ? 1 : 0);
+  const bulk = opts.bulk ?? 0;
+  const senders: Array<[string, string]> = [[direct._id, users[0]!], [direct._id, users[1]!], ['team', users[1]!], ['team', users[2]!], ['support', users[users.length - 1]!], ['archive', users[3]!]];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let i = next++; i < bulk; i = next++) {
+        const [room, sender] = senders[i % senders.length]!;
+        src.clock.advance(1);
+        await a.send('POST', '/messages', { room, sender, messageType: i % 10 === 0 ? 'image' : 'text', message: `bulk ${i}`, ...(i % 10 === 0 ? { extra: { n: i } } : {}) });
+      }
+    }),
+  );
+  messages += bulk;
+  await a.send('PUT', '/rooms/archive', { status: 0 });
+  return { users, rooms, messages };
 }
 
 /** Every answer compared between the two servers: for each user and room, as the SDKs and the platform read them. */
@@ -115,6 +147,7 @@ async function snapshot(t: TestServer, users: string[], rooms: string[]): Promis
     clients: await a.get('/admin/clients?limit=100'),
     config: await a.get('/config'),
     groups: await a.get('/admin/groups'),
+    webhooks: await a.get('/admin/webhooks'),
   };
   for (const u of users) {
     out[`me:${u}`] = await a.get('/me', u);
@@ -149,7 +182,7 @@ async function snapshot(t: TestServer, users: string[], rooms: string[]): Promis
 describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
   let src: TestServer;
   let url: string;
-  let fixture: { users: string[]; rooms: string[] };
+  let fixture: { users: string[]; rooms: string[]; messages: number };
   const targets: TestServer[] = [];
   const target = async () => {
     const t = await startTestServer(dialect, { rateLimitPerMinute: 100_000 });
@@ -158,10 +191,10 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
   };
 
   beforeAll(async () => {
-    src = await startTestServer(dialect, { rateLimitPerMinute: 100_000 });
+    src = await startTestServer(dialect, { rateLimitPerMinute: 100_000, webhookAllowPrivateNetworks: true });
     url = await src.server.listen();
-    fixture = await fill(src, { users: 8, messages: 2400 });
-  }, 60_000);
+    fixture = await fill(src, { users: 8, messages: 600, bulk: 5400 });
+  }, 120_000);
 
   afterAll(async () => {
     for (const t of targets) await t.close();
@@ -172,8 +205,14 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     const dst = await target();
     const report = await runImport(src, url, dst);
     expect(report.users).toMatchObject({ seen: 8, created: 8 });
-    expect(report.rooms).toMatchObject({ seen: 4, created: 4 });
-    expect(report.messages.created).toBe(2401);
+    expect(report.rooms).toMatchObject({ seen: 5, created: 5 });
+    expect(fixture.messages).toBeGreaterThan(6000);
+    expect(report.messages.created).toBe(fixture.messages);
+    // The frozen room is in no room list: the source's room count said one was missing, and a search found it.
+    expect(report.discovery).toEqual({ lists: 4, byId: 0, bySearch: 1, sourceTotal: 5 });
+    expect(report.webhooks).toMatchObject({ seen: 1, created: 1 });
+    expect(report.notices).toEqual([{ entity: 'webhook', id: expect.stringMatching(/^we_/), notice: expect.stringContaining('rotate-secret') }]);
+    expect(JSON.stringify(report)).not.toContain('not-for-reports');
     expect(report.groups.seen).toBe(1);
     expect(report.config).toEqual({ keys: 3, changed: 3 });
     expect(report.throttled).toBe(0);
@@ -190,11 +229,19 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     expect(a['history:team'].some((m: Json) => m.editedAtMS)).toBe(true);
     expect(a['history:team'].some((m: Json) => m.messageType === 'recall')).toBe(true);
     expect(a['history:team'].some((m: Json) => m.reactions.length > 0)).toBe(true);
+    expect(b['history:archive']).toHaveLength(30 + 900);
+    expect(b['room:archive'].status).toBe(0);
+    // Members in the order they joined, not by id.
+    expect(b['room:quiet'].members.map((m: Json) => m._id)).toEqual(['u3', 'u4', 'u1']);
+    expect(b['room:support'].members.map((m: Json) => m._id)).toEqual(['g1', 'u1', 'u2']);
 
     // A second run changes nothing.
     const again = await runImport(src, url, dst);
     expect(again.users).toMatchObject({ created: 0, updated: 0, unchanged: 8 });
-    expect(again.rooms).toMatchObject({ created: 0, updated: 0, unchanged: 4 });
+    expect(again.rooms).toMatchObject({ created: 0, updated: 0, unchanged: 5 });
+    expect(again.webhooks).toMatchObject({ created: 0, updated: 0, unchanged: 1 });
+    expect(again.notices).toEqual([]);
+    expect(again.deleted).toEqual({ users: 0, rooms: 0, messages: 0, config: 0, webhooks: 0 });
     expect(again.messages.created + again.messages.updated).toBe(0);
     expect(again.config.changed).toBe(0);
     expect(again.blocks.changed).toBe(0);
@@ -212,9 +259,9 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     const report = await runImport(src, url, dst, { dryRun: true });
     expect(report.dryRun).toBe(true);
     expect(report.users.created).toBeGreaterThanOrEqual(8);
-    expect(report.messages.created).toBeGreaterThanOrEqual(2401);
+    expect(report.messages.created).toBeGreaterThanOrEqual(fixture.messages);
     const db = dst.server.store.db;
-    for (const table of ['users', 'rooms', 'messages', 'import_checkpoints', 'app_config'] as const) {
+    for (const table of ['users', 'rooms', 'messages', 'import_checkpoints', 'import_ids', 'app_config', 'webhook_endpoints'] as const) {
       const n = Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
       expect({ table, n }).toEqual({ table, n: 0 });
     }
@@ -250,7 +297,78 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
     // A room frozen since the import is no longer in any room list: it was read by its id, and is frozen here too.
     expect(y['room:quiet'].status).toBe(0);
     expect(delta.rooms.updated).toBeGreaterThanOrEqual(1);
-    await a.send('PUT', '/rooms/quiet', { status: 1 }); // the next tests import from scratch, where it must be found
+    await a.send('PUT', '/rooms/quiet', { status: 1 }); // as it was, for the next tests
+  }, 60_000);
+
+  it('a delta carries deletions over (messages, a room, a user, a member, a config key, a webhook endpoint), never of what was written here', async () => {
+    const a = api(src);
+    // What the source will delete after the full import.
+    await createUser(src, 'temp', src.apiKey, { title: 'temporary' });
+    await a.send('POST', '/rooms', { _id: 'temp-room', name: 'Temp', roomType: 'group', members: ['temp', 'u1', 'u2'] });
+    await a.send('POST', '/rooms', { _id: 'temp-gone', name: 'Gone', roomType: 'group', members: ['u1', 'u2'] });
+    const temp: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      temp.push((await a.send('POST', '/rooms/temp-room/message', { message: `t${i}` }, i % 2 ? 'temp' : 'u1'))._id);
+      src.clock.advance(5);
+    }
+    await a.send('POST', '/rooms/temp-gone/message', { message: 'soon gone' }, 'u1');
+    await a.send('POST', '/config', { tempKey: { on: true } });
+    const hook = await a.send('POST', '/admin/webhooks', { url: 'http://127.0.0.1:9/hooks/other', events: ['user.muted'], key: 'bot-a' });
+    const dst = await target();
+    const full = await runImport(src, url, dst);
+    expect(full.deleted).toEqual({ users: 0, rooms: 0, messages: 0, config: 0, webhooks: 0 });
+    expect(full.webhooks.created).toBe(2);
+
+    const since = src.clock.now();
+    src.clock.advance(1000);
+    const teamOne = (await a.get('/rooms/team/messages/v3?limit=3')).data[2]._id;
+    await a.send('DELETE', `/rooms/team/messages/${teamOne}`);
+    for (const id of [temp[0], temp[5], temp[11]]) await a.send('DELETE', `/rooms/temp-room/messages/${id}`);
+    await a.send('POST', '/rooms/temp-room/delete/members', { members: ['u2'] });
+    await a.send('DELETE', '/rooms/temp-gone');
+    await a.send('DELETE', '/admin/clients/temp');
+    await a.send('DELETE', '/config/tempKey');
+    await a.send('DELETE', `/admin/webhooks/${hook.id}`);
+    const delta = await runImport(src, url, dst, { since });
+    expect(delta.deleted).toEqual({ users: 1, rooms: 1, messages: 4, config: 1, webhooks: 1 });
+    const rooms = [...fixture.rooms, 'temp-room'];
+    const [x, y] = [await snapshot(src, fixture.users, rooms), await snapshot(dst, fixture.users, rooms)];
+    for (const key of Object.keys(x)) expect({ key, value: y[key] }).toEqual({ key, value: x[key] });
+    expect(y['history:temp-room'].map((m: Json) => m._id)).toEqual(temp.filter((_, i) => ![0, 5, 11].includes(i)).reverse());
+    expect(y['history:team'].map((m: Json) => m._id)).not.toContain(teamOne);
+    expect(y['room:temp-room'].members.map((m: Json) => m._id)).toEqual(['temp', 'u1']);
+    expect(y.clients.data.map((u: Json) => u._id)).not.toContain('temp');
+    expect(y.config.tempKey).toBeUndefined();
+    expect(y.webhooks.data.map((w: Json) => w.id)).not.toContain(hook.id);
+    const gone = await dst.request({ method: 'GET', url: '/rooms/temp-gone', headers: { 'IM-API-KEY': dst.apiKey } });
+    expect(gone.status).toBe(404);
+    expect(Number((await dst.server.store.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('room_id', '=', 'temp-gone').executeTakeFirstOrThrow()).n)).toBe(0);
+
+    // After the move: a message written here stays when the source deletes one of its own and a delta runs again.
+    const native = await api(dst).send('POST', '/rooms/temp-room/message', { message: 'written here' }, 'u1');
+    const again = src.clock.now();
+    src.clock.advance(1000);
+    await a.send('DELETE', `/rooms/temp-room/messages/${temp[1]}`);
+    const next = await runImport(src, url, dst, { since: again });
+    expect(next.deleted).toEqual({ users: 0, rooms: 0, messages: 1, config: 0, webhooks: 0 });
+    const here = (await api(dst).get('/rooms/temp-room/messages/v3?limit=100')).data.map((m: Json) => m._id);
+    expect(here).toContain(native._id);
+    expect(here).not.toContain(temp[1]);
+    expect(here).toHaveLength(12 - 4 + 1);
+
+    // A room no list shows and no search finds (it has no members): the source's room count tells, the report says
+    // so, and --rooms brings it.
+    await a.send('POST', '/rooms', { _id: 'nobody', name: 'Nobody', roomType: 'group' });
+    const blind = await runImport(src, url, dst, { since: src.clock.now() });
+    expect(blind.skipped).toContainEqual({ entity: 'rooms', id: expect.stringMatching(/^1 of \d+$/), reason: expect.stringContaining('--rooms') });
+    const named = await runImport(src, url, dst, { rooms: ['nobody'] });
+    expect(named.rooms).toMatchObject({ seen: 1, created: 1 });
+    await a.send('DELETE', '/rooms/nobody');
+
+    // With the key of another application the source would look emptied: the import stops before deleting anything.
+    await new ImportRepo(dst.server.store.db).setCheckpoint(dst.appId, url, 'application', { appID: 'another-app' }, 0);
+    await expect(runImport(src, url, dst)).rejects.toThrow(/check --api-key/);
+    expect((await api(dst).get('/admin/clients?limit=100')).totalCount).toBe(y.clients.totalCount);
   }, 60_000);
 
   it('an interrupted import continues where it stopped and duplicates nothing', async () => {
@@ -272,11 +390,11 @@ describe.each(DIALECTS)('import from a running server (%s)', (dialect) => {
 describe.each(DIALECTS)('import under the source rate limit (%s)', (dialect) => {
   let src: TestServer;
   let url: string;
-  let fixture: { users: string[]; rooms: string[] };
+  let fixture: { users: string[]; rooms: string[]; messages: number };
   const targets: TestServer[] = [];
 
   beforeAll(async () => {
-    src = await startTestServer(dialect, { rateLimitPerMinute: 60 });
+    src = await startTestServer(dialect, { rateLimitPerMinute: 60, webhookAllowPrivateNetworks: true });
     url = await src.server.listen();
     fixture = await fill(src, { users: 4, messages: 90 });
     // Filling used the budget of the source's current minute: start from a fresh one.
@@ -295,7 +413,7 @@ describe.each(DIALECTS)('import under the source rate limit (%s)', (dialect) => 
     const report = await runImport(src, url, dst, { limitPerMinute: 60, pageSize: 2 });
     expect(report.requests).toBeGreaterThan(60);
     expect(report.throttled).toBe(0);
-    expect(report.messages.created).toBe(91);
+    expect(report.messages.created).toBe(fixture.messages);
     // More than 60 requests took more than a minute of the source's time.
     expect(src.clock.now() - t0).toBeGreaterThan(60_000);
     src.clock.advance(61_000);
@@ -306,7 +424,7 @@ describe.each(DIALECTS)('import under the source rate limit (%s)', (dialect) => 
     targets.push(dst);
     const report = await runImport(src, url, dst, { limitPerMinute: 1000, pageSize: 2 });
     expect(report.throttled).toBeGreaterThan(0);
-    expect(report.messages.created).toBe(91);
+    expect(report.messages.created).toBe(fixture.messages);
     expect(report.requests - report.throttled).toBeGreaterThan(60);
     src.clock.advance(61_000);
     // The copy equals the source (read back with the source's budget renewed between reads).

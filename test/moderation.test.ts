@@ -335,6 +335,15 @@ describe.each(DIALECTS)('moderation and runtime config (%s)', (dialect) => {
       expect((await rest('bad', 'elsewhere', text('fine here'))).status).toBe(200);
     });
 
+    it('a room deleted and created again with the same id starts without the old bans', async () => {
+      expect((await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'reborn', members: ['bad', 'mem'] } })).status).toBe(200);
+      expect((await t.request({ method: 'POST', url: '/blockStatus/room/reborn/bad', headers: admin, body: {} })).status).toBe(200);
+      expect((await rest('bad', 'reborn', text('banned'))).error).toBe('USER_BANNED');
+      expect((await t.request({ method: 'DELETE', url: '/rooms/reborn', headers: admin })).status).toBe(200);
+      expect((await t.request({ method: 'POST', url: '/rooms', headers: admin, body: { _id: 'reborn', members: ['bad', 'mem'] } })).status).toBe(200);
+      expect((await rest('bad', 'reborn', text('a new room'))).status).toBe(200);
+    });
+
     it('a banned user who leaves cannot join again', async () => {
       await t.request({ method: 'PUT', url: '/rooms/club', headers: admin, body: { opening: 1 } });
       const leave = await t.request({ method: 'POST', url: '/rooms/club/delete/members', headers: as('bad'), body: { members: ['bad'] } });

@@ -1,5 +1,8 @@
 // imkit-server as `npm start` runs it (settings from the environment, default application created on an empty
 // store), on 127.0.0.1 and a free port; tells the orchestrator its URL and the keys of the default application.
+// With IMKIT_APP_ID and IMKIT_API_KEY (the cluster scenario: every node the same application and API key) it tells
+// the application's client key when this start created the application (the first node, on an empty store); the
+// nodes started after it find the application there and tell none: the orchestrator uses the first node's.
 import { loadConfig } from '../../dist/config.js';
 import { createServer } from '../../dist/server.js';
 import { serve, ready } from '../lib/child.mjs';
@@ -7,8 +10,9 @@ import { serve, ready } from '../lib/child.mjs';
 const config = { ...loadConfig({}, process.env), port: 0, host: '127.0.0.1' };
 const server = await createServer(config);
 const url = await server.listen();
-const created = server.bootstrap.createdDefault;
-if (!created) throw new Error('the bench needs an empty store (the default application was not created)');
+const { createdDefault, fromEnv } = server.bootstrap;
+const created = createdDefault ?? (fromEnv ? { id: fromEnv.appId, apiKey: config.apiKey ?? fromEnv.generated.apiKey, clientKey: fromEnv.generated.clientKey } : undefined);
+if (!created) throw new Error('the bench needs an empty store (the default application was not created) or IMKIT_APP_ID and IMKIT_API_KEY');
 
 serve({
   gc: () => {
@@ -27,4 +31,4 @@ process.on('SIGTERM', () => {
   server.close().finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 3000).unref();
 });
-ready({ url, apiKey: created.apiKey, clientKey: created.clientKey, appId: created.id, store: server.store.describe, logLevel: config.logLevel });
+ready({ url, apiKey: created.apiKey, clientKey: created.clientKey, appId: created.id, appCreated: createdDefault ? true : fromEnv.created, store: server.store.describe, logLevel: config.logLevel });

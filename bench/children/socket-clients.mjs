@@ -142,7 +142,8 @@ async function connect({ url, kind: k, encoding: enc = 'plain', client = 'light'
   const lane = async () => {
     while (i < list.length) {
       const c = list[i++];
-      const r = await connectOne(url, c, clientKey);
+      // An entry may name its own server (the cluster scenario: one worker holds sockets on several nodes).
+      const r = await connectOne(c.url ?? url, c, clientKey);
       if (r.entry) clients.push(r.entry);
       else {
         failed++;

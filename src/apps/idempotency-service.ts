@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
@@ -25,6 +26,8 @@ export type Begin = { replay: { status: number; body: string } } | { run: { appI
  */
 export class Idempotency {
   private prunedAt = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -68,7 +71,7 @@ export class Idempotency {
     const repo = new IdempotencyRepo(this.db);
     if (now - this.prunedAt >= 3_600_000) {
       this.prunedAt = now;
-      await repo.prune(now - IDEMPOTENCY_TTL_MS);
+      if (await this.periodic('prune:idempotency', 3_600_000)) await repo.prune(now - IDEMPOTENCY_TTL_MS);
     }
     const fingerprint = createHash('sha256').update(request).digest('hex');
     const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now };

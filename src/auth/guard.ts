@@ -98,7 +98,8 @@ export class Guard {
   constructor(
     store: Store,
     bus: EventBus,
-    private readonly rates: RateLimitStore,
+    /** Every rate limit of the server: the guard's own, and the socket event budgets the gateway takes from it. */
+    readonly rates: RateLimitStore,
     private readonly clock: Clock,
     private readonly config: Pick<Config, 'rateLimitPerMinute' | 'userRateLimitPerMinute' | 'authFailuresPerMinute' | 'legacySocketAuth'>,
     cacheOptions: CredentialCacheOptions = {},

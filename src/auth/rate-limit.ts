@@ -1,8 +1,9 @@
 /**
- * Rate-limit counters behind one interface, so cluster mode can swap in a Redis store shared by every node.
- * The limit is a sliding window log: a request is allowed when fewer than `limit` requests were allowed in the
- * last `windowMs`, so the 1001st request inside any 60 seconds is refused, exactly. Refused requests are not
- * recorded (a client that keeps retrying is not locked out for longer).
+ * Rate-limit counters behind one interface: the in-process store below, or the Redis store shared by every node
+ * of a cluster (src/auth/redis-rate-limit.ts). Every limit of the server comes from it, the socket event budget
+ * included. The limit is a sliding window log: a request is allowed when fewer than `limit` requests were allowed
+ * in the last `windowMs`, so the 1001st request inside any 60 seconds is refused, exactly. Refused requests are
+ * not recorded (a client that keeps retrying is not locked out for longer).
  */
 export interface RateDecision {
   allowed: boolean;
@@ -19,6 +20,11 @@ export interface RateLimitStore {
   hit(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision>;
   /** Answers whether a request would be allowed, counting nothing. */
   peek(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision>;
+  /**
+   * A new budget for one socket's events. A socket lives on one node, so its budget stays in that node's memory
+   * whatever the store, and goes with the socket.
+   */
+  budget(limit: number, windowMs: number): EventBudget;
   close(): Promise<void>;
 }
 
@@ -47,6 +53,10 @@ export class MemoryRateLimitStore implements RateLimitStore {
 
   async peek(key: string, limit: number, windowMs: number, now: number): Promise<RateDecision> {
     return this.decide(key, limit, windowMs, now, false);
+  }
+
+  budget(limit: number, windowMs: number): EventBudget {
+    return new EventBudget(limit, windowMs);
   }
 
   async close(): Promise<void> {
@@ -85,5 +95,36 @@ export class MemoryRateLimitStore implements RateLimitStore {
       // Keys are swept by wall time; a test clock far in the past or future only delays their removal.
       if (newest < now - 10 * 60_000) this.logs.delete(key);
     }
+  }
+}
+
+/**
+ * A sliding-window log of one socket's events: an event is allowed when fewer than `limit` were allowed in the
+ * last `windowMs`. Synchronous and held by the socket's state rather than kept in a store keyed by socket id,
+ * whose entries outlived their sockets by up to the store's sweep interval (and a per-socket budget has nothing
+ * to share across nodes).
+ */
+export class EventBudget {
+  private readonly times: number[] = [];
+  private head = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+  ) {}
+
+  take(now: number): { allowed: boolean; retryAfter: number } {
+    const t = this.times;
+    while (this.head < t.length && t[this.head]! <= now - this.windowMs) this.head++;
+    if (this.head > 64 && this.head * 2 > t.length) {
+      t.splice(0, this.head);
+      this.head = 0;
+    }
+    if (t.length - this.head >= this.limit) {
+      const resetAt = t[t.length - this.limit]! + this.windowMs;
+      return { allowed: false, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
+    }
+    t.push(now);
+    return { allowed: true, retryAfter: 0 };
   }
 }

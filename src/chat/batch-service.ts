@@ -251,7 +251,7 @@ export class BatchWorker {
         if (!this.opts.releaseAllAtStart) await repo.releaseClaims(this.ctx.clock.now() - this.opts.staleMs);
         for (const job of await repo.runningJobs()) {
           if (!this.running) break;
-          const items = await repo.claim(job, this.id, this.opts.chunk ?? 50, this.ctx.clock.now());
+          const items = await repo.claim(job, this.id, this.opts.chunk ?? 50, this.ctx.clock.now(), this.ctx.dialect === 'postgres');
           for (let i = 0; i < items.length && this.running; i += this.opts.perTransaction ?? 25) {
             await this.batch.sendItems(job, items.slice(i, i + (this.opts.perTransaction ?? 25)), this.id);
             worked = true;

@@ -36,7 +36,12 @@ export class AppConfigService {
   private readonly generations = new Map<string, number>();
   private readonly loading = new Map<string, Promise<CensorEntry>>();
 
-  constructor(private readonly ctx: ChatContext) {}
+  constructor(private readonly ctx: ChatContext) {
+    // Another node's change (cluster mode) drops the automaton at once, not at the next version check.
+    ctx.bus.on((e, remote) => {
+      if (remote && e.type === 'config.changed') this.invalidate(e.appId);
+    });
+  }
 
   /** `GET /config`: every key and value. */
   async get(caller: Caller): Promise<Json> {

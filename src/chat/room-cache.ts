@@ -29,12 +29,15 @@ const MAX_ROOMS = 20_000;
  * its bans from the store each time (three queries, a third of a send's SQL). Every service that changes those
  * facts announces it with a domain event after commit; the cache drops the room's snapshot when it sees the event.
  * A load that was under way when an event arrived is not kept (it may have read the old rows). The time limit is a
- * safety net for a change that reaches the store from elsewhere; a cluster will carry the events between nodes.
+ * safety net for a change that reaches the store from elsewhere; in a cluster the other nodes' events
+ * arrive relayed (docs/cluster.md), and while they cannot (Redis lost) nothing is kept (`trust`).
  */
 export class RoomCache {
   private readonly entries = new Map<string, { snap: RoomSnapshot; at: number }>();
   private readonly loading = new Map<string, Promise<RoomSnapshot | undefined>>();
   private generation = 0;
+  /** False while changes made elsewhere could go unheard (cluster mode without Redis): every get reads the store. */
+  private keeping = true;
   hits = 0;
   misses = 0;
 
@@ -57,6 +60,7 @@ export class RoomCache {
       return hit.snap;
     }
     this.misses++;
+    if (!this.keeping) return this.load(key, appId, roomId);
     // Concurrent sends to a room that is not cached share one load.
     let pending = this.loading.get(key);
     if (!pending) {
@@ -86,6 +90,15 @@ export class RoomCache {
     this.loading.clear();
   }
 
+  /**
+   * Cluster mode: while another node's changes cannot be heard (Redis lost), nothing is kept and every get reads the
+   * store; when they can again, the cache starts from empty.
+   */
+  trust(trusted: boolean): void {
+    this.keeping = trusted;
+    this.clear();
+  }
+
   private async load(key: string, appId: string, roomId: string): Promise<RoomSnapshot | undefined> {
     const gen = this.generation;
     const at = this.clock.now();
@@ -98,7 +111,7 @@ export class RoomCache {
       members: new Map(members.map((m) => [m.user_id, m])),
       bans: new Map(bans.map((b) => [b.user_id, b.unblock_at])),
     };
-    if (gen === this.generation) {
+    if (gen === this.generation && this.keeping) {
       if (this.entries.size >= MAX_ROOMS) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(key, { snap, at });
     }

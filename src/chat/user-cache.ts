@@ -11,14 +11,16 @@ const MAX_USERS = 50_000;
  * batch of sends read the users table once more, a fifth of a send's SQL time. UsersService announces every
  * committed write of a profile (`user.changed`, also for the login time the sender summary carries) and the entry is
  * dropped; a user that does not exist is kept as such until one is created. Concurrent misses share one query. A
- * load that overlaps a change is not kept; the age limit is the safety net for a write from elsewhere (a cluster
- * will carry the events between nodes, as for the room cache).
+ * load that overlaps a change is not kept; the age limit is the safety net for a write from elsewhere (in a cluster
+ * the other nodes' events arrive relayed, and while they cannot nothing is kept, as for the room cache).
  */
 export class UserCache {
   private readonly entries = new Map<string, { row: UserRow | undefined; at: number }>();
   private pending = new Map<string, Map<string, Array<{ resolve: (v: UserRow | undefined) => void; reject: (e: unknown) => void }>>>();
   private scheduled = false;
   private generation = 0;
+  /** False while changes made elsewhere could go unheard (cluster mode without Redis): nothing is kept. */
+  private keeping = true;
   private readonly repo: UsersRepo;
   hits = 0;
   misses = 0;
@@ -35,6 +37,13 @@ export class UserCache {
       this.generation++;
       for (const id of e.userIds) this.entries.delete(key(e.appId, id));
     });
+  }
+
+  /** Cluster mode: stops keeping profiles while other nodes' changes cannot be heard, and starts again from empty. */
+  trust(trusted: boolean): void {
+    this.keeping = trusted;
+    this.generation++;
+    this.entries.clear();
   }
 
   get(appId: string, id: string): Promise<UserRow | undefined> {
@@ -68,7 +77,7 @@ export class UserCache {
       this.repo.getMany(appId, [...byId.keys()]).then(
         (rows) => {
           const found = new Map(rows.map((r) => [r.id, r]));
-          const keep = gen === this.generation;
+          const keep = gen === this.generation && this.keeping;
           for (const [id, waiters] of byId) {
             const row = found.get(id);
             if (keep) {

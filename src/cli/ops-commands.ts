@@ -222,7 +222,8 @@ async function doctor(values: Record<string, unknown>): Promise<number> {
   }
   try {
     const { pending, applied, unknown } = await migrationState(store, config.databaseSchema);
-    if (unknown.length) note('FAIL', `the store was migrated by a newer imkit-server (${unknown.join(', ')}): run that version or restore a backup`);
+    if (unknown.length && pending.length) note('FAIL', `the store was migrated by a newer imkit-server (${unknown.join(', ')}) and this version still lacks ${pending.join(', ')}: run the newer version`);
+    else if (unknown.length) note('warn', `the store was migrated by a newer imkit-server (${unknown.join(', ')}); this version runs with it (a rolling upgrade, docs/deploy.md): upgrade this node too`);
     else if (applied.length === 0) note('warn', 'the store is empty: the first start creates its tables and an application');
     else if (pending.length) note('warn', `${pending.length} migrations to apply (${pending.join(', ')}): they run at the next start, or with imkit-server migrate`);
     else note('ok', `migrations: all ${applied.length} applied`);

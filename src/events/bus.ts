@@ -47,7 +47,8 @@ export type DomainEvent =
   | { type: 'credentials.changed'; appId: string; tokenDigests?: string[] };
 
 export type DomainEventType = DomainEvent['type'];
-type Listener = (event: DomainEvent) => void;
+/** `remote`: the event was committed by another node of the cluster and relayed here (docs/cluster.md). */
+type Listener = (event: DomainEvent, remote: boolean) => void;
 
 export class EventBus {
   private readonly listeners = new Set<Listener>();
@@ -59,10 +60,20 @@ export class EventBus {
     return () => this.listeners.delete(listener);
   }
 
+  /** Announces a change committed by this process. */
   emit(event: DomainEvent): void {
+    this.dispatch(event, false);
+  }
+
+  /** Announces a change another node committed (cluster mode): caches and socket delivery act on it, nothing else. */
+  emitRemote(event: DomainEvent): void {
+    this.dispatch(event, true);
+  }
+
+  private dispatch(event: DomainEvent, remote: boolean): void {
     for (const l of this.listeners) {
       try {
-        l(event);
+        l(event, remote);
       } catch (err) {
         this.onError(err, event);
       }

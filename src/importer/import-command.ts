@@ -15,15 +15,17 @@ export const IMPORT_HELP = `imkit-server import: copy an application from a runn
   --app APP               the application here to import into (default: IMKIT_APP_ID, else "default"); created
                           when missing, with IMKIT_API_KEY / IMKIT_CLIENT_KEY as its keys when they are set
   --since ISO             a delta: users and rooms updated, and messages changed, after this time (ISO-8601 or ms)
-  --rooms ID,...          only these rooms (also frozen rooms, which no room list shows)
+  --rooms ID,...          only these rooms (each read by its id, whatever its state)
   --dry-run               read the source and count what would be imported; write nothing
   --concurrency N         rooms imported at the same time (default 4)
   --limit-per-minute N    requests per rolling minute to the source (default 1000, the documented limit)
   --json                  print the final report as one JSON object on stdout
 
 Progress goes to stderr every few seconds. A run that stops (killed, network down) continues where it
-stopped when started again with the same --from and --app; a run over unchanged data writes nothing.
-Users come without tokens: the customer's backend issues new ones with POST /admin/clients.
+stopped when started again with the same --from and --app; a run over unchanged data writes nothing, and a
+later run deletes here what it imported and the source no longer has.
+Users come without tokens: the customer's backend issues new ones with POST /admin/clients. Webhook
+endpoints come with new signing secrets: rotate them here (the report says how).
 Every command takes the settings flags of "imkit-server --help" (--data-dir, --database-url, ...).
 `;
 
@@ -108,6 +110,7 @@ export async function runImportCommand(argv: string[]): Promise<number> {
       if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
       else {
         const c = (e: { created: number; updated: number; unchanged: number }) => `${e.created} new, ${e.updated} changed, ${e.unchanged} unchanged`;
+        const d = report.deleted;
         process.stdout.write(
           [
             `${dryRun ? 'Would import' : 'Imported'} from ${report.source} into "${appId}" in ${(report.durationMs / 1000).toFixed(1)} s:`,
@@ -115,8 +118,12 @@ export async function runImportCommand(argv: string[]): Promise<number> {
             `  rooms     ${c(report.rooms)}`,
             `  messages  ${c(report.messages)} (${report.messagesPerSecond}/s)`,
             `  groups    ${report.groups.seen}, config keys ${report.config.keys} (${report.config.changed} changed), blocks of ${report.blocks.users} users (${report.blocks.changed} changed), preferences of ${report.prefs.users} users (${report.prefs.changed} changed), hidden messages of ${report.hidden.users} users (${report.hidden.changed} changed)`,
+            `  webhooks  ${c(report.webhooks)}`,
+            `  found     ${report.discovery.lists} rooms in room lists, ${report.discovery.byId} by id, ${report.discovery.bySearch} by search${report.discovery.sourceTotal === null ? '' : ` (the source counts ${report.discovery.sourceTotal})`}`,
+            `  deleted   ${d.users} users, ${d.rooms} rooms, ${d.messages} messages, ${d.config} config keys, ${d.webhooks} webhooks (gone from the source)`,
             `  requests  ${report.requests} (limit ${report.limitPerMinute}/min), 429s ${report.throttled}, retries ${report.retries}`,
             ...report.skipped.map((s) => `  skipped ${s.entity} ${s.id}: ${s.reason}`),
+            ...report.notices.map((n) => `  to do: ${n.entity} ${n.id}: ${n.notice}`),
           ].join('\n') + '\n',
         );
       }

@@ -2,11 +2,12 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../lib/clock.js';
 import { isObjectId } from '../lib/ids.js';
 import { ImportRepo, type ReactionInput } from '../store/import-repo.js';
+import { newWebhookSecret } from '../webhooks/signing.js';
 import type { MessageRow } from '../store/messages-repo.js';
 import type { MemberRow, RoomRow } from '../store/rooms-repo.js';
 import type { Database } from '../store/schema.js';
 import type { UserRow } from '../store/users-repo.js';
-import { SourceClient, type ImportTimer, realTimer } from './source-client.js';
+import { SourceClient, SourceError, type ImportTimer, realTimer } from './source-client.js';
 
 type Json = Record<string, any>;
 
@@ -56,7 +57,15 @@ export interface ImportReport {
   hidden: { users: number; changed: number };
   groups: EntityCounts;
   config: { keys: number; changed: number };
+  /** Application-level webhook endpoints (GET /admin/webhooks, where the source has it). */
+  webhooks: EntityCounts;
+  /** How the rooms were found: users' room lists, by id (imported before; --rooms), by POST /search; the source's count when it tells. */
+  discovery: { lists: number; byId: number; bySearch: number; sourceTotal: number | null };
+  /** Deleted here because the source no longer has them (only what an import wrote). */
+  deleted: { users: number; rooms: number; messages: number; config: number; webhooks: number };
   skipped: Array<{ entity: string; id: string; reason: string }>;
+  /** What the operator has to do after the import (an imported webhook endpoint's new secret, ...). */
+  notices: Array<{ entity: string; id: string; notice: string }>;
   requests: number;
   throttled: number;
   retries: number;
@@ -152,7 +161,11 @@ export class ImportService {
       hidden: { users: 0, changed: 0 },
       groups: emptyCounts(),
       config: { keys: 0, changed: 0 },
+      webhooks: emptyCounts(),
+      discovery: { lists: 0, byId: 0, bySearch: 0, sourceTotal: null },
+      deleted: { users: 0, rooms: 0, messages: 0, config: 0, webhooks: 0 },
       skipped: [],
+      notices: [],
       requests: 0,
       throttled: 0,
       retries: 0,
@@ -203,12 +216,11 @@ export class ImportService {
     };
 
     try {
-      // --- application config and user groups
+      // --- application config (written after the first page of users, which says which application the key reads)
       const config = (await client.get<Json>('/config')) ?? {};
       const values: Record<string, string> = {};
       for (const [k, v] of Object.entries(config)) values[k] = JSON.stringify(v);
       report.config.keys = Object.keys(values).length;
-      report.config.changed = await tx((r) => r.setConfig(app, values, this.clock.now()));
 
       // --- users, a page at a time (each page one transaction)
       progress.phase = 'users';
@@ -218,8 +230,13 @@ export class ImportService {
         const page = await client.get<{ totalCount: number; data: Json[] }>('/admin/clients', { limit: 100, skip, q });
         progress.usersTotal = page.totalCount;
         if (page.data.length === 0) break;
+        if (skip === 0) await this.sameApplication(tx, repo, dry, app, source, page.data[0]!.appID);
         const rows = page.data.map((u) => userRow(app, u));
-        const res = await tx((r) => r.upsertUsers(app, rows));
+        const res = await tx(async (r) => {
+          const out = await r.upsertUsers(app, rows);
+          await r.track(app, source, 'user', '', rows.map((row) => row.id));
+          return out;
+        });
         report.users.seen += rows.length;
         report.users.created += res.created;
         report.users.updated += res.updated;
@@ -231,6 +248,12 @@ export class ImportService {
         if (skip >= page.totalCount) break;
       }
 
+      report.config.changed = await tx(async (r) => {
+        const n = await r.setConfig(app, values, this.clock.now());
+        await r.track(app, source, 'config', '', Object.keys(values));
+        return n;
+      });
+
       // Groups after users: their members must exist.
       const groups = await client.get<{ data: Json[] }>('/admin/groups', { limit: 1000 });
       for (const g of groups?.data ?? []) {
@@ -240,6 +263,10 @@ export class ImportService {
         if (changed) report.groups.updated++;
         else report.groups.unchanged++;
       }
+
+      // --- application-level webhook endpoints, where the source lists them (an imkit-server; not the hosted service)
+      const endpoints = await optional(client.get<{ data: Json[] }>('/admin/webhooks', {}, { allow404: true }));
+      if (endpoints) await this.importWebhooks(tx, app, source, endpoints.data ?? [], report);
 
       // --- every user's blocks and room list: rooms are discovered through their members, as the SDKs see them.
       // With --since, every user is still asked: a room can change without its users changing.
@@ -288,16 +315,41 @@ export class ImportService {
         for (let userId = pending.shift(); userId !== undefined; userId = pending.shift()) await discover(userId);
       };
       await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, discoverer));
+      report.discovery.lists = rooms.size;
+      if (rooms.size > 0) await this.sameApplication(tx, repo, dry, app, source, [...rooms.values()][0]!.room.appID);
+
       // Rooms imported before that no room list shows now (frozen since, or left by everyone), and rooms named with
-      // --rooms that no list showed: read directly.
+      // --rooms that no list showed: read directly. One the source no longer has is deleted here too.
       const checkpoints = dry ? new Map<string, unknown>() : await repo.checkpoints(app, source, 'room:');
       const known = [...checkpoints.keys()].map((k) => k.slice('room:'.length)).filter((id) => !wanted || wanted.has(id));
+      const readById = async (id: string): Promise<Json | undefined> => {
+        try {
+          return await client.get<Json>(`/rooms/${encodeURIComponent(id)}`);
+        } catch (err) {
+          if (err instanceof SourceError && err.status === 404) return undefined;
+          throw err;
+        }
+      };
       for (const id of new Set([...(opts.rooms ?? []), ...known])) {
         if (rooms.has(id)) continue;
-        const room = await client.get<Json>(`/rooms/${encodeURIComponent(id)}`, {}, { allow404: true });
-        if (room) rooms.set(id, { room, views: new Map() });
-        else report.skipped.push({ entity: 'room', id, reason: checkpoints.has(`room:${id}`) ? 'deleted on the source after it was imported (kept here)' : 'not found on the source' });
+        let room: Json | undefined;
+        try {
+          room = await client.get<Json>(`/rooms/${encodeURIComponent(id)}`);
+        } catch (err) {
+          if (!(err instanceof SourceError && err.status === 404)) throw err;
+          if (!checkpoints.has(`room:${id}`)) report.skipped.push({ entity: 'room', id, reason: 'not found on the source' });
+          else if (err.code !== 'ROOM_NOT_FOUND') report.skipped.push({ entity: 'room', id, reason: `the source answered 404${err.code ? ` ${err.code}` : ''} (kept here)` });
+          else if (await tx((r) => r.deleteRoom(app, source, id))) report.deleted.rooms++;
+          continue;
+        }
+        rooms.set(id, { room, views: new Map() });
+        report.discovery.byId++;
       }
+
+      // Rooms no list shows and no import has seen (frozen before the first import; rooms whose members are all
+      // banned): the source's room count says whether any are left, and POST /search (roomMember, with the API key
+      // alone: every room of any status) finds the rooms of each user until none are.
+      if (!wanted) await this.searchRooms(client, everyone, rooms, readById, report);
       progress.roomsTotal = rooms.size;
       tell();
 
@@ -320,18 +372,32 @@ export class ImportService {
           }));
           const invites = await client.get<{ data: Json[] }>(`/rooms/${encodeURIComponent(roomId)}/invitations`, {}, { allow404: true });
           const inviteRows = invites?.data.map((i) => ({ app_id: app, room_id: roomId, invitee: idOf(i.invitee)!, inviter: idOf(i.inviter), created_at: ms(i.createdTimeMS, i.createdTime) }));
-          const { row, tags, members, prefs } = roomRows(app, room, views);
+          const joins = dry ? new Map<string, number>() : await repo.joinTimes(app, roomId);
+          const { row, tags, members, prefs } = roomRows(app, room, views, joins);
           // A room read by its id (no room list showed it) comes without its members' own views: their preferences are left as they are.
           const outcome = await tx((r) => r.putRoom(app, row, tags, members, views.size ? prefs : undefined, banRows, inviteRows));
           report.rooms.seen++;
           report.rooms[outcome]++;
           const state = (checkpoints.get(`room:${roomId}`) as RoomState | undefined) ?? {};
-          await this.importHistory(client, tx, app, source, roomId, state, pageSize, opts.since, report, (n, total) => {
+          const sourceTotal = await this.importHistory(client, tx, app, source, roomId, state, pageSize, opts.since, report, (n, total) => {
             progress.messagesDone += n;
             if (total !== undefined) knownTotals += total;
             tell();
           });
-          await tx((r) => r.settleRoom(app, roomId, row.last_message_id));
+          if (!dry) {
+            // Messages deleted on the source: the room holds fewer than were imported. Its ids are read again to find which.
+            if (sourceTotal !== undefined && (await repo.importedMessageCount(app, source, roomId)) > sourceTotal) {
+              // (Awaited first: `x += await` would read x before the other rooms' workers add to it.)
+              const n = await this.deleteGone(client, tx, app, source, roomId);
+              report.deleted.messages += n;
+            }
+            // Join times from the system messages now imported (members keep the source's order).
+            const settled = roomRows(app, room, views, await repo.joinTimes(app, roomId)).members;
+            await tx(async (r) => {
+              await r.settleRoom(app, roomId, row.last_message_id);
+              await r.setJoinTimes(app, roomId, settled);
+            });
+          }
           progress.roomsDone++;
           tell();
         }
@@ -352,6 +418,19 @@ export class ImportService {
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, hideWorker));
+
+      // --- users and config keys imported before that the source no longer has (never what was written here since)
+      if (!dry && (everyone.length > 0 || rooms.size > 0)) {
+        const present = new Set(everyone);
+        for (const id of await repo.tracked(app, source, 'user')) {
+          if (!present.has(id) && (await tx((r) => r.deleteUser(app, source, id)))) report.deleted.users++;
+        }
+        const gone = (await repo.tracked(app, source, 'config')).filter((k) => !(k in values));
+        if (gone.length) {
+          const n = await tx((r) => r.deleteConfig(app, source, gone));
+          report.deleted.config += n;
+        }
+      }
       progress.phase = 'done';
       tell();
     } finally {
@@ -376,13 +455,27 @@ export class ImportService {
     since: number | undefined,
     report: ImportReport,
     onPage: (n: number, total?: number) => void,
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     const path = `/rooms/${encodeURIComponent(roomId)}/messages/v3`;
     const st: RoomState = { ...state };
+    /** The room's message count on the source, as the last page read gave it. */
+    let sourceTotal: number | undefined;
+    const read = async (query: Record<string, string | number | undefined>) => {
+      const page = await client.get<{ totalCount: number; data: Json[] }>(path, query);
+      if (typeof page.totalCount === 'number') sourceTotal = page.totalCount;
+      return page;
+    };
     const write = async (data: Json[], next: RoomState) => {
       const rows: MessageRow[] = [];
       const reactions: ReactionInput[] = [];
+      // A source that marks deleted messages (isDeleted) instead of leaving them out: they are deleted here too.
+      const gone: string[] = [];
       for (const m of data) {
+        if (m.isDeleted === true) {
+          gone.push(String(m._id));
+          next.watermark = Math.max(next.watermark ?? 0, ms(m.updatedAtMS, m.updatedAt));
+          continue;
+        }
         const row = messageRow(app, roomId, m);
         if (!row) {
           report.skipped.push({ entity: 'message', id: String(m._id), reason: 'not an ObjectId-shaped id' });
@@ -394,6 +487,11 @@ export class ImportService {
       }
       const res = await tx(async (r) => {
         const out = await r.putMessages(app, rows, reactions);
+        await r.track(app, source, 'message', roomId, rows.map((row) => row.id));
+        if (gone.length) {
+          const n = await r.deleteMessages(app, source, roomId, gone);
+          report.deleted.messages += n;
+        }
         await r.setCheckpoint(app, source, `room:${roomId}`, next, this.clock.now());
         return out;
       });
@@ -410,7 +508,7 @@ export class ImportService {
       let first = true;
       for (;;) {
         const limit = Math.min(200, pageSize + (st.oldest ? 1 : 0));
-        const page = await client.get<{ totalCount: number; data: Json[] }>(path, { limit, beforeMessage: st.oldest, sortOrder: 'desc' });
+        const page = await read({ limit, beforeMessage: st.oldest, sortOrder: 'desc' });
         const data = page.data.filter((m) => m._id !== st.oldest);
         // A short page is the last one: no request for an empty page after it.
         const last = page.data.length < limit;
@@ -440,7 +538,7 @@ export class ImportService {
     const from = Math.max(0, wasComplete && since !== undefined ? since : (st.watermark ?? 0) - 1);
     let after: string | undefined;
     for (;;) {
-      const page = await client.get<{ totalCount: number; data: Json[] }>(path, {
+      const page = await read({
         limit: Math.min(200, pageSize + (after ? 1 : 0)),
         afterTime: from,
         timeRangeField: 'updatedAt',
@@ -451,6 +549,132 @@ export class ImportService {
       if (data.length === 0) break;
       after = String(data[data.length - 1]!._id);
       onPage(await write(data, st));
+    }
+    return sourceTotal;
+  }
+
+  /**
+   * Deletes here the messages of a room imported before that the source no longer has. The source's ids are read
+   * newest first, a page at a time; the imported ids in the span of each page that it does not hold are deleted
+   * (a message sent meanwhile is newer than the first page's span and was not imported yet).
+   */
+  private async deleteGone(client: SourceClient, tx: <T>(fn: (r: ImportRepo) => Promise<T>) => Promise<T>, app: string, source: string, roomId: string): Promise<number> {
+    const path = `/rooms/${encodeURIComponent(roomId)}/messages/v3`;
+    const repo = new ImportRepo(this.db);
+    let high: string | null = null;
+    let deleted = 0;
+    for (;;) {
+      const page: { data: Json[] } = await client.get<{ data: Json[] }>(path, { limit: 200, beforeMessage: high ?? undefined, sortOrder: 'desc' });
+      const ids = page.data.map((m) => String(m._id)).filter((id) => id !== high);
+      // The last page (shorter than asked) spans everything below the previous one.
+      const last: boolean = page.data.length < 200;
+      const low: string | null = last || ids.length === 0 ? null : ids[ids.length - 1]!;
+      const held = new Set(ids);
+      const gone = (await repo.importedMessagesBetween(app, source, roomId, low, high)).filter((id) => !held.has(id));
+      if (gone.length) {
+        const n = await tx((r) => r.deleteMessages(app, source, roomId, gone));
+        deleted += n;
+      }
+      if (low === null) return deleted;
+      high = low;
+    }
+  }
+
+  /**
+   * Stops when the source answers for another application than the earlier imports from it into this one did:
+   * a wrong API key would otherwise make everything imported look deleted on the source.
+   */
+  private async sameApplication(tx: <T>(fn: (r: ImportRepo) => Promise<T>) => Promise<T>, repo: ImportRepo, dry: boolean, app: string, source: string, sourceApp: unknown): Promise<void> {
+    if (dry || typeof sourceApp !== 'string' || sourceApp === '') return;
+    const stored = (await repo.checkpoints(app, source, 'application')).get('application') as { appID?: string } | undefined;
+    if (stored?.appID === sourceApp) return;
+    if (stored?.appID !== undefined) {
+      throw new SourceError(`the source answers for application "${sourceApp}", but the earlier imports into "${app}" from ${source} came from "${stored.appID}": check --api-key`, 0, 'OTHER_APPLICATION');
+    }
+    await tx((r) => r.setCheckpoint(app, source, 'application', { appID: sourceApp }, this.clock.now()));
+  }
+
+  /**
+   * Application-level webhook endpoints. The source never shows an endpoint's signing secret, so a new endpoint
+   * gets a new one here, which nobody knows: the report says to rotate it (and give the receiver the new secret).
+   * An endpoint imported before and gone from the source is deleted.
+   */
+  private async importWebhooks(tx: <T>(fn: (r: ImportRepo) => Promise<T>) => Promise<T>, app: string, source: string, list: Json[], report: ImportReport): Promise<void> {
+    const seen = new Set<string>();
+    for (const e of list) {
+      if (typeof e.id !== 'string' || typeof e.url !== 'string' || !Array.isArray(e.events)) continue;
+      seen.add(e.id);
+      report.webhooks.seen++;
+      const row = {
+        app_id: app,
+        id: e.id,
+        url: e.url,
+        events: JSON.stringify(e.events),
+        key: typeof e.key === 'string' ? e.key : null,
+        description: typeof e.description === 'string' ? e.description : null,
+        created_at: ms(undefined, e.createdAt),
+        updated_at: ms(undefined, e.updatedAt),
+      };
+      const outcome = await tx(async (r) => {
+        const out = await r.putWebhook(app, row, newWebhookSecret());
+        if (out !== 'key taken') await r.track(app, source, 'webhook', '', [row.id]);
+        return out;
+      });
+      if (outcome === 'key taken') {
+        report.skipped.push({ entity: 'webhook', id: row.id, reason: `another endpoint here has its key "${row.key}"` });
+        continue;
+      }
+      report.webhooks[outcome]++;
+      if (outcome === 'created') {
+        report.notices.push({ entity: 'webhook', id: row.id, notice: `imported with a new signing secret (the source never shows its own): POST /admin/webhooks/${row.id}/rotate-secret with {"expiresIn":"0"} here and give the receiver of ${redactUrl(row.url)} the secret it answers` });
+      }
+    }
+    if (report.dryRun) return;
+    for (const id of await new ImportRepo(this.db).tracked(app, source, 'webhook')) {
+      if (!seen.has(id) && (await tx((r) => r.deleteWebhook(app, source, id, this.clock.now())))) report.deleted.webhooks++;
+    }
+  }
+
+  /**
+   * Rooms that no room list shows and no earlier import saw: frozen before the first import, or whose members are
+   * all banned from them. `GET /admin/stats` (totalRoomCount) tells whether any are left; when it does not say, or
+   * some are, `POST /search` for rooms with a member of each user's id (the API key alone searches rooms of any
+   * status) finds them, user after user until the count is reached. What is still missing is reported.
+   */
+  private async searchRooms(
+    client: SourceClient,
+    users: string[],
+    rooms: Map<string, { room: Json; views: Map<string, { unread: number; pref: Json | undefined; muted: boolean }> }>,
+    readById: (id: string) => Promise<Json | undefined>,
+    report: ImportReport,
+  ): Promise<void> {
+    const stats = await optional(client.get<Json>('/admin/stats', {}, { allow404: true }));
+    const total = typeof stats?.totalRoomCount === 'number' ? stats.totalRoomCount : undefined;
+    report.discovery.sourceTotal = total ?? null;
+    if (total !== undefined && rooms.size >= total) return;
+    let truncated = false;
+    for (const userId of users) {
+      if (total !== undefined && rooms.size >= total) break;
+      if (userId.length > 256) continue;
+      const found = await optional(client.post<Json>('/search', { type: ['roomMember'], keyword: userId, limit: SEARCH_LIMIT }, { allow404: true }));
+      const list = found?.roomMember;
+      if (!Array.isArray(list)) break; // the source has no such search: nothing more to find this way
+      if (list.length >= SEARCH_LIMIT) truncated = true;
+      for (const hit of list as Json[]) {
+        const id = idOf(hit);
+        if (id === null || rooms.has(id)) continue;
+        const room = await readById(id);
+        if (!room) continue;
+        rooms.set(id, { room, views: new Map() });
+        report.discovery.bySearch++;
+      }
+    }
+    if (total !== undefined && rooms.size < total) {
+      report.skipped.push({
+        entity: 'rooms',
+        id: `${total - rooms.size} of ${total}`,
+        reason: `the source counts ${total} rooms and ${rooms.size} were found (rooms without members${truncated ? ', or users with more than 200 rooms' : ''}): name them with --rooms`,
+      });
     }
   }
 
@@ -493,6 +717,35 @@ class DryRepo {
   }
   async settleRoom() {}
   async setCheckpoint() {}
+  async track() {}
+  async deleteMessages(_app: string, _source: string, _room: string, ids: string[]) {
+    return ids.length;
+  }
+  async putWebhook() {
+    return 'created' as const;
+  }
+}
+
+const SEARCH_LIMIT = 200;
+
+/** A read the source may not offer (404, or 4xx: a route of another server, a key without the scope): undefined then. */
+async function optional<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof SourceError && err.status >= 400 && err.status < 500) return undefined;
+    throw err;
+  }
+}
+
+/** A URL as reports show it: without credentials or query, which may hold a token. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(an endpoint URL)';
+  }
 }
 
 function idOf(x: unknown): string | null {
@@ -534,7 +787,7 @@ export function userRow(app: string, u: Json): UserRow {
   };
 }
 
-function roomRows(app: string, room: Json, views: Map<string, { unread: number; pref: Json | undefined; muted: boolean }>) {
+function roomRows(app: string, room: Json, views: Map<string, { unread: number; pref: Json | undefined; muted: boolean }>, joins: Map<string, number>) {
   const id = String(room._id);
   const createdAt = ms(room.createdTimeMS, room.createdTime);
   const row: RoomRow = {
@@ -561,14 +814,20 @@ function roomRows(app: string, room: Json, views: Map<string, { unread: number; 
   };
   const props = new Map<string, Json>(((room.memberProperties as Json[] | undefined) ?? []).map((p) => [String(p.client), p]));
   const members: MemberRow[] = [];
+  // The API shows no join time, but lists members in the order they joined (then by id): each member's time is
+  // the one its latest join message gives, else the room's creation, raised where needed to keep that order.
+  let prev = { at: Number.NEGATIVE_INFINITY, id: '' };
   for (const m of (room.members as Json[] | undefined) ?? []) {
     const p = props.get(String(m._id)) ?? {};
+    let at = Math.max(joins.get(String(m._id)) ?? createdAt, prev.at);
+    if (at === prev.at && String(m._id) < prev.id) at++;
+    prev = { at, id: String(m._id) };
     const base = {
       app_id: app,
       room_id: id,
       role: p.role ?? 'member',
       properties: JSON.stringify(custom(p, MEMBER_PROPERTY_FIELDS)),
-      joined_at: createdAt,
+      joined_at: at,
     };
     members.push({ ...base, user_id: String(m._id), badge: Number(p.badge ?? 0), last_read: p.lastRead ?? null, via: null });
     if (m.clientType === 'group') {

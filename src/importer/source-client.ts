@@ -1,7 +1,8 @@
 /**
- * The importer's view of a source server: GET requests of the IMKIT Platform API with the application's API key
- * (and IM-CLIENT-ID to act as a user), kept under a request budget per minute, honouring 429 with its
- * retryAfter / Retry-After, and retrying transient failures (5xx, network errors) with exponential backoff.
+ * The importer's view of a source server: GET requests (and the read-only POST /search) of the IMKIT Platform API
+ * with the application's API key (and IM-CLIENT-ID to act as a user), kept under a request budget per minute,
+ * honouring 429 with its retryAfter / Retry-After, and retrying transient failures (5xx, network errors) with
+ * exponential backoff.
  */
 
 export interface ImportTimer {
@@ -82,7 +83,16 @@ export class SourceClient {
   }
 
   /** GET a path; the envelope's `result` is returned. 404 answers resolve to undefined when `allow404`. */
-  async get<T = any>(path: string, query: Record<string, string | number | undefined> = {}, opts: { userId?: string; allow404?: boolean } = {}): Promise<T> {
+  get<T = any>(path: string, query: Record<string, string | number | undefined> = {}, opts: { userId?: string; allow404?: boolean } = {}): Promise<T> {
+    return this.send<T>('GET', path, query, opts);
+  }
+
+  /** POST a JSON body to a route that only reads (POST /search); otherwise as `get`. */
+  post<T = any>(path: string, body: unknown, opts: { userId?: string; allow404?: boolean } = {}): Promise<T> {
+    return this.send<T>('POST', path, {}, opts, body);
+  }
+
+  private async send<T>(method: 'GET' | 'POST', path: string, query: Record<string, string | number | undefined>, opts: { userId?: string; allow404?: boolean }, body?: unknown): Promise<T> {
     const qs = Object.entries(query)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
@@ -90,6 +100,8 @@ export class SourceClient {
     const url = `${this.base}${path}${qs ? `?${qs}` : ''}`;
     const headers: Record<string, string> = { 'IM-API-KEY': this.opts.apiKey, accept: 'application/json' };
     if (opts.userId !== undefined) headers['IM-CLIENT-ID'] = opts.userId;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const payload = body === undefined ? undefined : JSON.stringify(body);
     const maxAttempts = this.opts.maxAttempts ?? 6;
     let attempt = 0;
     for (;;) {
@@ -99,42 +111,42 @@ export class SourceClient {
       try {
         const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
         const signal = this.opts.signal ? AbortSignal.any([this.opts.signal, timeout]) : timeout;
-        res = await (this.opts.fetch ?? fetch)(url, { headers, signal });
+        res = await (this.opts.fetch ?? fetch)(url, { method, headers, body: payload, signal });
         text = await res.text();
       } catch (err) {
         this.release();
         if (this.opts.signal?.aborted) throw abortError(this.opts.signal);
         attempt++;
-        if (attempt >= maxAttempts) throw new SourceError(`GET ${path}: ${(err as Error).message}`, 0);
+        if (attempt >= maxAttempts) throw new SourceError(`${method} ${path}: ${(err as Error).message}`, 0);
         this.retries++;
         await this.timer.sleep(backoff(attempt), this.opts.signal);
         continue;
       }
       this.release();
-      let body: any;
+      let answer: any;
       try {
-        body = text ? JSON.parse(text) : undefined;
+        answer = text ? JSON.parse(text) : undefined;
       } catch {
-        body = undefined;
+        answer = undefined;
       }
       if (res.status === 429) {
         this.throttled++;
-        const after = Number(body?.retryAfter ?? res.headers.get('retry-after') ?? 1);
+        const after = Number(answer?.retryAfter ?? res.headers.get('retry-after') ?? 1);
         this.opts.onWait?.(Math.max(1, Number.isFinite(after) ? after : 1) * 1000);
         await this.timer.sleep(Math.max(1, Number.isFinite(after) ? after : 1) * 1000, this.opts.signal);
         continue;
       }
       if (res.status >= 500 || res.status === 408) {
         attempt++;
-        if (attempt >= maxAttempts) throw new SourceError(`GET ${path}: ${res.status} ${body?.message ?? text.slice(0, 200)}`, res.status, body?.error);
+        if (attempt >= maxAttempts) throw new SourceError(`${method} ${path}: ${res.status} ${answer?.message ?? text.slice(0, 200)}`, res.status, answer?.error);
         this.retries++;
-        const after = Number(body?.retryAfter ?? res.headers.get('retry-after'));
+        const after = Number(answer?.retryAfter ?? res.headers.get('retry-after'));
         await this.timer.sleep(Number.isFinite(after) && after > 0 ? after * 1000 : backoff(attempt), this.opts.signal);
         continue;
       }
       if (res.status === 404 && opts.allow404) return undefined as T;
-      if (res.status !== 200) throw new SourceError(`GET ${path}: ${res.status} ${body?.message ?? text.slice(0, 200)}`, res.status, body?.error);
-      return (body?.result ?? body) as T;
+      if (res.status !== 200) throw new SourceError(`${method} ${path}: ${res.status} ${answer?.message ?? text.slice(0, 200)}`, res.status, answer?.error);
+      return (answer?.result ?? answer) as T;
     }
   }
 

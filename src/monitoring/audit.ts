@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import type { Kysely } from 'kysely';
 import { invalidRequest } from '../errors.js';
 import { iso, type Clock } from '../lib/clock.js';
@@ -39,6 +40,8 @@ export class AuditLog {
   private queue: AuditRow[] = [];
   private timer: NodeJS.Timeout | undefined;
   private prunedAt = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(
@@ -85,7 +88,11 @@ export class AuditLog {
       this.queue = [];
       const repo = new AuditRepo(this.db);
       const now = this.clock.now();
-      const prune = now - this.prunedAt >= 3_600_000;
+      let prune = false;
+      if (now - this.prunedAt >= 3_600_000) {
+        this.prunedAt = now;
+        prune = await this.periodic('prune:audit', 3_600_000).catch(() => false);
+      }
       try {
         if (this.runBatch) {
           const statements = repo.plan(rows, prune ? now - this.retentionMs : undefined);
@@ -94,8 +101,8 @@ export class AuditLog {
           if (rows.length) await repo.insert(rows);
           if (prune) await repo.prune(now - this.retentionMs);
         }
-        if (prune) this.prunedAt = now;
       } catch (err) {
+        if (prune) this.prunedAt = 0;
         this.queue = rows.concat(this.queue);
         this.onError(err);
       }

@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import ipaddr from 'ipaddr.js';
 import type { Kysely } from 'kysely';
 import { AppError, invalidRequest } from '../errors.js';
@@ -91,6 +92,8 @@ export class KeyAlerts {
   private writing: Promise<void> = Promise.resolve();
   private loads = new Set<Promise<void>>();
   private prunedAt = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -270,13 +273,17 @@ export class KeyAlerts {
       this.alertRows = [];
       this.eventRows = [];
       const now = this.clock.now();
-      const prune = now - this.prunedAt >= HOUR;
+      let prune = false;
+      if (now - this.prunedAt >= HOUR) {
+        this.prunedAt = now;
+        prune = await this.periodic('prune:key-alerts', HOUR).catch(() => false);
+      }
       if (!addresses.length && !alerts.length && !prune) return;
       try {
         await this.o.write(new KeyAlertsRepo(this.db).plan(addresses, alerts, events, prune ? now - this.settings.retentionMs : undefined));
-        if (prune) this.prunedAt = now;
         if (events.length) this.o.onEvents?.();
       } catch (err) {
+        if (prune) this.prunedAt = 0;
         this.o.onError(err);
       }
     });

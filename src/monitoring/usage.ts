@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../lib/clock.js';
 import { MonitoringRepo, type UsageRow } from '../store/monitoring-repo.js';
@@ -20,6 +21,8 @@ export class UsageMeter {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private lastPrune = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -65,7 +68,7 @@ export class UsageMeter {
         const now = this.clock.now();
         if (now - this.lastPrune >= PRUNE_EVERY_MS) {
           this.lastPrune = now;
-          await repo.pruneUsage(now - KEEP_MS);
+          if (await this.periodic('prune:usage', PRUNE_EVERY_MS)) await repo.pruneUsage(now - KEEP_MS);
         }
       } catch (err) {
         this.onError(err);

@@ -131,7 +131,7 @@ export class OperatorsService {
     }
     const token = randomHex(24);
     const now = this.clock.now();
-    await this.repo.replaceSetupToken(digest(token), now, now + SETUP_TOKEN_TTL_MS);
+    await this.repo.addSetupToken(digest(token), now, now + SETUP_TOKEN_TTL_MS);
     return token;
   }
 

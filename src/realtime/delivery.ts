@@ -11,6 +11,16 @@ export function userChannel(appId: string, userId: string, encoding: Encoding): 
   return `u:${encoding}:${appId}:${userId}`;
 }
 
+/** The application and user of a user channel, or undefined for any other room. */
+export function parseUserChannel(room: string): { appId: string; userId: string } | undefined {
+  if (!room.startsWith('u:')) return undefined;
+  const encEnd = room.indexOf(':', 2);
+  if (encEnd < 0) return undefined;
+  const appEnd = room.indexOf(':', encEnd + 1);
+  if (appEnd < 0) return undefined;
+  return { appId: room.slice(encEnd + 1, appEnd), userId: room.slice(appEnd + 1) };
+}
+
 type Channels = Record<Encoding, string[]>;
 const ENCODINGS = ['base64', 'plain'] as const;
 
@@ -148,9 +158,10 @@ export class Delivery {
     return snap ? audience(snap, this.services.chat.clock.now()) : [];
   }
 
-  /** The users among `userIds` with a socket on this node (the gateway's presence). */
+  /** The users among `userIds` with a socket on this node. */
   private onlineHere(appId: string, userIds: string[]): string[] {
-    return userIds.filter((u) => this.services.presence.online(appId, u));
+    const rooms = this.io.sockets.adapter.rooms;
+    return userIds.filter((u) => rooms.has(userChannel(appId, u, 'base64')) || rooms.has(userChannel(appId, u, 'plain')));
   }
 
   /**
@@ -166,14 +177,15 @@ export class Delivery {
   }
 
   /**
-   * Emits to the given user channels in each encoding that has a socket online; nothing is encoded for nobody.
-   * (A cluster adapter broadcasts to other nodes too; there the check moves to each node.)
+   * Emits to the given user channels in each encoding that has a socket online on this node; nothing is encoded for
+   * nobody. Only this node's sockets: in a cluster every node receives every event and delivers it to its own
+   * sockets (docs/cluster.md), so nothing is broadcast through the adapter.
    */
   private toChannels(channels: Channels, event: string, payload: unknown): void {
     const online = this.io.sockets.adapter.rooms;
     for (const enc of ENCODINGS) {
       const list = channels[enc];
-      if (list.some((c) => online.has(c))) this.io.to(list).emit(event, encode(payload, enc));
+      if (list.some((c) => online.has(c))) this.io.local.to(list).emit(event, encode(payload, enc));
     }
   }
 

@@ -5,6 +5,7 @@ import { corsOptions, originDecision } from '../auth/cors.js';
 import type { Idempotency } from '../apps/idempotency-service.js';
 import type { Guard } from '../auth/guard.js';
 import type { Actor } from '../auth/guard.js';
+import type { EventBudget } from '../auth/rate-limit.js';
 import type { Config } from '../config.js';
 import { AppError, CredentialErrors, fromStoreError } from '../errors.js';
 import { addressResolver } from '../lib/client-address.js';
@@ -15,7 +16,8 @@ import { readFileLimits } from '../lib/file-limits.js';
 import { Admission, capHttpConnections, limitsFromFileLimit } from './admission.js';
 import { coalesceWebSocketWrites } from './coalesce.js';
 import { encode, encodingFrom, type Encoding, maybeBase64 } from './codec.js';
-import { Delivery, userChannel } from './delivery.js';
+import { Delivery, parseUserChannel, userChannel } from './delivery.js';
+import type { Cluster } from '../cluster/cluster.js';
 
 /** What a socket knows about itself once authenticated. */
 export interface SocketState {
@@ -82,9 +84,12 @@ export class Realtime {
       onEventRefused?: () => void;
       /** A `chat message`'s clientMsgId (docs/reliability.md); without it the field is only stored. */
       idempotency?: Idempotency;
+      /** Cluster mode (docs/cluster.md): the nodes' adapter and their presence. */
+      cluster?: Cluster;
     },
   ) {
     this.io = new Server(http, {
+      ...(deps.cluster ? { adapter: deps.cluster.adapter() } : {}),
       allowEIO3: true,
       cors: corsOptions(deps.guard, deps.config),
       pingInterval: deps.config.pingIntervalMs,
@@ -112,15 +117,16 @@ export class Realtime {
     this.delivery = new Delivery(this.io, deps.services, deps.logger, (appId, userId, digests) => this.dropUserSockets(appId, userId, digests));
     this.io.on('connection', (socket) => this.onConnection(socket));
     deps.services.presence.online = (appId, userId) => this.isOnline(appId, userId);
+    if (deps.cluster) this.joinCluster(deps.cluster);
     this.lastRevocationCheck = deps.clock.now();
     // Client keys can be rotated, and tokens revoked, by the CLI in another process: noticed within a second.
     this.revocationPoll = setInterval(() => void this.pollEverySecond(), 1000);
     this.revocationPoll.unref();
   }
 
-  /** Live authenticated sockets of one application, on every node (through the adapter). */
+  /** Live authenticated sockets of one application, on every node (the cluster's presence). */
   async connectionCount(appId: string): Promise<number> {
-    return (await this.io.in(appChannel(appId)).fetchSockets()).length;
+    return this.deps.cluster ? this.deps.cluster.total(appId) : this.appSocketsHere(appId);
   }
 
   /** Logged-in sockets of one application on this node. */
@@ -147,10 +153,52 @@ export class Realtime {
     adapter.on('leave-room', (room: string) => changed(room, -1));
   }
 
-  /** Whether a user has an authenticated socket on this node (cluster mode will answer for every node). */
+  /** Whether a user has an authenticated socket on any node. */
   isOnline(appId: string, userId: string): boolean {
+    return this.socketsHere(appId, userId) > 0 || (this.deps.cluster?.onlineElsewhere(appId, userId) ?? false);
+  }
+
+  private socketsHere(appId: string, userId: string): number {
     const rooms = this.io.sockets.adapter.rooms;
-    return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0) > 0;
+    return (rooms.get(userChannel(appId, userId, 'base64'))?.size ?? 0) + (rooms.get(userChannel(appId, userId, 'plain'))?.size ?? 0);
+  }
+
+  /**
+   * Cluster mode: tells the cluster when a user's first socket arrives on this node or its last one leaves, and when
+   * an application's logged-in sockets here change in number; answers the cluster's snapshot questions.
+   */
+  private joinCluster(cluster: Cluster): void {
+    const adapter = this.io.sockets.adapter;
+    const changed = (room: string, joined: boolean) => {
+      if (room.startsWith(APP_CHANNEL)) {
+        cluster.localCount(room.slice(APP_CHANNEL.length), adapter.rooms.get(room)?.size ?? 0);
+        return;
+      }
+      const user = parseUserChannel(room);
+      if (!user) return;
+      const n = this.socketsHere(user.appId, user.userId);
+      if (joined ? n === 1 : n === 0) cluster.localPresence(user.appId, user.userId, joined);
+    };
+    adapter.on('join-room', (room: string) => changed(room, true));
+    adapter.on('leave-room', (room: string) => changed(room, false));
+  }
+
+  /** This node's users with a socket (app, user), for the cluster's presence snapshots. */
+  *usersHere(): Iterable<[string, string]> {
+    const seen = new Set<string>();
+    for (const room of this.io.sockets.adapter.rooms.keys()) {
+      const user = parseUserChannel(room);
+      if (!user) continue;
+      const key = `${user.appId}\u0000${user.userId}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      yield [user.appId, user.userId];
+    }
+  }
+
+  /** Logged-in sockets per application on this node. */
+  *appCountsHere(): Iterable<[string, number]> {
+    for (const [room, ids] of this.io.sockets.adapter.rooms) if (room.startsWith(APP_CHANNEL)) yield [room.slice(APP_CHANNEL.length), ids.size];
   }
 
   /**
@@ -193,7 +241,7 @@ export class Realtime {
     const state: SocketState = {
       encoding: 'plain',
       address: this.admission.addressOf(socket.conn) ?? this.addressOf(socket.request),
-      events: new EventBudget(this.deps.config.socketEventsPer10s, WINDOW),
+      events: this.deps.guard.rates.budget(this.deps.config.socketEventsPer10s, WINDOW),
       authFailures: 0,
       strikes: 0,
     };
@@ -416,37 +464,6 @@ export class Realtime {
     } catch (err) {
       this.deps.logger.warn({ err }, 'client key revocation check failed');
     }
-  }
-}
-
-/**
- * A sliding-window log of one socket's events: an event is allowed when fewer than `limit` were allowed in the
- * last `windowMs`. Kept on the socket's state rather than in a shared rate-limit store keyed by socket id, whose
- * entries outlived their sockets by up to the store's sweep interval (and a per-socket budget has nothing to
- * share across nodes).
- */
-export class EventBudget {
-  private readonly times: number[] = [];
-  private head = 0;
-
-  constructor(
-    private readonly limit: number,
-    private readonly windowMs: number,
-  ) {}
-
-  take(now: number): { allowed: boolean; retryAfter: number } {
-    const t = this.times;
-    while (this.head < t.length && t[this.head]! <= now - this.windowMs) this.head++;
-    if (this.head > 64 && this.head * 2 > t.length) {
-      t.splice(0, this.head);
-      this.head = 0;
-    }
-    if (t.length - this.head >= this.limit) {
-      const resetAt = t[t.length - this.limit]! + this.windowMs;
-      return { allowed: false, retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)) };
-    }
-    t.push(now);
-    return { allowed: true, retryAfter: 0 };
   }
 }
 

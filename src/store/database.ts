@@ -20,7 +20,11 @@ export interface Store {
   dialect: Dialect;
   /** Where the data lives, for start-up messages; never contains a password. */
   describe: string;
-  migrate(): Promise<void>;
+  /**
+   * Applies the migrations this version has and the store lacks. Answers the migrations the store has that this
+   * version does not know (a newer version migrated it, during a rolling upgrade): empty in the usual case.
+   */
+  migrate(): Promise<string[]>;
   /**
    * Starts noticing changes committed by other processes (see external-writes.ts); the caller closes what it
    * gets back before closing the store.
@@ -176,8 +180,12 @@ function openPostgres(url: string, schema: string | undefined, statementTimeoutM
     ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
     types: PG_TYPES,
   });
-  // An idle client losing its connection must not crash the process; the pool replaces it.
+  // An idle client losing its connection must not crash the process; the pool replaces it. A client in use (a
+  // transaction between two statements) reports the loss as an 'error' event too, which pg-pool does not listen to
+  // while the client is out: without a listener of its own it ended the process when PostgreSQL stopped (found by
+  // the cluster test). The statement that uses the client next fails, and is answered 503.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const where = new URL(url);
   return {
@@ -187,10 +195,11 @@ function openPostgres(url: string, schema: string | undefined, statementTimeoutM
     migrate: async () => {
       const migrationPool = new pg.Pool({ ...session, max: 1, types: PG_TYPES });
       migrationPool.on('error', () => {});
+      migrationPool.on('connect', (client) => client.on('error', () => {}));
       const migrationDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: migrationPool }) });
       try {
         if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(migrationDb);
-        await runMigrations(migrationDb, 'postgres', schema);
+        return await runMigrations(migrationDb, 'postgres', schema);
       } finally {
         await migrationDb.destroy();
       }
@@ -246,10 +255,25 @@ export async function migrationState(store: Store, schema?: string): Promise<{ p
   return { pending: provided.filter((m) => m.executedAt === undefined).map((m) => m.name), applied, unknown: applied.filter((n) => !names.has(n)) };
 }
 
-async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<void> {
+async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<string[]> {
   // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
   // kysely_migration tables through introspection and skip creating ours.
   const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
+  // A rolling upgrade (docs/deploy.md): a node of the older version that restarts after a newer one migrated the store
+  // finds migrations it does not know. Migrations only add (new tables, nullable or defaulted columns), so it runs
+  // with them, as long as it has nothing of its own left to apply; Kysely's migrator would refuse outright.
+  const provided = await migrator.getMigrations();
+  const known = new Set(provided.map((m) => m.name));
+  const applied = await sql<{ name: string }>`select name from ${sql.table(schema ? `${schema}.kysely_migration` : 'kysely_migration')}`.execute(db).then(
+    (r) => r.rows.map((x) => x.name),
+    () => [] as string[],
+  );
+  const newer = applied.filter((n) => !known.has(n));
+  if (newer.length > 0) {
+    const pending = provided.filter((m) => m.executedAt === undefined).map((m) => m.name);
+    if (pending.length === 0) return newer;
+    throw new Error(`the store was migrated by a newer version (${newer.join(', ')}), and this version would still apply ${pending.join(', ')}: run the newer version`);
+  }
   let { error, results } = await migrator.migrateToLatest();
   // Kysely's migrator looks for its own table by listing every table of every schema the role may use; a schema
   // dropped by someone else during that listing fails it with "schema ... does not exist" (3F000), though nothing
@@ -262,6 +286,7 @@ async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: st
     const failed = results?.find((r) => r.status === 'Error');
     throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`);
   }
+  return [];
 }
 
 /** True when an insert failed on a unique or primary key, on either dialect. */

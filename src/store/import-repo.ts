@@ -1,11 +1,17 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
-import type { MemberRow, RoomRow } from './rooms-repo.js';
-import type { MessageRow } from './messages-repo.js';
-import type { UserRow } from './users-repo.js';
+import { RoomsRepo, type MemberRow, type RoomRow } from './rooms-repo.js';
+import { MessagesRepo, type MessageRow } from './messages-repo.js';
+import { UsersRepo, type UserRow } from './users-repo.js';
+import { WebhooksRepo, type EndpointRow } from './webhooks-repo.js';
 import type { Database, ImportCheckpointsTable, InvitationsTable, RoomBansTable, RoomPrefsTable, UserBlocksTable, UserGroupsTable } from './schema.js';
 
 export type CheckpointRow = Selectable<ImportCheckpointsTable>;
 export type ReactionInput = { message_id: string; user_id: string; reaction: string; created_at: number };
+/** What an import writes and may delete again later (table import_ids). */
+export type ImportKind = 'user' | 'message' | 'config' | 'webhook';
+/** System messages that name who joined a room (docs/chat.md): the importer takes join times from them. */
+const JOIN_TYPES = ['joinRoom', 'addMember', 'addMembers'];
+const CHUNK = 500;
 
 /**
  * The store path of `imkit-server import` (src/importer): rows written as the source server shows them, with
@@ -35,6 +41,153 @@ export class ImportRepo {
       .values({ app_id: appId, source, entity, state: text, updated_at: now })
       .onConflict((oc) => oc.columns(['app_id', 'source', 'entity']).doUpdateSet({ state: text, updated_at: now }))
       .execute();
+  }
+
+  // --- what was imported (import_ids): a later run deletes here only what it imported itself
+
+  async track(appId: string, source: string, kind: ImportKind, scope: string, ids: string[]): Promise<void> {
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += CHUNK) {
+      await this.db
+        .insertInto('import_ids')
+        .values(unique.slice(i, i + CHUNK).map((id) => ({ app_id: appId, source, kind, scope, id })))
+        .onConflict((oc) => oc.columns(['app_id', 'source', 'kind', 'scope', 'id']).doNothing())
+        .execute();
+    }
+  }
+
+  async tracked(appId: string, source: string, kind: ImportKind, scope = ''): Promise<string[]> {
+    const rows = await this.db.selectFrom('import_ids').select('id').where('app_id', '=', appId).where('source', '=', source).where('kind', '=', kind).where('scope', '=', scope).orderBy('id').execute();
+    return rows.map((r) => r.id);
+  }
+
+  private async untrack(appId: string, source: string, kind: ImportKind, scope: string, ids: string[] | 'all'): Promise<void> {
+    let q = this.db.deleteFrom('import_ids').where('app_id', '=', appId).where('source', '=', source).where('kind', '=', kind).where('scope', '=', scope);
+    if (ids !== 'all') {
+      for (let i = 0; i < ids.length; i += CHUNK) await q.where('id', 'in', ids.slice(i, i + CHUNK)).execute();
+      return;
+    }
+    await q.execute();
+  }
+
+  /** How many of the messages imported into a room are still stored here. */
+  async importedMessageCount(appId: string, source: string, roomId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('import_ids as i')
+      .innerJoin('messages as m', (j) => j.onRef('m.app_id', '=', 'i.app_id').onRef('m.id', '=', 'i.id'))
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('i.app_id', '=', appId)
+      .where('i.source', '=', source)
+      .where('i.kind', '=', 'message')
+      .where('i.scope', '=', roomId)
+      .where('m.room_id', '=', roomId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** Ids of the messages imported into a room and still stored here, with `low <= id < high` (a bound left out is open). */
+  async importedMessagesBetween(appId: string, source: string, roomId: string, low: string | null, high: string | null): Promise<string[]> {
+    let q = this.db
+      .selectFrom('import_ids as i')
+      .innerJoin('messages as m', (j) => j.onRef('m.app_id', '=', 'i.app_id').onRef('m.id', '=', 'i.id'))
+      .select('i.id')
+      .where('i.app_id', '=', appId)
+      .where('i.source', '=', source)
+      .where('i.kind', '=', 'message')
+      .where('i.scope', '=', roomId)
+      .where('m.room_id', '=', roomId);
+    if (low !== null) q = q.where('i.id', '>=', low);
+    if (high !== null) q = q.where('i.id', '<', high);
+    return (await q.orderBy('i.id').execute()).map((r) => r.id);
+  }
+
+  /** Deletes messages of a room (with their reactions and the hidden marks on them) the way the API deletes them. */
+  async deleteMessages(appId: string, source: string, roomId: string, ids: string[]): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < ids.length; i += CHUNK) n += await new MessagesRepo(this.db).delete(appId, roomId, ids.slice(i, i + CHUNK));
+    await this.untrack(appId, source, 'message', roomId, ids);
+    return n;
+  }
+
+  /** Deletes a room the way the API does (its messages, members, preferences, invitations, tags), its bans and what the import kept of it. */
+  async deleteRoom(appId: string, source: string, roomId: string): Promise<boolean> {
+    const n = await new RoomsRepo(this.db).delete(appId, roomId);
+    await this.db.deleteFrom('room_bans').where('app_id', '=', appId).where('room_id', '=', roomId).execute();
+    await this.untrack(appId, source, 'message', roomId, 'all');
+    await this.db.deleteFrom('import_checkpoints').where('app_id', '=', appId).where('source', '=', source).where('entity', '=', `room:${roomId}`).execute();
+    return n > 0;
+  }
+
+  /** Deletes a user and their tokens, as `DELETE /admin/clients/:id` does. */
+  async deleteUser(appId: string, source: string, userId: string): Promise<boolean> {
+    const users = new UsersRepo(this.db);
+    await users.deleteTokens(appId, userId);
+    const gone = await users.delete(appId, userId);
+    await this.untrack(appId, source, 'user', '', [userId]);
+    return gone;
+  }
+
+  /**
+   * When each member of a room joined, as the imported system messages (joinRoom, addMember, addMembers) tell:
+   * the time of the latest one naming them.
+   */
+  async joinTimes(appId: string, roomId: string): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom('messages')
+      .select(['message_type', 'message', 'fields', 'sender_id', 'created_at'])
+      .where('app_id', '=', appId)
+      .where('room_id', '=', roomId)
+      .where('message_type', 'in', JOIN_TYPES)
+      .orderBy('id')
+      .execute();
+    const out = new Map<string, number>();
+    for (const r of rows) for (const id of joinedIn(r)) out.set(id, r.created_at);
+    return out;
+  }
+
+  /** Sets members' join times where they differ (after a room's history is imported); returns how many changed. */
+  async setJoinTimes(appId: string, roomId: string, times: Array<{ user_id: string; joined_at: number }>): Promise<number> {
+    const old = new Map((await this.db.selectFrom('room_members').select(['user_id', 'joined_at']).where('app_id', '=', appId).where('room_id', '=', roomId).execute()).map((m) => [m.user_id, Number(m.joined_at)]));
+    let n = 0;
+    for (const t of times) {
+      const before = old.get(t.user_id);
+      if (before === undefined || before === t.joined_at) continue;
+      await this.db.updateTable('room_members').set({ joined_at: t.joined_at }).where('app_id', '=', appId).where('room_id', '=', roomId).where('user_id', '=', t.user_id).execute();
+      n++;
+    }
+    return n;
+  }
+
+  // --- webhook endpoints
+
+  /**
+   * An endpoint as the source lists it (without its secret, which no API shows): a new one gets `secret`; a stored
+   * one keeps its own. Returns the outcome, or 'key taken' when another endpoint here has its key.
+   */
+  async putWebhook(appId: string, row: Omit<EndpointRow, 'secret' | 'previous_secret' | 'previous_expires_at'>, secret: string): Promise<'created' | 'updated' | 'unchanged' | 'key taken'> {
+    const repo = new WebhooksRepo(this.db);
+    const old = await repo.endpoint(appId, row.id);
+    if (row.key !== null) {
+      const holder = await repo.endpointByKey(appId, row.key);
+      if (holder && holder.id !== row.id) return 'key taken';
+    }
+    if (!old) {
+      await repo.insertEndpoint({ ...row, secret, previous_secret: null, previous_expires_at: null });
+      return 'created';
+    }
+    if (sameRow(old, row)) return 'unchanged';
+    const { app_id: _a, id: _i, ...patch } = row;
+    await this.db.updateTable('webhook_endpoints').set(patch).where('app_id', '=', appId).where('id', '=', row.id).execute();
+    return 'updated';
+  }
+
+  /** Deletes an endpoint as the API does (its waiting deliveries end as failed). */
+  async deleteWebhook(appId: string, source: string, id: string, now: number): Promise<boolean> {
+    const repo = new WebhooksRepo(this.db);
+    const gone = await repo.deleteEndpoint(appId, id);
+    if (gone) await repo.failPendingOf(appId, id, now);
+    await this.untrack(appId, source, 'webhook', '', [id]);
+    return gone;
   }
 
   // --- users
@@ -147,11 +300,28 @@ export class ImportRepo {
     return changed;
   }
 
+  /** Deletes config keys (the source deleted them); raises the config version when any was stored. */
+  async deleteConfig(appId: string, source: string, keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const res = await this.db.deleteFrom('app_config').where('app_id', '=', appId).where('key', 'in', keys).executeTakeFirst();
+    const n = Number(res.numDeletedRows);
+    if (n) {
+      await this.db
+        .insertInto('app_config_versions')
+        .values({ app_id: appId, version: 1 })
+        .onConflict((oc) => oc.column('app_id').doUpdateSet((eb) => ({ version: eb(eb.ref('app_config_versions.version'), '+', 1) })))
+        .execute();
+    }
+    await this.untrack(appId, source, 'config', '', keys);
+    return n;
+  }
+
   // --- rooms
 
   /**
    * Writes a room as given (row, tags, members, the members' preferences, bans, pending invitations), replacing what the target holds
-   * for it; preferences, bans or invitations given as undefined are left as they are. Returns 'created', 'updated' or 'unchanged'.
+   * for it; preferences, bans or invitations given as undefined are left as they are (and then so are the unread
+   * counts of members in through a group). Returns 'created', 'updated' or 'unchanged'.
    */
   async putRoom(
     appId: string,
@@ -168,7 +338,12 @@ export class ImportRepo {
     const oldTags = (await this.db.selectFrom('room_tags').select('tag').where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('tag').execute()).map((t) => t.tag);
     const oldMembers = await this.db.selectFrom('room_members').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).orderBy('user_id').execute();
     const sortedTags = [...new Set(tags)].sort();
-    const sortedMembers = [...members].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
+    // Without the members' own views (prefs undefined: a room read by its id), the unread count of users in through
+    // a group is not shown: the stored one is kept.
+    const oldByUser = new Map(oldMembers.map((m) => [m.user_id, m]));
+    const sortedMembers = members
+      .map((m) => (prefs === undefined && m.via !== null && oldByUser.has(m.user_id) ? { ...m, badge: oldByUser.get(m.user_id)!.badge } : m))
+      .sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
     const prefUsers = prefs ? members.map((m) => m.user_id) : [];
     const oldPrefs = prefUsers.length
       ? await this.db.selectFrom('room_prefs').selectAll().where('app_id', '=', appId).where('room_id', '=', room.id).where('scope', '=', '').where('user_id', 'in', prefUsers).orderBy('user_id').execute()
@@ -285,6 +460,35 @@ export class ImportRepo {
       .where('id', '=', roomId)
       .execute();
   }
+}
+
+/** The users a join message names: its `member`, its `extra.members` / `extra.invitees`, an addMembers text's clients, or its sender. */
+function joinedIn(r: { message_type: string; message: string; fields: string; sender_id: string | null }): string[] {
+  const ids = new Set<string>();
+  const idOf = (x: unknown) => (typeof x === 'string' ? x : x && typeof x === 'object' && typeof (x as { _id?: unknown })._id === 'string' ? (x as { _id: string })._id : undefined);
+  const add = (x: unknown) => {
+    const id = idOf(x);
+    if (id !== undefined) ids.add(id);
+  };
+  let fields: Record<string, any> = {};
+  try {
+    fields = JSON.parse(r.fields) as Record<string, any>;
+  } catch {
+    // not JSON: no names from it
+  }
+  add(fields.member);
+  for (const list of [fields.extra?.members, fields.extra?.invitees]) if (Array.isArray(list)) list.forEach(add);
+  if (r.message_type === 'addMembers') {
+    try {
+      const text = JSON.parse(r.message) as unknown;
+      const list = typeof text === 'string' ? (JSON.parse(text) as unknown) : text;
+      if (Array.isArray(list)) list.forEach(add);
+    } catch {
+      // a text that is not a list of clients
+    }
+  }
+  if (r.message_type === 'joinRoom' && ids.size === 0 && r.sender_id !== null) ids.add(r.sender_id);
+  return [...ids];
 }
 
 function sameRow(a: object, b: object): boolean {

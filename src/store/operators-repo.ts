@@ -69,9 +69,13 @@ export class OperatorsRepo {
   }
 
   /** Replaces every setup token by this one. */
-  async replaceSetupToken(digest: string, now: number, expiresAt: number): Promise<void> {
+  /**
+   * Adds a setup token; the expired ones go. The live ones stay: every node of a cluster prints a link at its start,
+   * and each works until one is used (consumeSetupToken deletes them all) or it expires.
+   */
+  async addSetupToken(digest: string, now: number, expiresAt: number): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('operator_setup_tokens').execute();
+      await trx.deleteFrom('operator_setup_tokens').where('expires_at', '<=', now).execute();
       await trx.insertInto('operator_setup_tokens').values({ digest, created_at: now, expires_at: expiresAt }).execute();
     });
   }

@@ -81,6 +81,8 @@ export class RoomsRepo {
     await this.db.deleteFrom('invitations').where('app_id', '=', appId).where('room_id', '=', id).execute();
     await this.db.deleteFrom('room_members').where('app_id', '=', appId).where('room_id', '=', id).execute();
     await this.db.deleteFrom('room_tags').where('app_id', '=', appId).where('room_id', '=', id).execute();
+    // A room created later with the same id starts without the old one's bans.
+    await this.db.deleteFrom('room_bans').where('app_id', '=', appId).where('room_id', '=', id).execute();
     const res = await this.db.deleteFrom('rooms').where('app_id', '=', appId).where('id', '=', id).executeTakeFirst();
     return Number(res.numDeletedRows);
   }

@@ -303,6 +303,16 @@ export interface WebhookEventsTable {
   data: string;
   state: 'new' | 'done';
   created_at: Ms;
+  /** The dispatcher rendering it (PostgreSQL, several nodes), and since when; null while nobody has it. */
+  claimed_by?: string | null;
+  claimed_at?: Ms | null;
+}
+
+/** Periodic work of a cluster done by one node per period (migration 0027). */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at: Ms;
 }
 
 export type DeliveryStatus = 'pending' | 'sending' | 'delivered' | 'failed' | 'refused';
@@ -386,6 +396,16 @@ export interface ImportCheckpointsTable {
   entity: string;
   state: string;
   updated_at: Ms;
+}
+
+export interface ImportIdsTable {
+  app_id: string;
+  source: string;
+  /** 'user', 'message', 'config' or 'webhook'. */
+  kind: string;
+  /** A message's room; '' for the other kinds. */
+  scope: string;
+  id: string;
 }
 
 export interface ApiKeyAddressesTable {
@@ -475,6 +495,7 @@ export interface IdempotencyKeysTable {
 }
 
 export interface Database {
+  leases: LeasesTable;
   idempotency_keys: IdempotencyKeysTable;
   api_key_addresses: ApiKeyAddressesTable;
   key_alerts: KeyAlertsTable;
@@ -485,6 +506,7 @@ export interface Database {
   operator_setup_tokens: OperatorSetupTokensTable;
   audit_log: AuditLogTable;
   import_checkpoints: ImportCheckpointsTable;
+  import_ids: ImportIdsTable;
   webhook_endpoints: WebhookEndpointsTable;
   app_webhook_secrets: AppWebhookSecretsTable;
   webhook_events: WebhookEventsTable;

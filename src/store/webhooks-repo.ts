@@ -176,9 +176,38 @@ export class WebhooksRepo {
     return r?.t == null ? undefined : Number(r.t);
   }
 
+  /**
+   * PostgreSQL, several nodes: takes up to `limit` outbox events for this worker to render, oldest first: those nobody
+   * has, its own, and those whose claim is older than `staleBefore` (the node rendering them died). Rows another
+   * node is taking at this moment are skipped (FOR UPDATE SKIP LOCKED), not waited for.
+   */
+  async claimEvents(limit: number, worker: string, now: number, staleBefore: number): Promise<OutboxRow[]> {
+    // Picked in a CTE (run once), not as `id in (subquery)`, which PostgreSQL may run once per row.
+    const { rows } = await sql<OutboxRow>`
+      with picked as (
+        select id from webhook_events
+        where state = 'new' and (claimed_by is null or claimed_by = ${worker} or claimed_at < ${staleBefore})
+        order by id limit ${limit}
+        for update skip locked)
+      update webhook_events e set claimed_by = ${worker}, claimed_at = ${now}
+      from picked where e.id = picked.id
+      returning e.*`.execute(this.db);
+    return rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
   /** Takes the listed pending deliveries for one worker; answers the ids it got (another node may have taken some). */
-  async claim(ids: string[], worker: string, now: number): Promise<string[]> {
+  async claim(ids: string[], worker: string, now: number, skipLocked = false): Promise<string[]> {
     if (ids.length === 0) return [];
+    if (skipLocked) {
+      // PostgreSQL: rows another node is claiming right now are left to it rather than waited for.
+      const { rows } = await sql<{ id: string }>`
+        with picked as (
+          select id from webhook_deliveries where id in (${sql.join(ids)}) and status = 'pending' for update skip locked)
+        update webhook_deliveries d set status = 'sending', claimed_by = ${worker}, claimed_at = ${now}
+        from picked where d.id = picked.id
+        returning d.id`.execute(this.db);
+      return rows.map((r) => r.id);
+    }
     await this.db
       .updateTable('webhook_deliveries')
       .set({ status: 'sending', claimed_by: worker, claimed_at: now })

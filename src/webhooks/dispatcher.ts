@@ -1,3 +1,4 @@
+import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
 import http from 'node:http';
 import https from 'node:https';
 import { randomBytes } from 'node:crypto';
@@ -134,6 +135,8 @@ export class WebhookDispatcher {
   private lastRound = -Infinity;
   private dueAt = -Infinity;
   private prunedAt = 0;
+  /** Whether this node prunes now (cluster mode: one node per period). */
+  periodic: PeriodicGate = alwaysDue;
   private releasedAt = 0;
   private graceMs = 2_000;
   private readonly endpointCache = new Map<string, { rows: EndpointRow[]; at: number }>();
@@ -206,7 +209,7 @@ export class WebhookDispatcher {
         }
         if (now - this.prunedAt >= PRUNE_EVERY_MS) {
           this.prunedAt = now;
-          await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
+          if (await this.periodic('prune:webhook-deliveries', PRUNE_EVERY_MS)) await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
         }
         const due = await this.repo.nextDue();
         if (due !== undefined) next = Math.min(next, due);
@@ -235,7 +238,13 @@ export class WebhookDispatcher {
    */
   private async round(send = true): Promise<number> {
     const now = this.o.clock.now();
-    const events = send ? await this.repo.newEvents(EVENTS_PER_ROUND) : [];
+    // On PostgreSQL the events are claimed, so that each is rendered by one node; a claim older than the timeout and
+    // a margin belongs to a node that died (its deliveries, had it written them, have the same ids: its rows won).
+    const events = !send
+      ? []
+      : this.o.dialect === 'postgres'
+        ? await this.repo.claimEvents(EVENTS_PER_ROUND, this.id, now, now - this.o.config.webhookTimeoutMs - CLAIM_MARGIN_MS)
+        : await this.repo.newEvents(EVENTS_PER_ROUND);
     const fresh: DeliveryRow[] = [];
     if (events.length) {
       const parsed = events.map((e) => ({ e, facts: JSON.parse(e.data) as Facts }));
@@ -302,7 +311,7 @@ export class WebhookDispatcher {
         await repo.insertDeliveries(fresh);
         await repo.removeEvents(events.map((e) => e.id));
         // The new ones too: another node may have fanned the same event out first (its rows won).
-        return new Set(await repo.claim(picked.map((r) => r.id), this.id, now));
+        return new Set(await repo.claim(picked.map((r) => r.id), this.id, now, this.o.dialect === 'postgres'));
       });
     } catch (err) {
       // Nothing of the round was written: the outcomes wait for the next one, the events stay in the outbox.

@@ -101,6 +101,8 @@ export class Outbox {
   private pushCredentialed = new Set<string>();
   private pushApps = new Set<string>();
   private loaded = false;
+  /** Told when this process noted something the other nodes of a cluster keep too (docs/cluster.md). */
+  onNote: ((what: 'room webhook' | { push: string }) => void) | undefined;
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -133,7 +135,10 @@ export class Outbox {
 
   /** A user of this application subscribed a device: with push credentials, its new messages are now wanted. */
   noteDevice(appId: string): void {
-    if (this.pushCredentialed.has(appId)) this.pushApps.add(appId);
+    if (this.pushCredentialed.has(appId) && !this.pushApps.has(appId)) {
+      this.pushApps.add(appId);
+      this.onNote?.({ push: appId });
+    }
   }
 
   /** Whether new messages of this application may notify someone by push (credentials and devices). */
@@ -148,7 +153,9 @@ export class Outbox {
 
   /** A room of this application was given a webhook (before its transaction commits: over-noting is harmless). */
   noteRoomWebhook(appId: string): void {
+    if (this.roomHooks.has(appId)) return;
     this.roomHooks.add(appId);
+    this.onNote?.('room webhook');
   }
 
   /**

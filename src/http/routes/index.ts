@@ -21,8 +21,8 @@ import { userRoutes } from './users.js';
 import { webhookRoutes } from './webhooks.js';
 
 /** Every route the server serves, in the order docs/api.md lists them. */
-export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts): RouteDef[] {
+export function routeTable(services: Services, isReady: () => boolean = () => true, presence: () => Presence | undefined = () => undefined, monitoring?: MonitoringService, audit?: AuditLog, alerts?: KeyAlerts, cluster?: () => { redis: 'up' | 'down'; nodes: number } | undefined): RouteDef[] {
   // The docs routes describe the whole table, themselves included.
-  const routes: RouteDef[] = [...healthRoutes(isReady), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...fileRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...pushRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
+  const routes: RouteDef[] = [...healthRoutes(isReady, cluster), ...docsRoutes(() => routes), ...userRoutes(services), ...roomRoutes(services), ...messageRoutes(services), ...prefRoutes(services), ...searchRoutes(services), ...fileRoutes(services), ...batchRoutes(services), ...groupRoutes(services), ...moderationRoutes(services), ...configRoutes(services), ...webhookRoutes(services), ...pushRoutes(services), ...keyRoutes(services), ...monitoringRoutes(presence, monitoring, audit, alerts)];
   return routes;
 }

@@ -639,6 +639,37 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('idempotency_keys_created').on('idempotency_keys').column('created_at').execute();
     },
   },
+  '0026_import_ids': {
+    async up(db: Kysely<any>) {
+      // What `imkit-server import` wrote from a source server (docs/migrating.md), by kind ('user', 'message',
+      // 'config', 'webhook') and id; `scope` is a message's room ('' otherwise). A later run deletes here only what it
+      // imported and the source no longer has, never what was written here after the move.
+      await db.schema
+        .createTable('import_ids')
+        .addColumn('app_id', 'varchar(64)', (c) => c.notNull().references('apps.id').onDelete('cascade'))
+        .addColumn('source', 'varchar(500)', (c) => c.notNull())
+        .addColumn('kind', 'varchar(16)', (c) => c.notNull())
+        .addColumn('scope', 'varchar(128)', (c) => c.notNull())
+        .addColumn('id', 'varchar(128)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('import_ids_pk', ['app_id', 'source', 'kind', 'scope', 'id'])
+        .execute();
+    },
+  },
+  '0027_cluster_leases': {
+    async up(db: Kysely<any>) {
+      // Cluster mode (docs/cluster.md). Periodic work done once per period by one node of the cluster: a named lease
+      // (the node that holds it, until when). And outbox events are claimed by the dispatcher that renders them, so
+      // that several nodes do not all render every event; a claim not finished in time goes to another node.
+      await db.schema
+        .createTable('leases')
+        .addColumn('name', 'varchar(100)', (c) => c.primaryKey())
+        .addColumn('holder', 'varchar(200)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.alterTable('webhook_events').addColumn('claimed_by', 'varchar(200)').execute();
+      await db.schema.alterTable('webhook_events').addColumn('claimed_at', 'bigint').execute();
+    },
+  },
 };
 
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
