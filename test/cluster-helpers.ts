@@ -18,7 +18,11 @@ export class PrivateRedis {
   ) {}
 
   static async start(): Promise<PrivateRedis> {
-    const r = new PrivateRedis(await freePort(), tempDir('imkit-redis-'));
+    return PrivateRedis.startOn(await freePort());
+  }
+
+  static async startOn(port: number): Promise<PrivateRedis> {
+    const r = new PrivateRedis(port, tempDir('imkit-redis-'));
     await r.up();
     return r;
   }

@@ -2,7 +2,8 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { defaultConfig, loadConfig } from '../src/config.js';
+import { createServer } from '../src/server.js';
 import { PrivatePostgres, PrivateRedis } from './cluster-helpers.js';
 import { freePort, POSTGRES_URL, startServerProcess } from './helpers.js';
 import { type Generation, TestClient } from './realtime-helpers.js';
@@ -282,6 +283,31 @@ if (POSTGRES_URL !== undefined || process.env.CI) describe('cluster mode: three 
     await until('node 1 to answer again', async () => (await api(1, 'GET', '/rooms/g')).status === 200);
     for (let i = 0; i < 3; i++) expect(nodes[i]!.proc.exitCode, show()).toBeNull();
     expect((await restSend(2, 'g', 'postgres is back')).status).toBe(200);
+  }, 60_000);
+
+  it('a node started while Redis is away serves alone, caches off, and joins once Redis comes', async () => {
+    const port = await freePort();
+    const lateRedis = `redis://127.0.0.1:${port}`;
+    const server = await createServer(defaultConfig({ databaseUrl: pg.url, redisUrl: lateRedis, clusterPrefix: `late${process.pid}`, apiKey: API_KEY, port: 0, logLevel: 'silent' }));
+    let late: PrivateRedis | undefined;
+    try {
+      const base = await server.listen();
+      const health = async () => ((await (await fetch(`${base}/healthz`)).json()) as any).result.cluster;
+      expect(await health()).toEqual({ redis: 'down', nodes: 1 });
+      // It serves, and its room cache keeps nothing (other nodes' changes could not be heard).
+      const room = await fetch(`${base}/rooms/g`, { headers: { 'IM-API-KEY': API_KEY } });
+      expect(room.status).toBe(200);
+      const cache = server.services.chat.roomCache;
+      await cache.get('default', 'g');
+      expect(cache.peek('default', 'g')).toBeUndefined();
+      late = await PrivateRedis.startOn(port);
+      await until('the late node to reach Redis', async () => (await health()).redis === 'up', 15_000, 100);
+      await cache.get('default', 'g');
+      expect(cache.peek('default', 'g')).toBeDefined();
+    } finally {
+      await server.close();
+      await late?.stop();
+    }
   }, 60_000);
 
   it('a node killed with -9: its clients resume on another node and miss nothing acknowledged', async () => {

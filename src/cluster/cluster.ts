@@ -136,6 +136,8 @@ export class Cluster {
     this.heartbeat.unref();
     this.status();
     if (this.up) this.send({ n: this.nodeId, hello: 1 });
+    // Started without Redis: the caches must not keep anything until it comes (status() then says so).
+    else hooks.onTrust(false);
   }
 
   /** Whether the link to the other nodes works now. */
