@@ -499,7 +499,7 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: 'fileStorage', env: 'IMKIT_FILE_STORAGE', flag: 'file-storage', default: 'local',
-    help: 'where uploaded files are kept: local (a directory, one node) or s3 (S3-compatible object storage, needed by a cluster; see IMKIT_S3_*)',
+    help: 'where uploaded files are kept: local (a directory; in a cluster one that every node mounts) or s3 (S3-compatible object storage; see IMKIT_S3_*)',
     parse: (raw) => {
       if (raw !== 'local' && raw !== 's3') throw new ConfigError('must be local or s3');
       return raw;
