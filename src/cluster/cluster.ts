@@ -43,7 +43,10 @@ interface Wire {
   c?: Array<[string, number]>;
   /** `on` and `c` are the sender's whole presence (replace what is known of it). */
   snap?: 1;
-  /** The sender is new or came back: every node answers with a snapshot. */
+  /**
+   * The sender is new or came back (its own snapshot comes with it, since the others may have dropped what they knew
+   * of it): every node answers with a snapshot.
+   */
   hello?: 1;
   /** The sender asks this node for a snapshot. */
   ask?: string;
@@ -135,7 +138,7 @@ export class Cluster {
     this.heartbeat = setInterval(() => this.tick(), HEARTBEAT_MS);
     this.heartbeat.unref();
     this.status();
-    if (this.up) this.send({ n: this.nodeId, hello: 1 });
+    if (this.up) this.send({ ...this.snapshot(), hello: 1 });
     // Started without Redis: the caches must not keep anything until it comes (status() then says so).
     else hooks.onTrust(false);
   }
@@ -323,7 +326,7 @@ export class Cluster {
     if (up) {
       this.o.logger.info({ node: this.nodeId }, 'cluster: Redis reachable; caches in use, presence exchanged');
       this.hooks?.onTrust(true);
-      if (this.io) this.send({ n: this.nodeId, hello: 1 });
+      if (this.io) this.send({ ...this.snapshot(), hello: 1 });
     } else {
       this.lastNodes = 1 + this.peers.size;
       this.o.logger.warn('cluster: Redis lost; serving this node\'s sockets, caches bypassed, rate limits per node until it returns');
