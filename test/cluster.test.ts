@@ -141,6 +141,12 @@ if (POSTGRES_URL !== undefined || process.env.CI) describe('cluster mode: three 
     const room = await fetch(`${nodes[0]!.base}/rooms/g`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': tokens.u1! } }).then((r) => r.json() as Promise<any>);
     const online = Object.fromEntries(room.result.members.map((m: any) => [m._id, m.isSocketConnected]));
     expect(online).toMatchObject({ u1: true, u2: true, u3: true, u4: true, backend: false });
+    // A socket that changes its encoding leaves one user channel and joins the other in one turn: still online.
+    expect(c1.decode((await c1.emitAck('conf', { encoding: 'json' }))[0])).toMatchObject({ RC: 0 });
+    expect(c1.decode((await c1.emitAck('conf', { encoding: 'base64' }))[0])).toMatchObject({ RC: 0 });
+    await sleep(200);
+    const again = await fetch(`${nodes[1]!.base}/rooms/g`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': tokens.u2! } }).then((r) => r.json() as Promise<any>);
+    expect(again.result.members.find((m: any) => m._id === 'u1').isSocketConnected).toBe(true);
 
     const ack = c1.decode((await c1.emitAck('chat message', { room: 'g', message: 'from node 0', messageType: 'text' }))[0]);
     expect(ack.RC).toBe(0);

@@ -86,6 +86,8 @@ export class Cluster {
   private lastNodes = 1;
   private heartbeat: NodeJS.Timeout | undefined;
   private outgoing: Wire = { n: '' };
+  /** Users whose presence here changed this turn, with where it ended (a leave then a join in one turn: online). */
+  private presenceChanges = new Map<string, boolean>();
   private scheduled = false;
   private readonly totalListeners: Array<(appId: string, before: number, after: number) => void> = [];
   private readonly localCounts = new Map<string, number>();
@@ -173,8 +175,7 @@ export class Cluster {
 
   /** Called by the realtime layer: a user's first socket on this node arrived, or its last one left. */
   localPresence(appId: string, userId: string, online: boolean): void {
-    const key = presenceKey(appId, userId);
-    (this.outgoing[online ? 'on' : 'off'] ??= []).push(key);
+    this.presenceChanges.set(presenceKey(appId, userId), online);
     this.schedule();
   }
 
@@ -238,6 +239,8 @@ export class Cluster {
     this.scheduled = false;
     const msg = this.outgoing;
     this.outgoing = { n: this.nodeId };
+    for (const [key, online] of this.presenceChanges) (msg[online ? 'on' : 'off'] ??= []).push(key);
+    this.presenceChanges.clear();
     if (!this.up || !this.io) return;
     this.send(msg);
   }
