@@ -245,32 +245,30 @@ function withStatementCache(conn: Sqlite.Database): Sqlite.Database {
  * applied that this version does not know (the store was migrated by a newer version).
  */
 export async function migrationState(store: Store, schema?: string): Promise<{ pending: string[]; applied: string[]; unknown: string[] }> {
-  const migrator = new Migrator({ db: store.db, provider: migrationProvider(store.dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
-  const provided = await migrator.getMigrations();
-  const names = new Set(provided.map((m) => m.name));
-  const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(store.db).then(
-    (r) => r.rows.map((x) => x.name),
-    () => [] as string[],
-  );
-  return { pending: provided.filter((m) => m.executedAt === undefined).map((m) => m.name), applied, unknown: applied.filter((n) => !names.has(n)) };
+  const { pending, applied, unknown } = await stateOf(store.db, store.dialect, schema);
+  return { pending, applied, unknown };
 }
 
-async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<string[]> {
+/** The migrations this version has and which of them the store lacks, and what the store has that this version does not know. */
+async function stateOf(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<{ migrator: Migrator; pending: string[]; applied: string[]; unknown: string[] }> {
   // With a schema of our own, the bookkeeping tables go there too: Kysely would otherwise see another schema's
   // kysely_migration tables through introspection and skip creating ours.
   const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
-  // A rolling upgrade (docs/deploy.md): a node of the older version that restarts after a newer one migrated the store
-  // finds migrations it does not know. Migrations only add (new tables, nullable or defaulted columns), so it runs
-  // with them, as long as it has nothing of its own left to apply; Kysely's migrator would refuse outright.
   const provided = await migrator.getMigrations();
-  const known = new Set(provided.map((m) => m.name));
+  const names = new Set(provided.map((m) => m.name));
   const applied = await sql<{ name: string }>`select name from ${sql.table(schema ? `${schema}.kysely_migration` : 'kysely_migration')}`.execute(db).then(
     (r) => r.rows.map((x) => x.name),
     () => [] as string[],
   );
-  const newer = applied.filter((n) => !known.has(n));
+  return { migrator, pending: provided.filter((m) => m.executedAt === undefined).map((m) => m.name), applied, unknown: applied.filter((n) => !names.has(n)) };
+}
+
+async function runMigrations(db: Kysely<Database>, dialect: Dialect, schema?: string): Promise<string[]> {
+  // A rolling upgrade (docs/deploy.md): a node of the older version that restarts after a newer one migrated the store
+  // finds migrations it does not know. Migrations only add (new tables, nullable or defaulted columns), so it runs
+  // with them, as long as it has nothing of its own left to apply; Kysely's migrator would refuse outright.
+  const { migrator, pending, unknown: newer } = await stateOf(db, dialect, schema);
   if (newer.length > 0) {
-    const pending = provided.filter((m) => m.executedAt === undefined).map((m) => m.name);
     if (pending.length === 0) return newer;
     throw new Error(`the store was migrated by a newer version (${newer.join(', ')}), and this version would still apply ${pending.join(', ')}: run the newer version`);
   }

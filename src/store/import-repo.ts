@@ -109,10 +109,9 @@ export class ImportRepo {
     return n;
   }
 
-  /** Deletes a room the way the API does (its messages, members, preferences, invitations, tags), its bans and what the import kept of it. */
+  /** Deletes a room the way the API does (its messages, members, preferences, invitations, tags, bans) and what the import kept of it. */
   async deleteRoom(appId: string, source: string, roomId: string): Promise<boolean> {
     const n = await new RoomsRepo(this.db).delete(appId, roomId);
-    await this.db.deleteFrom('room_bans').where('app_id', '=', appId).where('room_id', '=', roomId).execute();
     await this.untrack(appId, source, 'message', roomId, 'all');
     await this.db.deleteFrom('import_checkpoints').where('app_id', '=', appId).where('source', '=', source).where('entity', '=', `room:${roomId}`).execute();
     return n > 0;
