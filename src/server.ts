@@ -203,11 +203,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     // Periodic clean-ups: one node per period, whichever is alive (a lease in the store, docs/cluster.md).
     const leases = new LeasesRepo(store.db);
     const periodic = (name: string, periodMs: number) => leases.take(name, cluster.nodeId, clock.now(), periodMs).catch(() => false);
-    audit.periodic = periodic;
-    usage.periodic = periodic;
-    alerts.periodic = periodic;
-    idempotency.periodic = periodic;
-    dispatcher.periodic = periodic;
+    for (const work of [audit.pruning, usage.pruning, alerts.pruning, idempotency.pruning, dispatcher.pruning]) work.gate = periodic;
   }
   services.webhooks.onDue = () => dispatcher.wake();
   services.webhooks.onChange = () => {

@@ -1,4 +1,4 @@
-import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
+import { Periodic } from '../lib/periodic.js';
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
@@ -25,9 +25,8 @@ export type Begin = { replay: { status: number; body: string } } | { run: { appI
  * (and the user it acts as) or the user.
  */
 export class Idempotency {
-  private prunedAt = 0;
-  /** Whether this node prunes now (cluster mode: one node per period). */
-  periodic: PeriodicGate = alwaysDue;
+  /** Pruning once an hour (in a cluster, by one node per hour). */
+  readonly pruning = new Periodic('prune:idempotency', 3_600_000);
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -69,10 +68,7 @@ export class Idempotency {
   private async claim(name: string, appId: string, subject: string, key: string, request: string): Promise<Begin> {
     const now = this.clock.now();
     const repo = new IdempotencyRepo(this.db);
-    if (now - this.prunedAt >= 3_600_000) {
-      this.prunedAt = now;
-      if (await this.periodic('prune:idempotency', 3_600_000)) await repo.prune(now - IDEMPOTENCY_TTL_MS);
-    }
+    if (await this.pruning.due(now)) await repo.prune(now - IDEMPOTENCY_TTL_MS);
     const fingerprint = createHash('sha256').update(request).digest('hex');
     const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now };
     for (let attempt = 0; attempt < 3; attempt++) {

@@ -1,4 +1,4 @@
-import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
+import { Periodic } from '../lib/periodic.js';
 import type { Kysely } from 'kysely';
 import { invalidRequest } from '../errors.js';
 import { iso, type Clock } from '../lib/clock.js';
@@ -39,9 +39,8 @@ export interface AuditEntry {
 export class AuditLog {
   private queue: AuditRow[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private prunedAt = 0;
-  /** Whether this node prunes now (cluster mode: one node per period). */
-  periodic: PeriodicGate = alwaysDue;
+  /** Pruning once an hour (in a cluster, by one node per hour). */
+  readonly pruning = new Periodic('prune:audit', 3_600_000);
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(
@@ -88,11 +87,7 @@ export class AuditLog {
       this.queue = [];
       const repo = new AuditRepo(this.db);
       const now = this.clock.now();
-      let prune = false;
-      if (now - this.prunedAt >= 3_600_000) {
-        this.prunedAt = now;
-        prune = await this.periodic('prune:audit', 3_600_000).catch(() => false);
-      }
+      const prune = await this.pruning.due(now);
       try {
         if (this.runBatch) {
           const statements = repo.plan(rows, prune ? now - this.retentionMs : undefined);
@@ -102,7 +97,7 @@ export class AuditLog {
           if (prune) await repo.prune(now - this.retentionMs);
         }
       } catch (err) {
-        if (prune) this.prunedAt = 0;
+        if (prune) this.pruning.again();
         this.queue = rows.concat(this.queue);
         this.onError(err);
       }

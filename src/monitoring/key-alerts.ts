@@ -1,4 +1,4 @@
-import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
+import { Periodic } from '../lib/periodic.js';
 import ipaddr from 'ipaddr.js';
 import type { Kysely } from 'kysely';
 import { AppError, invalidRequest } from '../errors.js';
@@ -91,9 +91,8 @@ export class KeyAlerts {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private loads = new Set<Promise<void>>();
-  private prunedAt = 0;
-  /** Whether this node prunes now (cluster mode: one node per period). */
-  periodic: PeriodicGate = alwaysDue;
+  /** Pruning once an hour (in a cluster, by one node per hour). */
+  readonly pruning = new Periodic('prune:key-alerts', HOUR);
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -273,17 +272,13 @@ export class KeyAlerts {
       this.alertRows = [];
       this.eventRows = [];
       const now = this.clock.now();
-      let prune = false;
-      if (now - this.prunedAt >= HOUR) {
-        this.prunedAt = now;
-        prune = await this.periodic('prune:key-alerts', HOUR).catch(() => false);
-      }
+      const prune = await this.pruning.due(now);
       if (!addresses.length && !alerts.length && !prune) return;
       try {
         await this.o.write(new KeyAlertsRepo(this.db).plan(addresses, alerts, events, prune ? now - this.settings.retentionMs : undefined));
         if (events.length) this.o.onEvents?.();
       } catch (err) {
-        if (prune) this.prunedAt = 0;
+        if (prune) this.pruning.again();
         this.o.onError(err);
       }
     });

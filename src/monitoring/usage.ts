@@ -1,4 +1,4 @@
-import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
+import { Periodic } from '../lib/periodic.js';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../lib/clock.js';
 import { MonitoringRepo, type UsageRow } from '../store/monitoring-repo.js';
@@ -20,9 +20,8 @@ export class UsageMeter {
   private pending = new Map<string, UsageRow>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
-  private lastPrune = 0;
-  /** Whether this node prunes now (cluster mode: one node per period). */
-  periodic: PeriodicGate = alwaysDue;
+  /** Pruning (in a cluster, by one node per period). */
+  readonly pruning = new Periodic('prune:usage', PRUNE_EVERY_MS);
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -66,10 +65,7 @@ export class UsageMeter {
       try {
         await repo.addUsage(rows);
         const now = this.clock.now();
-        if (now - this.lastPrune >= PRUNE_EVERY_MS) {
-          this.lastPrune = now;
-          if (await this.periodic('prune:usage', PRUNE_EVERY_MS)) await repo.pruneUsage(now - KEEP_MS);
-        }
+        if (await this.pruning.due(now)) await repo.pruneUsage(now - KEEP_MS);
       } catch (err) {
         this.onError(err);
       }

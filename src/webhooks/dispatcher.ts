@@ -1,4 +1,4 @@
-import { alwaysDue, type PeriodicGate } from '../lib/periodic.js';
+import { Periodic } from '../lib/periodic.js';
 import http from 'node:http';
 import https from 'node:https';
 import { randomBytes } from 'node:crypto';
@@ -134,9 +134,8 @@ export class WebhookDispatcher {
   private pushRefreshedAt = performance.now();
   private lastRound = -Infinity;
   private dueAt = -Infinity;
-  private prunedAt = 0;
-  /** Whether this node prunes now (cluster mode: one node per period). */
-  periodic: PeriodicGate = alwaysDue;
+  /** Pruning the delivery log (in a cluster, by one node per period). */
+  readonly pruning = new Periodic('prune:webhook-deliveries', PRUNE_EVERY_MS);
   private releasedAt = 0;
   private graceMs = 2_000;
   private readonly endpointCache = new Map<string, { rows: EndpointRow[]; at: number }>();
@@ -207,10 +206,7 @@ export class WebhookDispatcher {
           this.pushRefreshedAt = performance.now();
           await this.o.push.refresh();
         }
-        if (now - this.prunedAt >= PRUNE_EVERY_MS) {
-          this.prunedAt = now;
-          if (await this.periodic('prune:webhook-deliveries', PRUNE_EVERY_MS)) await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
-        }
+        if (await this.pruning.due(now)) await this.repo.pruneDeliveries(now - DELIVERY_LOG_DAYS * 86_400_000);
         const due = await this.repo.nextDue();
         if (due !== undefined) next = Math.min(next, due);
       } catch (err) {
