@@ -24,7 +24,8 @@ export interface StatementLog {
 
 // The monitoring writers too: API key usage, the audit log, key addresses and alerts are written by timers every
 // few seconds, whichever request caused them (a join measured on Node 24 once counted a usage flush).
-const ON_TIMERS = /"batch_(jobs|items)"|from "client_keys" where "revoked_at"|from "webhook_events"|"webhook_deliveries"|^select distinct .* from "push_credentials"|"api_key_usage"|"audit_log"|"api_key_addresses"|"key_alerts"|"leases"/;
+// PostgreSQL's claims (FOR UPDATE SKIP LOCKED) are written as raw SQL with unquoted names: a name matches either way.
+const ON_TIMERS = /\bbatch_(jobs|items)\b|from "client_keys" where "revoked_at"|from "?webhook_events\b|\bwebhook_deliveries\b|^select distinct .* from "push_credentials"|\bapi_key_usage\b|\baudit_log\b|\bapi_key_addresses\b|\bkey_alerts\b|\bleases\b/;
 
 const COUNTED = Symbol('counted');
 const logs = new WeakMap<object, { statements: string[] }>();
