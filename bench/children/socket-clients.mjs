@@ -139,12 +139,16 @@ async function connect({ url, kind: k, encoding: enc = 'plain', client = 'light'
   const errors = [];
   let i = 0;
   let failed = 0;
+  // The sockets keep the list's order, whichever connects first: `send` names its senders by their index in the list
+  // (the cluster scenario puts the senders on node 1; in completion order they were any sockets, on any node).
+  const slots = new Array(list.length);
   const lane = async () => {
     while (i < list.length) {
-      const c = list[i++];
+      const at = i++;
+      const c = list[at];
       // An entry may name its own server (the cluster scenario: one worker holds sockets on several nodes).
       const r = await connectOne(c.url ?? url, c, clientKey);
-      if (r.entry) clients.push(r.entry);
+      if (r.entry) slots[at] = r.entry;
       else {
         failed++;
         if (errors.length < 5) errors.push(r.err);
@@ -152,6 +156,7 @@ async function connect({ url, kind: k, encoding: enc = 'plain', client = 'light'
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, lane));
+  for (const entry of slots) if (entry) clients.push(entry);
   return { connected: clients.length, failed, ms: now() - start, errors };
 }
 

@@ -115,6 +115,23 @@ function openSqlite(dataDir: string): Store {
  * the same statement the same name.
  */
 async function runNamed(pool: pg.Pool, statements: PlannedStatement[]): Promise<void> {
+  // A deadlock or serialization failure rolled the whole transaction back, so running it again is safe. Batches
+  // lock their rooms in one order (migration 0028); another transaction that locks a member row and then its room
+  // can still meet one, and PostgreSQL then aborts one of the two: the batch is retried rather than its sends failed.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runNamedOnce(pool, statements);
+    } catch (err) {
+      const code = (err as { code?: unknown })?.code;
+      if (attempt >= BATCH_ATTEMPTS || (code !== '40P01' && code !== '40001')) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+    }
+  }
+}
+
+const BATCH_ATTEMPTS = 4;
+
+async function runNamedOnce(pool: pg.Pool, statements: PlannedStatement[]): Promise<void> {
   const client = await pool.connect();
   let broken: unknown;
   try {

@@ -698,6 +698,44 @@ const postgresOnly: Record<string, Migration> = {
         end $$`.execute(db);
     },
   },
+  '0028_append_batch_lock_order': {
+    async up(db: Kysely<any>) {
+      // Cluster mode: several nodes' writers append batches at once, and two batches that touched the same rooms
+      // locked their rows (the rooms' last message, every member's badge) in whatever order the updates met them:
+      // PostgreSQL found deadlocks, waited deadlock_timeout (1 s) before each, and aborted one batch (found by the
+      // cluster bench). The batch now locks its rooms first, in id order, so two batches on common rooms queue on
+      // the first of them instead. The statements after the lock are those of 0010.
+      await sql`create or replace function imkit_append_batch(
+          p_app text, p_now bigint,
+          m_id text[], m_room text[], m_sender text[], m_type text[], m_message text[], m_fields text[], m_reply text[],
+          m_pinned integer[], m_edited bigint[], m_time bigint[], m_created bigint[], m_updated bigint[],
+          r_room text[], r_last text[], r_at bigint[], r_n integer[],
+          b_room text[], b_n integer[],
+          s_room text[], s_user text[], s_message text[], s_badge integer[]
+        ) returns void language plpgsql as $$
+        begin
+          perform 1 from rooms where rooms.app_id = p_app and rooms.id = any(r_room) order by rooms.id for no key update;
+          insert into messages (app_id, id, room_id, sender_id, message_type, message, fields, reply_id, pinned, edited_at, message_time, created_at, updated_at)
+            select p_app, v.id, v.room, v.sender, v.typ, v.msg, v.flds, v.reply, v.pinned, v.edited, v.tm, v.created, v.updated
+            from unnest(m_id, m_room, m_sender, m_type, m_message, m_fields, m_reply, m_pinned, m_edited, m_time, m_created, m_updated)
+              as v(id, room, sender, typ, msg, flds, reply, pinned, edited, tm, created, updated);
+          update rooms set last_message_id = v.mid, updated_at = v.at, message_count = rooms.message_count + v.n
+            from unnest(r_room, r_last, r_at, r_n) as v(rid, mid, at, n)
+            where rooms.app_id = p_app and rooms.id = v.rid;
+          update room_members set badge = room_members.badge + v.n
+            from unnest(b_room, b_n) as v(rid, n)
+            where room_members.app_id = p_app and room_members.room_id = v.rid
+              and not exists (
+                select 1 from room_bans b
+                where b.app_id = room_members.app_id and b.room_id = room_members.room_id and b.user_id = room_members.user_id
+                  and (b.unblock_at is null or b.unblock_at > p_now)
+              );
+          update room_members set last_read = v.mid, badge = v.k
+            from unnest(s_room, s_user, s_message, s_badge) as v(rid, uid, mid, k)
+            where room_members.app_id = p_app and room_members.room_id = v.rid and room_members.user_id = v.uid;
+        end $$`.execute(db);
+    },
+  },
   '0007_credential_notify': {
     async up(db: Kysely<any>) {
       // Every statement that changes a credential table announces itself on CREDENTIALS_CHANNEL. NOTIFY is
