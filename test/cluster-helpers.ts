@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, tempDir } from './helpers.js';
@@ -112,5 +113,57 @@ export class PrivatePostgres {
   private async as(cmd: string, args: string[]): Promise<void> {
     if (process.getuid?.() === 0) await run('runuser', ['-u', 'postgres', '--', cmd, ...args]);
     else await run(cmd, args);
+  }
+}
+
+/**
+ * A TCP link the test can cut and restore: one node reaches Redis through it, so that this node alone loses Redis
+ * while the others keep it. (A relay this small is simpler than a proxy package; it only pipes bytes.)
+ */
+export class CuttableLink {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private constructor(
+    readonly port: number,
+    private readonly targetPort: number,
+  ) {}
+
+  static async open(targetPort: number): Promise<CuttableLink> {
+    const link = new CuttableLink(await freePort(), targetPort);
+    await link.restore();
+    return link;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Closes every connection through the link and refuses new ones until `restore`. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    if (server) await new Promise((r) => server.close(r));
+  }
+
+  async restore(): Promise<void> {
+    if (this.server) return;
+    const server = net.createServer((inbound) => {
+      const outbound = net.connect(this.targetPort, '127.0.0.1');
+      for (const s of [inbound, outbound]) {
+        this.sockets.add(s);
+        s.on('error', () => {});
+        s.on('close', () => {
+          this.sockets.delete(s);
+          inbound.destroy();
+          outbound.destroy();
+        });
+      }
+      inbound.pipe(outbound);
+      outbound.pipe(inbound);
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.server = server;
   }
 }

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, loadConfig } from '../src/config.js';
 import { createServer } from '../src/server.js';
-import { PrivatePostgres, PrivateRedis } from './cluster-helpers.js';
+import { CuttableLink, PrivatePostgres, PrivateRedis } from './cluster-helpers.js';
 import { freePort, POSTGRES_URL, startServerProcess } from './helpers.js';
 import { type Generation, TestClient } from './realtime-helpers.js';
 import { Receiver } from './webhook-receiver.js';
@@ -313,6 +313,45 @@ if (POSTGRES_URL !== undefined || process.env.CI) describe('cluster mode: three 
     } finally {
       await server.close();
       await late?.stop();
+    }
+  }, 60_000);
+
+  it('one node loses Redis alone: the others drop its users after 5 s, and learn them again when it returns', async () => {
+    // The fourth node reaches Redis through a link the test cuts; the three others keep their Redis.
+    const link = await CuttableLink.open(redis.port);
+    const server = await createServer(defaultConfig({ databaseUrl: pg.url, redisUrl: link.url, clusterPrefix: env.IMKIT_CLUSTER_PREFIX, apiKey: API_KEY, port: 0, logLevel: 'silent', shutdownTimeoutMs: 2_000 }));
+    let c: TestClient | undefined;
+    try {
+      const base = await server.listen();
+      const health = async (url: string) => ((await (await fetch(`${url}/healthz`)).json()) as any).result.cluster;
+      await until('node 0 to count 4 nodes', async () => (await health(nodes[0]!.base)).nodes === 4);
+      c = await TestClient.connect(base, 'bundle');
+      expect(await c.login(tokens.backend!, clientKey)).toMatchObject({ RC: 0 });
+      const backendOnline = async () => {
+        const room = await fetch(`${nodes[0]!.base}/rooms/g`, { headers: { 'IM-CLIENT-KEY': clientKey, 'IM-Authorization': tokens.u1! } }).then((r) => r.json() as Promise<any>);
+        return room.result.members.find((m: any) => m._id === 'backend').isSocketConnected as boolean;
+      };
+      await until('node 0 to see backend online', async () => backendOnline());
+
+      await link.cut();
+      await until('the fourth node to notice', async () => (await health(base)).redis === 'down');
+      // It goes on serving its own socket.
+      const local = await fetch(`${base}/messages`, { method: 'POST', headers: { 'IM-API-KEY': API_KEY, 'Content-Type': 'application/json' }, body: JSON.stringify({ room: 'g', sender: 'u1', message: 'the fourth node alone', messageType: 'text' }) }).then((r) => r.json() as Promise<any>);
+      expect(local.RC).toBe(0);
+      acked.get('g')!.push(local.result._id);
+      await waitFor(() => messagesOf(c!).some((m) => m._id === local.result._id));
+      // Silent for the peer timeout: node 0 drops it, and with it backend's presence.
+      await until('node 0 to drop the fourth node', async () => (await health(nodes[0]!.base)).nodes === 3, 15_000, 200);
+      expect(await backendOnline()).toBe(false);
+
+      await link.restore();
+      // Back on Redis it says hello with its whole presence: node 0 learns backend's socket again.
+      await until('node 0 to see backend online again', async () => backendOnline(), 15_000, 100);
+      expect((await health(nodes[0]!.base)).nodes).toBe(4);
+    } finally {
+      c?.socket.disconnect();
+      await server.close();
+      await link.cut();
     }
   }, 60_000);
 
