@@ -672,6 +672,42 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+/**
+ * imkit_append_batch (store/append-repo.ts): 0010's, and 0028's, which first locks the batch's rooms in id order so
+ * that several nodes' batches on common rooms queue instead of deadlocking.
+ */
+function appendBatchFunction(lockRoomsFirst: boolean) {
+  return sql`create or replace function imkit_append_batch(
+      p_app text, p_now bigint,
+      m_id text[], m_room text[], m_sender text[], m_type text[], m_message text[], m_fields text[], m_reply text[],
+      m_pinned integer[], m_edited bigint[], m_time bigint[], m_created bigint[], m_updated bigint[],
+      r_room text[], r_last text[], r_at bigint[], r_n integer[],
+      b_room text[], b_n integer[],
+      s_room text[], s_user text[], s_message text[], s_badge integer[]
+    ) returns void language plpgsql as $$
+    begin
+      ${lockRoomsFirst ? sql`perform 1 from rooms where rooms.app_id = p_app and rooms.id = any(r_room) order by rooms.id for no key update;` : sql``}
+      insert into messages (app_id, id, room_id, sender_id, message_type, message, fields, reply_id, pinned, edited_at, message_time, created_at, updated_at)
+        select p_app, v.id, v.room, v.sender, v.typ, v.msg, v.flds, v.reply, v.pinned, v.edited, v.tm, v.created, v.updated
+        from unnest(m_id, m_room, m_sender, m_type, m_message, m_fields, m_reply, m_pinned, m_edited, m_time, m_created, m_updated)
+          as v(id, room, sender, typ, msg, flds, reply, pinned, edited, tm, created, updated);
+      update rooms set last_message_id = v.mid, updated_at = v.at, message_count = rooms.message_count + v.n
+        from unnest(r_room, r_last, r_at, r_n) as v(rid, mid, at, n)
+        where rooms.app_id = p_app and rooms.id = v.rid;
+      update room_members set badge = room_members.badge + v.n
+        from unnest(b_room, b_n) as v(rid, n)
+        where room_members.app_id = p_app and room_members.room_id = v.rid
+          and not exists (
+            select 1 from room_bans b
+            where b.app_id = room_members.app_id and b.room_id = room_members.room_id and b.user_id = room_members.user_id
+              and (b.unblock_at is null or b.unblock_at > p_now)
+          );
+      update room_members set last_read = v.mid, badge = v.k
+        from unnest(s_room, s_user, s_message, s_badge) as v(rid, uid, mid, k)
+        where room_members.app_id = p_app and room_members.room_id = v.rid and room_members.user_id = v.uid;
+    end $$`;
+}
+
 /** Migrations that act on Postgres only; on SQLite they are recorded as done and do nothing, so both keep one sequence. */
 const postgresOnly: Record<string, Migration> = {
   '0016_append_batch_events': {
@@ -705,35 +741,7 @@ const postgresOnly: Record<string, Migration> = {
       // PostgreSQL found deadlocks, waited deadlock_timeout (1 s) before each, and aborted one batch (found by the
       // cluster bench). The batch now locks its rooms first, in id order, so two batches on common rooms queue on
       // the first of them instead. The statements after the lock are those of 0010.
-      await sql`create or replace function imkit_append_batch(
-          p_app text, p_now bigint,
-          m_id text[], m_room text[], m_sender text[], m_type text[], m_message text[], m_fields text[], m_reply text[],
-          m_pinned integer[], m_edited bigint[], m_time bigint[], m_created bigint[], m_updated bigint[],
-          r_room text[], r_last text[], r_at bigint[], r_n integer[],
-          b_room text[], b_n integer[],
-          s_room text[], s_user text[], s_message text[], s_badge integer[]
-        ) returns void language plpgsql as $$
-        begin
-          perform 1 from rooms where rooms.app_id = p_app and rooms.id = any(r_room) order by rooms.id for no key update;
-          insert into messages (app_id, id, room_id, sender_id, message_type, message, fields, reply_id, pinned, edited_at, message_time, created_at, updated_at)
-            select p_app, v.id, v.room, v.sender, v.typ, v.msg, v.flds, v.reply, v.pinned, v.edited, v.tm, v.created, v.updated
-            from unnest(m_id, m_room, m_sender, m_type, m_message, m_fields, m_reply, m_pinned, m_edited, m_time, m_created, m_updated)
-              as v(id, room, sender, typ, msg, flds, reply, pinned, edited, tm, created, updated);
-          update rooms set last_message_id = v.mid, updated_at = v.at, message_count = rooms.message_count + v.n
-            from unnest(r_room, r_last, r_at, r_n) as v(rid, mid, at, n)
-            where rooms.app_id = p_app and rooms.id = v.rid;
-          update room_members set badge = room_members.badge + v.n
-            from unnest(b_room, b_n) as v(rid, n)
-            where room_members.app_id = p_app and room_members.room_id = v.rid
-              and not exists (
-                select 1 from room_bans b
-                where b.app_id = room_members.app_id and b.room_id = room_members.room_id and b.user_id = room_members.user_id
-                  and (b.unblock_at is null or b.unblock_at > p_now)
-              );
-          update room_members set last_read = v.mid, badge = v.k
-            from unnest(s_room, s_user, s_message, s_badge) as v(rid, uid, mid, k)
-            where room_members.app_id = p_app and room_members.room_id = v.rid and room_members.user_id = v.uid;
-        end $$`.execute(db);
+      await appendBatchFunction(true).execute(db);
     },
   },
   '0007_credential_notify': {
@@ -761,34 +769,7 @@ const postgresOnly: Record<string, Migration> = {
       // one statement, and so one transaction, whatever the number of messages: each list travels as an array.
       // The statements are those of the SQLite path, in the same order (insert, rooms' last message and count,
       // members' badges except the banned, senders' read marks and badges).
-      await sql`create or replace function imkit_append_batch(
-          p_app text, p_now bigint,
-          m_id text[], m_room text[], m_sender text[], m_type text[], m_message text[], m_fields text[], m_reply text[],
-          m_pinned integer[], m_edited bigint[], m_time bigint[], m_created bigint[], m_updated bigint[],
-          r_room text[], r_last text[], r_at bigint[], r_n integer[],
-          b_room text[], b_n integer[],
-          s_room text[], s_user text[], s_message text[], s_badge integer[]
-        ) returns void language plpgsql as $$
-        begin
-          insert into messages (app_id, id, room_id, sender_id, message_type, message, fields, reply_id, pinned, edited_at, message_time, created_at, updated_at)
-            select p_app, v.id, v.room, v.sender, v.typ, v.msg, v.flds, v.reply, v.pinned, v.edited, v.tm, v.created, v.updated
-            from unnest(m_id, m_room, m_sender, m_type, m_message, m_fields, m_reply, m_pinned, m_edited, m_time, m_created, m_updated)
-              as v(id, room, sender, typ, msg, flds, reply, pinned, edited, tm, created, updated);
-          update rooms set last_message_id = v.mid, updated_at = v.at, message_count = rooms.message_count + v.n
-            from unnest(r_room, r_last, r_at, r_n) as v(rid, mid, at, n)
-            where rooms.app_id = p_app and rooms.id = v.rid;
-          update room_members set badge = room_members.badge + v.n
-            from unnest(b_room, b_n) as v(rid, n)
-            where room_members.app_id = p_app and room_members.room_id = v.rid
-              and not exists (
-                select 1 from room_bans b
-                where b.app_id = room_members.app_id and b.room_id = room_members.room_id and b.user_id = room_members.user_id
-                  and (b.unblock_at is null or b.unblock_at > p_now)
-              );
-          update room_members set last_read = v.mid, badge = v.k
-            from unnest(s_room, s_user, s_message, s_badge) as v(rid, uid, mid, k)
-            where room_members.app_id = p_app and room_members.room_id = v.rid and room_members.user_id = v.uid;
-        end $$`.execute(db);
+      await appendBatchFunction(false).execute(db);
     },
   },
   '0012_credential_notify_rows': {
