@@ -6,33 +6,14 @@
 //
 // Usage: npm run build && node bench/import.mjs [--messages 10000] [--rooms 20] [--users 50] [--limit 1000] [--json]
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { defaultConfig } from '../dist/config.js';
 import { createServer } from '../dist/server.js';
 import { ImportService } from '../dist/importer/import-service.js';
 import { systemClock } from '../dist/lib/clock.js';
 import { closeAgent, createRooms, createUsers, request } from './lib/api.mjs';
-import { codeVersion, describeMachine, machine } from './lib/machine.mjs';
+import { importBench } from './lib/import-setup.mjs';
 
-const { values: opts } = parseArgs({
-  options: {
-    messages: { type: 'string', default: '10000' },
-    rooms: { type: 'string', default: '20' },
-    users: { type: 'string', default: '50' },
-    limit: { type: 'string', default: '1000' },
-    json: { type: 'boolean', default: false },
-  },
-});
-const [nMessages, nRooms, nUsers, limit] = [opts.messages, opts.rooms, opts.users, opts.limit].map(Number);
-const root = path.join(path.dirname(new URL(import.meta.url).pathname), '..');
-const log = (s) => (opts.json ? process.stderr.write(`${s}\n`) : console.log(s));
-log(`import — ${describeMachine(machine())}; code ${codeVersion(root).commit ?? '?'}`);
-
-const srcDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imkit-bench-import-src-'));
-const dstDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imkit-bench-import-dst-'));
-const base = { logLevel: 'silent', port: 0, host: '127.0.0.1' };
+const { opts, nMessages, nRooms, nUsers, limit, log, srcDir, dstDir, base } = importBench('import', { messages: '10000', rooms: '20', users: '50' });
 
 // Fill without a limit, then serve with it.
 let source = await createServer(defaultConfig({ ...base, dataDir: srcDir, rateLimitPerMinute: 1_000_000 }));
