@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { closeAgent, createRooms, createUsers, request, sendRest } from './lib/api.mjs';
 import { Hist } from './lib/hist.mjs';
 import { codeVersion, describeMachine, machine } from './lib/machine.mjs';
-import { benchCpuMs, cpuMsOf, killAll, machineBusyMs, mainThreadCpuMsOf, mainThreadRunQueueMsOf, rssOf, sleep, startChild } from './lib/proc.mjs';
+import { benchCpuMs, cpuMsOf, killAll, machineBusyMs, mainThreadCpuMsOf, mainThreadRunQueueMsOf, rssOf, serviceCpuMs, sleep, startChild } from './lib/proc.mjs';
 import { ratioChart } from './lib/svg.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -1233,16 +1233,29 @@ async function main() {
   out(`Code: commit ${results.code.commit ?? '?'}${results.code.srcFilesChanged ? ` with ${results.code.srcFilesChanged} uncommitted change(s) under src/` : ''}`);
   out(`Server: dist/ (npm run build), LOG_LEVEL ${results.logLevel}, a fresh SQLite store per run in ${tmpRoot}`);
 
+  // The PostgreSQL and Redis servers a scenario works with are part of what it measures, not other load.
+  const servicePorts = (name) => {
+    const port = (url, dflt) => Number(new URL(url).port || dflt);
+    if (name === 'cluster') return [port(opts['pg-url'], 5432), port(opts['redis-url'], 6379)];
+    return name.endsWith('Postgres') ? [port(opts['pg-url'], 5432)] : [];
+  };
   const run = async (name, fn) => {
+    const ports = servicePorts(name);
     const busy0 = machineBusyMs();
     const ours0 = benchCpuMs();
+    const services0 = ports.length ? serviceCpuMs(ports) : null;
     const t0 = performance.now();
     try {
       results.scenarios[name] = await fn();
       // CPU that processes other than the bench used meanwhile: on a shared machine the figures above are lower.
-      const other = Math.max(0, Math.round(((machineBusyMs() - busy0 - (benchCpuMs() - ours0)) / (performance.now() - t0)) * 100));
+      const ms = performance.now() - t0;
+      const services1 = services0 === null ? null : serviceCpuMs(ports);
+      const services = services1 === null ? 0 : Math.max(0, services1 - services0);
+      const other = Math.max(0, Math.round(((machineBusyMs() - busy0 - (benchCpuMs() - ours0) - services) / ms) * 100));
       results.scenarios[name].otherCpuPct = other;
-      out(`  (other processes used ${other}% CPU of ${M.cores * 100}% during this scenario${other > 20 ? ': the machine was busy, these figures are low' : ''})`);
+      const servicesNote = services1 === null ? '' : `; the ${ports.length > 1 ? 'PostgreSQL and Redis servers' : 'PostgreSQL server'} it works with used ${Math.round((services / ms) * 100)}%, not counted there`;
+      if (services1 !== null) results.scenarios[name].serviceCpuPct = Math.round((services / ms) * 100);
+      out(`  (other processes used ${other}% CPU of ${M.cores * 100}% during this scenario${other > 20 ? ': the machine was busy, these figures are low' : ''}${servicesNote})`);
     } catch (err) {
       results.errors[name] = String(err?.message ?? err);
       out(`  ERROR in ${name}: ${err?.stack ?? err}`);

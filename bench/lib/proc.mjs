@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,4 +144,51 @@ export function machineBusyMs() {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time used so far by the server listening on each of `ports` on this machine (PostgreSQL, Redis): the
+ * listener's own, what its children that ended left in its cutime/cstime (PostgreSQL's backends end with their
+ * connections), and its live children's. Null when a listener cannot be found (`ss` missing, or not allowed to name
+ * another user's processes): the caller then counts these services as other processes, as before.
+ */
+export function serviceCpuMs(ports) {
+  let total = 0;
+  for (const port of ports) {
+    let pid;
+    try {
+      const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      pid = Number(/pid=(\d+)/.exec(out)?.[1]);
+    } catch {
+      return null;
+    }
+    if (!pid) return null;
+    const stat = statFields(pid);
+    if (!stat) return null;
+    total += ((stat[11] + stat[12] + stat[13] + stat[14]) * 1000) / 100;
+    for (const child of childrenOf(pid)) {
+      const f = statFields(child);
+      if (f) total += ((f[11] + f[12]) * 1000) / 100;
+    }
+  }
+  return total;
+}
+
+/** The fields of /proc/<pid>/stat after the command name, as numbers (index 0 is the state; 1 the parent). */
+function statFields(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').map(Number);
+  } catch {
+    return null;
+  }
+}
+
+function childrenOf(pid) {
+  const out = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(name);
+    if (f && f[1] === pid) out.push(Number(name));
+  }
+  return out;
 }
