@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { IdempotencyRepo } from '../src/store/idempotency-repo.js';
 import { createUser, DIALECTS, startTestServer, type TestServer, userHeaders } from './helpers.js';
 import { TestClient } from './realtime-helpers.js';
@@ -97,12 +97,59 @@ describe.each(DIALECTS)('Idempotency-Key (%s)', (dialect) => {
     const subject = `k:${(await t.server.services.apps.listApiKeys(await t.server.services.apps.resolve(app)))[0]!.id as string}`;
     const body = { room: 'r', sender: 'alice', messageType: 'text', message: 'after crash' };
     const fingerprint = createHash('sha256').update(`POST /messages\n{}\n${JSON.stringify(body)}`).digest('hex');
-    await new IdempotencyRepo(t.server.store.db).claim({ app_id: app, subject, key: 'crashed', fingerprint, status: null, body: null, created_at: t.clock.now() });
+    await new IdempotencyRepo(t.server.store.db).claim({ app_id: app, subject, key: 'crashed', fingerprint, status: null, body: null, created_at: t.clock.now(), message_id: null });
     const busy = await send('crashed', 'after crash');
     expect([busy.status, (busy.body as any).error]).toEqual([409, 'IDEMPOTENCY_KEY_IN_USE']);
     t.clock.advance(61_000);
     expect((await send('crashed', 'after crash')).status).toBe(200);
     expect(await texts()).toEqual(['after crash', 'monday', 'monday']);
+  });
+
+  it('a send whose answer was lost after its message was stored: the retry gets that message at once, stored once', async () => {
+    const send = () => t.request({ method: 'POST', url: '/messages', headers: { ...A(), 'Idempotency-Key': 'lost-answer' }, body: { room: 'r', sender: 'alice', messageType: 'text', message: 'stored, answer lost' } });
+    // The message commits, then writing the answer fails: the store is left as a crash between the two leaves it.
+    const lost = vi.spyOn(IdempotencyRepo.prototype, 'finish').mockRejectedValueOnce(new Error('the process died here'));
+    try {
+      expect((await send()).status).toBe(500);
+    } finally {
+      lost.mockRestore();
+    }
+    const stored = await t.request({ method: 'GET', url: '/rooms/r/messages/v3?limit=100', headers: { ...A(), 'IM-CLIENT-ID': 'alice' } });
+    const message = (stored.body as any).result.data.find((m: any) => m.message === 'stored, answer lost');
+    expect(message).toBeDefined();
+    // At once (not after the minute an unanswered claim is waited for): the answer that try would have given.
+    const retry = await send();
+    expect([retry.status, retry.headers['idempotent-replayed']]).toEqual([200, 'true']);
+    expect((retry.body as any).result).toMatchObject({ _id: message._id, message: 'stored, answer lost', sender: 'alice', room: 'r' });
+    // It is kept as the key's answer now.
+    const again = await send();
+    expect([again.status, again.headers['idempotent-replayed'], again.raw]).toEqual([200, 'true', retry.raw]);
+    expect(await texts()).toEqual(['stored, answer lost']);
+
+    // The same through the user's route: a user's send with a key.
+    const userSend = () => t.request({ method: 'POST', url: '/rooms/r/message', headers: { ...userHeaders(t.clientKey, bob), 'Idempotency-Key': 'bob-1' }, body: { messageType: 'text', message: 'from bob' } });
+    const lostToo = vi.spyOn(IdempotencyRepo.prototype, 'finish').mockRejectedValueOnce(new Error('the process died here'));
+    try {
+      expect((await userSend()).status).toBe(500);
+    } finally {
+      lostToo.mockRestore();
+    }
+    const bobRetry = await userSend();
+    expect(bobRetry.status).toBe(200);
+    expect((bobRetry.body as any).result).toMatchObject({ message: 'from bob', sender: { _id: 'bob' } });
+    expect(await texts()).toEqual(['from bob', 'stored, answer lost']);
+
+    // A request that failed before storing anything is forgotten as before: its retry sends.
+    const failing = vi.spyOn(t.server.services.messages, 'adminSend').mockRejectedValueOnce(new Error('failed before the store'));
+    const fresh = () => t.request({ method: 'POST', url: '/messages', headers: { ...A(), 'Idempotency-Key': 'failed-early' }, body: { room: 'r', sender: 'alice', messageType: 'text', message: 'second try' } });
+    try {
+      expect((await fresh()).status).toBe(500);
+    } finally {
+      failing.mockRestore();
+    }
+    const second = await fresh();
+    expect([second.status, second.headers['idempotent-replayed']]).toEqual([200, undefined]);
+    expect(await texts()).toEqual(['from bob', 'second try', 'stored, answer lost']);
   });
 
   describe('clientMsgId on socket sends', () => {
@@ -145,6 +192,25 @@ describe.each(DIALECTS)('Idempotency-Key (%s)', (dialect) => {
       expect(a2).toEqual(a1);
       expect(a3).toEqual(a1);
       expect(await texts()).toEqual(['lost ack', 'twice']);
+    });
+
+    it('a send whose ack was never kept after its message was stored is acknowledged with that message on retry', async () => {
+      const watcher = await connect(bob);
+      const a = await connect(alice);
+      const lost = vi.spyOn(IdempotencyRepo.prototype, 'finish').mockRejectedValueOnce(new Error('the process died here'));
+      let first: any;
+      try {
+        first = await send(a, { message: 'ack lost', clientMsgId: 'c-1' });
+      } finally {
+        lost.mockRestore();
+      }
+      expect(first.RC).toBe(500);
+      const echo = await watcher.next('chat message', (m) => m.message === 'ack lost');
+      const retry = await send(a, { message: 'ack lost', clientMsgId: 'c-1' });
+      expect(retry).toMatchObject({ RC: 0, result: { _id: echo._id, message: 'ack lost' } });
+      expect(await send(a, { message: 'ack lost', clientMsgId: 'c-1' })).toEqual(retry);
+      await watcher.none('chat message');
+      expect(await texts()).toEqual(['ack lost']);
     });
 
     it('different ids are different messages; another user with the same id is independent; a reused id with another message is 422', async () => {

@@ -32,8 +32,8 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
    * `signal`, starts it again and reads what the room holds: per sender the ids acknowledged, the ids stored, the
    * close reasons the sockets saw, the refusals, and the exit code.
    */
-  const underLoad = async (signal: 'SIGTERM' | 'SIGKILL') => {
-    const room = `load-${signal.toLowerCase()}`;
+  const underLoad = async (signal: 'SIGTERM' | 'SIGKILL', { keys = false } = {}) => {
+    const room = `load-${signal.toLowerCase()}${keys ? '-keys' : ''}`;
     let port = await freePort();
     const output: string[] = [];
     let server = await startServerProcess(port, env, output);
@@ -51,6 +51,14 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
 
     // Per sender, the ids acknowledged, in the order sent; and what each socket was told when it closed.
     const acked = new Map<string, string[]>();
+    // With keys: per sender, the message it sent last without an answer (the signal cut it off).
+    const unanswered = new Map<string, number>();
+    const socketMessage = (u: string, i: number) => ({ room, message: `${u} ${i}`, messageType: 'text', ...(keys ? { clientMsgId: `${u}-${i}` } : {}) });
+    const restRequest = (i: number) => ({
+      method: 'POST',
+      headers: { 'IM-API-KEY': API_KEY, 'Content-Type': 'application/json', ...(keys ? { 'Idempotency-Key': `backend-${i}` } : {}) },
+      body: JSON.stringify({ room, sender: 'backend', message: `backend ${i}`, messageType: 'text' }),
+    });
     const refused: string[] = [];
     const reasons: string[] = [];
     let stopping = false;
@@ -65,27 +73,27 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
       const mine: string[] = [];
       acked.set(u, mine);
       for (let i = 0; !c.disconnected; i++) {
-        const ack = await c.emitAck('chat message', { room, message: `${u} ${i}`, messageType: 'text' }).then(
+        const ack = await c.emitAck('chat message', socketMessage(u, i)).then(
           (a) => c.decode(a[0]),
-          () => undefined, // no ack: the socket closed before the server read the event
+          () => undefined, // no ack: the socket closed before the server read the event, or before it answered
         );
         if (ack?.RC === 0) mine.push(ack.result._id);
         else if (ack) refused.push(`${u}: ${ack.RC} ${ack.error}`);
+        else unanswered.set(u, i);
       }
     };
     const restSender = async () => {
       const mine: string[] = [];
       acked.set('backend', mine);
       for (let i = 0; ; i++) {
-        const res = await fetch(`${base}/messages`, {
-          method: 'POST',
-          headers: { 'IM-API-KEY': API_KEY, 'Content-Type': 'application/json' },
-          body: JSON.stringify({ room, sender: 'backend', message: `backend ${i}`, messageType: 'text' }),
-        }).then(
+        const res = await fetch(`${base}/messages`, restRequest(i)).then(
           async (r) => ({ status: r.status, body: (await r.json().catch(() => undefined)) as any }),
           () => undefined,
         );
-        if (!res) break; // the server stopped accepting connections
+        if (!res) {
+          unanswered.set('backend', i);
+          break; // the server stopped accepting connections, or died answering
+        }
         if (res.status === 200) mine.push(res.body.result._id);
         else refused.push(`backend: ${res.status} ${res.body?.error}`);
         if (stopping && res.status !== 200) break;
@@ -107,18 +115,38 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     server = await startServerProcess(port, env);
     procs.push(server);
     base = `http://127.0.0.1:${port}`;
+    // With keys, each sender sends its unanswered message again, with the same key, as a client retries after a
+    // timeout: answered with the message (stored by the first try, or now), or 409 while a first try's claim that
+    // stored nothing is not yet taken for abandoned (a minute).
+    const retried: Array<{ who: string; text: string; id?: string; busy?: true }> = [];
+    for (const [who, i] of keys ? unanswered : []) {
+      if (who === 'backend') {
+        const r = await fetch(`${base}/messages`, restRequest(i));
+        const body = (await r.json()) as any;
+        retried.push({ who, text: `backend ${i}`, ...(r.status === 200 ? { id: body.result._id } : r.status === 409 ? { busy: true as const } : { id: `status ${r.status}` }) });
+      } else {
+        const c = await TestClient.connect(base, 'bundle');
+        expect((await c.login(tokens[who]!, clientKey)).RC).toBe(0);
+        const ack = c.decode((await c.emitAck('chat message', socketMessage(who, i)))[0]);
+        c.close();
+        retried.push({ who, text: `${who} ${i}`, ...(ack.RC === 0 ? { id: ack.result._id } : ack.RC === 409 ? { busy: true as const } : { id: `RC ${ack.RC}` }) });
+      }
+    }
     const stored: string[] = [];
+    const texts: string[] = [];
     let anchor: string | undefined;
     for (;;) {
       const page = (await api('GET', `/rooms/${room}/messages/v3?limit=100${anchor ? `&beforeMessage=${anchor}` : ''}`, undefined, 'backend')).body.result.data as Array<{ _id: string; messageType: string }>;
       const older = page.filter((m) => m._id !== anchor);
       if (older.length === 0) break;
       stored.push(...older.filter((m) => m.messageType === 'text').map((m) => m._id));
+      texts.push(...older.filter((m) => m.messageType === 'text').map((m) => (m as { message?: string }).message ?? ''));
       anchor = older[older.length - 1]!._id;
     }
     stored.reverse();
     server.kill('SIGTERM');
-    return { acked, stored, reasons, refused, exitCode, output: output.join('').slice(-4000) };
+    texts.reverse();
+    return { acked, stored, texts, retried, reasons, refused, exitCode, output: output.join('').slice(-4000) };
   };
 
   it('SIGTERM under load: every acknowledged message stored once and in order, none stored unacknowledged; sockets told to reconnect', async () => {
@@ -208,5 +236,27 @@ describe.each(DIALECTS)('graceful shutdown (%s)', (dialect) => {
     expect(all.filter((id) => !have.has(id))).toEqual([]);
     expect(stored.length - all.length).toBeLessThanOrEqual(USERS.length + 1);
     for (const [who, ids] of acked) expect(stored.filter((id) => ids.includes(id)), who).toEqual(ids);
+  }, SLOW);
+
+  it('SIGKILL under load with keys: each unanswered send retried with its key is stored once, never twice', async () => {
+    const { acked, stored, texts, retried, exitCode } = await underLoad('SIGKILL', { keys: true });
+    expect(exitCode).toBeNull();
+    const all = [...acked.values()].flat();
+    expect(all.length).toBeGreaterThan(20);
+    // Each text at most once: no retry stored a message twice, whether the kill came before the first try's
+    // commit, between the commit and its answer (the retry is answered with the stored message), or after.
+    expect(texts.filter((x, i) => texts.indexOf(x) !== i)).toEqual([]);
+    expect(new Set(stored).size).toBe(stored.length);
+    const have = new Set(stored);
+    expect(all.filter((id) => !have.has(id))).toEqual([]);
+    for (const r of retried) {
+      if (r.busy) expect(texts, `${r.text} was refused as still running, so it must not be stored`).not.toContain(r.text);
+      else {
+        expect(r.id && have.has(r.id), JSON.stringify(r)).toBe(true);
+        expect(texts.filter((x) => x === r.text)).toHaveLength(1);
+      }
+    }
+    // Nothing stored that no one was told of: every stored message was acknowledged or is a retried one.
+    expect(stored.length).toBe(all.length + retried.filter((r) => !r.busy).length);
   }, SLOW);
 });

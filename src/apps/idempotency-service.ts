@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Actor } from '../auth/guard.js';
 import { AppError, fromStoreError, invalidRequest } from '../errors.js';
+import { type ClaimRef, withClaim } from '../lib/claim-scope.js';
 import type { Clock } from '../lib/clock.js';
 import { IdempotencyRepo } from '../store/idempotency-repo.js';
 import type { Database } from '../store/schema.js';
@@ -15,7 +16,15 @@ export const ABANDONED_AFTER_MS = 60_000;
 /** An Idempotency-Key, and a socket send's clientMsgId: visible ASCII. */
 const KEY = /^[\x21-\x7e]{1,255}$/;
 
-export type Begin = { replay: { status: number; body: string } } | { run: { appId: string; subject: string; key: string } };
+/**
+ * What a request with a key does: give a kept answer again (`replay`), or run, under its claim (`run`). `sent`: the
+ * first request stored this message and its answer was never kept (it crashed, or failed after the commit): the
+ * request is answered with that message instead of running (only for requests that say they can, `recover`).
+ */
+export type Begin = { replay: { status: number; body: string } } | { run: ClaimRef; sent?: string };
+
+/** What a request that sends a message answers for a message its first try stored (the answer that try lost). */
+export type Recover = (messageId: string) => Promise<unknown>;
 
 /**
  * `Idempotency-Key` on POST requests (docs/reliability.md). The first request with a key runs and its answer
@@ -33,9 +42,19 @@ export class Idempotency {
     private readonly clock: Clock,
   ) {}
 
-  async begin(actor: Actor, key: string, method: string, route: string, params: unknown, body: unknown): Promise<Begin> {
+  async begin(actor: Actor, key: string, method: string, route: string, params: unknown, body: unknown, recoverable = false): Promise<Begin> {
     if (!KEY.test(key)) throw invalidRequest('Idempotency-Key must be 1 to 255 visible ASCII characters');
-    return this.claim('Idempotency-Key', actor.app.id, subjectOf(actor), key, `${method} ${route}\n${JSON.stringify(params ?? null)}\n${JSON.stringify(body ?? null)}`);
+    return this.claim('Idempotency-Key', actor.app.id, subjectOf(actor), key, `${method} ${route}\n${JSON.stringify(params ?? null)}\n${JSON.stringify(body ?? null)}`, recoverable);
+  }
+
+  /**
+   * Runs a request that holds its key's claim: with `recover` (the request sends a message), the message it stores
+   * records its id on the key in the same transaction (lib/claim-scope.ts); `sent` answers with that message.
+   */
+  async run(begun: { run: ClaimRef; sent?: string }, fn: () => Promise<unknown>, recover?: Recover): Promise<unknown> {
+    if (!recover) return fn();
+    if (begun.sent !== undefined) return recover(begun.sent);
+    return withClaim(begun.run, fn);
   }
 
   /**
@@ -45,16 +64,16 @@ export class Idempotency {
    * and not stored twice. `run` sends and gives the ack; the ack kept is what a retry gets. Without the field, it
    * just runs.
    */
-  async socketSend(appId: string, userId: string, message: Record<string, unknown>, run: () => Promise<unknown>): Promise<unknown> {
+  async socketSend(appId: string, userId: string, message: Record<string, unknown>, run: () => Promise<unknown>, recover?: Recover): Promise<unknown> {
     const id = message.clientMsgId;
     if (id === undefined) return run();
     const key = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id;
     if (typeof key !== 'string' || !KEY.test(key)) throw invalidRequest('clientMsgId must be 1 to 255 visible ASCII characters (or an integer)');
-    const begun = await this.claim('clientMsgId', appId, `u:${userId}`, key, `SOCKET chat message\n${JSON.stringify(message)}`);
+    const begun = await this.claim('clientMsgId', appId, `u:${userId}`, key, `SOCKET chat message\n${JSON.stringify(message)}`, recover !== undefined);
     if ('replay' in begun) return JSON.parse(begun.replay.body) as unknown;
     let ack: unknown;
     try {
-      ack = await run();
+      ack = await this.run(begun, run, recover);
     } catch (err) {
       const e = err instanceof AppError ? err : fromStoreError(err);
       // An answer below 500 is kept for the retry; anything else releases the key, so the retry sends again.
@@ -65,18 +84,20 @@ export class Idempotency {
     return ack;
   }
 
-  private async claim(name: string, appId: string, subject: string, key: string, request: string): Promise<Begin> {
+  private async claim(name: string, appId: string, subject: string, key: string, request: string, recoverable: boolean): Promise<Begin> {
     const now = this.clock.now();
     const repo = new IdempotencyRepo(this.db);
     if (await this.pruning.due(now)) await repo.prune(now - IDEMPOTENCY_TTL_MS);
     const fingerprint = createHash('sha256').update(request).digest('hex');
-    const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now };
+    const row = { app_id: appId, subject, key, fingerprint, status: null, body: null, created_at: now, message_id: null };
     for (let attempt = 0; attempt < 3; attempt++) {
       if (await repo.claim(row)) return { run: { appId, subject, key } };
       const found = await repo.get(appId, subject, key);
       if (!found) continue; // deleted meanwhile (a 5xx released it): claim again
       const expired = found.created_at <= now - IDEMPOTENCY_TTL_MS;
-      const abandoned = found.status === null && found.created_at <= now - ABANDONED_AFTER_MS;
+      // Unanswered, and its message stored: the first try's answer was lost; the message is the answer.
+      const sent = !expired && found.status === null && found.message_id !== null ? found.message_id : undefined;
+      const abandoned = found.status === null && (sent === undefined || !recoverable) && found.created_at <= now - ABANDONED_AFTER_MS;
       if (expired || abandoned) {
         if (await repo.takeOver(row, found.created_at)) return { run: { appId, subject, key } };
         continue;
@@ -84,6 +105,7 @@ export class Idempotency {
       if (found.fingerprint !== fingerprint) {
         throw new AppError('IDEMPOTENCY_KEY_REUSED', `This ${name} was used with a different ${name === 'clientMsgId' ? 'message' : 'request (method, path or body)'} in the last 24 hours`);
       }
+      if (sent !== undefined && recoverable) return { run: { appId, subject, key }, sent };
       if (found.status === null) throw new AppError('IDEMPOTENCY_KEY_IN_USE', `A request with this ${name} is still running; retry in a moment`, { retryAfter: 1 });
       return { replay: { status: found.status, body: found.body ?? '' } };
     }

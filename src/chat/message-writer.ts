@@ -1,7 +1,9 @@
 import type { Kysely } from 'kysely';
 import { AppError } from '../errors.js';
 import { newObjectId } from '../lib/ids.js';
+import { type ClaimRef, takeClaim } from '../lib/claim-scope.js';
 import { flushSoon } from '../lib/turn-end.js';
+import { IdempotencyRepo } from '../store/idempotency-repo.js';
 import { AppendRepo, type PlannedStatement, type SenderRead } from '../store/append-repo.js';
 import type { Dialect } from '../store/database.js';
 import type { Database, WebhookEventsTable } from '../store/schema.js';
@@ -48,6 +50,8 @@ export async function appendMessage(trx: Kysely<Database>, input: AppendInput): 
 interface Pending {
   row: MessageRow;
   event: WebhookEventsTable | undefined;
+  /** The idempotency key of the request that sends it: the batch records the message's id on it. */
+  claim: ClaimRef | undefined;
   resolve: (row: MessageRow) => void;
   reject: (err: unknown) => void;
 }
@@ -83,7 +87,7 @@ export class MessageWriter {
    * waiting in memory that would grow for as long as the overload lasts.
    */
   constructor(
-    db: Kysely<Database>,
+    private readonly db: Kysely<Database>,
     dialect: Dialect,
     private readonly runBatch: (statements: PlannedStatement[]) => Promise<void>,
     private readonly maxQueued = Number.POSITIVE_INFINITY,
@@ -102,7 +106,7 @@ export class MessageWriter {
     return new Promise((resolve, reject) => {
       const row = messageRow(input);
       const event = this.outbox?.messageRow(row, input.webhook?.room ?? null, input.webhook?.fromBot, input.push);
-      this.queue.push({ row, event, resolve, reject });
+      this.queue.push({ row, event, claim: takeClaim(input.appId), resolve, reject });
       if (!this.running) {
         this.running = true;
         // Let the requests already read from the sockets join this batch. (Holding batches back for a few ms
@@ -161,6 +165,7 @@ export class MessageWriter {
     }
     const statements: PlannedStatement[] = [];
     for (const [appId, { rows, events }] of byApp) statements.push(...this.repo.plan(appId, rows, senderReads(rows), rows[rows.length - 1]!.created_at, events));
+    for (const p of batch) if (p.claim) statements.push(IdempotencyRepo.noteMessage(this.db, p.claim, p.row.id));
     await this.runBatch(statements);
   }
 }

@@ -69,9 +69,19 @@ export class MessagesService {
   /** `POST /messages`: the platform sends as anyone (`sender`), even to a room the sender is not in. */
   async adminSend(caller: Caller, body: Json): Promise<Json> {
     const roomId = body.room as string;
-    const msg = await this.create({ ...caller, platform: true }, roomId, (body.sender as string | undefined) ?? null, body);
-    // The documented response of this endpoint carries the sender as an id, not an object.
-    return { ...msg, sender: body.sender ?? null };
+    return adminAnswer(await this.create({ ...caller, platform: true }, roomId, (body.sender as string | undefined) ?? null, body), body);
+  }
+
+  /**
+   * The answer of a send whose first try stored `messageId` and lost its answer (docs/reliability.md, Idempotency):
+   * the message as it is stored now. No access decision is made again: the id comes from the caller's own key,
+   * which that try's send (after the policy allowed it) recorded with the message; it is the caller's own send.
+   * `admin`: as `POST /messages` answers (`body` is that request's).
+   */
+  async sent(caller: Caller, messageId: string, admin?: { body: Json }): Promise<Json> {
+    const msg = await this.ctx.render.renderStoredMessage(caller.appId, messageId);
+    if (!msg) throw new AppError('NOT_FOUND', 'The message this key sent no longer exists');
+    return admin ? adminAnswer(msg, admin.body) : msg;
   }
 
   private async create(caller: Caller, roomId: string, senderId: string | null, body: Json, fromBot = false): Promise<Json> {
@@ -330,4 +340,9 @@ export function pushRequest(body: Json, byDefault = true): PushRequest | undefin
   if (typeof p === 'string') out.text = p;
   if (body.skipTotalBadge === true) out.skipTotalBadge = true;
   return out;
+}
+
+/** The documented response of `POST /messages` carries the sender as an id, not an object. */
+function adminAnswer(msg: Json, body: Json): Json {
+  return { ...msg, sender: body.sender ?? null };
 }

@@ -15,7 +15,7 @@ import { trustFunction } from '../lib/client-address.js';
 import { jsonTextTooDeep, tooDeep } from '../lib/json-depth.js';
 import { redactUrl } from '../logger.js';
 import type { Metrics } from '../monitoring/metrics.js';
-import { Described, FileReply, type Part, type RouteDef } from './route.js';
+import { Described, FileReply, type Part, type RouteDef, type RouteRequest } from './route.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -228,13 +228,15 @@ export function buildHttp(opts: {
         // Idempotency-Key on a POST (docs/reliability.md): a retry gets the first answer again.
         const idemKey = def.method === 'POST' && def.auth !== 'public' && !def.multipart && !def.raw && opts.idempotency ? header(request.headers, 'idempotency-key') : undefined;
         if (idemKey === undefined || !request.actor) return answer(request, reply);
-        const begun = await opts.idempotency!.begin(request.actor, idemKey, def.method, def.url, request.params, request.body);
+        const recover = def.recoverSent && ((messageId: string) => answer(request, reply, messageId));
+        const begun = await opts.idempotency!.begin(request.actor, idemKey, def.method, def.url, request.params, request.body, recover !== undefined);
         if ('replay' in begun) {
           void reply.header('Idempotent-Replayed', 'true').code(begun.replay.status).type('application/json; charset=utf-8');
           return reply.send(begun.replay.body);
         }
         try {
-          const value = await answer(request, reply);
+          if (begun.sent !== undefined) void reply.header('Idempotent-Replayed', 'true');
+          const value = await opts.idempotency!.run(begun, () => answer(request, reply), recover);
           await opts.idempotency!.finish(begun.run, 200, JSON.stringify(value));
           return value;
         } catch (err) {
@@ -245,8 +247,9 @@ export function buildHttp(opts: {
       },
     });
 
-    async function answer(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-        const result = await def.handler({
+    /** The route's answer; with `sentMessageId`, the one it gives for a message its first try stored (recoverSent). */
+    async function answer(request: FastifyRequest, reply: FastifyReply, sentMessageId?: string): Promise<unknown> {
+        const req: RouteRequest = {
           actor: request.actor as Actor,
           body: request.body ?? undefined,
           query: request.query,
@@ -256,7 +259,8 @@ export function buildHttp(opts: {
           method: request.method,
           origin: opts.config.publicUrl ?? `${request.protocol}://${request.host}`,
           parts: def.multipart ? partsOf(request) : undefined,
-        });
+        };
+        const result = sentMessageId !== undefined && def.recoverSent ? await def.recoverSent(req, sentMessageId) : await def.handler(req);
         if (result instanceof FileReply) {
           void reply.headers(result.headers);
           return reply.send(result.body);

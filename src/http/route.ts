@@ -29,6 +29,12 @@ export interface RouteDef {
    */
   signedAccess?: boolean;
   handler(req: RouteRequest): Promise<unknown>;
+  /**
+   * A route that sends a message, retried with the Idempotency-Key of a first try that stored its message but lost
+   * its answer (a crash between the two): the answer for that message, as `handler` gave it (docs/reliability.md).
+   * With it, the message a request stores records its id on the key in its own transaction.
+   */
+  recoverSent?(req: RouteRequest, messageId: string): Promise<unknown>;
 }
 
 /** One part of a multipart body, in the order sent. A file part's bytes are still arriving: read or resume them. */

@@ -302,9 +302,13 @@ export class Realtime {
         const roomId = body.room ?? body.roomId ?? body.roomID;
         if (typeof roomId !== 'string' || !roomId) throw new AppError('INVALID_REQUEST', 'Missing required field: room');
         if (Buffer.byteLength(JSON.stringify(body)) > this.deps.config.bodyLimitBytes) throw new AppError('PAYLOAD_TOO_LARGE', 'Message is too large');
-        const send = async () => ({ RC: 0, RM: 'OK', result: await this.deps.services.messages.send({ appId: actor.app.id, userId: actor.userId, platform: false }, roomId, body) });
-        // With a clientMsgId, a retried send is acknowledged with the first one's answer, not stored again.
-        const answer = body.clientMsgId !== undefined && this.deps.idempotency ? await this.deps.idempotency.socketSend(actor.app.id, actor.userId, body, send) : await send();
+        const caller = { appId: actor.app.id, userId: actor.userId, platform: false };
+        const send = async () => ({ RC: 0, RM: 'OK', result: await this.deps.services.messages.send(caller, roomId, body) });
+        // With a clientMsgId, a retried send is acknowledged with the first one's answer, not stored again; a first
+        // send whose message was stored but whose ack was never kept (a crash between the two) is acknowledged
+        // with that message.
+        const sent = async (messageId: string) => ({ RC: 0, RM: 'OK', result: await this.deps.services.messages.sent(caller, messageId) });
+        const answer = body.clientMsgId !== undefined && this.deps.idempotency ? await this.deps.idempotency.socketSend(actor.app.id, actor.userId, body, send, sent) : await send();
         // The ack is a plain object on every encoding: js-lib reads res.RC without decoding.
         if (typeof ack === 'function') ack(answer);
       });

@@ -24,7 +24,7 @@ export class IdempotencyRepo {
   async takeOver(row: IdempotencyRow, stale: number): Promise<boolean> {
     const r = await this.db
       .updateTable('idempotency_keys')
-      .set({ fingerprint: row.fingerprint, status: null, body: null, created_at: row.created_at })
+      .set({ fingerprint: row.fingerprint, status: null, body: null, created_at: row.created_at, message_id: null })
       .where('app_id', '=', row.app_id)
       .where('subject', '=', row.subject)
       .where('key', '=', row.key)
@@ -37,8 +37,32 @@ export class IdempotencyRepo {
     await this.db.updateTable('idempotency_keys').set({ status, body }).where('app_id', '=', appId).where('subject', '=', subject).where('key', '=', key).execute();
   }
 
+  /**
+   * Forgets a claim whose request failed, so that a retry runs again; not one whose message was stored (the retry
+   * is answered with that message).
+   */
   async release(appId: string, subject: string, key: string): Promise<void> {
-    await this.db.deleteFrom('idempotency_keys').where('app_id', '=', appId).where('subject', '=', subject).where('key', '=', key).where('status', 'is', null).execute();
+    await this.db
+      .deleteFrom('idempotency_keys')
+      .where('app_id', '=', appId)
+      .where('subject', '=', subject)
+      .where('key', '=', key)
+      .where('status', 'is', null)
+      .where('message_id', 'is', null)
+      .execute();
+  }
+
+  /** The statement that records, in the transaction storing it, the message a claim's request stored. */
+  static noteMessage(db: Kysely<Database>, claim: { appId: string; subject: string; key: string }, messageId: string): { sql: string; params: unknown[] } {
+    const q = db
+      .updateTable('idempotency_keys')
+      .set({ message_id: messageId })
+      .where('app_id', '=', claim.appId)
+      .where('subject', '=', claim.subject)
+      .where('key', '=', claim.key)
+      .where('status', 'is', null)
+      .compile();
+    return { sql: q.sql, params: [...q.parameters] };
   }
 
   async prune(before: number): Promise<void> {

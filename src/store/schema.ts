@@ -492,6 +492,11 @@ export interface IdempotencyKeysTable {
   status: number | null;
   body: string | null;
   created_at: Ms;
+  /**
+   * The message the first request stored, written in that message's own transaction: a retry finds it even when
+   * the answer was never written (a crash between the two), and is answered with it instead of sending again.
+   */
+  message_id: string | null;
 }
 
 export interface Database {

@@ -25,6 +25,7 @@ export function messageRoutes({ messages }: Services) {
         body: { type: 'object', properties: { _id: messageId, messageType: { type: 'string', minLength: 1, maxLength: 64 }, message: {}, mentions: { type: 'array', items: id, maxItems: 1000 } } },
       },
       handler: async ({ actor, params, body }) => messages.send(callerOf(actor), params.id, body),
+      recoverSent: async ({ actor }, messageId) => messages.sent(callerOf(actor), messageId),
     },
     {
       method: 'POST',
@@ -41,6 +42,7 @@ export function messageRoutes({ messages }: Services) {
         },
       },
       handler: async ({ actor, body }) => messages.adminSend(callerOf(actor), body),
+      recoverSent: async ({ actor, body }, messageId) => messages.sent(callerOf(actor), messageId, { body }),
     },
     {
       method: 'GET',

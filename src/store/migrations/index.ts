@@ -670,6 +670,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('webhook_events').addColumn('claimed_at', 'bigint').execute();
     },
   },
+  '0029_idempotency_message': {
+    async up(db: Kysely<any>) {
+      // A send with an Idempotency-Key or a clientMsgId records its message's id on its key in the message's own
+      // transaction (docs/reliability.md): a crash before the answer is written no longer lets a retry send again.
+      await db.schema.alterTable('idempotency_keys').addColumn('message_id', 'varchar(64)').execute();
+    },
+  },
 };
 
 /**
