@@ -86,6 +86,9 @@ export class MonitoringService {
       const series = rows.filter((r) => r.key_id === k.id);
       const latest = last.find((r) => r.key_id === k.id);
       return {
+        // The last 4 characters tell few keys apart (the key format leaves one in sixteen pairs the same): the
+        // fingerprint, as the key lists show it, names the key.
+        fingerprint: k.fingerprint,
         last4: k.last4,
         createdAt: new Date(k.created_at).toISOString(),
         expiresAt: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),

@@ -102,8 +102,8 @@ export class MonitoringRepo {
   }
 
   /** The application's API keys (never their digests) with their usage rows since `since`, oldest minute first. */
-  async usageOf(appId: string, since: number): Promise<{ keys: Array<{ id: string; last4: string; created_at: number; expires_at: number | null; revoked_at: number | null }>; rows: UsageRow[]; last: UsageRow[] }> {
-    const keys = await this.db.selectFrom('api_keys').select(['id', 'last4', 'created_at', 'expires_at', 'revoked_at']).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
+  async usageOf(appId: string, since: number): Promise<{ keys: Array<{ id: string; fingerprint: string | null; last4: string; created_at: number; expires_at: number | null; revoked_at: number | null }>; rows: UsageRow[]; last: UsageRow[] }> {
+    const keys = await this.db.selectFrom('api_keys').select(['id', 'fingerprint', 'last4', 'created_at', 'expires_at', 'revoked_at']).where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute();
     const rows = await this.db.selectFrom('api_key_usage').selectAll().where('app_id', '=', appId).where('minute', '>=', since).orderBy('key_id').orderBy('minute').execute();
     // The last use of each key, however long ago (within the rows kept): its latest minute.
     const last = await this.db

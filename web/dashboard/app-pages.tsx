@@ -301,10 +301,10 @@ function UsagePage({ appId }: { appId: string }) {
   const keys: any[] = usage.data?.keys ?? [];
   const perKey: Series[] = keys
     .filter((k) => k.perMinute.length > 0)
-    .map((k, i) => ({ name: `…${k.last4}`, color: COLORS[i % COLORS.length]!, points: k.perMinute.map((p: any) => ({ t: Date.parse(p.minute), v: p.requests })) }));
+    .map((k, i) => ({ name: keyLabel(k), color: COLORS[i % COLORS.length]!, points: k.perMinute.map((p: any) => ({ t: Date.parse(p.minute), v: p.requests })) }));
   const refused: Series[] = keys
     .filter((k) => k.perMinute.some((p: any) => p.refused > 0))
-    .map((k, i) => ({ name: `…${k.last4} 429s`, color: COLORS[i % COLORS.length]!, points: k.perMinute.map((p: any) => ({ t: Date.parse(p.minute), v: p.refused })) }));
+    .map((k, i) => ({ name: `${keyLabel(k)} 429s`, color: COLORS[i % COLORS.length]!, points: k.perMinute.map((p: any) => ({ t: Date.parse(p.minute), v: p.refused })) }));
   // Messages per minute between samples: the difference of the last hour's count, scaled to a minute.
   const rate: Series = {
     name: 'messages/min',
@@ -361,9 +361,9 @@ function UsagePage({ appId }: { appId: string }) {
         <tbody>
           {keys.map((k, i) => (
             <tr key={i}>
-              <td class="mono">…{k.last4}</td>
+              <td class="mono">{keyLabel(k)}</td>
               <td>{k.requestsLastMinute}</td>
-              <td data-testid={`key-hour-${k.last4}`}>{k.requestsLastHour}</td>
+              <td data-testid={`key-hour-${k.fingerprint ?? k.last4}`}>{k.requestsLastHour}</td>
               <td>{when(k.lastUsedAt)}</td>
               <td class="mono">{k.lastAddress ?? '—'}</td>
             </tr>
@@ -892,4 +892,9 @@ function AuditPage({ appId }: { appId: string }) {
       )}
     </div>
   );
+}
+
+/** A key on the usage page: its last 4 characters, which several keys may share, and its fingerprint, which names it. */
+function keyLabel(k: { last4: string; fingerprint: string | null }): string {
+  return k.fingerprint ? `…${k.last4} (${k.fingerprint})` : `…${k.last4}`;
 }
