@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 MAJOR="${1:?usage: scripts/test-node.sh MAJOR (22 or 24)}"
-VERSION="${NODE_VERSION:-${NODE24_VERSION:-$MAJOR}}"
+VERSION="${NODE_VERSION:-$MAJOR}"
 NAME="test-node$MAJOR"
 DIR="$ROOT/.ci/node$MAJOR"
 WORK="$DIR/work"

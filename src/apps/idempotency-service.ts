@@ -96,8 +96,8 @@ export class Idempotency {
       if (!found) continue; // deleted meanwhile (a 5xx released it): claim again
       const expired = found.created_at <= now - IDEMPOTENCY_TTL_MS;
       // Unanswered, and its message stored: the first try's answer was lost; the message is the answer.
-      const sent = !expired && found.status === null && found.message_id !== null ? found.message_id : undefined;
-      const abandoned = found.status === null && (sent === undefined || !recoverable) && found.created_at <= now - ABANDONED_AFTER_MS;
+      const sent = recoverable && !expired && found.status === null && found.message_id !== null ? found.message_id : undefined;
+      const abandoned = found.status === null && sent === undefined && found.created_at <= now - ABANDONED_AFTER_MS;
       if (expired || abandoned) {
         if (await repo.takeOver(row, found.created_at)) return { run: { appId, subject, key } };
         continue;
@@ -105,7 +105,7 @@ export class Idempotency {
       if (found.fingerprint !== fingerprint) {
         throw new AppError('IDEMPOTENCY_KEY_REUSED', `This ${name} was used with a different ${name === 'clientMsgId' ? 'message' : 'request (method, path or body)'} in the last 24 hours`);
       }
-      if (sent !== undefined && recoverable) return { run: { appId, subject, key }, sent };
+      if (sent !== undefined) return { run: { appId, subject, key }, sent };
       if (found.status === null) throw new AppError('IDEMPOTENCY_KEY_IN_USE', `A request with this ${name} is still running; retry in a moment`, { retryAfter: 1 });
       return { replay: { status: found.status, body: found.body ?? '' } };
     }
